@@ -1,0 +1,121 @@
+# tlsgate build. `make` builds everything; `make test` runs every test;
+# `make deps` installs the Debian packages the build, tests, demo and
+# benchmarks need. Quiet output unless V=1.
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+BUILD    ?= build
+CC       ?= gcc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+PKGS     := libbpf libnetfilter_queue libmnl wolfssl libunbound sqlite3 jansson libmicrohttpd libpcap
+MULTIARCH := $(shell $(CC) -dumpmachine)
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+CPPFLAGS := -D_GNU_SOURCE -Ibpf -Iuserspace -I$(BUILD) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(CPPFLAGS) -MMD -MP
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lelf -lz -lpthread -lm
+
+# BPF side: every bpf/*.bpf.c becomes an object and a skeleton.
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+BPF_SKELS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+	-I/usr/include/$(MULTIARCH) -Ibpf
+
+# Userspace: every userspace/*.c and probe/*.c that is not a main goes into
+# one library; each main below becomes a binary when its source exists.
+MAINS    := userspace/tlsgated.c userspace/tlsgatectl.c userspace/tlsgate-replay.c probe/tlsgate-probe.c
+LIB_SRCS := $(filter-out $(MAINS),$(wildcard userspace/*.c probe/*.c))
+LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
+LIB      := $(BUILD)/libtlsgate.a
+BINS     := $(patsubst %.c,$(BUILD)/%,$(notdir $(wildcard $(MAINS))))
+
+# Tests: tests/unit/test_*.c each become a cmocka binary linked with the
+# library; tests/fuzz/fuzz_*.c become libFuzzer targets (ASan + UBSan).
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter $(CPPFLAGS)
+# Library sources compiled again with sanitizers for the fuzz targets.
+FUZZ_LIB_OBJS := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(LIB_SRCS))
+
+.PHONY: all deps test unit fuzz fuzz-smoke bench demo clean install image image-test
+all: $(LIB) $(BINS) $(BPF_OBJS) $(UNIT_BINS)
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@
+
+# Every userspace object sees the skeletons and the shared header.
+$(BUILD)/%.o: %.c $(BPF_SKELS) bpf/tlsgate_shared.h
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%: $(BUILD)/userspace/%.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/%: $(BUILD)/probe/%.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(BPF_SKELS) bpf/tlsgate_shared.h
+	$(call msg,TEST,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+$(BUILD)/fuzz/obj/%.o: %.c $(BPF_SKELS) bpf/tlsgate_shared.h
+	$(call msg,CC-FUZZ,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CLANG) $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD):
+	$(Q)mkdir -p $@
+
+deps:
+	./tests/lib/deps.sh
+
+test: all fuzz-build
+	./tests/run.sh
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	./tests/fuzz/run.sh $(or $(FUZZ_SECONDS),300)
+
+bench: all
+	./tests/bench/run.sh
+
+demo: all
+	./tests/world/demo.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

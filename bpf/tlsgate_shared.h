@@ -1,0 +1,81 @@
+/* tlsgate_shared.h - the structs and constants that the BPF programs and
+ * userspace share. Only __u / __be types, explicit padding, sizes pinned by
+ * _Static_assert: both sides must agree byte for byte, and both rebuild when
+ * this file changes. Nothing here that only one side uses. */
+#ifndef TLSGATE_SHARED_H
+#define TLSGATE_SHARED_H
+
+#include <linux/types.h>
+
+/* skb->mark bits that send a packet to NFQUEUE (one iptables rule matches
+ * mark/mask). Userspace may override the value through rodata. */
+#define TLSGATE_MARK_INSPECT 0x7e500000u
+#define TLSGATE_MARK_MASK 0xfff00000u
+
+/* Map bounds. At the bound the LRU flow map evicts the least recently used
+ * entry: an evicted PASS/BLOCK flow falls back to inspection (never to a
+ * silent pass). */
+#define TLSGATE_MAX_FLOWS 65536
+#define TLSGATE_MAX_PORTS 16
+
+/* smtp_ports map: key __u16 port in host byte order, value __u8 (1). */
+
+/* Names under the pin directory (default /sys/fs/bpf/tlsgate). */
+#define TLSGATE_PIN_DIR_DEFAULT "/sys/fs/bpf/tlsgate"
+
+enum tlsgate_verdict {
+	TLSGATE_INSPECT = 0, /* mark: userspace decides */
+	TLSGATE_PASS = 1,    /* verdict final: stays in the kernel */
+	TLSGATE_BLOCK = 2,   /* verdict final: dropped in the program */
+};
+
+/* Normalised 5-tuple: both directions of a connection give the same key.
+ * Addresses are IPv6 or IPv4-mapped IPv6 (::ffff:a.b.c.d), network order.
+ * The (addr, port) pair that compares lower as bytes comes first. */
+struct tlsgate_flow_key {
+	__u8 addr_lo[16];
+	__u8 addr_hi[16];
+	__be16 port_lo;
+	__be16 port_hi;
+	__u8 proto; /* IPPROTO_TCP */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct tlsgate_flow_key) == 40, "flow key layout");
+
+/* Value of the flow map. Userspace creates entries (with zero counters);
+ * the program only bumps the counters of existing entries. */
+struct tlsgate_flow_value {
+	__u8 verdict; /* enum tlsgate_verdict */
+	__u8 pad[7];
+	__u64 packets; /* seen by the program since the entry was written */
+	__u64 bytes;
+	__u64 verdict_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at verdict */
+};
+_Static_assert(sizeof(struct tlsgate_flow_value) == 32, "flow value layout");
+
+/* Direction of a packet relative to the SMTP session. */
+enum tlsgate_dir {
+	TLSGATE_DIR_TO_SERVER = 0, /* destination port is an SMTP port */
+	TLSGATE_DIR_TO_CLIENT = 1,
+};
+
+/* Index into the per-CPU counter array. */
+enum tlsgate_counter {
+	TLSGATE_CNT_INSPECT_TO_SERVER = 0, /* marked for NFQUEUE */
+	TLSGATE_CNT_INSPECT_TO_CLIENT,
+	TLSGATE_CNT_PASS_TO_SERVER, /* offloaded: kernel only */
+	TLSGATE_CNT_PASS_TO_CLIENT,
+	TLSGATE_CNT_BLOCK_TO_SERVER, /* dropped in the program */
+	TLSGATE_CNT_BLOCK_TO_CLIENT,
+	TLSGATE_CNT_UNPARSED,  /* not safely parseable: marked for NFQUEUE */
+	TLSGATE_CNT_FRAGMENT,  /* IPv4/IPv6 fragment: marked for NFQUEUE */
+	TLSGATE_CNT_MAX,
+};
+
+struct tlsgate_counter_value {
+	__u64 packets;
+	__u64 bytes;
+};
+_Static_assert(sizeof(struct tlsgate_counter_value) == 16, "counter layout");
+
+#endif

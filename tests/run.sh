@@ -1,0 +1,66 @@
+#!/bin/bash
+# Runs every test: unit binaries (cmocka, TAP output), a short smoke of each
+# libFuzzer target, and the test scripts (TAP). Ends with the line
+# "N passed, N failed" summed over all of them; exits non-zero on any failure.
+# Usage: tests/run.sh [FILTER]   (FILTER: substring of the test's path)
+set -u
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${BUILD:-build}
+FILTER=${1:-}
+FUZZ_SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-15}
+LOGDIR=${TEST_LOGDIR:-$BUILD/test-logs}
+mkdir -p "$LOGDIR"
+passed=0
+failed=0
+failed_names=()
+
+# run_tap NAME TIMEOUT CMD...: run CMD, echo its output, count TAP results.
+run_tap() {
+	local name=$1 tmo=$2
+	shift 2
+	local log="$LOGDIR/$(echo "$name" | tr '/ ' '__').log"
+	echo "# --- $name"
+	timeout -k 10 "$tmo" "$@" >"$log" 2>&1
+	local rc=$?
+	sed 's/^/    /' "$log" | grep -E '^    (ok|not ok|#|Bail)' | head -200
+	local p f
+	p=$(grep -cE '^(ok|    ok) ' "$log")
+	f=$(grep -cE '^(not ok|    not ok) ' "$log")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "    not ok - $name exited with status $rc (see $log)"
+		tail -20 "$log" | sed 's/^/    | /'
+		f=1
+	fi
+	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+		echo "    not ok - $name reported no results (see $log)"
+		f=1
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$f" -eq 0 ] || failed_names+=("$name")
+}
+
+match() { [ -z "$FILTER" ] || [[ "$1" == *"$FILTER"* ]]; }
+
+for t in "$BUILD"/tests/test_*; do
+	[ -x "$t" ] || continue
+	match "$t" || continue
+	CMOCKA_MESSAGE_OUTPUT=TAP run_tap "$t" 300 "$t"
+done
+
+for f in "$BUILD"/fuzz/fuzz_*; do
+	[ -x "$f" ] || continue
+	match "$f" || continue
+	run_tap "$f (smoke ${FUZZ_SMOKE_SECONDS}s)" $((FUZZ_SMOKE_SECONDS + 120)) \
+		tests/fuzz/smoke.sh "$f" "$FUZZ_SMOKE_SECONDS"
+done
+
+for s in tests/*/test_*.sh; do
+	[ -x "$s" ] || continue
+	match "$s" || continue
+	run_tap "$s" 900 "$s"
+done
+
+for n in "${failed_names[@]}"; do echo "FAILED: $n"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
