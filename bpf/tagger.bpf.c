@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tagger.bpf.c - TC (clsact) ingress program on the gateway's inside and
+ * outside interfaces. For TCP on an SMTP port (smtp_ports) it looks the
+ * connection up in the flow map, keyed the same way in both directions:
+ *   no entry / INSPECT -> set the inspection mark (one netfilter rule sends
+ *                         marked packets to NFQUEUE), TC_ACT_OK
+ *   PASS               -> TC_ACT_OK untouched; the entry's counters grow
+ *   BLOCK              -> TC_ACT_SHOT; the entry's counters grow
+ * What may be SMTP but cannot be judged here - IPv4/IPv6 fragments, headers
+ * that are truncated or malformed, VLAN stacks deeper than two, IPv6
+ * extension chains longer than PARSE_IPV6_MAX_EXT - is marked too: never a
+ * silent pass. Frames that are not IP (or too short to carry an Ethernet
+ * header) and IP that is not TCP on an SMTP port are left alone, uncounted.
+ *
+ * The key (struct tlsgate_flow_key) must equal what userspace/flowkey.c
+ * computes; tests/unit/test_tagger.c checks both against each other. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "parsing_helpers.h"
+#include "tlsgate_shared.h"
+
+/* Set through rodata by the loader before load. */
+const volatile __u32 inspect_mark = TLSGATE_MARK_INSPECT;
+const volatile __u32 inspect_mask = TLSGATE_MARK_MASK;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct tlsgate_flow_key);
+	__type(value, struct tlsgate_flow_value);
+	__uint(max_entries, TLSGATE_MAX_FLOWS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, __u8);
+	__uint(max_entries, TLSGATE_MAX_PORTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} smtp_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct tlsgate_counter_value);
+	__uint(max_entries, TLSGATE_CNT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} counters SEC(".maps");
+
+/* Headers we want in the linear area: Ethernet, two VLAN tags, IPv6 and a
+ * few extension headers, TCP with options. A driver may leave part of them
+ * in page fragments, which would otherwise end as UNPARSED. */
+#define TAGGER_PULL_LEN 256
+
+static __always_inline void tagger_count(struct __sk_buff *skb, __u32 idx)
+{
+	struct tlsgate_counter_value *c;
+
+	c = bpf_map_lookup_elem(&counters, &idx);
+	if (!c)
+		return;
+	/* Per-CPU and TC runs with migration disabled: plain adds suffice. */
+	c->packets += 1;
+	c->bytes += skb->len;
+}
+
+static __always_inline int tagger_mark(struct __sk_buff *skb, __u32 idx)
+{
+	skb->mark = (skb->mark & ~inspect_mask) | inspect_mark;
+	tagger_count(skb, idx);
+	return TC_ACT_OK;
+}
+
+/* Returns <0, 0, >0 as (a, pa) compares to (b, pb): address bytes first,
+ * then the port as a number. */
+static __always_inline int tagger_cmp(const __u8 *a, __be16 pa, const __u8 *b,
+				      __be16 pb)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 16; i++) {
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
+	}
+	if (pa == pb)
+		return 0;
+	return bpf_ntohs(pa) < bpf_ntohs(pb) ? -1 : 1;
+}
+
+/* May the upper layer after an IPv6 fragment header be TCP? */
+static __always_inline int tagger_frag_may_be_tcp(int nexthdr)
+{
+	switch (nexthdr) {
+	case IPPROTO_TCP:
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_AH:
+		return 1;
+	}
+	return 0;
+}
+
+SEC("tc")
+int tlsgate_tagger(struct __sk_buff *skb)
+{
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value *val;
+	struct parse_ipv6_frag_hdr *fh;
+	struct hdr_cursor nh;
+	struct ethhdr *eth;
+	struct iphdr *iph;
+	struct ipv6hdr *ip6h;
+	struct tcphdr *tcph;
+	__u8 saddr[16], daddr[16];
+	void *data, *data_end;
+	__u32 want, dir;
+	__u16 sport, dport;
+	int proto;
+
+	/* Rarely taken; the only helper that moves packet data, so data and
+	 * data_end are read after it. */
+	want = skb->len < TAGGER_PULL_LEN ? skb->len : TAGGER_PULL_LEN;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + want > data_end)
+		bpf_skb_pull_data(skb, want);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+
+	nh.pos = data;
+	if (data + sizeof(struct ethhdr) > data_end)
+		return TC_ACT_OK; /* cannot be IP at all */
+	proto = parse_ethhdr_vlan(&nh, data_end, &eth);
+	if (proto == PARSE_FAIL || parse_is_vlan(proto))
+		return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+
+	__builtin_memset(saddr, 0, sizeof(saddr));
+	__builtin_memset(daddr, 0, sizeof(daddr));
+	if (proto == bpf_htons(ETH_P_IP)) {
+		proto = parse_iphdr(&nh, data_end, &iph);
+		if (proto == PARSE_FAIL)
+			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+		if (proto != IPPROTO_TCP)
+			return TC_ACT_OK;
+		if (iph->frag_off & bpf_htons(PARSE_IP_MF | PARSE_IP_OFFSET))
+			return tagger_mark(skb, TLSGATE_CNT_FRAGMENT);
+		saddr[10] = 0xff;
+		saddr[11] = 0xff;
+		daddr[10] = 0xff;
+		daddr[11] = 0xff;
+		__builtin_memcpy(&saddr[12], &iph->saddr, 4);
+		__builtin_memcpy(&daddr[12], &iph->daddr, 4);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		proto = parse_ip6hdr(&nh, data_end, &ip6h);
+		if (proto == PARSE_FAIL)
+			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+		proto = parse_ip6_ext(&nh, data_end, proto);
+		if (proto == PARSE_FAIL)
+			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+		if (proto == IPPROTO_FRAGMENT) {
+			proto = parse_ip6_frag(&nh, data_end, &fh);
+			if (proto == PARSE_FAIL)
+				return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+			if (!tagger_frag_may_be_tcp(proto))
+				return TC_ACT_OK;
+			return tagger_mark(skb, TLSGATE_CNT_FRAGMENT);
+		}
+		if (proto != IPPROTO_TCP)
+			return TC_ACT_OK;
+		__builtin_memcpy(saddr, &ip6h->saddr, 16);
+		__builtin_memcpy(daddr, &ip6h->daddr, 16);
+	} else {
+		return TC_ACT_OK;
+	}
+
+	if (parse_tcphdr(&nh, data_end, &tcph) == PARSE_FAIL)
+		return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+
+	sport = bpf_ntohs(tcph->source);
+	dport = bpf_ntohs(tcph->dest);
+	if (bpf_map_lookup_elem(&smtp_ports, &dport))
+		dir = TLSGATE_DIR_TO_SERVER;
+	else if (bpf_map_lookup_elem(&smtp_ports, &sport))
+		dir = TLSGATE_DIR_TO_CLIENT;
+	else
+		return TC_ACT_OK;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.proto = IPPROTO_TCP;
+	if (tagger_cmp(saddr, tcph->source, daddr, tcph->dest) <= 0) {
+		__builtin_memcpy(key.addr_lo, saddr, 16);
+		__builtin_memcpy(key.addr_hi, daddr, 16);
+		key.port_lo = tcph->source;
+		key.port_hi = tcph->dest;
+	} else {
+		__builtin_memcpy(key.addr_lo, daddr, 16);
+		__builtin_memcpy(key.addr_hi, saddr, 16);
+		key.port_lo = tcph->dest;
+		key.port_hi = tcph->source;
+	}
+
+	val = bpf_map_lookup_elem(&flows, &key);
+	if (!val || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_BLOCK)
+		return tagger_mark(skb, TLSGATE_CNT_INSPECT_TO_SERVER + dir);
+
+	__sync_fetch_and_add(&val->packets, 1);
+	__sync_fetch_and_add(&val->bytes, skb->len);
+	if (val->verdict == TLSGATE_BLOCK) {
+		tagger_count(skb, TLSGATE_CNT_BLOCK_TO_SERVER + dir);
+		return TC_ACT_SHOT;
+	}
+	tagger_count(skb, TLSGATE_CNT_PASS_TO_SERVER + dir);
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "GPL";
