@@ -60,7 +60,7 @@ $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)
 
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(call msg,SKEL,$@)
-	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
 # Every userspace object sees the skeletons and the shared header.
 $(BUILD)/%.o: %.c $(BPF_SKELS) bpf/tlsgate_shared.h

@@ -1,0 +1,296 @@
+/* datapath.c - see datapath.h for the contract. */
+#include "datapath.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/magic.h>
+
+#include "log.h"
+#include "tagger.skel.h"
+
+#define BPFFS_ROOT "/sys/fs/bpf"
+
+struct datapath {
+	struct tagger_bpf *skel;
+	char pin_dir[256];
+	int ifindex[DATAPATH_MAX_IFACES];
+	size_t n_attached;
+	bool adopted;
+	int ncpus;
+	int flows_fd;
+	int counters_fd;
+};
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* libbpf's own messages are demoted: debug output only with -v. */
+	if (level == LIBBPF_DEBUG && log_get_level() < LOG_LEVEL_DEBUG)
+		return 0;
+	char buf[512];
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n > 0 && buf[n < (int)sizeof(buf) ? n - 1 : (int)sizeof(buf) - 2] == '\n')
+		buf[n < (int)sizeof(buf) ? n - 1 : (int)sizeof(buf) - 2] = '\0';
+	if (level == LIBBPF_WARN)
+		log_warnx("libbpf: %s", buf);
+	else
+		log_debug("libbpf: %s", buf);
+	return 0;
+}
+
+static int datapath_mount_bpffs(void)
+{
+	struct statfs st;
+	if (statfs(BPFFS_ROOT, &st) == 0 && st.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700") < 0) {
+		log_warn("datapath: mount bpffs on %s", BPFFS_ROOT);
+		return -errno;
+	}
+	log_info("datapath: mounted bpffs on %s", BPFFS_ROOT);
+	return 0;
+}
+
+static bool datapath_pinned(const char *pin_dir, const char *name)
+{
+	char path[320];
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	return access(path, F_OK) == 0;
+}
+
+static void datapath_unpin(const char *pin_dir)
+{
+	static const char *const names[] = { "flows", "smtp_ports", "counters" };
+	char path[320];
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, names[i]);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("datapath: unlink %s", path);
+	}
+	if (rmdir(pin_dir) < 0 && errno != ENOENT)
+		log_warn("datapath: rmdir %s", pin_dir);
+}
+
+static int datapath_load(struct datapath *dp, const struct datapath_config *cfg)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = dp->pin_dir);
+	dp->skel = tagger_bpf__open_opts(&opts);
+	if (!dp->skel) {
+		log_warn("datapath: open BPF object");
+		return -errno;
+	}
+	dp->skel->rodata->inspect_mark = cfg->inspect_mark;
+	dp->skel->rodata->inspect_mask = cfg->inspect_mask;
+	int err = tagger_bpf__load(dp->skel);
+	if (err) {
+		tagger_bpf__destroy(dp->skel);
+		dp->skel = NULL;
+		return err;
+	}
+	return 0;
+}
+
+static int datapath_attach(struct datapath *dp, const char *ifname)
+{
+	int ifindex = (int)if_nametoindex(ifname);
+	if (!ifindex) {
+		log_warn("datapath: interface %s", ifname);
+		return -ENODEV;
+	}
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	int err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST) {
+		log_warnx("datapath: clsact on %s: %s", ifname, strerror(-err));
+		return err;
+	}
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = DATAPATH_TC_HANDLE,
+		    .priority = DATAPATH_TC_PRIORITY,
+		    .prog_fd = bpf_program__fd(dp->skel->progs.tlsgate_tagger),
+		    .flags = BPF_TC_F_REPLACE);
+	err = bpf_tc_attach(&hook, &opts);
+	if (err) {
+		log_warnx("datapath: attach to %s ingress: %s", ifname, strerror(-err));
+		return err;
+	}
+	dp->ifindex[dp->n_attached++] = ifindex;
+	log_info("datapath: tagger attached to %s (ifindex %d) ingress", ifname, ifindex);
+	return 0;
+}
+
+static void datapath_detach_all(struct datapath *dp)
+{
+	for (size_t i = 0; i < dp->n_attached; i++) {
+		LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = dp->ifindex[i],
+			    .attach_point = BPF_TC_INGRESS);
+		LIBBPF_OPTS(bpf_tc_opts, opts, .handle = DATAPATH_TC_HANDLE,
+			    .priority = DATAPATH_TC_PRIORITY);
+		int err = bpf_tc_detach(&hook, &opts);
+		if (err && err != -ENOENT)
+			log_warnx("datapath: detach from ifindex %d: %s", dp->ifindex[i],
+				  strerror(-err));
+	}
+	dp->n_attached = 0;
+}
+
+struct datapath *datapath_open(const struct datapath_config *cfg)
+{
+	struct datapath *dp = xcalloc(1, sizeof(*dp));
+	int err;
+
+	libbpf_set_print(libbpf_print);
+	if (snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", cfg->pin_dir) >=
+	    (int)sizeof(dp->pin_dir)) {
+		log_warnx("datapath: pin directory name too long");
+		goto fail;
+	}
+	if (datapath_mount_bpffs() < 0)
+		goto fail;
+	if (mkdir(dp->pin_dir, 0700) < 0 && errno != EEXIST) {
+		log_warn("datapath: mkdir %s", dp->pin_dir);
+		goto fail;
+	}
+	dp->adopted = datapath_pinned(dp->pin_dir, "flows");
+
+	err = datapath_load(dp, cfg);
+	if (err && dp->adopted) {
+		/* Pinned maps that do not fit this program (an older layout):
+		 * their flows cannot be adopted; start clean. */
+		log_warnx("datapath: pinned maps in %s do not match this build; replacing them",
+			  dp->pin_dir);
+		datapath_unpin(dp->pin_dir);
+		mkdir(dp->pin_dir, 0700);
+		dp->adopted = false;
+		err = datapath_load(dp, cfg);
+	}
+	if (err) {
+		log_warnx("datapath: load BPF program: %s", strerror(-err));
+		goto fail;
+	}
+	dp->flows_fd = bpf_map__fd(dp->skel->maps.flows);
+	dp->counters_fd = bpf_map__fd(dp->skel->maps.counters);
+	dp->ncpus = libbpf_num_possible_cpus();
+	if (dp->ncpus <= 0) {
+		log_warnx("datapath: cannot count CPUs");
+		goto fail;
+	}
+
+	/* The port set is configuration: rewrite it completely. */
+	int ports_fd = bpf_map__fd(dp->skel->maps.smtp_ports);
+	__u16 key, next;
+	bool more = bpf_map_get_next_key(ports_fd, NULL, &key) == 0;
+	while (more) {
+		more = bpf_map_get_next_key(ports_fd, &key, &next) == 0;
+		bpf_map_delete_elem(ports_fd, &key);
+		key = next;
+	}
+	for (size_t i = 0; i < cfg->n_ports; i++) {
+		__u16 port = cfg->ports[i];
+		__u8 one = 1;
+		if (bpf_map_update_elem(ports_fd, &port, &one, BPF_ANY) < 0) {
+			log_warn("datapath: smtp_ports[%u]", port);
+			goto fail;
+		}
+	}
+
+	for (size_t i = 0; i < cfg->n_ifaces; i++)
+		if (datapath_attach(dp, cfg->ifaces[i]) < 0)
+			goto fail;
+	return dp;
+fail:
+	datapath_detach_all(dp);
+	if (dp->skel)
+		tagger_bpf__destroy(dp->skel);
+	free(dp);
+	return NULL;
+}
+
+void datapath_close(struct datapath *dp, bool teardown)
+{
+	if (!dp)
+		return;
+	if (teardown) {
+		datapath_detach_all(dp);
+		datapath_unpin(dp->pin_dir);
+	}
+	tagger_bpf__destroy(dp->skel);
+	free(dp);
+}
+
+bool datapath_adopted(const struct datapath *dp)
+{
+	return dp->adopted;
+}
+
+int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key,
+			 enum tlsgate_verdict verdict)
+{
+	struct tlsgate_flow_value val = { .verdict = (__u8)verdict };
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	val.verdict_ns = (__u64)now.tv_sec * 1000000000ull + (__u64)now.tv_nsec;
+	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
+		    struct tlsgate_flow_value *val)
+{
+	if (bpf_map_lookup_elem(dp->flows_fd, key, val) < 0)
+		return -errno;
+	return 0;
+}
+
+int datapath_delete(struct datapath *dp, const struct tlsgate_flow_key *key)
+{
+	if (bpf_map_delete_elem(dp->flows_fd, key) < 0)
+		return -errno;
+	return 0;
+}
+
+size_t datapath_for_each_flow(struct datapath *dp,
+			      int (*fn)(void *arg, const struct tlsgate_flow_key *key,
+					const struct tlsgate_flow_value *val),
+			      void *arg)
+{
+	struct tlsgate_flow_key key, next;
+	struct tlsgate_flow_value val;
+	size_t n = 0;
+	int rc = bpf_map_get_next_key(dp->flows_fd, NULL, &next);
+	/* Bounded by the map size even if entries churn under us. */
+	while (rc == 0 && n < TLSGATE_MAX_FLOWS) {
+		key = next;
+		rc = bpf_map_get_next_key(dp->flows_fd, &key, &next);
+		if (bpf_map_lookup_elem(dp->flows_fd, &key, &val) < 0)
+			continue;
+		n++;
+		if (fn(arg, &key, &val))
+			break;
+	}
+	return n;
+}
+
+int datapath_counters(struct datapath *dp, struct tlsgate_counter_value out[TLSGATE_CNT_MAX])
+{
+	struct tlsgate_counter_value percpu[dp->ncpus];
+	for (__u32 i = 0; i < TLSGATE_CNT_MAX; i++) {
+		out[i].packets = out[i].bytes = 0;
+		if (bpf_map_lookup_elem(dp->counters_fd, &i, percpu) < 0)
+			return -errno;
+		for (int c = 0; c < dp->ncpus; c++) {
+			out[i].packets += percpu[c].packets;
+			out[i].bytes += percpu[c].bytes;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,65 @@
+/* datapath.h - the kernel half of tlsgated: loads the tagger (bpf/tagger.bpf.c),
+ * pins its maps under the pin directory, attaches it to TC ingress of the
+ * inside and outside interfaces, and gives typed access to the flow map and
+ * the per-CPU counters.
+ *
+ * Restart safety: maps are pinned by name, so a daemon started again with the
+ * same pin directory reuses them (offloaded flows keep their verdicts), and
+ * the TC filter is attached with a fixed handle and BPF_TC_F_REPLACE, so a
+ * leftover attachment from a crashed daemon is replaced, never duplicated.
+ * datapath_close(dp, true) detaches and unpins everything; with false (e.g.
+ * on a crash path) the kernel keeps tagging and existing verdicts stay. */
+#ifndef TLSGATE_DATAPATH_H
+#define TLSGATE_DATAPATH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlsgate_shared.h"
+
+#define DATAPATH_MAX_IFACES 8
+#define DATAPATH_TC_HANDLE 0x7e5
+#define DATAPATH_TC_PRIORITY 1
+
+struct datapath_config {
+	const char *pin_dir; /* e.g. TLSGATE_PIN_DIR_DEFAULT */
+	const char *ifaces[DATAPATH_MAX_IFACES];
+	size_t n_ifaces;
+	const uint16_t *ports; /* SMTP ports, host order */
+	size_t n_ports;
+	uint32_t inspect_mark;
+	uint32_t inspect_mask;
+};
+
+struct datapath;
+
+/* Mounts bpffs at /sys/fs/bpf when nothing is mounted there, loads and
+ * attaches. On error NULL is returned, the reason logged, and whatever was
+ * attached by this call is detached again. */
+struct datapath *datapath_open(const struct datapath_config *cfg);
+void datapath_close(struct datapath *dp, bool teardown); /* accepts NULL */
+
+/* Writes a final verdict for a flow (new entry with zero counters).
+ * Returns 0 or -errno. */
+int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key,
+			 enum tlsgate_verdict verdict);
+/* Returns 0 and fills *val, -ENOENT when the flow has no entry, or -errno. */
+int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
+		    struct tlsgate_flow_value *val);
+int datapath_delete(struct datapath *dp, const struct tlsgate_flow_key *key);
+
+/* Calls fn for every entry of the flow map; stops when fn returns non-zero.
+ * Returns the number of entries visited. */
+size_t datapath_for_each_flow(struct datapath *dp,
+			      int (*fn)(void *arg, const struct tlsgate_flow_key *key,
+					const struct tlsgate_flow_value *val),
+			      void *arg);
+
+/* Sums the per-CPU counters. Returns 0 or -errno. */
+int datapath_counters(struct datapath *dp, struct tlsgate_counter_value out[TLSGATE_CNT_MAX]);
+
+/* True when this start found pinned maps from an earlier daemon. */
+bool datapath_adopted(const struct datapath *dp);
+
+#endif

@@ -1,0 +1,261 @@
+/* nfq.c - see nfq.h for the contract. */
+#include "nfq.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+
+#include "log.h"
+
+/* Largest packet (GSO super-packet) plus netlink overhead. */
+#define NFQUEUE_COPY_RANGE 0xffff
+#define NFQUEUE_RECV_BUF (NFQUEUE_COPY_RANGE + MNL_SOCKET_BUFFER_SIZE)
+/* Verdicts collected before one batched send. */
+#define NFQUEUE_BATCH_BYTES (MNL_SOCKET_BUFFER_SIZE * 2)
+
+struct nfqueue {
+	struct mnl_socket *nl;
+	unsigned int portid;
+	uint16_t queue_num;
+	nfqueue_packet_fn fn;
+	void *arg;
+	char *recv_buf;
+	char *batch_buf;
+	struct mnl_nlmsg_batch *batch;
+	struct nfqueue_stats stats;
+	struct log_ratelimit rl;
+};
+
+static int nfqueue_send_config(struct nfqueue *q, struct nlmsghdr *nlh)
+{
+	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	/* The config request is acked; read the ack for a clear error. */
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	ssize_t n = mnl_socket_recvfrom(q->nl, buf, sizeof(buf));
+	if (n < 0)
+		return -errno;
+	if (mnl_cb_run(buf, (size_t)n, nlh->nlmsg_seq, q->portid, NULL, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+struct nfqueue *nfqueue_open(uint16_t queue_num, uint32_t queue_maxlen, int rcvbuf,
+		     nfqueue_packet_fn fn, void *arg)
+{
+	struct nfqueue *q = xcalloc(1, sizeof(*q));
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh;
+	int one = 1, err;
+
+	q->queue_num = queue_num;
+	q->fn = fn;
+	q->arg = arg;
+	q->recv_buf = xmalloc(NFQUEUE_RECV_BUF);
+	q->batch_buf = xmalloc(NFQUEUE_BATCH_BYTES + MNL_SOCKET_BUFFER_SIZE);
+	q->batch = mnl_nlmsg_batch_start(q->batch_buf, NFQUEUE_BATCH_BYTES);
+
+	q->nl = mnl_socket_open(NETLINK_NETFILTER);
+	if (!q->nl) {
+		log_warn("nfq: netlink socket");
+		goto fail;
+	}
+	if (mnl_socket_bind(q->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		log_warn("nfq: netlink bind");
+		goto fail;
+	}
+	q->portid = mnl_socket_get_portid(q->nl);
+
+	nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, queue_num);
+	nlh->nlmsg_flags |= NLM_F_ACK;
+	nlh->nlmsg_seq = 1;
+	nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
+	if ((err = nfqueue_send_config(q, nlh)) < 0) {
+		errno = -err;
+		log_warn("nfq: bind queue %u (is another tlsgated running?)", queue_num);
+		goto fail;
+	}
+
+	nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, queue_num);
+	nlh->nlmsg_flags |= NLM_F_ACK;
+	nlh->nlmsg_seq = 2;
+	nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, NFQUEUE_COPY_RANGE);
+	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+	nfq_nlmsg_cfg_put_qmaxlen(nlh, queue_maxlen);
+	if ((err = nfqueue_send_config(q, nlh)) < 0) {
+		errno = -err;
+		log_warn("nfq: configure queue %u", queue_num);
+		goto fail;
+	}
+
+	int fd = mnl_socket_get_fd(q->nl);
+	/* Overruns are counted by the kernel (user_dropped); we keep reading
+	 * instead of handling ENOBUFS. */
+	setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)
+		log_warn("nfq: receive buffer of %d bytes", rcvbuf);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		log_warn("nfq: non-blocking socket");
+		goto fail;
+	}
+	return q;
+fail:
+	nfqueue_close(q);
+	return NULL;
+}
+
+void nfqueue_close(struct nfqueue *q)
+{
+	if (!q)
+		return;
+	if (q->nl) {
+		char buf[MNL_SOCKET_BUFFER_SIZE];
+		struct nlmsghdr *nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, q->queue_num);
+		nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND);
+		mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len);
+		mnl_socket_close(q->nl);
+	}
+	if (q->batch)
+		mnl_nlmsg_batch_stop(q->batch);
+	free(q->batch_buf);
+	free(q->recv_buf);
+	free(q);
+}
+
+int nfqueue_fd(const struct nfqueue *q)
+{
+	return mnl_socket_get_fd(q->nl);
+}
+
+const struct nfqueue_stats *nfqueue_stats(const struct nfqueue *q)
+{
+	return &q->stats;
+}
+
+/* Sends the collected verdicts; retried a bounded number of times. */
+static void nfqueue_flush_verdicts(struct nfqueue *q)
+{
+	size_t len = mnl_nlmsg_batch_size(q->batch);
+	if (len == 0)
+		return;
+	for (int attempt = 0; attempt < NFQUEUE_VERDICT_RETRIES; attempt++) {
+		ssize_t n = mnl_socket_sendto(q->nl, mnl_nlmsg_batch_head(q->batch), len);
+		if (n >= 0)
+			goto done;
+		if (errno != EINTR && errno != EAGAIN && errno != ENOBUFS)
+			break;
+	}
+	q->stats.verdict_errors++;
+	log_warnx_rl(&q->rl, "nfq: sending %zu bytes of verdicts failed: %s", len,
+		     strerror(errno));
+done:
+	mnl_nlmsg_batch_reset(q->batch);
+}
+
+static void nfqueue_put_verdict(struct nfqueue *q, uint32_t id, int verdict)
+{
+	struct nlmsghdr *nlh = nfq_nlmsg_put(mnl_nlmsg_batch_current(q->batch),
+					     NFQNL_MSG_VERDICT, q->queue_num);
+	nfq_nlmsg_verdict_put(nlh, id, verdict);
+	q->stats.verdicts++;
+	if (!mnl_nlmsg_batch_next(q->batch))
+		nfqueue_flush_verdicts(q); /* batch full: the current one stays */
+}
+
+static int nfqueue_message(const struct nlmsghdr *nlh, void *data)
+{
+	struct nfqueue *q = data;
+	struct nlattr *attr[NFQA_MAX + 1] = { 0 };
+
+	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) {
+		q->stats.malformed++;
+		log_warnx_rl(&q->rl, "nfq: queue message without packet header");
+		return MNL_CB_OK; /* no id: nothing we could give a verdict to */
+	}
+	struct nfqnl_msg_packet_hdr *ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
+	uint32_t id = ntohl(ph->packet_id);
+	int verdict = NF_ACCEPT;
+
+	if (!attr[NFQA_PAYLOAD]) {
+		q->stats.malformed++;
+		goto out;
+	}
+	const uint8_t *pkt = mnl_attr_get_payload(attr[NFQA_PAYLOAD]);
+	size_t len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
+	if (attr[NFQA_CAP_LEN] && ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN])) > len) {
+		/* Never happens with a 64 KiB copy range; if it does, the
+		 * packet is incomplete and must not be fed to reassembly. */
+		q->stats.truncated++;
+		log_warnx_rl(&q->rl, "nfq: packet %u truncated to %zu bytes", id, len);
+		goto out;
+	}
+	q->stats.packets++;
+	q->stats.bytes += len;
+	verdict = q->fn(q->arg, pkt, len);
+out:
+	nfqueue_put_verdict(q, id, verdict);
+	return MNL_CB_OK;
+}
+
+int nfqueue_receive(struct nfqueue *q)
+{
+	int handled = 0;
+	/* Bounded: at most 64 reads per call so timers and the control
+	 * socket are served under load too. */
+	for (int round = 0; round < 64; round++) {
+		ssize_t n = mnl_socket_recvfrom(q->nl, q->recv_buf, NFQUEUE_RECV_BUF);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EINTR || errno == ENOBUFS)
+				continue;
+			nfqueue_flush_verdicts(q);
+			return -errno;
+		}
+		uint64_t before = q->stats.verdicts;
+		if (mnl_cb_run(q->recv_buf, (size_t)n, 0, q->portid, nfqueue_message, q) < 0)
+			log_warnx_rl(&q->rl, "nfq: bad netlink message: %s", strerror(errno));
+		handled += (int)(q->stats.verdicts - before);
+	}
+	nfqueue_flush_verdicts(q);
+	return handled;
+}
+
+int nfqueue_kernel_stats(const struct nfqueue *q, struct nfqueue_kernel_stats *out)
+{
+	FILE *f = fopen("/proc/net/netfilter/nfnetlink_queue", "re");
+	char line[256];
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned int num, portid, copy_mode, copy_range;
+		unsigned long long total, qdrop, udrop;
+		if (sscanf(line, "%u %u %llu %u %u %llu %llu", &num, &portid, &total,
+			   &copy_mode, &copy_range, &qdrop, &udrop) == 7 &&
+		    num == q->queue_num) {
+			out->queue_total = total;
+			out->queue_dropped = qdrop;
+			out->user_dropped = udrop;
+			rc = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}

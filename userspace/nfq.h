@@ -1,0 +1,57 @@
+/* nfq.h - the NFQUEUE side of tlsgated (libnetfilter_queue over libmnl).
+ *
+ * One queue, bound with fail-open (the kernel accepts packets when the queue
+ * is full) and GSO (packets arrive unsegmented, checksums may be partial).
+ * nfqueue_receive() reads one batch of packets, hands each to the callback, and
+ * sends all their verdicts in one batched sendmsg. Every packet gets exactly
+ * one verdict: the callback's, or NF_ACCEPT when a message cannot be parsed.
+ * A verdict send that fails is retried NFQUEUE_VERDICT_RETRIES times; after that
+ * the kernel's fail-open takes over when the queue fills. */
+#ifndef TLSGATE_NFQUEUE_H
+#define TLSGATE_NFQUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NFQUEUE_VERDICT_RETRIES 3
+#define NFQUEUE_QUEUE_MAXLEN_DEFAULT 4096
+#define NFQUEUE_RCVBUF_DEFAULT (8 * 1024 * 1024)
+
+struct nfqueue_stats {
+	uint64_t packets;        /* packets received from the queue */
+	uint64_t bytes;          /* their payload bytes */
+	uint64_t verdicts;       /* verdicts sent */
+	uint64_t verdict_errors; /* verdict batches that could not be sent */
+	uint64_t malformed;      /* queue messages without id or payload */
+	uint64_t truncated;      /* payload shorter than the packet (cap_len) */
+};
+
+/* Kernel's own view of the queue, /proc/net/netfilter/nfnetlink_queue. */
+struct nfqueue_kernel_stats {
+	uint64_t queue_total;  /* packets waiting now */
+	uint64_t queue_dropped; /* dropped (or failed open) because the queue was full */
+	uint64_t user_dropped;  /* netlink buffer overrun: could not be sent to us */
+};
+
+/* Returns the verdict (NF_ACCEPT or NF_DROP) for one packet starting at the
+ * IP header. The payload is only valid during the call. */
+typedef int (*nfqueue_packet_fn)(void *arg, const uint8_t *pkt, size_t len);
+
+struct nfqueue;
+
+/* Binds queue `queue_num`. On error NULL is returned, a warning is logged and
+ * nothing is left bound. */
+struct nfqueue *nfqueue_open(uint16_t queue_num, uint32_t queue_maxlen, int rcvbuf,
+		     nfqueue_packet_fn fn, void *arg);
+void nfqueue_close(struct nfqueue *q); /* accepts NULL */
+int nfqueue_fd(const struct nfqueue *q);
+
+/* Processes what is waiting on the socket (non-blocking). Returns the number
+ * of packets handled, 0 when nothing was waiting, or -errno. */
+int nfqueue_receive(struct nfqueue *q);
+
+const struct nfqueue_stats *nfqueue_stats(const struct nfqueue *q);
+/* Reads the kernel's counters for this queue. Returns 0 or -errno. */
+int nfqueue_kernel_stats(const struct nfqueue *q, struct nfqueue_kernel_stats *out);
+
+#endif

@@ -1,0 +1,752 @@
+/* tlsgated - the tlsgate daemon.
+ *
+ * Start-up: load and attach the tagger (datapath), add the NFQUEUE rule
+ * (netfilter), bind the queue (nfq), adopt the flows an earlier daemon left
+ * in the pinned flow map, open the control socket. Then one epoll loop over
+ * the queue, a 1 s timer, signals and the control socket.
+ *
+ * Per packet (from NFQUEUE, starting at the IP header): find or create the
+ * flow, feed the segment to its inspection session, and act on the result:
+ * offload (PASS in the kernel map, session freed) once the handshake is
+ * judged or nothing more can change the verdict; every packet is accepted
+ * unless its flow is blocked. Ordinary mail fails open: unparseable packets
+ * and flows at a bound are accepted, counted and logged.
+ *
+ * SIGTERM/SIGINT: remove the rule, detach, unpin, exit 0. SIGKILL leaves the
+ * kernel side in place (queue bypass keeps mail flowing; a restarted daemon
+ * adopts the pinned maps). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <linux/netfilter.h>
+
+#include "control.h"
+#include "datapath.h"
+#include "flow.h"
+#include "flowkey.h"
+#include "log.h"
+#include "netfilter.h"
+#include "nfq.h"
+#include "session.h"
+
+#define TLSGATED_MAX_PORTS TLSGATE_MAX_PORTS
+#define KERNEL_SCAN_INTERVAL_NS (10ull * 1000000000ull)
+
+struct config {
+	const char *ifaces[DATAPATH_MAX_IFACES];
+	size_t n_ifaces;
+	uint16_t ports[TLSGATED_MAX_PORTS];
+	size_t n_ports;
+	uint16_t queue_num;
+	uint32_t queue_maxlen;
+	const char *pin_dir;
+	const char *control_path;
+	size_t max_flows;
+	unsigned int idle_timeout;    /* s, flows still being inspected */
+	unsigned int offload_timeout; /* s, offloaded flows without packets */
+	uint32_t mark, mask;
+	bool no_offload; /* diagnostics: inspect everything, never offload */
+};
+
+struct daemon_stats {
+	uint64_t flows_total;   /* flows ever created */
+	uint64_t offloaded;     /* flows handed to the kernel as PASS */
+	uint64_t blocked;
+	uint64_t closed;        /* ended while inspected */
+	uint64_t expired;       /* removed after idle timeout */
+	uint64_t adopted;       /* found in the pinned map at start */
+	uint64_t limit;         /* judged at a buffer bound */
+	uint64_t unparsed;      /* queued packets we could not parse (accepted) */
+	uint64_t offload_errors;
+};
+
+struct daemon {
+	struct config cfg;
+	struct datapath *dp;
+	struct nfqueue *queue;
+	struct flow_table *flows;
+	struct control *ctl;
+	struct netfilter_rule rule;
+	bool rule_added;
+	struct port_set ports;
+	struct session_limits limits;
+	struct daemon_stats stats;
+	uint64_t last_kernel_scan_ns;
+	struct log_ratelimit rl;
+	bool stop;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static const char *verdict_name(uint8_t v)
+{
+	switch (v) {
+	case TLSGATE_PASS:
+		return "pass";
+	case TLSGATE_BLOCK:
+		return "block";
+	default:
+		return "inspect";
+	}
+}
+
+/* "192.0.2.10:40000" or "[2001:db8::10]:40000" for one side of a key. */
+static void flow_side(const struct tlsgate_flow_key *key, bool lo, char *buf, size_t len)
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	const uint8_t *addr = lo ? key->addr_lo : key->addr_hi;
+	char a[INET6_ADDRSTRLEN];
+	unsigned int port = ntohs(lo ? key->port_lo : key->port_hi);
+	if (memcmp(addr, v4mapped, 12) == 0) {
+		inet_ntop(AF_INET, addr + 12, a, sizeof(a));
+		snprintf(buf, len, "%s:%u", a, port);
+	} else {
+		inet_ntop(AF_INET6, addr, a, sizeof(a));
+		snprintf(buf, len, "[%s]:%u", a, port);
+	}
+}
+
+static void flow_endpoints(const struct flow *f, char *client, char *server, size_t len)
+{
+	flow_side(&f->key, f->client_is_lo, client, len);
+	flow_side(&f->key, !f->client_is_lo, server, len);
+}
+
+/* ---- verdicts ---------------------------------------------------------- */
+
+static void daemon_offload(struct daemon *d, struct flow *f, const char *why)
+{
+	char client[64], server[64];
+	flow_endpoints(f, client, server, sizeof(client));
+	int err = datapath_set_verdict(d->dp, &f->key, TLSGATE_PASS);
+	if (err < 0) {
+		/* The flow stays in inspection: still correct, only slower. */
+		d->stats.offload_errors++;
+		log_warnx_rl(&d->rl, "flow %s -> %s: cannot offload: %s", client, server,
+			     strerror(-err));
+		return;
+	}
+	const struct session_info *info = session_info(f->session);
+	f->tls_version = info->tls_version;
+	f->tls_cipher = info->tls_cipher;
+	session_free(f->session);
+	f->session = NULL;
+	f->verdict = TLSGATE_PASS;
+	f->kernel_change_ns = now_ns();
+	d->stats.offloaded++;
+	log_info("flow client=%s server=%s verdict=pass reason=\"%s\" tls_version=0x%04x "
+		 "tls_cipher=0x%04x queued_packets=%llu",
+		 client, server, why, f->tls_version, f->tls_cipher,
+		 (unsigned long long)f->queued_packets);
+}
+
+/* ---- per packet -------------------------------------------------------- */
+
+static int daemon_packet(void *arg, const uint8_t *pkt, size_t len)
+{
+	struct daemon *d = arg;
+	struct flowkey_packet p;
+
+	if (flowkey_from_ip(pkt, len, &d->ports, &p) < 0) {
+		d->stats.unparsed++;
+		log_warnx_rl(&d->rl, "accepted a queued packet that cannot be parsed (%zu bytes)",
+			     len);
+		return NF_ACCEPT;
+	}
+	uint64_t now = now_ns();
+	struct flow *f = flow_lookup(d->flows, &p.key);
+	if (!f) {
+		/* A bare ACK, FIN or RST of a flow we do not know carries
+		 * nothing to inspect (e.g. the last ACK after a close). */
+		if (!(p.flags & SESSION_TCP_SYN) && p.payload_len == 0)
+			return NF_ACCEPT;
+		f = flow_insert(d->flows, &p.key, now);
+		bool src_is_lo = memcmp(p.saddr, p.key.addr_lo, 16) == 0 &&
+				 p.sport == ntohs(p.key.port_lo);
+		f->client_is_lo = (p.dir == TLSGATE_DIR_TO_SERVER) == src_is_lo;
+		f->midstream = !((p.flags & SESSION_TCP_SYN) && !(p.flags & SESSION_TCP_ACK));
+		f->session = session_new(&d->limits, f->midstream);
+		d->stats.flows_total++;
+		if (!f->session) {
+			log_warnx_rl(&d->rl, "out of memory for a new session: flow accepted");
+			flow_remove(d->flows, f);
+			return NF_ACCEPT;
+		}
+	}
+	flow_touch(d->flows, f, now);
+	f->queued_packets++;
+	f->queued_bytes += len;
+	if (f->verdict == TLSGATE_PASS)
+		return NF_ACCEPT; /* queued before the offload took effect */
+	if (f->verdict == TLSGATE_BLOCK)
+		return NF_DROP;
+
+	struct tcp_segment seg = {
+		.dir = p.dir,
+		.seq = p.seq,
+		.ack = p.ack,
+		.flags = p.flags,
+		.window = p.window,
+		.payload = p.payload,
+		.len = p.payload_len,
+		.ts_ns = now,
+	};
+	switch (session_segment(f->session, &seg)) {
+	case SESSION_CONTINUE:
+		break;
+	case SESSION_OFFLOAD:
+		if (!d->cfg.no_offload)
+			daemon_offload(d, f, "tls handshake judged");
+		break;
+	case SESSION_LIMIT:
+		/* No policy can judge the flow yet (issue 5): ordinary mail
+		 * fails open, and says so. */
+		d->stats.limit++;
+		if (!d->cfg.no_offload)
+			daemon_offload(d, f, "inspection bound reached; fail-open");
+		break;
+	case SESSION_CLOSED:
+		d->stats.closed++;
+		flow_remove(d->flows, f);
+		break;
+	}
+	return NF_ACCEPT;
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+struct expire_ctx {
+	struct daemon *d;
+	uint64_t now;
+	bool scan_kernel;
+};
+
+static int daemon_expire_one(void *arg, struct flow *f)
+{
+	struct expire_ctx *x = arg;
+	struct daemon *d = x->d;
+
+	if (f->session) {
+		if (x->now - f->last_ns > (uint64_t)d->cfg.idle_timeout * 1000000000ull) {
+			d->stats.expired++;
+			flow_remove(d->flows, f);
+		}
+		return 0;
+	}
+	if (!x->scan_kernel)
+		return 0;
+	struct tlsgate_flow_value val;
+	if (datapath_lookup(d->dp, &f->key, &val) < 0) {
+		flow_remove(d->flows, f); /* evicted from the LRU map */
+		return 0;
+	}
+	if (val.packets != f->kernel_packets) {
+		f->kernel_packets = val.packets;
+		f->kernel_bytes = val.bytes;
+		f->kernel_change_ns = x->now;
+	} else if (x->now - f->kernel_change_ns >
+		   (uint64_t)d->cfg.offload_timeout * 1000000000ull) {
+		/* Idle: forget it. If the connection was only quiet, its next
+		 * packet is picked up mid-stream and judged again. */
+		datapath_delete(d->dp, &f->key);
+		d->stats.expired++;
+		flow_remove(d->flows, f);
+	}
+	return 0;
+}
+
+static void daemon_tick(struct daemon *d)
+{
+	struct expire_ctx x = { .d = d, .now = now_ns() };
+	if (x.now - d->last_kernel_scan_ns >= KERNEL_SCAN_INTERVAL_NS) {
+		x.scan_kernel = true;
+		d->last_kernel_scan_ns = x.now;
+	}
+	flow_for_each(d->flows, daemon_expire_one, &x);
+}
+
+/* ---- adoption ---------------------------------------------------------- */
+
+static int daemon_adopt_one(void *arg, const struct tlsgate_flow_key *key,
+			    const struct tlsgate_flow_value *val)
+{
+	struct daemon *d = arg;
+	if (val->verdict != TLSGATE_PASS && val->verdict != TLSGATE_BLOCK)
+		return 0;
+	if (flow_count(d->flows) >= d->cfg.max_flows)
+		return 1; /* the rest stay in the kernel with their verdicts */
+	struct flow *f = flow_insert(d->flows, key, now_ns());
+	f->verdict = val->verdict;
+	f->adopted = true;
+	/* Which side is the client: the one whose port is an SMTP port is
+	 * the server. */
+	f->client_is_lo = port_set_contains(&d->ports, ntohs(key->port_hi));
+	f->kernel_packets = val->packets;
+	f->kernel_bytes = val->bytes;
+	f->kernel_change_ns = now_ns();
+	d->stats.adopted++;
+	return 0;
+}
+
+/* ---- control ----------------------------------------------------------- */
+
+static json_t *counter_json(const struct tlsgate_counter_value *a,
+			    const struct tlsgate_counter_value *b)
+{
+	return json_pack("{s:I,s:I}", "packets",
+			 (json_int_t)(a->packets + (b ? b->packets : 0)), "bytes",
+			 (json_int_t)(a->bytes + (b ? b->bytes : 0)));
+}
+
+struct count_ctx {
+	size_t inspecting, pass, block;
+};
+
+static int count_one(void *arg, struct flow *f)
+{
+	struct count_ctx *c = arg;
+	if (f->session)
+		c->inspecting++;
+	else if (f->verdict == TLSGATE_PASS)
+		c->pass++;
+	else if (f->verdict == TLSGATE_BLOCK)
+		c->block++;
+	return 0;
+}
+
+static char *daemon_stats_json(struct daemon *d)
+{
+	struct tlsgate_counter_value k[TLSGATE_CNT_MAX];
+	struct nfqueue_kernel_stats ks = { 0 };
+	struct count_ctx c = { 0 };
+	const struct nfqueue_stats *qs = nfqueue_stats(d->queue);
+
+	if (datapath_counters(d->dp, k) < 0)
+		memset(k, 0, sizeof(k));
+	nfqueue_kernel_stats(d->queue, &ks);
+	flow_for_each(d->flows, count_one, &c);
+	json_t *root = json_pack(
+		"{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+		" s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}",
+		"flows", "tracked", (json_int_t)flow_count(d->flows), "inspecting",
+		(json_int_t)c.inspecting, "offloaded", (json_int_t)c.pass, "blocked",
+		(json_int_t)c.block, "total", (json_int_t)d->stats.flows_total,
+		"offloaded_total", (json_int_t)d->stats.offloaded, "closed",
+		(json_int_t)d->stats.closed, "evicted", (json_int_t)flow_evicted(d->flows),
+		"expired", (json_int_t)d->stats.expired, "adopted",
+		(json_int_t)d->stats.adopted, "limit", (json_int_t)d->stats.limit,
+		"queue", "packets", (json_int_t)qs->packets, "bytes", (json_int_t)qs->bytes,
+		"verdicts", (json_int_t)qs->verdicts, "verdict_errors",
+		(json_int_t)qs->verdict_errors, "drops", (json_int_t)ks.queue_dropped,
+		"user_drops", (json_int_t)ks.user_dropped, "waiting",
+		(json_int_t)ks.queue_total, "unparsed", (json_int_t)d->stats.unparsed,
+		"kernel", "inspect",
+		counter_json(&k[TLSGATE_CNT_INSPECT_TO_SERVER], &k[TLSGATE_CNT_INSPECT_TO_CLIENT]),
+		"pass", counter_json(&k[TLSGATE_CNT_PASS_TO_SERVER], &k[TLSGATE_CNT_PASS_TO_CLIENT]),
+		"block",
+		counter_json(&k[TLSGATE_CNT_BLOCK_TO_SERVER], &k[TLSGATE_CNT_BLOCK_TO_CLIENT]),
+		"pass_to_server", counter_json(&k[TLSGATE_CNT_PASS_TO_SERVER], NULL),
+		"pass_to_client", counter_json(&k[TLSGATE_CNT_PASS_TO_CLIENT], NULL),
+		"inspect_to_server", counter_json(&k[TLSGATE_CNT_INSPECT_TO_SERVER], NULL),
+		"unparsed", counter_json(&k[TLSGATE_CNT_UNPARSED], NULL), "fragment",
+		counter_json(&k[TLSGATE_CNT_FRAGMENT], NULL));
+	if (!root)
+		return NULL;
+	char *s = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	return s;
+}
+
+static int flow_json_one(void *arg, struct flow *f)
+{
+	struct daemon *d = ((void **)arg)[0];
+	json_t *arr = ((void **)arg)[1];
+	char client[64], server[64];
+	flow_endpoints(f, client, server, sizeof(client));
+	uint16_t ver = f->tls_version, cipher = f->tls_cipher;
+	if (f->session) {
+		ver = session_info(f->session)->tls_version;
+		cipher = session_info(f->session)->tls_cipher;
+	}
+	struct tlsgate_flow_value val = { 0 };
+	if (!f->session)
+		datapath_lookup(d->dp, &f->key, &val);
+	char vs[8], cs[8];
+	snprintf(vs, sizeof(vs), "0x%04x", ver);
+	snprintf(cs, sizeof(cs), "0x%04x", cipher);
+	json_array_append_new(
+		arr, json_pack("{s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:s,s:s}", "client", client,
+			       "server", server, "verdict",
+			       f->session ? "inspect" : verdict_name(f->verdict), "adopted",
+			       f->adopted, "midstream", f->midstream, "queued_packets",
+			       (json_int_t)f->queued_packets, "queued_bytes",
+			       (json_int_t)f->queued_bytes, "kernel_packets",
+			       (json_int_t)val.packets, "kernel_bytes", (json_int_t)val.bytes,
+			       "tls_version", vs, "tls_cipher", cs));
+	return 0;
+}
+
+static char *daemon_flows_json(struct daemon *d)
+{
+	json_t *arr = json_array();
+	void *ctx[2] = { d, arr };
+	flow_for_each(d->flows, flow_json_one, ctx);
+	char *s = json_dumps(arr, JSON_INDENT(2));
+	json_decref(arr);
+	return s;
+}
+
+static char *daemon_control(void *arg, const char *command)
+{
+	struct daemon *d = arg;
+	if (strcmp(command, "stats") == 0)
+		return daemon_stats_json(d);
+	if (strcmp(command, "flows") == 0)
+		return daemon_flows_json(d);
+	if (strcmp(command, "ping") == 0)
+		return xstrdup("{\"ok\":true}\n");
+	return NULL;
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: tlsgated --inside IFACE --outside IFACE [options]\n"
+		"  -i, --inside IFACE        interface towards the own MTAs\n"
+		"  -o, --outside IFACE       interface towards the internet\n"
+		"  -p, --ports LIST          SMTP ports, comma separated (default 25)\n"
+		"  -q, --queue-num N         NFQUEUE number (default 0)\n"
+		"      --queue-maxlen N      packets the kernel queues before failing open (default %d)\n"
+		"      --pin-dir DIR         BPF pin directory (default %s)\n"
+		"  -s, --control PATH        control socket (default %s)\n"
+		"      --max-flows N         tracked flows (default %d)\n"
+		"      --idle-timeout S      forget an inspected flow idle this long (default 300)\n"
+		"      --offload-timeout S   forget an offloaded flow idle this long (default 900)\n"
+		"      --mark 0xM/0xMASK     inspection mark (default 0x%x/0x%x)\n"
+		"      --no-offload          inspect every packet (diagnostics, benchmarks)\n"
+		"  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
+		"  -c, --config FILE         read options from FILE (one 'name = value' a line)\n"
+		"  -h, --help\n",
+		NFQUEUE_QUEUE_MAXLEN_DEFAULT, TLSGATE_PIN_DIR_DEFAULT, CONTROL_SOCKET_DEFAULT,
+		TLSGATE_MAX_FLOWS, TLSGATE_MARK_INSPECT, TLSGATE_MARK_MASK);
+}
+
+static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || v > max || s[0] == '-')
+		return false;
+	*out = v;
+	return true;
+}
+
+static void config_apply(struct config *cfg, const char *name, const char *value);
+
+static void config_read_file(struct config *cfg, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		fatal("config %s", path);
+	char line[512];
+	unsigned int lineno = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f))
+			fatalx("%s:%u: line too long", path, lineno);
+		char *s = line + strspn(line, " \t");
+		s[strcspn(s, "#\r\n")] = '\0';
+		if (!*s)
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq)
+			fatalx("%s:%u: expected 'name = value'", path, lineno);
+		char *name = s, *value = eq + 1;
+		*eq = '\0';
+		name[strcspn(name, " \t")] = '\0';
+		value += strspn(value, " \t");
+		for (char *e = value + strlen(value); e > value && (e[-1] == ' ' || e[-1] == '\t');)
+			*--e = '\0';
+		config_apply(cfg, name, xstrdup(value));
+	}
+	fclose(f);
+}
+
+static void config_apply(struct config *cfg, const char *name, const char *value)
+{
+	unsigned long v;
+	if (!strcmp(name, "inside") || !strcmp(name, "outside")) {
+		if (cfg->n_ifaces >= DATAPATH_MAX_IFACES)
+			fatalx("too many interfaces");
+		cfg->ifaces[cfg->n_ifaces++] = value;
+	} else if (!strcmp(name, "ports")) {
+		char *copy = xstrdup(value), *save = NULL;
+		cfg->n_ports = 0;
+		for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!parse_uint(t, 65535, &v) || v == 0)
+				fatalx("ports: '%s' is not a port number", t);
+			if (cfg->n_ports >= TLSGATED_MAX_PORTS)
+				fatalx("ports: at most %d", TLSGATED_MAX_PORTS);
+			cfg->ports[cfg->n_ports++] = (uint16_t)v;
+		}
+		free(copy);
+		if (cfg->n_ports == 0)
+			fatalx("ports: empty list");
+	} else if (!strcmp(name, "queue-num")) {
+		if (!parse_uint(value, 65535, &v))
+			fatalx("queue-num: '%s' is not 0..65535", value);
+		cfg->queue_num = (uint16_t)v;
+	} else if (!strcmp(name, "queue-maxlen")) {
+		if (!parse_uint(value, 1u << 20, &v) || v == 0)
+			fatalx("queue-maxlen: '%s' is not 1..1048576", value);
+		cfg->queue_maxlen = (uint32_t)v;
+	} else if (!strcmp(name, "pin-dir")) {
+		cfg->pin_dir = value;
+	} else if (!strcmp(name, "control")) {
+		cfg->control_path = value;
+	} else if (!strcmp(name, "max-flows")) {
+		if (!parse_uint(value, 1u << 24, &v) || v == 0)
+			fatalx("max-flows: '%s' is not 1..16777216", value);
+		cfg->max_flows = v;
+	} else if (!strcmp(name, "idle-timeout")) {
+		if (!parse_uint(value, 86400, &v) || v == 0)
+			fatalx("idle-timeout: '%s' is not 1..86400 seconds", value);
+		cfg->idle_timeout = (unsigned int)v;
+	} else if (!strcmp(name, "offload-timeout")) {
+		if (!parse_uint(value, 86400, &v) || v == 0)
+			fatalx("offload-timeout: '%s' is not 1..86400 seconds", value);
+		cfg->offload_timeout = (unsigned int)v;
+	} else if (!strcmp(name, "mark")) {
+		unsigned int m, mask;
+		char extra;
+		if (sscanf(value, "%i/%i%c", &m, &mask, &extra) != 2 || !mask || (m & ~mask))
+			fatalx("mark: '%s' is not MARK/MASK with MARK inside MASK", value);
+		cfg->mark = m;
+		cfg->mask = mask;
+	} else if (!strcmp(name, "no-offload")) {
+		cfg->no_offload = !strcmp(value, "yes") || !strcmp(value, "1") || !*value;
+	} else if (!strcmp(name, "log-level")) {
+		int level = log_level_parse(value);
+		if (level < 0)
+			fatalx("log-level: '%s' is not error, warn, info or debug", value);
+		log_set_level((enum log_level)level);
+	} else if (!strcmp(name, "config")) {
+		config_read_file(cfg, value);
+	} else {
+		fatalx("unknown option '%s'", name);
+	}
+}
+
+static void config_parse(struct config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "inside", required_argument, NULL, 'i' },
+		{ "outside", required_argument, NULL, 'o' },
+		{ "ports", required_argument, NULL, 'p' },
+		{ "queue-num", required_argument, NULL, 'q' },
+		{ "queue-maxlen", required_argument, NULL, 1 },
+		{ "pin-dir", required_argument, NULL, 1 },
+		{ "control", required_argument, NULL, 's' },
+		{ "max-flows", required_argument, NULL, 1 },
+		{ "idle-timeout", required_argument, NULL, 1 },
+		{ "offload-timeout", required_argument, NULL, 1 },
+		{ "mark", required_argument, NULL, 1 },
+		{ "no-offload", no_argument, NULL, 1 },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	*cfg = (struct config){
+		.ports = { 25 },
+		.n_ports = 1,
+		.queue_maxlen = NFQUEUE_QUEUE_MAXLEN_DEFAULT,
+		.pin_dir = TLSGATE_PIN_DIR_DEFAULT,
+		.control_path = CONTROL_SOCKET_DEFAULT,
+		.max_flows = TLSGATE_MAX_FLOWS,
+		.idle_timeout = 300,
+		.offload_timeout = 900,
+		.mark = TLSGATE_MARK_INSPECT,
+		.mask = TLSGATE_MARK_MASK,
+	};
+	int c, idx;
+	while ((c = getopt_long(argc, argv, "i:o:p:q:s:l:c:h", opts, &idx)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			exit(0);
+		}
+		if (c == '?') {
+			usage(stderr);
+			exit(2);
+		}
+		const char *name = NULL;
+		for (const struct option *o = opts; o->name; o++)
+			if ((c == 1 && o == &opts[idx]) || (c != 1 && o->val == c))
+				name = o->name;
+		config_apply(cfg, name, optarg ? optarg : "");
+	}
+	if (optind < argc)
+		fatalx("unexpected argument '%s' (see --help)", argv[optind]);
+	if (cfg->n_ifaces == 0)
+		fatalx("no interface given: use --inside IFACE --outside IFACE");
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static void daemon_teardown(struct daemon *d)
+{
+	control_close(d->ctl);
+	if (d->rule_added)
+		netfilter_remove(&d->rule);
+	nfqueue_close(d->queue);
+	datapath_close(d->dp, true);
+	flow_table_free(d->flows);
+}
+
+static int daemon_run(struct daemon *d)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (sfd < 0 || tfd < 0 || ep < 0) {
+		log_warn("event loop set-up");
+		return -1;
+	}
+	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+	timerfd_settime(tfd, 0, &its, NULL);
+	int fds[] = { nfqueue_fd(d->queue), sfd, tfd, control_fd(d->ctl) };
+	for (int i = 0; i < 4; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+			log_warn("epoll_ctl");
+			return -1;
+		}
+	}
+	log_info("ready: queue %u, %zu interface(s), %zu SMTP port(s), control %s",
+		 d->cfg.queue_num, d->cfg.n_ifaces, d->cfg.n_ports, d->cfg.control_path);
+	while (!d->stop) {
+		struct epoll_event evs[8];
+		int n = epoll_wait(ep, evs, 8, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("epoll_wait");
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+			if (fd == fds[0]) {
+				int rc = nfqueue_receive(d->queue);
+				if (rc < 0)
+					log_warnx_rl(&d->rl, "queue receive: %s", strerror(-rc));
+			} else if (fd == sfd) {
+				struct signalfd_siginfo si;
+				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGHUP) {
+						log_info("SIGHUP: nothing to reload yet");
+						continue;
+					}
+					log_info("signal %u: shutting down", si.ssi_signo);
+					d->stop = true;
+				}
+			} else if (fd == tfd) {
+				uint64_t ticks;
+				if (read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks))
+					daemon_tick(d);
+			} else {
+				control_serve(d->ctl);
+			}
+		}
+	}
+	close(ep);
+	close(tfd);
+	close(sfd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = { 0 };
+
+	log_open("tlsgated", LOG_LEVEL_INFO, false);
+	config_parse(&d.cfg, argc, argv);
+	if (geteuid() != 0)
+		log_warnx("not running as root: BPF, netfilter and NFQUEUE will likely fail");
+
+	for (size_t i = 0; i < d.cfg.n_ports; i++)
+		port_set_add(&d.ports, d.cfg.ports[i]);
+	d.limits = (struct session_limits){ .dialog_bytes = SESSION_DIALOG_BYTES_DEFAULT,
+					    .tls_bytes = SESSION_TLS_BYTES_DEFAULT };
+	d.flows = flow_table_new(d.cfg.max_flows, NULL, NULL);
+
+	struct datapath_config dcfg = {
+		.pin_dir = d.cfg.pin_dir,
+		.n_ifaces = d.cfg.n_ifaces,
+		.ports = d.cfg.ports,
+		.n_ports = d.cfg.n_ports,
+		.inspect_mark = d.cfg.mark,
+		.inspect_mask = d.cfg.mask,
+	};
+	memcpy(dcfg.ifaces, d.cfg.ifaces, sizeof(dcfg.ifaces));
+	int status = 1;
+	d.dp = datapath_open(&dcfg);
+	if (!d.dp)
+		goto out;
+	if (datapath_adopted(d.dp)) {
+		size_t n = datapath_for_each_flow(d.dp, daemon_adopt_one, &d);
+		log_info("adopted %llu offloaded flow(s) of %zu in the pinned map %s",
+			 (unsigned long long)d.stats.adopted, n, d.cfg.pin_dir);
+	}
+	d.queue = nfqueue_open(d.cfg.queue_num, d.cfg.queue_maxlen, NFQUEUE_RCVBUF_DEFAULT,
+			       daemon_packet, &d);
+	if (!d.queue)
+		goto out;
+	d.rule = (struct netfilter_rule){ .mark = d.cfg.mark, .mask = d.cfg.mask,
+					  .queue_num = d.cfg.queue_num, .chain = "FORWARD" };
+	if (netfilter_add(&d.rule) < 0)
+		goto out;
+	d.rule_added = true;
+	char *dir = xstrdup(d.cfg.control_path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		mkdir(dir, 0755);
+	}
+	free(dir);
+	d.ctl = control_open(d.cfg.control_path, daemon_control, &d);
+	if (!d.ctl)
+		goto out;
+	if (daemon_run(&d) == 0)
+		status = 0;
+out:
+	daemon_teardown(&d);
+	log_info("stopped");
+	return status;
+}
