@@ -101,7 +101,10 @@ $(BUILD):
 deps:
 	./tests/lib/deps.sh
 
-test: all fuzz-build
+# test, demo and bench install what is missing first, then build in a fresh
+# make (so pkg-config sees the libraries deps just installed).
+test: deps
+	$(MAKE) all fuzz-build
 	./tests/run.sh
 
 fuzz-build: $(FUZZ_BINS)
@@ -109,10 +112,12 @@ fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	./tests/fuzz/run.sh $(or $(FUZZ_SECONDS),300)
 
-bench: all
+bench: deps
+	$(MAKE) all
 	./tests/bench/run.sh
 
-demo: all
+demo: deps
+	$(MAKE) all
 	./tests/world/demo.sh
 
 clean:

@@ -4,7 +4,6 @@
 # "No configuration" so the system's own mail setup is left untouched (the
 # test world runs its own Postfix instances with their own config dirs).
 set -eu
-[ "$(id -u)" = 0 ] || { echo "deps: run as root (apt-get)" >&2; exit 1; }
 
 PKGS="
  make gcc clang llvm pkg-config libclang-rt-14-dev
@@ -15,6 +14,7 @@ PKGS="
  iptables iproute2 tcpdump tshark procps psmisc sqlite3 openssl ca-certificates
  postfix swaks
  nsd ldnsutils unbound bind9-dnsutils dns-root-data
+ minisign
 "
 
 missing=""
@@ -26,6 +26,7 @@ if [ -z "$missing" ]; then
 	exit 0
 fi
 
+[ "$(id -u)" = 0 ] || { echo "deps: missing:$missing; run as root to install them" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
