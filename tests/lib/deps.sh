@@ -11,7 +11,7 @@ PKGS="
  libnetfilter-queue-dev libmnl-dev
  libwolfssl-dev libunbound-dev libsqlite3-dev
  libmicrohttpd-dev libjansson-dev libcmocka-dev libpcap-dev
- iptables iproute2 tcpdump tshark procps psmisc sqlite3 openssl ca-certificates
+ iptables iproute2 tcpdump bc tshark procps psmisc sqlite3 openssl ca-certificates
  postfix swaks
  nsd ldnsutils unbound bind9-dnsutils dns-root-data
  minisign

@@ -1,0 +1,113 @@
+#!/bin/bash
+# make bench: the datapath benchmarks of issue 2, each as a ratio against
+# plain forwarding measured in the same run, in the same test world.
+#
+#  1. bulk: a STARTTLS session carrying a large message (Python smtplib with
+#     STARTTLS -> the mx-tls Postfix), wall time through tlsgated vs plain forwarding;
+#  2. SMTP transactions/s: smtp-source -> smtp-sink (plaintext, every packet
+#     inspected) through tlsgated vs plain forwarding;
+#  3. added latency per inspected packet: median TCP connect time (SYN and
+#     SYN-ACK both inspected) through tlsgated minus plain forwarding, / 2;
+#  4. userspace memory per tracked flow: daemon RSS growth while N SMTP
+#     sessions are held open in the dialog, / N.
+# Tunables: BENCH_BULK_MB (default 100), BENCH_TX (messages, 2000),
+# BENCH_SESSIONS (smtp-source -s, 10), BENCH_REPEAT (3; the best of each).
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+. tests/world/lib.sh
+
+BULK_MB=${BENCH_BULK_MB:-100}
+TX=${BENCH_TX:-2000}
+SESS=${BENCH_SESSIONS:-10}
+REPEAT=${BENCH_REPEAT:-3}
+SINK=198.51.100.31
+HOLD=${BENCH_HOLD_FLOWS:-1000}
+
+world_up || exit 1
+world_trap
+world_exec mx-plain ip addr add $SINK/24 dev eth0
+world_exec mx-plain smtp-sink -u postfix $SINK:25 256 >/dev/null 2>&1 &
+SINK_PID=$!
+trap 'kill $SINK_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
+_world_wait_port mx-plain $SINK 25 || exit 1
+
+now() { date +%s.%N; }
+
+# bulk_once: seconds for one STARTTLS delivery of BULK_MB to mx-tls.
+bulk_file=$WORLD_DIR/bulk.eml
+world_make_message "$bulk_file" "bench-bulk@in.world.test" "user@tls.test" bulk $((BULK_MB * 1024 * 1024))
+bulk_once() {
+	world_exec in python3 tests/bench/flowtool.py bulk 198.51.100.20 25 "$bulk_file" ||
+		{ echo "bulk send failed" >&2; return 1; }
+}
+
+# tx_once: transactions/s for TX messages over SESS sessions to smtp-sink.
+tx_once() {
+	local t0 t1
+	t0=$(now)
+	world_exec in smtp-source -s "$SESS" -m "$TX" -l 2048 -f sender@in.world.test \
+		-t user@plain.test $SINK:25 >/dev/null || { echo "smtp-source failed" >&2; return 1; }
+	t1=$(now)
+	echo "$TX / ($t1 - $t0)" | bc -l
+}
+
+latency_once() {
+	world_exec in python3 tests/bench/flowtool.py connect $SINK 25 2000 | awk '{ print $2 }'
+}
+
+best() { sort -g | "$@"; }
+run_set() { # run_set NAME FN: best of REPEAT into $NAME (min time or max rate)
+	local name=$1 fn=$2 i v vals=()
+	for i in $(seq 1 "$REPEAT"); do
+		v=$($fn) || return 1
+		vals+=("$v")
+	done
+	printf '%s\n' "${vals[@]}" >"$WORLD_DIR/bench.$name"
+}
+
+measure() { # measure LABEL
+	run_set "bulk.$1" bulk_once || return 1
+	run_set "tx.$1" tx_once || return 1
+	run_set "lat.$1" latency_once || return 1
+}
+
+echo "# baseline: plain forwarding (no tlsgated)"
+measure plain || exit 1
+echo "# through tlsgated"
+world_gw_start || exit 1
+measure gw || exit 1
+
+# Memory per tracked flow: RSS before and while HOLD sessions sit in the dialog.
+pid=$(world_gw_pid)
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
+rss0=$(rss)
+world_exec in python3 tests/bench/flowtool.py hold $SINK 25 "$HOLD" 8 >"$WORLD_DIR/hold.out" &
+hold_pid=$!
+for i in $(seq 1 100); do grep -q held "$WORLD_DIR/hold.out" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+rss1=$(rss)
+inspecting=$(world_ctl stats --json | world_json 'j["flows"]["inspecting"]')
+wait $hold_pid
+world_gw_stop
+
+min() { sort -g "$WORLD_DIR/bench.$1" | head -1; }
+max() { sort -g "$WORLD_DIR/bench.$1" | tail -1; }
+med() { sort -g "$WORLD_DIR/bench.$1" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+bp=$(min bulk.plain); bg=$(min bulk.gw)
+tp=$(max tx.plain); tg=$(max tx.gw)
+lp=$(med lat.plain); lg=$(med lat.gw)
+printf '\n%-44s %14s %14s %8s %8s\n' "benchmark" "plain fwd" "tlsgated" "ratio" "target"
+printf '%-44s %14.1f %14.1f %8.3f %8s\n' "bulk STARTTLS ${BULK_MB} MB, MB/s (best of $REPEAT)" \
+	"$(echo "$BULK_MB / $bp" | bc -l)" "$(echo "$BULK_MB / $bg" | bc -l)" "$(echo "$bp / $bg" | bc -l)" ">=0.95"
+printf '%-44s %14.1f %14.1f %8.3f %8s\n' "smtp-source tx/s, -s $SESS -m $TX (best)" \
+	"$tp" "$tg" "$(echo "$tg / $tp" | bc -l)" ">=0.80"
+printf '%-44s %14.1f %14.1f %8s\n' "TCP connect median, us (2000 samples)" "$lp" "$lg" "-"
+printf '%-44s %14.1f\n' "added latency per inspected packet, us" "$(echo "($lg - $lp) / 2" | bc -l)"
+printf '%-44s %14.0f   (%s KiB RSS growth / %s inspecting flows)\n' \
+	"userspace memory per tracked flow, bytes" \
+	"$(echo "($rss1 - $rss0) * 1024 / $inspecting" | bc -l)" "$((rss1 - rss0))" "$inspecting"
+echo
+echo "commands: tests/bench/flowtool.py bulk 198.51.100.20 25 (${BULK_MB} MB, STARTTLS, in -> mx-tls Postfix);"
+echo "          smtp-source -s $SESS -m $TX -l 2048 $SINK:25 (in -> smtp-sink on mx-plain);"
+echo "          tests/bench/flowtool.py connect/hold $SINK 25"
