@@ -20,7 +20,18 @@
 #include "tlsgate_shared.h"
 
 /* Per-direction bounds. Defaults: 4 KiB of SMTP dialog, 64 KiB for a TLS
- * certificate flight. */
+ * certificate flight.
+ *
+ * dialog_bytes bounds the reassembly window of each direction while the
+ * dialog is plaintext (buffered, not yet parsed bytes incl. out-of-order
+ * data); from STARTTLS 220 (or implicit TLS) on, the window is tls_bytes,
+ * and one incomplete handshake message may hold up to another tls_bytes
+ * (a certificate spanning records). The server chain is kept (up to
+ * tls_bytes). Envelope: at most SESSION_MAX_TXNS transactions and
+ * SESSION_ENVELOPE_BYTES of addresses are recorded (more are counted and
+ * flagged, not stored). So a session holds at most about
+ * 2 * dialog_bytes, or 2 * 3 * tls_bytes + 2 * tls_bytes, plus 8 KiB.
+ * At a bound, before the verdict, the session returns SESSION_LIMIT. */
 struct session_limits {
 	size_t dialog_bytes;
 	size_t tls_bytes;
@@ -80,9 +91,50 @@ struct session_info {
 	uint16_t tls_cipher;    /* IANA value; 0 if unknown */
 	char sni[256];
 	bool tls_established;   /* handshake completed without fatal alert */
+	/* Extensions (engine round 1): */
+	bool tls_judged;        /* the server's handshake flight is complete
+				   (TLS 1.3: ServerHello; <= 1.2: ServerHelloDone,
+				   or ChangeCipherSpec when resumed) or failed:
+				   what a verdict may rely on. tls_established
+				   (Zeek's sense: encrypted data flowed both ways
+				   after the handshake) usually follows later. */
+	bool tls_failed;        /* fatal alert, or not TLS after STARTTLS 220 */
+	bool tls_hrr;           /* HelloRetryRequest seen */
+	bool tls_resumed;       /* abbreviated handshake (session resumption) */
+	unsigned int smtp_caps; /* enum smtp_cap bits of the last EHLO reply */
+	unsigned int anomalies; /* enum session_anomaly bits */
+	unsigned int cert_count; /* server certificates seen (TLS <= 1.2) */
 	/* Engine-specific details (capabilities, envelope, certificate chain,
 	 * anomalies, end reason) are in the full summary: session_summary_json */
 };
+
+/* Anomalies: flagged, never acted upon by the engine (policy decides). */
+enum session_anomaly {
+	SESSION_ANOM_OVERLAP_CONFLICT = 1u << 0,  /* retransmission with different bytes */
+	SESSION_ANOM_STARTTLS_INJECTION = 1u << 1, /* client bytes after STARTTLS before its reply */
+	SESSION_ANOM_SERVER_EARLY = 1u << 2,      /* server data before the client's STARTTLS
+						     was answered / before the ClientHello */
+	SESSION_ANOM_TLS_NOT_SMTP = 1u << 3,      /* TLS where SMTP is expected (implicit TLS) */
+	SESSION_ANOM_LINE_TOO_LONG = 1u << 4,     /* line over the RFC 5321 limit */
+	SESSION_ANOM_BARE_LF = 1u << 5,           /* line ended by LF alone (tolerated) */
+	SESSION_ANOM_BAD_REPLY = 1u << 6,         /* server line that is not a reply */
+	SESSION_ANOM_UNSOLICITED_REPLY = 1u << 7, /* reply with no command pending */
+	SESSION_ANOM_PIPELINE_OVERFLOW = 1u << 8, /* more pending commands than tracked */
+	SESSION_ANOM_RCPT_WITHOUT_MAIL = 1u << 9,
+	SESSION_ANOM_TLS_GARBAGE = 1u << 10,      /* not TLS where TLS must be */
+	SESSION_ANOM_TLS_FATAL_ALERT = 1u << 11,
+	SESSION_ANOM_SSLV2 = 1u << 12,
+	SESSION_ANOM_SSLV3 = 1u << 13,
+	SESSION_ANOM_TLS_RECORD_OVERSIZED = 1u << 14,
+	SESSION_ANOM_REASM_LOST = 1u << 15,       /* data dropped at a bound (gap) */
+	SESSION_ANOM_ENVELOPE_TRUNCATED = 1u << 16, /* more addresses than recorded */
+	SESSION_ANOM_NOT_SMTP = 1u << 17,         /* the dialog is not SMTP */
+	SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS = 1u << 18, /* client spoke SMTP after 220 */
+	SESSION_ANOM_MIDSTREAM = 1u << 19,        /* picked up without the handshake */
+};
+#define SESSION_ANOM_COUNT 20
+/* Short snake_case name of one anomaly bit, e.g. "starttls_injection". */
+const char *session_anomaly_name(unsigned int bit);
 
 struct session;
 
@@ -98,5 +150,14 @@ const struct session_info *session_info(const struct session *s);
 
 /* Bytes of heap the session holds now (for the per-flow memory figure). */
 size_t session_memory(const struct session *s);
+
+/* The server's DER certificate chain as sent (TLS <= 1.2 only; leaf
+ * first), for DANE. Returns NULL when i >= info.cert_count. The pointer
+ * stays valid until session_free(). */
+const uint8_t *session_cert_der(const struct session *s, unsigned int i, size_t *len);
+
+/* Records that the caller gave up on the flow (idle timeout): the summary's
+ * end becomes "timeout" unless the dialog already ended. */
+void session_mark_timeout(struct session *s);
 
 #endif

@@ -1,0 +1,980 @@
+/* session.c - the passive inspection engine for one connection: TCP
+ * reassembly per direction, the SMTP dialog as a state machine over both
+ * directions, STARTTLS and the TLS handshake. See session.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hash.h>
+
+#include "session_int.h"
+#include "smtp_parse.h"
+
+#define C TLSGATE_DIR_TO_SERVER /* client -> server */
+#define S TLSGATE_DIR_TO_CLIENT /* server -> client */
+
+/* An overlong line is dropped once this many bytes hold no line end. */
+#define LINE_GIVE_UP 1024
+
+static const char *const anomaly_names[SESSION_ANOM_COUNT] = {
+	"overlap_conflict", "starttls_injection", "server_early",
+	"tls_where_smtp_expected", "line_too_long", "bare_lf", "bad_reply",
+	"unsolicited_reply", "pipeline_overflow", "rcpt_without_mail",
+	"tls_garbage", "tls_fatal_alert", "sslv2", "sslv3",
+	"tls_record_oversized", "reassembly_gap", "envelope_truncated",
+	"not_smtp", "plaintext_after_starttls", "midstream",
+};
+
+const char *session_anomaly_name(unsigned int bit)
+{
+	unsigned int i;
+
+	for (i = 0; i < SESSION_ANOM_COUNT; i++)
+		if (bit == 1u << i)
+			return anomaly_names[i];
+	return NULL;
+}
+
+static void flag(struct session *s, unsigned int a)
+{
+	s->info.anomalies |= a;
+}
+
+struct session *session_new(const struct session_limits *limits, bool midstream)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	int i;
+
+	if (!s)
+		return NULL;
+	s->lim.dialog_bytes = limits && limits->dialog_bytes ? limits->dialog_bytes : SESSION_DIALOG_BYTES_DEFAULT;
+	s->lim.tls_bytes = limits && limits->tls_bytes ? limits->tls_bytes : SESSION_TLS_BYTES_DEFAULT;
+	for (i = 0; i < 2; i++) {
+		reasm_init(&s->d[i].r, s->lim.dialog_bytes);
+		tls_hs_buf_init(&s->d[i].hs, s->lim.tls_bytes);
+		s->d[i].mode = DIR_SMTP;
+	}
+	s->info.phase = SESSION_PHASE_START;
+	s->info.midstream = midstream;
+	if (midstream)
+		flag(s, SESSION_ANOM_MIDSTREAM);
+	s->last_alert = -1;
+	return s;
+}
+
+static void free_txns(struct session *s)
+{
+	unsigned int i, j;
+
+	if (!s->txns)
+		return;
+	for (i = 0; i < s->n_txns; i++) {
+		free(s->txns[i].mailfrom);
+		for (j = 0; j < s->txns[i].n_rcpt; j++)
+			free(s->txns[i].rcpt[j]);
+	}
+	free(s->txns);
+}
+
+void session_free(struct session *s)
+{
+	int i;
+
+	if (!s)
+		return;
+	for (i = 0; i < 2; i++) {
+		reasm_release(&s->d[i].r);
+		tls_hs_buf_release(&s->d[i].hs);
+	}
+	free_txns(s);
+	free(s->chain);
+	free(s);
+}
+
+const struct session_info *session_info(const struct session *s)
+{
+	return &s->info;
+}
+
+size_t session_memory(const struct session *s)
+{
+	size_t m = sizeof(*s) + s->env_bytes + s->chain_len;
+	int i;
+
+	for (i = 0; i < 2; i++)
+		m += reasm_memory(&s->d[i].r) + s->d[i].hs.cap;
+	if (s->txns)
+		m += SESSION_MAX_TXNS * sizeof(struct session_txn);
+	return m;
+}
+
+const uint8_t *session_cert_der(const struct session *s, unsigned int i, size_t *len)
+{
+	if (i >= s->n_certs || !s->chain)
+		return NULL;
+	*len = s->cert[i].len;
+	return s->chain + s->cert[i].off;
+}
+
+void session_mark_timeout(struct session *s)
+{
+	s->timeout = true;
+}
+
+/* ---- envelope ---- */
+
+static char *env_strdup(struct session *s, const char *a)
+{
+	size_t n = strlen(a) + 1;
+	char *p;
+
+	if (s->env_bytes + n > SESSION_ENVELOPE_BYTES)
+		return NULL;
+	p = malloc(n);
+	if (!p)
+		return NULL;
+	memcpy(p, a, n);
+	s->env_bytes += n;
+	return p;
+}
+
+static struct session_txn *txn_new(struct session *s)
+{
+	if (!s->txns) {
+		s->txns = calloc(SESSION_MAX_TXNS, sizeof(*s->txns));
+		if (!s->txns)
+			return NULL;
+	}
+	if (s->n_txns >= SESSION_MAX_TXNS) {
+		s->txns_dropped++;
+		flag(s, SESSION_ANOM_ENVELOPE_TRUNCATED);
+		return NULL;
+	}
+	s->txn_open = true;
+	return &s->txns[s->n_txns++];
+}
+
+static struct session_txn *txn_cur(struct session *s)
+{
+	if (!s->txn_open || !s->n_txns)
+		return NULL;
+	return &s->txns[s->n_txns - 1];
+}
+
+static void sanitize(char *dst, size_t size, const char *src, size_t n)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n && o + 1 < size; i++)
+		dst[o++] = ((unsigned char)src[i] >= 0x20 && (unsigned char)src[i] < 0x7f) ? src[i] : '?';
+	dst[o] = '\0';
+}
+
+static void on_mail(struct session *s, const char *arg, size_t len)
+{
+	char addr[256], clean[256];
+	const char *params;
+	size_t plen;
+	bool trunc;
+	struct session_txn *t;
+
+	if (smtp_path_parse(arg, len, "FROM:", addr, sizeof(addr), &trunc, &params, &plen))
+		return;
+	sanitize(clean, sizeof(clean), addr, strlen(addr));
+	t = txn_new(s);
+	if (!t)
+		return;
+	t->mailfrom = env_strdup(s, clean);
+	if (!t->mailfrom)
+		flag(s, SESSION_ANOM_ENVELOPE_TRUNCATED);
+}
+
+static void on_rcpt(struct session *s, const char *arg, size_t len)
+{
+	char addr[256], clean[256];
+	const char *params;
+	size_t plen;
+	bool trunc;
+	struct session_txn *t;
+
+	if (smtp_path_parse(arg, len, "TO:", addr, sizeof(addr), &trunc, &params, &plen))
+		return;
+	sanitize(clean, sizeof(clean), addr, strlen(addr));
+	t = txn_cur(s);
+	if (!t) {
+		flag(s, SESSION_ANOM_RCPT_WITHOUT_MAIL);
+		t = txn_new(s);
+		if (!t)
+			return;
+	}
+	if (t->n_rcpt >= SESSION_MAX_RCPTS) {
+		s->rcpts_dropped++;
+		flag(s, SESSION_ANOM_ENVELOPE_TRUNCATED);
+		return;
+	}
+	t->rcpt[t->n_rcpt] = env_strdup(s, clean);
+	if (t->rcpt[t->n_rcpt])
+		t->n_rcpt++;
+	else
+		flag(s, SESSION_ANOM_ENVELOPE_TRUNCATED);
+}
+
+/* ---- pending commands ---- */
+
+static void pend_push(struct session *s, enum smtp_verb v)
+{
+	if (s->pend_n == SESSION_MAX_PENDING) {
+		flag(s, SESSION_ANOM_PIPELINE_OVERFLOW);
+		s->pend_head = (s->pend_head + 1) % SESSION_MAX_PENDING;
+		s->pend_n--;
+	}
+	s->pending[(s->pend_head + s->pend_n) % SESSION_MAX_PENDING] = (uint8_t)v;
+	s->pend_n++;
+}
+
+static int pend_peek(const struct session *s)
+{
+	return s->pend_n ? s->pending[s->pend_head] : -1;
+}
+
+static int pend_pop(struct session *s)
+{
+	int v;
+
+	if (!s->pend_n)
+		return -1;
+	v = s->pending[s->pend_head];
+	s->pend_head = (s->pend_head + 1) % SESSION_MAX_PENDING;
+	s->pend_n--;
+	return v;
+}
+
+/* ---- TLS ---- */
+
+static void enter_tls(struct session *s, int dir)
+{
+	struct session_dir *d = &s->d[dir];
+
+	d->mode = DIR_TLS;
+	d->skipping_line = false;
+	reasm_set_limit(&d->r, s->lim.tls_bytes);
+}
+
+static void judge(struct session *s, bool ok)
+{
+	if (s->info.tls_judged)
+		return;
+	s->info.tls_judged = true;
+	if (!ok)
+		s->info.tls_failed = true;
+	if (s->info.phase == SESSION_PHASE_TLS_HANDSHAKE)
+		s->info.phase = SESSION_PHASE_TLS;
+}
+
+static void sha256(const uint8_t *p, size_t n, uint8_t out[SESSION_FP_LEN])
+{
+	if (wc_Sha256Hash(p, (word32)n, out))
+		memset(out, 0, SESSION_FP_LEN);
+}
+
+struct cert_walk {
+	struct session *s;
+	const uint8_t *base;
+	bool client;
+};
+
+static void on_cert(void *ctx, const uint8_t *der, size_t len)
+{
+	struct cert_walk *w = ctx;
+	struct session *s = w->s;
+	const uint8_t *spki;
+	size_t spki_len;
+	unsigned int i;
+
+	if (w->client) {
+		if (s->n_client_certs < SESSION_MAX_CERTS)
+			sha256(der, len, s->client_cert_fp[s->n_client_certs++]);
+		return;
+	}
+	if (s->n_certs >= SESSION_MAX_CERTS)
+		return;
+	i = s->n_certs++;
+	s->cert[i].off = (uint32_t)(der - w->base);
+	s->cert[i].len = (uint32_t)len;
+	sha256(der, len, s->cert_fp[i]);
+	s->spki_ok[i] = !tls_cert_spki(der, len, &spki, &spki_len);
+	if (s->spki_ok[i])
+		sha256(spki, spki_len, s->spki_fp[i]);
+}
+
+static bool is_tls13(uint16_t v)
+{
+	return v == 0x0304 || (v >> 8) == 0x7f || v == 0xfb1a || v == 0x7e02;
+}
+
+static void server_hello(struct session *s, const uint8_t *body, size_t len)
+{
+	struct tls_server_hello sh;
+
+	if (tls_server_hello_parse(body, len, &sh)) {
+		flag(s, SESSION_ANOM_TLS_GARBAGE);
+		judge(s, false);
+		return;
+	}
+	s->info.tls_cipher = sh.cipher;
+	if (sh.hrr) {
+		s->info.tls_hrr = true;
+		return;
+	}
+	s->sh_seen = true;
+	s->info.tls_version = sh.version;
+	if (sh.version == 0x0300)
+		flag(s, SESSION_ANOM_SSLV3);
+	if (is_tls13(sh.version)) {
+		s->tls13 = true;
+		s->d[C].encrypted = true;
+		s->d[S].encrypted = true;
+		judge(s, true);
+	} else if (sh.session_id_len && sh.session_id_len == s->client_sid_len &&
+		   !memcmp(sh.session_id, s->client_sid, sh.session_id_len)) {
+		s->info.tls_resumed = true;
+	}
+}
+
+static void client_hello(struct session *s, const uint8_t *body, size_t len)
+{
+	struct tls_client_hello ch;
+
+	if (tls_client_hello_parse(body, len, &ch)) {
+		flag(s, SESSION_ANOM_TLS_GARBAGE);
+		return;
+	}
+	s->ch_seen = true;
+	if (ch.sni[0])
+		memcpy(s->info.sni, ch.sni, sizeof(s->info.sni));
+	memcpy(s->client_versions, ch.versions, sizeof(ch.versions));
+	s->n_client_versions = ch.n_versions;
+	memcpy(s->alpn, ch.alpn, sizeof(s->alpn) - 1);
+	s->alpn[sizeof(s->alpn) - 1] = '\0';
+	/* The session id follows version and random, for resumption. */
+	if (len >= 35 && body[34] <= 32 && len >= 35 + (size_t)body[34]) {
+		memcpy(s->client_sid, body + 35, body[34]);
+		s->client_sid_len = body[34];
+	}
+}
+
+static int on_handshake(void *ctx, uint8_t type, const uint8_t *body, size_t len)
+{
+	struct cert_walk *w = ctx;
+	struct session *s = w->s;
+	bool server = !w->client;
+
+	switch (type) {
+	case TLS_HS_CLIENT_HELLO:
+		if (!server)
+			client_hello(s, body, len);
+		break;
+	case TLS_HS_SERVER_HELLO:
+		if (server)
+			server_hello(s, body, len);
+		break;
+	case TLS_HS_CERTIFICATE:
+		if (server && !s->chain && len <= s->lim.tls_bytes) {
+			s->chain = malloc(len ? len : 1);
+			if (!s->chain)
+				break;
+			memcpy(s->chain, body, len);
+			s->chain_len = len;
+			w->base = s->chain;
+			if (tls_certificate_parse(s->chain, len, s->tls13, on_cert, w) < 0)
+				flag(s, SESSION_ANOM_TLS_GARBAGE);
+			s->info.cert_count = s->n_certs;
+		} else if (!server && !s->n_client_certs) {
+			w->base = body;
+			tls_certificate_parse(body, len, s->tls13, on_cert, w);
+		}
+		break;
+	case TLS_HS_SERVER_HELLO_DONE:
+		if (server && s->sh_seen)
+			judge(s, !s->fatal_alert);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static void on_alert(struct session *s, int dir, const uint8_t *p, size_t n)
+{
+	if (n < 2)
+		return;
+	s->last_alert_level = p[0];
+	s->last_alert = p[1];
+	if (p[0] == TLS_ALERT_FATAL) {
+		s->fatal_alert = true;
+		flag(s, SESSION_ANOM_TLS_FATAL_ALERT);
+		judge(s, false);
+	}
+}
+
+static void on_record(struct session *s, int dir, const struct tls_record *rec, const uint8_t *frag)
+{
+	struct session_dir *d = &s->d[dir];
+	struct cert_walk w = { s, NULL, dir == C };
+	int rc;
+
+	if (rec->version == 0x0300 && !s->info.tls_version)
+		flag(s, SESSION_ANOM_SSLV3);
+	switch (rec->type) {
+	case TLS_CT_CHANGE_CIPHER_SPEC:
+		d->ccs = true;
+		d->encrypted = true;
+		/* Resumption: the server changes cipher right after its hello. */
+		if (dir == S && s->sh_seen && !s->info.tls_judged && !s->n_certs) {
+			s->info.tls_resumed = true;
+			judge(s, true);
+		}
+		break;
+	case TLS_CT_ALERT:
+		if (!d->encrypted || (s->tls13 && rec->length == 2))
+			on_alert(s, dir, frag, rec->length);
+		break;
+	case TLS_CT_HANDSHAKE:
+		if (d->encrypted)
+			break;
+		rc = tls_hs_buf_feed(&d->hs, frag, rec->length, on_handshake, &w);
+		if (rc == -ENOSPC || rc == -ENOMEM) {
+			if (!s->info.tls_judged)
+				s->limit_hit = true;
+			d->mode = DIR_SKIP;
+		}
+		break;
+	case TLS_CT_APPLICATION_DATA:
+		if (s->d[C].encrypted && s->d[S].encrypted && !s->fatal_alert &&
+		    (s->tls13 || (s->d[C].ccs && s->d[S].ccs)))
+			s->info.tls_established = true;
+		break;
+	default:
+		break;
+	}
+}
+
+static bool sslv2_hello(struct session *s, int dir, const uint8_t *p, size_t n)
+{
+	uint8_t mt;
+	size_t h, rl;
+	uint16_t v;
+
+	if (tls_sslv2_parse(p, n, &mt, &h, &rl))
+		return false;
+	if (n < h + rl)
+		return false; /* wait for the whole record */
+	v = tls_sslv2_version(p + h, rl, mt);
+	if (mt == 1 && dir == C) {
+		s->ch_seen = true;
+		if (v == 0x0002)
+			flag(s, SESSION_ANOM_SSLV2);
+	} else if (mt == 4 && dir == S) {
+		s->info.tls_version = v;
+		s->sh_seen = true;
+		flag(s, SESSION_ANOM_SSLV2);
+		judge(s, true);
+		s->d[C].encrypted = s->d[S].encrypted = true;
+		/* The rest of SSLv2 is opaque to us. */
+		s->d[C].mode = DIR_SKIP;
+		s->d[S].mode = DIR_SKIP;
+	} else {
+		return false;
+	}
+	reasm_skip(&s->d[dir].r, h + rl);
+	return true;
+}
+
+/* Parses TLS records of one direction. Returns true on progress. */
+static bool process_tls(struct session *s, int dir)
+{
+	struct session_dir *d = &s->d[dir];
+	bool progress = false;
+
+	for (;;) {
+		struct tls_record rec;
+		size_t n;
+		const uint8_t *p = reasm_peek(&d->r, &n);
+		int rc;
+
+		if (d->mode != DIR_TLS || !n)
+			break;
+		if (!d->tls_seen) {
+			if (dir == S && !s->d[C].tls_seen && !s->info.midstream)
+				flag(s, SESSION_ANOM_SERVER_EARLY);
+			if ((p[0] & 0x80) && !d->sslv2_checked) {
+				if (n < 3)
+					break;
+				if (sslv2_hello(s, dir, p, n)) {
+					d->tls_seen = true;
+					progress = true;
+					continue;
+				}
+				if (tls_sslv2_parse(p, n, &(uint8_t){ 0 }, &(size_t){ 0 }, &(size_t){ 0 }) == 0)
+					break; /* SSLv2 record not complete yet */
+			}
+			d->sslv2_checked = true;
+		}
+		rc = tls_record_parse(p, n, &rec);
+		if (rc == -EAGAIN)
+			break;
+		if (rc) {
+			if (n >= 5 && p[0] >= 20 && p[0] <= 24 && p[1] == 3)
+				flag(s, SESSION_ANOM_TLS_RECORD_OVERSIZED);
+			else if (!d->tls_seen && dir == C && s->info.starttls_accepted)
+				flag(s, SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS);
+			flag(s, SESSION_ANOM_TLS_GARBAGE);
+			judge(s, false);
+			d->mode = DIR_SKIP;
+			progress = true;
+			break;
+		}
+		d->tls_seen = true;
+		if (rec.type == TLS_CT_APPLICATION_DATA || (d->encrypted && rec.type == TLS_CT_HANDSHAKE)) {
+			/* Not needed: skip without buffering. */
+			on_record(s, dir, &rec, NULL);
+			reasm_skip(&d->r, TLS_RECORD_HEADER + (size_t)rec.length);
+			progress = true;
+			continue;
+		}
+		if (n < TLS_RECORD_HEADER + (size_t)rec.length) {
+			if (reasm_full(&d->r) && !s->info.tls_judged)
+				s->limit_hit = true;
+			break;
+		}
+		on_record(s, dir, &rec, p + TLS_RECORD_HEADER);
+		reasm_skip(&d->r, TLS_RECORD_HEADER + (size_t)rec.length);
+		progress = true;
+	}
+	return progress;
+}
+
+/* Not SMTP: look for the start of a TLS hello (ClientHello from the
+ * client, ServerHello from the server) anywhere in the stream, as after
+ * an IMAP, POP3 or XMPP STARTTLS; skip everything else. */
+static bool process_scan(struct session *s, int dir)
+{
+	struct session_dir *d = &s->d[dir];
+	size_t n, i;
+	const uint8_t *p = reasm_peek(&d->r, &n);
+	uint8_t want = dir == C ? TLS_HS_CLIENT_HELLO : TLS_HS_SERVER_HELLO;
+
+	if (!n)
+		return false;
+	for (i = 0; i + 6 <= n; i++) {
+		if (p[i] == TLS_CT_HANDSHAKE && p[i + 1] == 3 && p[i + 2] <= 4 && p[i + 5] == want) {
+			reasm_skip(&d->r, i);
+			enter_tls(s, dir);
+			if (dir == S && s->d[C].mode != DIR_TLS)
+				enter_tls(s, C);
+			return true;
+		}
+	}
+	/* Keep the last 5 bytes: a header may span segments. */
+	if (n > 5) {
+		reasm_skip(&d->r, n - 5);
+		return true;
+	}
+	return false;
+}
+
+/* ---- SMTP ---- */
+
+static void start_tls(struct session *s)
+{
+	size_t n;
+	const uint8_t *p = reasm_peek(&s->d[C].r, &n);
+
+	/* Anything the client sent after STARTTLS before the 220 was seen. */
+	if (n && !tls_looks_like_tls(p, n))
+		flag(s, SESSION_ANOM_STARTTLS_INJECTION);
+	s->info.phase = SESSION_PHASE_TLS_HANDSHAKE;
+	enter_tls(s, C);
+	enter_tls(s, S);
+}
+
+static void not_smtp(struct session *s)
+{
+	flag(s, SESSION_ANOM_NOT_SMTP);
+	s->info.phase = SESSION_PHASE_NOT_SMTP;
+	s->pend_n = 0;
+	s->d[C].mode = s->d[C].mode == DIR_TLS ? DIR_TLS : DIR_SCAN;
+	s->d[S].mode = s->d[S].mode == DIR_TLS ? DIR_TLS : DIR_SCAN;
+}
+
+static void implicit_tls(struct session *s)
+{
+	flag(s, SESSION_ANOM_TLS_NOT_SMTP);
+	not_smtp(s);
+	enter_tls(s, C);
+	enter_tls(s, S);
+}
+
+static void on_reply(struct session *s, int code)
+{
+	int cmd;
+
+	if (!s->greeted && s->pend_n == 0) {
+		s->greeted = true;
+		return;
+	}
+	cmd = pend_pop(s);
+	if (cmd < 0) {
+		if (s->d[C].seen_data && !s->info.midstream)
+			flag(s, SESSION_ANOM_UNSOLICITED_REPLY);
+		return;
+	}
+	switch (cmd) {
+	case SMTP_VERB_EHLO:
+	case SMTP_VERB_LHLO:
+		if (code / 100 == 2) {
+			s->info.smtp_caps = s->ehlo_caps;
+			s->info.starttls_offered = (s->ehlo_caps & SMTP_CAP_STARTTLS) != 0;
+		}
+		break;
+	case SMTP_VERB_STARTTLS:
+		s->info.starttls_reply = code;
+		if (code == 220) {
+			s->info.starttls_accepted = true;
+			start_tls(s);
+		} else {
+			s->info.phase = SESSION_PHASE_SMTP;
+			if (s->d[C].mode == DIR_WAIT)
+				s->d[C].mode = DIR_SMTP;
+		}
+		break;
+	case SMTP_VERB_MAIL:
+		if (txn_cur(s))
+			txn_cur(s)->mail_reply = code;
+		break;
+	case SMTP_VERB_DATA:
+		if (txn_cur(s))
+			txn_cur(s)->data_reply = code;
+		if (s->d[C].mode == DIR_WAIT) {
+			if (code == 354) {
+				s->d[C].mode = DIR_DATA;
+				s->d[C].data_line_start = true;
+			} else {
+				s->d[C].mode = DIR_SMTP;
+				s->txn_open = false;
+			}
+		}
+		break;
+	case SMTP_VERB_QUIT:
+		s->quit = true;
+		break;
+	default:
+		break;
+	}
+}
+
+/* One server line. */
+static void server_line(struct session *s, const char *line, size_t len)
+{
+	struct smtp_reply_line rl;
+
+	if (smtp_reply_parse(line, len, &rl)) {
+		if (!s->greeted && !s->d[C].seen_data) {
+			not_smtp(s);
+			return;
+		}
+		flag(s, SESSION_ANOM_BAD_REPLY);
+		return;
+	}
+	if (s->info.phase == SESSION_PHASE_START)
+		s->info.phase = SESSION_PHASE_SMTP;
+	if (!s->in_reply) {
+		s->in_reply = true;
+		s->reply_code = rl.code;
+		s->reply_lines = 0;
+		if (pend_peek(s) == SMTP_VERB_EHLO || pend_peek(s) == SMTP_VERB_LHLO)
+			s->ehlo_caps = 0;
+	} else if (rl.code != s->reply_code) {
+		flag(s, SESSION_ANOM_BAD_REPLY);
+	}
+	if (s->reply_lines++ > 0 && (pend_peek(s) == SMTP_VERB_EHLO || pend_peek(s) == SMTP_VERB_LHLO))
+		s->ehlo_caps |= smtp_ehlo_keyword(rl.text, rl.text_len);
+	if (rl.last) {
+		s->in_reply = false;
+		on_reply(s, s->reply_code);
+	}
+}
+
+/* One client command line. */
+static void client_line(struct session *s, const char *line, size_t len)
+{
+	struct smtp_command cmd;
+	struct session_dir *d = &s->d[C];
+	uint64_t size;
+	bool last;
+
+	if (smtp_command_parse(line, len, &cmd))
+		return;
+	if (s->info.phase == SESSION_PHASE_START) {
+		/* The client spoke first (one-sided capture, mid-stream
+		 * pickup): SMTP only if it is a known command. */
+		if (cmd.verb == SMTP_VERB_UNKNOWN && !s->greeted) {
+			not_smtp(s);
+			return;
+		}
+		s->info.phase = SESSION_PHASE_SMTP;
+	}
+	if (len + 2 > SMTP_COMMAND_LINE_MAX)
+		flag(s, SESSION_ANOM_LINE_TOO_LONG);
+	switch (cmd.verb) {
+	case SMTP_VERB_HELO:
+	case SMTP_VERB_EHLO:
+	case SMTP_VERB_LHLO:
+		sanitize(s->info.ehlo_name, sizeof(s->info.ehlo_name), cmd.arg, cmd.arg_len);
+		s->txn_open = false;
+		break;
+	case SMTP_VERB_MAIL:
+		on_mail(s, cmd.arg, cmd.arg_len);
+		break;
+	case SMTP_VERB_RCPT:
+		on_rcpt(s, cmd.arg, cmd.arg_len);
+		break;
+	case SMTP_VERB_RSET:
+		s->txn_open = false;
+		break;
+	case SMTP_VERB_QUIT:
+		s->quit = true;
+		break;
+	case SMTP_VERB_STARTTLS:
+		s->info.starttls_issued = true;
+		s->info.phase = SESSION_PHASE_STARTTLS;
+		d->mode = DIR_WAIT;
+		break;
+	case SMTP_VERB_DATA:
+		/* Without the server side (one-sided capture) assume 354. */
+		if (s->d[S].seen_data) {
+			d->mode = DIR_WAIT;
+		} else {
+			d->mode = DIR_DATA;
+			d->data_line_start = true;
+		}
+		break;
+	case SMTP_VERB_BDAT:
+		if (smtp_bdat_parse(cmd.arg, cmd.arg_len, &size, &last) == 0) {
+			struct session_txn *t = txn_cur(s);
+
+			if (t)
+				t->bdat = true;
+			pend_push(s, cmd.verb);
+			/* The chunk follows the command line: skip it. The
+			 * caller consumes the line first, so skip afterwards. */
+			d->skipping_line = false;
+			s->bdat_pending = size;
+			if (last)
+				s->txn_open = false;
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	pend_push(s, cmd.verb);
+}
+
+static bool process_lines(struct session *s, int dir)
+{
+	struct session_dir *d = &s->d[dir];
+	bool progress = false;
+
+	for (;;) {
+		size_t n, ll, total;
+		bool bare;
+		const uint8_t *p;
+
+		if (d->mode != DIR_SMTP && d->mode != DIR_DATA)
+			break;
+		p = reasm_peek(&d->r, &n);
+		if (!n)
+			break;
+		if (d->mode == DIR_SMTP && !d->skipping_line &&
+		    (s->info.phase == SESSION_PHASE_START || s->info.phase == SESSION_PHASE_SMTP)) {
+			if (n < 3 && (p[0] & 0x80 || (p[0] >= 20 && p[0] <= 24)))
+				break; /* too short to tell TLS from SMTP */
+			if (tls_looks_like_tls(p, n)) {
+				implicit_tls(s);
+				progress = true;
+				break;
+			}
+		}
+		if (smtp_line_next(p, n, &ll, &total, &bare)) {
+			size_t give_up = d->r.limit < LINE_GIVE_UP ? d->r.limit : LINE_GIVE_UP;
+
+			if (n < give_up)
+				break;
+			if (d->mode == DIR_SMTP)
+				flag(s, SESSION_ANOM_LINE_TOO_LONG);
+			reasm_skip(&d->r, n);
+			d->skipping_line = true;
+			progress = true;
+			continue;
+		}
+		progress = true;
+		if (d->skipping_line) {
+			d->skipping_line = false;
+			reasm_skip(&d->r, total);
+			continue;
+		}
+		if (bare)
+			flag(s, SESSION_ANOM_BARE_LF);
+		if (d->mode == DIR_DATA) {
+			if (ll == 1 && p[0] == '.') {
+				d->mode = DIR_SMTP;
+				s->txn_open = false;
+			} else if (ll + 2 > SMTP_TEXT_LINE_MAX) {
+				flag(s, SESSION_ANOM_LINE_TOO_LONG);
+			}
+			reasm_skip(&d->r, total);
+			continue;
+		}
+		if (dir == S) {
+			if (ll + 2 > SMTP_REPLY_LINE_MAX)
+				flag(s, SESSION_ANOM_LINE_TOO_LONG);
+			server_line(s, (const char *)p, ll);
+		} else {
+			client_line(s, (const char *)p, ll);
+		}
+		reasm_skip(&d->r, total);
+		if (s->bdat_pending) {
+			reasm_skip(&d->r, s->bdat_pending);
+			s->bdat_pending = 0;
+		}
+	}
+	return progress;
+}
+
+/* Mid-stream pickup: find where to start parsing this direction. */
+static void midstream_sync(struct session *s, int dir)
+{
+	struct session_dir *d = &s->d[dir];
+	size_t n, ll, total;
+	bool bare;
+	const uint8_t *p = reasm_peek(&d->r, &n);
+	struct tls_record rec;
+	struct smtp_reply_line rl;
+	struct smtp_command cmd;
+
+	if (!n)
+		return;
+	if (n >= 5 && tls_record_parse(p, n, &rec) == 0) {
+		d->synced = true;
+		if (s->info.phase == SESSION_PHASE_START || s->info.phase == SESSION_PHASE_SMTP)
+			s->info.phase = SESSION_PHASE_TLS_HANDSHAKE;
+		enter_tls(s, C);
+		enter_tls(s, S);
+		/* Encrypted data already: there is nothing left to judge. */
+		if (rec.type == TLS_CT_APPLICATION_DATA)
+			judge(s, true);
+		return;
+	}
+	if (smtp_line_next(p, n, &ll, &total, &bare)) {
+		if (reasm_full(&d->r))
+			reasm_skip(&d->r, n);
+		return;
+	}
+	d->synced = true;
+	s->greeted = true;
+	if (dir == S ? smtp_reply_parse((const char *)p, ll, &rl) == 0
+		     : (smtp_command_parse((const char *)p, ll, &cmd) == 0 && cmd.verb != SMTP_VERB_UNKNOWN))
+		return; /* starts at a line: keep it */
+	reasm_skip(&d->r, total);
+}
+
+static bool process_dir(struct session *s, int dir)
+{
+	struct session_dir *d = &s->d[dir];
+	size_t n;
+
+	if (s->info.midstream && !d->synced && d->mode == DIR_SMTP) {
+		midstream_sync(s, dir);
+		if (!d->synced)
+			return false;
+	}
+	switch (d->mode) {
+	case DIR_SMTP:
+	case DIR_DATA:
+		return process_lines(s, dir);
+	case DIR_TLS:
+		return process_tls(s, dir);
+	case DIR_SCAN:
+		return process_scan(s, dir);
+	case DIR_SKIP:
+		reasm_peek(&d->r, &n);
+		if (n)
+			reasm_skip(&d->r, n);
+		return false;
+	case DIR_WAIT:
+	default:
+		return false;
+	}
+}
+
+enum session_action session_segment(struct session *s, const struct tcp_segment *seg)
+{
+	struct session_dir *d;
+	uint32_t seq;
+	unsigned int fl, i;
+
+	if (!s || !seg || (seg->dir != C && seg->dir != S))
+		return SESSION_CONTINUE;
+	d = &s->d[seg->dir];
+	seq = seg->seq;
+	if (seg->flags & SESSION_TCP_SYN) {
+		reasm_start(&d->r, seq + 1);
+		seq++;
+	}
+	if (seg->flags & SESSION_TCP_RST) {
+		s->rst = true;
+		s->info.phase = SESSION_PHASE_CLOSED;
+	}
+	if (seg->len && seg->payload && s->info.phase != SESSION_PHASE_CLOSED) {
+		fl = reasm_add(&d->r, seq, seg->payload, seg->len);
+		if (fl & REASM_F_CONFLICT)
+			flag(s, SESSION_ANOM_OVERLAP_CONFLICT);
+		if (fl & REASM_F_LOST) {
+			flag(s, SESSION_ANOM_REASM_LOST);
+			if (!s->info.tls_judged)
+				s->limit_hit = true;
+		}
+		d->seen_data = true;
+		d->bytes += seg->len;
+	}
+	if (seg->flags & SESSION_TCP_FIN) {
+		reasm_add_fin(&d->r, seq + (uint32_t)seg->len);
+		d->fin = true;
+	}
+	if (s->info.phase != SESSION_PHASE_CLOSED) {
+		for (i = 0; i < 64; i++) {
+			bool progress = process_dir(s, C);
+
+			progress |= process_dir(s, S);
+			if (!progress)
+				break;
+		}
+		for (i = 0; i < 2; i++)
+			if (reasm_full(&s->d[i].r) && !s->info.tls_judged &&
+			    s->info.phase != SESSION_PHASE_NOT_SMTP)
+				s->limit_hit = true;
+		if (s->d[C].fin && s->d[S].fin)
+			s->info.phase = SESSION_PHASE_CLOSED;
+	}
+	if (s->info.phase == SESSION_PHASE_CLOSED)
+		return SESSION_CLOSED;
+	if (s->info.tls_judged)
+		return SESSION_OFFLOAD;
+	if (s->limit_hit)
+		return SESSION_LIMIT;
+	return SESSION_CONTINUE;
+}

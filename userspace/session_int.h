@@ -1,0 +1,98 @@
+/* session_int.h - the session's internals, shared by session.c and
+ * summary.c only (the JSON summary reads the envelope, chain and
+ * capabilities). Everything else goes through session.h. */
+#ifndef TLSGATE_SESSION_INT_H
+#define TLSGATE_SESSION_INT_H
+
+#include "reasm.h"
+#include "session.h"
+#include "tls_parse.h"
+
+#define SESSION_MAX_TXNS 16
+#define SESSION_MAX_RCPTS 32 /* per transaction */
+#define SESSION_ENVELOPE_BYTES 4096
+#define SESSION_MAX_CERTS 10
+#define SESSION_MAX_PENDING 64
+#define SESSION_FP_LEN 32
+
+enum dir_mode {
+	DIR_SMTP,     /* command or reply lines */
+	DIR_WAIT,     /* client: waiting for the reply to STARTTLS / DATA */
+	DIR_DATA,     /* client: message content up to "." */
+	DIR_TLS,      /* TLS records */
+	DIR_SCAN,     /* not SMTP: looking for a TLS hello, skipping the rest */
+	DIR_SKIP,     /* nothing more to parse: bytes are skipped */
+};
+
+struct session_txn {
+	char *mailfrom; /* NULL: no MAIL FROM in this transaction */
+	char *rcpt[SESSION_MAX_RCPTS];
+	unsigned int n_rcpt;
+	int mail_reply, data_reply; /* reply codes, 0 if none */
+	bool bdat;
+};
+
+struct session_dir {
+	struct reasm r;
+	enum dir_mode mode;
+	bool skipping_line; /* inside an overlong line, dropping its bytes */
+	bool data_line_start;
+	bool seen_data;     /* any payload byte */
+	bool fin;
+	bool encrypted;     /* TLS: records from here on are protected */
+	bool ccs;
+	bool tls_seen;      /* at least one TLS record */
+	bool sslv2_checked;
+	bool synced;        /* mid-stream: found a place to start parsing */
+	struct tls_hs_buf hs;
+	uint64_t bytes;
+};
+
+struct session {
+	struct session_limits lim;
+	struct session_info info;
+	struct session_dir d[2]; /* index enum tlsgate_dir */
+	bool greeted;
+	bool client_first_checked;
+	/* Multi-line reply in progress. */
+	bool in_reply;
+	int reply_code;
+	unsigned int reply_lines;
+	unsigned int ehlo_caps;
+	uint64_t bdat_pending; /* chunk bytes to skip after the BDAT line */
+	/* Commands awaiting replies (ring). */
+	uint8_t pending[SESSION_MAX_PENDING];
+	unsigned int pend_head, pend_n;
+	/* Envelope. */
+	struct session_txn *txns; /* SESSION_MAX_TXNS, allocated on first MAIL */
+	unsigned int n_txns;
+	bool txn_open;
+	size_t env_bytes;
+	unsigned long txns_dropped, rcpts_dropped;
+	/* TLS. */
+	bool ch_seen, sh_seen, tls13;
+	uint16_t client_versions[TLS_VERSIONS_MAX];
+	unsigned int n_client_versions;
+	char alpn[64];
+	uint8_t client_sid[32];
+	uint8_t client_sid_len;
+	int last_alert; /* description of the last plaintext alert, -1 none */
+	int last_alert_level;
+	bool fatal_alert;
+	uint8_t *chain;   /* copy of the server Certificate message body */
+	size_t chain_len;
+	unsigned int n_certs;
+	struct { uint32_t off, len; } cert[SESSION_MAX_CERTS];
+	uint8_t cert_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
+	uint8_t spki_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
+	bool spki_ok[SESSION_MAX_CERTS];
+	unsigned int n_client_certs;
+	uint8_t client_cert_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
+	/* Outcome. */
+	bool limit_hit;
+	bool rst;
+	bool quit;
+	bool timeout;
+};
+
+#endif
