@@ -385,6 +385,19 @@ print(hashlib.sha256(data.rstrip(b"\n")).hexdigest())
 ' "$1" "${2:-message}"
 }
 
+# world_intact DELIVERED MSGID: true when the delivered body is the one sent.
+world_intact() {
+	[ -n "$1" ] && [ -f "$1" ] &&
+		[ "$(world_body_sha "$1")" = "$(world_body_sha "$WORLD_DIR/msg/${2%@*}.body" body)" ]
+}
+
+# world_in_range X LO [HI]: X is an integer with LO <= X (< HI).
+world_in_range() {
+	[[ $1 =~ ^-?[0-9]+$ ]] || return 1
+	[ "$1" -ge "$2" ] || return 1
+	[ -z "${3:-}" ] || [ "$1" -lt "$3" ]
+}
+
 # --- the gateway ----------------------------------------------------------
 
 WORLD_TLSGATED=${WORLD_TLSGATED:-$WORLD_BUILD/tlsgated}
@@ -475,3 +488,62 @@ world_shape() {
 	world_exec "$1" tc qdisc replace dev "$2" root tbf rate "$3" burst 64kb latency 200ms
 }
 world_unshape() { world_exec "$1" tc qdisc del dev "$2" root 2>/dev/null; true; }
+
+# world_stats EXPR: evaluate EXPR over "tlsgatectl stats --json" (as j).
+world_stats() {
+	local out
+	out=$(world_ctl stats --json) || return 1
+	world_json "$1" <<<"$out"
+}
+
+# world_flow SERVER EXPR: evaluate EXPR over the daemon's flow (as j) whose
+# server endpoint is SERVER (e.g. 198.51.100.20:25, [2001:db8:2::30]:25 or
+# however the daemon prints it); of several, the one with the most bytes.
+# Prints "none" when there is no such flow.
+world_flow() {
+	local out
+	out=$(world_ctl flows --json) || return 1
+	python3 -c '
+import json, sys
+flows = [f for f in json.load(sys.stdin) if f.get("server") == sys.argv[1]]
+if not flows:
+    print("none"); sys.exit(0)
+j = max(flows, key=lambda f: f.get("kernel_bytes", 0) + f.get("queued_bytes", 0))
+r = eval(sys.argv[2])
+print(json.dumps(r) if isinstance(r, (dict, list)) else r)
+' "$1" "$2" <<<"$out"
+}
+
+# world_smtp_hold SERVER TO FILE HOLD: from "in", deliver FILE straight to
+# SERVER:25 over SMTP (no sending Postfix), then keep the connection open
+# HOLD seconds before QUIT, so the flow can be looked at while it lives.
+# Runs in the background; its PID is in WORLD_HOLD_PID.
+world_smtp_hold() {
+	world_exec in python3 - "$@" <<-'EOF' &
+		import smtplib, sys, time
+		server, to, path, hold = sys.argv[1:5]
+		with open(path, "rb") as f:
+		    data = f.read()
+		s = smtplib.SMTP(server, 25, "in.world.test", timeout=60)
+		s.sendmail("sender@in.world.test", [to], data)
+		time.sleep(float(hold))
+		s.quit()
+	EOF
+	WORLD_HOLD_PID=$!
+}
+
+# world_e2e_setup [TLSGATED ARGS]: the start of an end-to-end test: root
+# and binaries present, a new world torn down on exit, tlsgated running
+# (with ARGS and $TLSGATED_ARGS). Prints "Bail out!" and exits on failure.
+world_e2e_setup() {
+	local b
+	[ "$(id -u)" = 0 ] || { echo "Bail out! end-to-end tests need root"; exit 1; }
+	for b in "$WORLD_TLSGATED" "$WORLD_TLSGATECTL"; do
+		[ -x "$b" ] || { echo "Bail out! $b missing: run make"; exit 1; }
+	done
+	world_trap
+	world_up || { echo "Bail out! world_up failed"; exit 1; }
+	diag "world $WORLD_ID ($WORLD_DIR)"
+	# shellcheck disable=SC2086
+	world_gw_start "$@" ${TLSGATED_ARGS:-} || { echo "Bail out! tlsgated did not start"; exit 1; }
+}

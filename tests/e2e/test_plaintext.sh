@@ -1,0 +1,67 @@
+#!/bin/bash
+# End-to-end 1: plaintext mail to mx-plain (no STARTTLS), IPv4 and IPv6,
+# through tlsgated. Each message must arrive intact, without TLS, and the
+# daemon must have inspected its flow: while a connection is held open the
+# flow is listed with verdict "inspect" and queued packets, and a Postfix
+# delivery raises the queue counters by at least its SMTP dialog.
+#
+# How this fails when it should: with the NFQUEUE rule or the tagger's mark
+# missing the queue counters stay flat and no "inspect" flow is listed; with
+# fail-open broken while the daemon cannot take packets, delivery times out.
+# Run against a plain-forwarding world (no daemon) it bails out.
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+. tests/lib/tap.sh
+. tests/world/lib.sh
+
+world_e2e_setup
+
+for v in 4 6; do
+	if [ "$v" = 4 ]; then
+		domain=plain.test addr=198.51.100.30 server=198.51.100.30:25 client=192.0.2.10:
+		rcvd="(unknown [192.0.2.10])"
+	else
+		domain=plain6.test addr=2001:db8:2::30 server="[2001:db8:2::30]:25" client="[2001:db8:1::10]:"
+		rcvd="(unknown [IPv6:2001:db8:1::10])"
+	fi
+
+	# 1. A real Postfix delivery: sender "in" -> gw -> mx-plain.
+	q0=$(world_stats 'j["queue"]["packets"]')
+	k0=$(world_stats 'j["kernel"]["inspect"]["packets"]')
+	id=$(world_send "user@$domain" "plaintext IPv$v")
+	f=$(world_wait_delivered mx-plain "$id" 30)
+	check "IPv$v: Postfix delivered the plaintext message to mx-plain" [ -n "$f" ]
+	check "IPv$v: body intact" world_intact "$f" "$id"
+	check "IPv$v: received from the sender's address without TLS" \
+		grep -qF "Received: from in.world.test $rcvd" "${f:-/dev/null}"
+	check "IPv$v: mx-plain received it with plain ESMTP" \
+		grep -qE "by mx-plain\.world\.test \(Postfix\) with ESMTP id" "${f:-/dev/null}"
+	# The counters are read after the connection closed (QUIT follows delivery).
+	sleep 1
+	q1=$(world_stats 'j["queue"]["packets"]')
+	k1=$(world_stats 'j["kernel"]["inspect"]["packets"]')
+	diag "IPv$v Postfix delivery: queue packets +$((q1 - q0)), kernel inspect packets +$((k1 - k0))"
+	# An SMTP dialog with DATA is well over 10 segments (SYN, banner, EHLO,
+	# MAIL, RCPT, DATA, body, replies, QUIT, FIN).
+	check "IPv$v: the dialog went through NFQUEUE (>= 10 packets)" world_in_range $((q1 - q0)) 10
+	check "IPv$v: the tagger marked them for inspection (>= 10 packets)" world_in_range $((k1 - k0)) 10
+
+	# 2. A connection held open after delivery, to see the live flow.
+	hid=$(world_msgid)
+	hfile=$WORLD_DIR/msg/${hid%@*}
+	world_make_message "$hfile" "$hid" "user@$domain" "held plaintext IPv$v"
+	world_smtp_hold "$addr" "user@$domain" "$hfile" 5
+	f=$(world_wait_delivered mx-plain "$hid" 20)
+	check "IPv$v: held session delivered its message intact" world_intact "$f" "$hid"
+	verdict=$(world_flow "$server" 'j["verdict"]')
+	queued=$(world_flow "$server" 'j["queued_packets"]')
+	fclient=$(world_flow "$server" 'j["client"]')
+	diag "IPv$v live flow: $fclient -> $server verdict=$verdict queued_packets=$queued"
+	check "IPv$v: the live flow is listed with verdict inspect" [ "$verdict" = inspect ]
+	check "IPv$v: the flow's client is the sender" [ "${fclient#"$client"}" != "$fclient" ]
+	check "IPv$v: its packets were queued to the daemon" world_in_range "$queued" 8
+	wait "$WORLD_HOLD_PID"
+	check "IPv$v: the held session ended with QUIT" [ $? -eq 0 ]
+done
+
+done_testing
