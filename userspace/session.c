@@ -16,6 +16,9 @@
 #define C TLSGATE_DIR_TO_SERVER /* client -> server */
 #define S TLSGATE_DIR_TO_CLIENT /* server -> client */
 
+/* Pending-reply entry for the end of message content ("."). */
+#define PEND_DATA_END 200
+
 /* An overlong line is dropped once this many bytes hold no line end. */
 #define LINE_GIVE_UP 1024
 
@@ -224,7 +227,7 @@ static void on_rcpt(struct session *s, const char *arg, size_t len)
 
 /* ---- pending commands ---- */
 
-static void pend_push(struct session *s, enum smtp_verb v)
+static void pend_push(struct session *s, int v)
 {
 	if (s->pend_n == SESSION_MAX_PENDING) {
 		flag(s, SESSION_ANOM_PIPELINE_OVERFLOW);
@@ -430,8 +433,14 @@ static void on_record(struct session *s, int dir, const struct tls_record *rec, 
 		flag(s, SESSION_ANOM_SSLV3);
 	switch (rec->type) {
 	case TLS_CT_CHANGE_CIPHER_SPEC:
-		d->ccs = true;
-		d->encrypted = true;
+		/* In TLS 1.3 (and around a HelloRetryRequest) CCS is only
+		 * middlebox compatibility; encryption follows the hellos. */
+		if (s->sh_seen && !s->tls13) {
+			d->ccs = true;
+			d->encrypted = true;
+			if (s->d[C].ccs && s->d[S].ccs && !s->fatal_alert)
+				s->info.tls_established = true;
+		}
 		/* Resumption: the server changes cipher right after its hello. */
 		if (dir == S && s->sh_seen && !s->info.tls_judged && !s->n_certs) {
 			s->info.tls_resumed = true;
@@ -453,8 +462,7 @@ static void on_record(struct session *s, int dir, const struct tls_record *rec, 
 		}
 		break;
 	case TLS_CT_APPLICATION_DATA:
-		if (s->d[C].encrypted && s->d[S].encrypted && !s->fatal_alert &&
-		    (s->tls13 || (s->d[C].ccs && s->d[S].ccs)))
+		if (s->tls13 && !s->fatal_alert)
 			s->info.tls_established = true;
 		break;
 	default:
@@ -573,8 +581,6 @@ static bool process_scan(struct session *s, int dir)
 		if (p[i] == TLS_CT_HANDSHAKE && p[i + 1] == 3 && p[i + 2] <= 4 && p[i + 5] == want) {
 			reasm_skip(&d->r, i);
 			enter_tls(s, dir);
-			if (dir == S && s->d[C].mode != DIR_TLS)
-				enter_tls(s, C);
 			return true;
 		}
 	}
@@ -833,6 +839,7 @@ static bool process_lines(struct session *s, int dir)
 			if (ll == 1 && p[0] == '.') {
 				d->mode = DIR_SMTP;
 				s->txn_open = false;
+				pend_push(s, PEND_DATA_END);
 			} else if (ll + 2 > SMTP_TEXT_LINE_MAX) {
 				flag(s, SESSION_ANOM_LINE_TOO_LONG);
 			}
