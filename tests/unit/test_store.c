@@ -1,0 +1,172 @@
+/* test_store.c - the SQLite store: history levels only rise, locks and
+ * releases (with their event), address mappings expire, values with SQL in
+ * them are stored verbatim, and everything survives a reopen. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store.h"
+
+static char db_path[64];
+
+static int setup(void **state)
+{
+	snprintf(db_path, sizeof(db_path), "/tmp/test_store.XXXXXX");
+	int fd = mkstemp(db_path);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(db_path);
+	*state = store_open(db_path, false);
+	return *state ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char p[96];
+	store_close(*state);
+	unlink(db_path);
+	snprintf(p, sizeof(p), "%s-wal", db_path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", db_path);
+	unlink(p);
+	return 0;
+}
+
+static void test_history_level_only_rises(void **state)
+{
+	struct store *s = *state;
+	struct store_history h;
+	assert_int_equal(store_history_get(s, "mx.example.net", &h), -ENOENT);
+	assert_int_equal(store_history_record(s, "mx.example.net", STORE_LEVEL_PLAINTEXT, 0, 0, 100), 0);
+	assert_int_equal(store_history_record(s, "mx.example.net", STORE_LEVEL_TLS, 0x0304, 0x1302, 200), 0);
+	assert_int_equal(store_history_record(s, "mx.example.net", STORE_LEVEL_PLAINTEXT, 0, 0, 300), 0);
+	assert_int_equal(store_history_record(s, "mx.example.net", STORE_LEVEL_TLS, 0x0303, 0xc02f, 400), 0);
+	assert_int_equal(store_history_get(s, "mx.example.net", &h), 0);
+	assert_int_equal(h.level, STORE_LEVEL_TLS);
+	assert_int_equal(h.best_version, 0x0304);
+	assert_int_equal(h.last_version, 0x0303);
+	assert_int_equal(h.last_cipher, 0xc02f);
+	assert_int_equal(h.first_seen, 100);
+	assert_int_equal(h.last_seen, 400);
+	assert_int_equal(h.first_tls, 200);
+	assert_int_equal(h.last_tls, 400);
+	assert_int_equal(h.tls_count, 2);
+	assert_int_equal(h.plain_count, 2);
+	assert_false(h.locked);
+}
+
+static int count_rows(const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int n = -1;
+	if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void test_lock_and_release(void **state)
+{
+	struct store *s = *state;
+	struct store_history h;
+	assert_int_equal(store_history_release(s, "mx.example.net", "operator", 10), -ENOENT);
+	assert_int_equal(store_history_lock(s, "mx.example.net", "STARTTLS not offered", 50), 0);
+	assert_int_equal(store_history_lock(s, "mx.example.net", "second reason", 60), 0);
+	assert_int_equal(store_history_get(s, "mx.example.net", &h), 0);
+	assert_true(h.locked);
+	assert_string_equal(h.lock_reason, "STARTTLS not offered");
+	assert_int_equal(h.locked_at, 50);
+	assert_int_equal(store_history_release(s, "mx.example.net", "operator root", 70), 0);
+	assert_int_equal(store_history_get(s, "mx.example.net", &h), 0);
+	assert_false(h.locked);
+	assert_int_equal(count_rows("SELECT count(*) FROM events WHERE kind = 'release'"
+				    " AND mx = 'mx.example.net' AND reason LIKE '%operator root%'"), 1);
+}
+
+static void test_addr_mx_expiry_and_secure_first(void **state)
+{
+	struct store *s = *state;
+	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX];
+	bool secure;
+	assert_int_equal(store_addr_mx_set(s, "2001:db8::25", "hint.example.net", "example.net", false, 1000), 0);
+	assert_int_equal(store_addr_mx_set(s, "2001:db8::25", "mx.example.net", "example.net", true, 500), 0);
+	assert_int_equal(store_addr_mx_get(s, "2001:db8::25", 100, mx, domain, &secure), 0);
+	assert_string_equal(mx, "mx.example.net");
+	assert_true(secure);
+	assert_int_equal(store_addr_mx_get(s, "2001:db8::25", 600, mx, domain, &secure), 0);
+	assert_string_equal(mx, "hint.example.net");
+	assert_false(secure);
+	assert_int_equal(store_addr_mx_get(s, "2001:db8::25", 2000, mx, domain, &secure), -ENOENT);
+}
+
+static void test_hostile_values_stored_verbatim(void **state)
+{
+	struct store *s = *state;
+	const char *evil = "x'); DROP TABLE events; --";
+	struct store_event ev = { .time = 1, .kind = "block", .sender = evil, .reason = evil };
+	assert_int_equal(store_event_add(s, &ev), 0);
+	assert_int_equal(count_rows("SELECT count(*) FROM events WHERE sender = 'x''); DROP TABLE events; --'"), 1);
+	struct store_history h;
+	assert_int_equal(store_history_record(s, evil, STORE_LEVEL_TLS, 0x0303, 1, 5), 0);
+	assert_int_equal(store_history_get(s, evil, &h), 0);
+	assert_string_equal(h.mx, evil);
+}
+
+static void test_event_trim_keeps_newest(void **state)
+{
+	struct store *s = *state;
+	for (int i = 0; i < 50; i++) {
+		struct store_event ev = { .time = i, .kind = "block" };
+		assert_int_equal(store_event_add(s, &ev), 0);
+	}
+	assert_int_equal(store_event_trim(s, 10), 0);
+	assert_int_equal(count_rows("SELECT count(*) FROM events"), 10);
+	assert_int_equal(count_rows("SELECT min(time) FROM events"), 40);
+}
+
+static void test_survives_reopen(void **state)
+{
+	struct store *s = *state;
+	uint64_t serial = 0;
+	assert_int_equal(store_policy_serial(s, &serial), -ENOENT);
+	assert_int_equal(store_policy_set(s, 7, "ab", "KEYID", 10, 20, "{}"), 0);
+	assert_int_equal(store_history_record(s, "mx.example.org", STORE_LEVEL_DANE, 0x0303, 1, 5), 0);
+	store_close(s);
+	s = *state = store_open(db_path, false);
+	assert_non_null(s);
+	assert_int_equal(store_policy_serial(s, &serial), 0);
+	assert_int_equal(serial, 7);
+	struct store_history h;
+	assert_int_equal(store_history_get(s, "mx.example.org", &h), 0);
+	assert_int_equal(h.level, STORE_LEVEL_DANE);
+	struct store *ro = store_open(db_path, true);
+	assert_non_null(ro);
+	assert_int_equal(store_history_get(ro, "mx.example.org", &h), 0);
+	assert_int_not_equal(store_history_record(ro, "x", STORE_LEVEL_TLS, 0, 0, 1), 0);
+	store_close(ro);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_history_level_only_rises, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lock_and_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_addr_mx_expiry_and_secure_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_values_stored_verbatim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_trim_keeps_newest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

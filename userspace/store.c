@@ -1,0 +1,325 @@
+/* store.c - see store.h for the contract. */
+#include "store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+static const char store_schema[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+	"CREATE TABLE IF NOT EXISTS tls_history("
+	"  mx TEXT PRIMARY KEY, level INTEGER NOT NULL DEFAULT 0,"
+	"  best_version INTEGER NOT NULL DEFAULT 0, last_version INTEGER NOT NULL DEFAULT 0,"
+	"  last_cipher INTEGER NOT NULL DEFAULT 0,"
+	"  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
+	"  first_tls INTEGER NOT NULL DEFAULT 0, last_tls INTEGER NOT NULL DEFAULT 0,"
+	"  tls_count INTEGER NOT NULL DEFAULT 0, plain_count INTEGER NOT NULL DEFAULT 0,"
+	"  locked INTEGER NOT NULL DEFAULT 0, lock_reason TEXT NOT NULL DEFAULT '',"
+	"  locked_at INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS addr_mx("
+	"  addr TEXT NOT NULL, mx TEXT NOT NULL, domain TEXT NOT NULL DEFAULT '',"
+	"  secure INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL,"
+	"  PRIMARY KEY(addr, mx, domain));"
+	"CREATE TABLE IF NOT EXISTS events("
+	"  id INTEGER PRIMARY KEY, time INTEGER NOT NULL, kind TEXT NOT NULL,"
+	"  client TEXT, server TEXT, mx TEXT, sender TEXT, recipient TEXT,"
+	"  rule TEXT, verdict TEXT, reason TEXT);"
+	"CREATE INDEX IF NOT EXISTS events_time ON events(time);"
+	"CREATE TABLE IF NOT EXISTS policy_applied("
+	"  serial INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, key_id TEXT NOT NULL,"
+	"  applied_at INTEGER NOT NULL, expires INTEGER NOT NULL, body TEXT);";
+
+struct store {
+	sqlite3 *db;
+};
+
+const char *store_level_name(enum store_level level)
+{
+	switch (level) {
+	case STORE_LEVEL_PLAINTEXT:
+		return "plaintext";
+	case STORE_LEVEL_TLS:
+		return "tls";
+	case STORE_LEVEL_DANE:
+		return "dane";
+	default:
+		return "none";
+	}
+}
+
+static int store_fail(struct store *s, const char *what)
+{
+	log_warnx("store: %s: %s", what, sqlite3_errmsg(s->db));
+	return -EIO;
+}
+
+static int store_exec(struct store *s, const char *sql)
+{
+	char *err = NULL;
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		log_warnx("store: %s", err ? err : "exec failed");
+		sqlite3_free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
+struct store *store_open(const char *path, bool readonly)
+{
+	struct store *s = xcalloc(1, sizeof(*s));
+	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		log_warnx("store: open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "no memory");
+		goto fail;
+	}
+	/* Readers (web page, probe) and the daemon share the file. */
+	sqlite3_busy_timeout(s->db, 2000);
+	if (!readonly) {
+		if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") < 0 ||
+		    store_exec(s, "BEGIN") < 0)
+			goto fail;
+		if (store_exec(s, store_schema) < 0) {
+			store_exec(s, "ROLLBACK");
+			goto fail;
+		}
+		char sql[128];
+		snprintf(sql, sizeof(sql),
+			 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '%d'); COMMIT",
+			 STORE_SCHEMA_VERSION);
+		if (store_exec(s, sql) < 0)
+			goto fail;
+	}
+	return s;
+fail:
+	store_close(s);
+	return NULL;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	sqlite3_close(s->db);
+	free(s);
+}
+
+/* Prepares sql; binds text/int64 arguments described by fmt ('s' text, may
+ * be NULL; 'i' int64); the caller steps and finalizes. */
+static sqlite3_stmt *store_prepare(struct store *s, const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		store_fail(s, "prepare");
+		return NULL;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	for (int i = 0; fmt[i]; i++) {
+		int rc;
+		if (fmt[i] == 's') {
+			const char *v = va_arg(ap, const char *);
+			rc = v ? sqlite3_bind_text(st, i + 1, v, -1, SQLITE_TRANSIENT)
+			       : sqlite3_bind_null(st, i + 1);
+		} else {
+			rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+		}
+		if (rc != SQLITE_OK) {
+			va_end(ap);
+			store_fail(s, "bind");
+			sqlite3_finalize(st);
+			return NULL;
+		}
+	}
+	va_end(ap);
+	return st;
+}
+
+/* Runs a statement that returns no rows. */
+static int store_step_done(struct store *s, sqlite3_stmt *st, const char *what)
+{
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : store_fail(s, what);
+}
+
+static void store_copy(char *dst, size_t size, const unsigned char *src)
+{
+	snprintf(dst, size, "%s", src ? (const char *)src : "");
+}
+
+int store_history_record(struct store *s, const char *mx, enum store_level level,
+			 uint16_t version, uint16_t cipher, int64_t now)
+{
+	bool tls = level >= STORE_LEVEL_TLS;
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"INSERT INTO tls_history(mx, level, best_version, last_version, last_cipher,"
+		" first_seen, last_seen, first_tls, last_tls, tls_count, plain_count)"
+		" VALUES(?1, ?2, ?3, ?3, ?4, ?5, ?5, ?6, ?6, ?7, ?8)"
+		" ON CONFLICT(mx) DO UPDATE SET level = max(level, ?2),"
+		"  best_version = max(best_version, ?3),"
+		"  last_version = ?3, last_cipher = ?4, last_seen = ?5,"
+		"  first_tls = CASE WHEN first_tls = 0 THEN ?6 ELSE first_tls END,"
+		"  last_tls = CASE WHEN ?6 != 0 THEN ?6 ELSE last_tls END,"
+		"  tls_count = tls_count + ?7, plain_count = plain_count + ?8",
+		"siiiiiii", mx, (int64_t)level, (int64_t)version, (int64_t)cipher, now,
+		tls ? now : (int64_t)0, (int64_t)(tls ? 1 : 0), (int64_t)(tls ? 0 : 1));
+	return store_step_done(s, st, "history record");
+}
+
+int store_history_get(struct store *s, const char *mx, struct store_history *out)
+{
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"SELECT mx, level, best_version, last_version, last_cipher, first_seen, last_seen,"
+		" first_tls, last_tls, tls_count, plain_count, locked, lock_reason, locked_at"
+		" FROM tls_history WHERE mx = ?1",
+		"s", mx);
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		memset(out, 0, sizeof(*out));
+		store_copy(out->mx, sizeof(out->mx), sqlite3_column_text(st, 0));
+		out->level = (enum store_level)sqlite3_column_int(st, 1);
+		out->best_version = (uint16_t)sqlite3_column_int(st, 2);
+		out->last_version = (uint16_t)sqlite3_column_int(st, 3);
+		out->last_cipher = (uint16_t)sqlite3_column_int(st, 4);
+		out->first_seen = sqlite3_column_int64(st, 5);
+		out->last_seen = sqlite3_column_int64(st, 6);
+		out->first_tls = sqlite3_column_int64(st, 7);
+		out->last_tls = sqlite3_column_int64(st, 8);
+		out->tls_count = sqlite3_column_int64(st, 9);
+		out->plain_count = sqlite3_column_int64(st, 10);
+		out->locked = sqlite3_column_int(st, 11) != 0;
+		store_copy(out->lock_reason, sizeof(out->lock_reason), sqlite3_column_text(st, 12));
+		out->locked_at = sqlite3_column_int64(st, 13);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "history get");
+}
+
+int store_history_lock(struct store *s, const char *mx, const char *reason, int64_t now)
+{
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"INSERT INTO tls_history(mx, first_seen, last_seen, locked, lock_reason, locked_at)"
+		" VALUES(?1, ?3, ?3, 1, ?2, ?3)"
+		" ON CONFLICT(mx) DO UPDATE SET"
+		"  lock_reason = CASE WHEN locked THEN lock_reason ELSE ?2 END,"
+		"  locked_at = CASE WHEN locked THEN locked_at ELSE ?3 END, locked = 1",
+		"ssi", mx, reason, now);
+	return store_step_done(s, st, "history lock");
+}
+
+int store_history_release(struct store *s, const char *mx, const char *by, int64_t now)
+{
+	if (store_exec(s, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	sqlite3_stmt *st = store_prepare(
+		s, "UPDATE tls_history SET locked = 0, lock_reason = '' WHERE mx = ?1 AND locked",
+		"s", mx);
+	int rc = store_step_done(s, st, "history release");
+	if (rc == 0 && sqlite3_changes(s->db) == 0)
+		rc = -ENOENT;
+	if (rc == 0) {
+		char reason[STORE_TEXT_MAX];
+		snprintf(reason, sizeof(reason), "lock on %s released by %s", mx, by);
+		struct store_event ev = { .time = now, .kind = "release", .mx = mx,
+					  .rule = "history-release", .reason = reason };
+		rc = store_event_add(s, &ev);
+	}
+	if (store_exec(s, rc == 0 ? "COMMIT" : "ROLLBACK") < 0 && rc == 0)
+		rc = -EIO;
+	return rc;
+}
+
+int store_addr_mx_set(struct store *s, const char *addr, const char *mx, const char *domain,
+		      bool secure, int64_t expires)
+{
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"INSERT INTO addr_mx(addr, mx, domain, secure, expires) VALUES(?1, ?2, ?3, ?4, ?5)"
+		" ON CONFLICT(addr, mx, domain) DO UPDATE SET secure = ?4, expires = ?5",
+		"sssii", addr, mx, domain ? domain : "", (int64_t)secure, expires);
+	return store_step_done(s, st, "addr_mx set");
+}
+
+int store_addr_mx_get(struct store *s, const char *addr, int64_t now, char mx[STORE_NAME_MAX],
+		      char domain[STORE_NAME_MAX], bool *secure)
+{
+	sqlite3_stmt *st = store_prepare(s,
+					 "SELECT mx, domain, secure FROM addr_mx"
+					 " WHERE addr = ?1 AND expires > ?2"
+					 " ORDER BY secure DESC, expires DESC LIMIT 1",
+					 "si", addr, now);
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		store_copy(mx, STORE_NAME_MAX, sqlite3_column_text(st, 0));
+		store_copy(domain, STORE_NAME_MAX, sqlite3_column_text(st, 1));
+		*secure = sqlite3_column_int(st, 2) != 0;
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "addr_mx get");
+}
+
+int store_event_add(struct store *s, const struct store_event *ev)
+{
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"INSERT INTO events(time, kind, client, server, mx, sender, recipient, rule,"
+		" verdict, reason) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+		"isssssssss", ev->time, ev->kind, ev->client, ev->server, ev->mx, ev->sender,
+		ev->recipient, ev->rule, ev->verdict, ev->reason);
+	return store_step_done(s, st, "event add");
+}
+
+int store_event_trim(struct store *s, int64_t max_rows)
+{
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?1", "i", max_rows);
+	return store_step_done(s, st, "event trim");
+}
+
+int store_policy_set(struct store *s, uint64_t serial, const char *sha256, const char *key_id,
+		     int64_t applied_at, int64_t expires, const char *body)
+{
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"INSERT OR REPLACE INTO policy_applied(serial, sha256, key_id, applied_at,"
+		" expires, body) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+		"issiis", (int64_t)serial, sha256, key_id, applied_at, expires, body);
+	return store_step_done(s, st, "policy set");
+}
+
+int store_policy_serial(struct store *s, uint64_t *serial)
+{
+	sqlite3_stmt *st = store_prepare(s, "SELECT max(serial) FROM policy_applied", "");
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	bool have = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+	if (have)
+		*serial = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return store_fail(s, "policy serial");
+	return have ? 0 : -ENOENT;
+}

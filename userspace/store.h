@@ -1,0 +1,96 @@
+/* store.h - tlsgate's persistent state in SQLite (WAL), shared by tlsgated,
+ * tlsgate-probe and the web page.
+ *
+ * What survives restarts: TLS history per MX (by name, or by address when no
+ * name is known), which address belongs to which MX and recipient domain,
+ * events (blocks and notable flows), and the applied policy. Every write is
+ * one transaction; readers never see half a write. Strings are bounded by
+ * the field sizes below and truncated (never overflowed) when longer.
+ *
+ * All functions return 0 or a negative errno-style code (-EIO for SQLite
+ * errors, which are also logged); lookups return -ENOENT when nothing is
+ * stored. Nothing is built from input as SQL: every value is bound. */
+#ifndef TLSGATE_STORE_H
+#define TLSGATE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_NAME_MAX 256 /* DNS name incl. NUL */
+#define STORE_ADDR_MAX 48  /* IPv6 text incl. NUL */
+#define STORE_TEXT_MAX 512
+
+/* Ordered: a higher level is stronger protection. */
+enum store_level {
+	STORE_LEVEL_NONE = 0,      /* nothing recorded */
+	STORE_LEVEL_PLAINTEXT = 1, /* only plaintext seen */
+	STORE_LEVEL_TLS = 2,       /* STARTTLS + TLS handshake seen */
+	STORE_LEVEL_DANE = 3,      /* TLS with a DANE-verified certificate */
+};
+const char *store_level_name(enum store_level level); /* "none", "plaintext", ... */
+
+struct store_history {
+	char mx[STORE_NAME_MAX];
+	enum store_level level;  /* highest ever reached */
+	uint16_t best_version;   /* highest TLS version seen (0x0303 = 1.2) */
+	uint16_t last_version;
+	uint16_t last_cipher;
+	int64_t first_seen, last_seen; /* unix seconds */
+	int64_t first_tls, last_tls;   /* 0 when never */
+	int64_t tls_count, plain_count;
+	bool locked; /* possible downgrade seen: blocked until released */
+	char lock_reason[STORE_TEXT_MAX];
+	int64_t locked_at;
+};
+
+struct store_event {
+	int64_t time;
+	const char *kind;      /* "block", "first-seen", "release", "policy", ... */
+	const char *client;    /* "192.0.2.10:40000", may be NULL */
+	const char *server;
+	const char *mx;
+	const char *sender;
+	const char *recipient;
+	const char *rule;      /* reason code, e.g. "history-downgrade" */
+	const char *verdict;   /* "pass", "block-temporary", ... */
+	const char *reason;    /* human-readable */
+};
+
+struct store;
+
+/* Opens (creating the file and schema when absent) path. readonly opens an
+ * existing store for reading only. NULL on error, logged. */
+struct store *store_open(const char *path, bool readonly);
+void store_close(struct store *s); /* accepts NULL */
+
+/* Records one observation for mx. The level only ever rises; versions and
+ * counts are updated. An observation *below* the stored level does not
+ * lower it (the caller decides whether that is a downgrade). */
+int store_history_record(struct store *s, const char *mx, enum store_level level,
+			 uint16_t version, uint16_t cipher, int64_t now);
+int store_history_get(struct store *s, const char *mx, struct store_history *out);
+/* Locks mx (possible downgrade). Idempotent; the first reason is kept. */
+int store_history_lock(struct store *s, const char *mx, const char *reason, int64_t now);
+/* Releases a lock; by names who released it (operator, policy serial).
+ * Writes a "release" event. -ENOENT when mx is not locked. */
+int store_history_release(struct store *s, const char *mx, const char *by, int64_t now);
+
+/* Address -> MX name and recipient domain, learned from DNS (hints) or the
+ * resolver (secure = DNSSEC-validated), valid until expires. */
+int store_addr_mx_set(struct store *s, const char *addr, const char *mx, const char *domain,
+		      bool secure, int64_t expires);
+/* Newest unexpired mapping for addr. */
+int store_addr_mx_get(struct store *s, const char *addr, int64_t now, char mx[STORE_NAME_MAX],
+		      char domain[STORE_NAME_MAX], bool *secure);
+
+int store_event_add(struct store *s, const struct store_event *ev);
+/* Events are kept bounded: rows beyond max_rows (oldest first) are deleted. */
+int store_event_trim(struct store *s, int64_t max_rows);
+
+/* The applied policy (serial, SHA-256 of the file, signer key id, expiry). */
+int store_policy_set(struct store *s, uint64_t serial, const char *sha256, const char *key_id,
+		     int64_t applied_at, int64_t expires, const char *body);
+int store_policy_serial(struct store *s, uint64_t *serial);
+
+#endif
