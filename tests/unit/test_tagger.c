@@ -669,6 +669,31 @@ static void test_truncated_every_length(void **state)
 	       "(untagged, fixed IP header cut)\n", ran, refused);
 }
 
+/* Mark bits outside the mask survive, bits inside it are replaced; a PASS
+ * flow's mark is not touched at all. */
+static void test_foreign_mark_bits(void **state)
+{
+	static const uint32_t marks[] = { 0, 0xffffffffu, 0x80012345u, TLSGATE_MARK_INSPECT };
+	struct pkt_spec s = spec_v4(), p = spec_v6();
+	struct tlsgate_flow_key key;
+	struct run_result r;
+	uint8_t frame[PKT_MAX], pframe[PKT_MAX];
+	size_t n, pn, l3, i;
+
+	require_loaded();
+	n = build(&s, frame, NULL, NULL);
+	pn = build(&p, pframe, &l3, NULL);
+	put_flow(pframe, pn, l3, TLSGATE_PASS, &key);
+	for (i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+		assert_int_equal(try_run_frame(frame, n, marks[i], &r), 0);
+		assert_int_equal(r.retval, TC_ACT_OK);
+		assert_int_equal(r.mark, (marks[i] & ~TLSGATE_MARK_MASK) | TLSGATE_MARK_INSPECT);
+		assert_int_equal(try_run_frame(pframe, pn, marks[i], &r), 0);
+		assert_int_equal(r.retval, TC_ACT_OK);
+		assert_int_equal(r.mark, marks[i]);
+	}
+}
+
 /* The mark and mask are tunables: a second instance with other values. */
 static void test_mark_tunables(void **state)
 {
@@ -781,6 +806,7 @@ int main(void)
 		cmocka_unit_test_setup(test_fragments, reset_flows),
 		cmocka_unit_test_setup(test_bad_ihl_doff_version, reset_flows),
 		cmocka_unit_test_setup(test_truncated_every_length, reset_flows),
+		cmocka_unit_test_setup(test_foreign_mark_bits, reset_flows),
 		cmocka_unit_test_setup(test_mark_tunables, reset_flows),
 		cmocka_unit_test_setup(test_pinned_maps_reused, reset_flows),
 	};
