@@ -1,0 +1,241 @@
+/* enforce.c - see enforce.h for the contract. */
+#include "enforce.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define TCP_FIN 0x01
+#define TCP_RST 0x04
+#define TCP_PSH 0x08
+#define TCP_ACK 0x10
+#define ENFORCE_WINDOW 512
+
+struct enforce {
+	int fd4;
+	int fd6;
+};
+
+struct enforce *enforce_open(void)
+{
+	struct enforce *e = xcalloc(1, sizeof(*e));
+	/* IPPROTO_RAW implies IP_HDRINCL (IPv4) and IPV6_HDRINCL (IPv6). */
+	e->fd4 = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	e->fd6 = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (e->fd4 < 0 || e->fd6 < 0) {
+		log_warn("enforce: raw sockets");
+		enforce_close(e);
+		return NULL;
+	}
+	return e;
+}
+
+void enforce_close(struct enforce *e)
+{
+	if (!e)
+		return;
+	if (e->fd4 >= 0)
+		close(e->fd4);
+	if (e->fd6 >= 0)
+		close(e->fd6);
+	free(e);
+}
+
+static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)(p[len - 1] << 8);
+	return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+int enforce_build_segment(int family, const uint8_t saddr[16], uint16_t sport,
+			  const uint8_t daddr[16], uint16_t dport, uint32_t seq, uint32_t ack,
+			  uint8_t flags, const void *payload, size_t len, uint8_t *out,
+			  size_t size)
+{
+	size_t iphl = family == AF_INET ? 20 : 40;
+	size_t total = iphl + 20 + len;
+	if (total > size || total > 65535)
+		return -ENOSPC;
+	memset(out, 0, iphl + 20);
+	uint8_t *tcp = out + iphl;
+	uint32_t sum;
+	if (family == AF_INET) {
+		out[0] = 0x45;
+		out[2] = (uint8_t)(total >> 8);
+		out[3] = (uint8_t)total;
+		out[6] = 0x40; /* DF */
+		out[8] = 64;
+		out[9] = IPPROTO_TCP;
+		memcpy(out + 12, saddr + 12, 4);
+		memcpy(out + 16, daddr + 12, 4);
+		uint16_t ipsum = csum_fold(csum_add(0, out, 20));
+		out[10] = (uint8_t)(ipsum >> 8);
+		out[11] = (uint8_t)ipsum;
+		sum = csum_add(0, out + 12, 8);
+	} else {
+		out[0] = 0x60;
+		out[4] = (uint8_t)((20 + len) >> 8);
+		out[5] = (uint8_t)(20 + len);
+		out[6] = IPPROTO_TCP;
+		out[7] = 64;
+		memcpy(out + 8, saddr, 16);
+		memcpy(out + 24, daddr, 16);
+		sum = csum_add(0, out + 8, 32);
+	}
+	tcp[0] = (uint8_t)(sport >> 8);
+	tcp[1] = (uint8_t)sport;
+	tcp[2] = (uint8_t)(dport >> 8);
+	tcp[3] = (uint8_t)dport;
+	uint32_t nseq = htonl(seq), nack = htonl(ack);
+	memcpy(tcp + 4, &nseq, 4);
+	memcpy(tcp + 8, &nack, 4);
+	tcp[12] = 5 << 4;
+	tcp[13] = flags;
+	tcp[14] = ENFORCE_WINDOW >> 8;
+	tcp[15] = ENFORCE_WINDOW & 0xff;
+	if (len)
+		memcpy(tcp + 20, payload, len);
+	sum += IPPROTO_TCP + (uint32_t)(20 + len);
+	uint16_t tsum = csum_fold(csum_add(sum, tcp, 20 + len));
+	tcp[16] = (uint8_t)(tsum >> 8);
+	tcp[17] = (uint8_t)tsum;
+	return (int)total;
+}
+
+/* Appends one reply line (CRLF added). Returns false when out is full. */
+static bool reply_append(char *out, size_t size, size_t *used, const char *line)
+{
+	int n = snprintf(out + *used, size - *used, "%s\r\n", line);
+	if (n < 0 || (size_t)n >= size - *used)
+		return false;
+	*used += (size_t)n;
+	return true;
+}
+
+int enforce_build_replies(const uint8_t *payload, size_t len, const char *refusal, char *out,
+			  size_t size)
+{
+	size_t used = 0;
+	bool refused = false;
+	size_t i = 0;
+	out[0] = '\0';
+	while (i < len) {
+		size_t end = i;
+		while (end < len && payload[end] != '\n')
+			end++;
+		/* A trailing partial line is a command still being typed: it
+		 * is withheld too but gets no reply. */
+		if (end == len && !(len > 0 && payload[len - 1] == '\n'))
+			break;
+		char verb[8] = { 0 };
+		size_t v = 0;
+		for (size_t k = i; k < end && v < sizeof(verb) - 1 && isalpha(payload[k]); k++)
+			verb[v++] = (char)toupper(payload[k]);
+		const char *line;
+		if (!refused) {
+			line = refusal;
+			refused = true;
+		} else if (!strcmp(verb, "RCPT")) {
+			line = "503 5.5.1 Error: need MAIL command";
+		} else if (!strcmp(verb, "DATA") || !strcmp(verb, "BDAT")) {
+			line = "554 5.5.1 Error: no valid recipients";
+		} else if (!strcmp(verb, "QUIT")) {
+			line = "221 2.0.0 Bye";
+		} else if (!strcmp(verb, "RSET") || !strcmp(verb, "NOOP")) {
+			line = "250 2.0.0 Ok";
+		} else {
+			line = refusal;
+		}
+		if (!reply_append(out, size, &used, line))
+			return -ENOSPC;
+		i = end + 1;
+	}
+	if (!refused && !reply_append(out, size, &used, refusal))
+		return -ENOSPC;
+	return (int)used;
+}
+
+static int enforce_send(struct enforce *e, int family, const uint8_t *daddr, const uint8_t *pkt,
+			size_t len)
+{
+	ssize_t n;
+	if (family == AF_INET) {
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+		memcpy(&sin.sin_addr, daddr + 12, 4);
+		n = sendto(e->fd4, pkt, len, 0, (struct sockaddr *)&sin, sizeof(sin));
+	} else {
+		/* With IPV6_HDRINCL the port field must be 0. */
+		struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+		memcpy(&sin6.sin6_addr, daddr, 16);
+		n = sendto(e->fd6, pkt, len, 0, (struct sockaddr *)&sin6, sizeof(sin6));
+	}
+	if (n < 0)
+		return -errno;
+	return 0;
+}
+
+int enforce_refuse(struct enforce *e, const struct flowkey_packet *p, const char *refusal)
+{
+	char replies[ENFORCE_REPLY_MAX];
+	uint8_t pkt[ENFORCE_PACKET_MAX];
+	int rlen = enforce_build_replies(p->payload, p->payload_len, refusal, replies,
+					 sizeof(replies));
+	if (rlen < 0)
+		return rlen;
+	uint32_t client_next = p->seq + (uint32_t)p->payload_len;
+	/* To the client, as the server: replies + FIN, acknowledging the
+	 * withheld segment. The server's next sequence number is the ack the
+	 * client sent. */
+	int n = enforce_build_segment(p->family, p->daddr, p->dport, p->saddr, p->sport, p->ack,
+				      client_next, TCP_ACK | TCP_PSH | TCP_FIN, replies,
+				      (size_t)rlen, pkt, sizeof(pkt));
+	if (n < 0)
+		return n;
+	int rc = enforce_send(e, p->family, p->saddr, pkt, (size_t)n);
+	if (rc < 0)
+		return rc;
+	/* To the server, as the client: RST at the sequence number it
+	 * expects (the withheld segment never reached it). */
+	n = enforce_build_segment(p->family, p->saddr, p->sport, p->daddr, p->dport, p->seq, 0,
+				  TCP_RST, NULL, 0, pkt, sizeof(pkt));
+	if (n < 0)
+		return n;
+	return enforce_send(e, p->family, p->daddr, pkt, (size_t)n);
+}
+
+int enforce_reset(struct enforce *e, const struct flowkey_packet *p)
+{
+	uint8_t pkt[ENFORCE_PACKET_MAX];
+	/* Towards p's destination: it expects p's sequence number. */
+	int n = enforce_build_segment(p->family, p->saddr, p->sport, p->daddr, p->dport, p->seq, 0,
+				      TCP_RST, NULL, 0, pkt, sizeof(pkt));
+	if (n < 0)
+		return n;
+	int rc = enforce_send(e, p->family, p->daddr, pkt, (size_t)n);
+	/* Towards p's source: it expects what p acknowledges. */
+	n = enforce_build_segment(p->family, p->daddr, p->dport, p->saddr, p->sport, p->ack, 0,
+				  TCP_RST, NULL, 0, pkt, sizeof(pkt));
+	if (n < 0)
+		return n;
+	int rc2 = enforce_send(e, p->family, p->saddr, pkt, (size_t)n);
+	return rc < 0 ? rc : rc2;
+}

@@ -1,0 +1,52 @@
+/* enforce.h - acting on a block verdict on the wire: answer the client in
+ * SMTP and reset the server, for IPv4 and IPv6.
+ *
+ * While the dialog is plaintext the daemon withholds the client's offending
+ * segment (NF_DROP) and calls enforce_refuse(): it injects, as if from the
+ * server, one SMTP reply per command in the withheld segment (pipelined
+ * commands get theirs too: the first gets the refusal, RCPT after a refused
+ * MAIL "503 5.5.1", DATA "554 5.5.1", QUIT "221 2.0.0"), acknowledging the
+ * withheld bytes, followed by FIN; then a RST to the server at the sequence
+ * number it expects. The caller then blocks the flow in the BPF map.
+ * After TLS has begun, enforce_reset() resets both sides.
+ *
+ * Packets are built here (checksums included) and sent through raw IP
+ * sockets, so the kernel routes them; they leave through OUTPUT, never
+ * through the tagger or NFQUEUE again. */
+#ifndef TLSGATE_ENFORCE_H
+#define TLSGATE_ENFORCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flowkey.h"
+
+#define ENFORCE_REPLY_MAX 2048  /* bytes of injected SMTP replies */
+#define ENFORCE_PACKET_MAX (60 + 20 + ENFORCE_REPLY_MAX)
+
+struct enforce;
+
+/* Opens the raw sockets. NULL on error (needs CAP_NET_RAW), logged. */
+struct enforce *enforce_open(void);
+void enforce_close(struct enforce *e); /* accepts NULL */
+
+/* p: the withheld client->server segment. refusal: one reply line without
+ * CRLF, e.g. "451 4.7.5 ...". Returns 0 or -errno. */
+int enforce_refuse(struct enforce *e, const struct flowkey_packet *p, const char *refusal);
+/* Resets both sides of the connection p belongs to (p may go either way). */
+int enforce_reset(struct enforce *e, const struct flowkey_packet *p);
+
+/* Builds the replies for the commands in payload (see above) into out.
+ * Returns the length, or -ENOSPC. Exposed for tests. */
+int enforce_build_replies(const uint8_t *payload, size_t len, const char *refusal, char *out,
+			  size_t size);
+
+/* Builds an IPv4 or IPv6 TCP segment (family of p) from (saddr,sport) to
+ * (daddr,dport) with checksums into out. Returns its length, or -ENOSPC.
+ * Exposed for tests. */
+int enforce_build_segment(int family, const uint8_t saddr[16], uint16_t sport,
+			  const uint8_t daddr[16], uint16_t dport, uint32_t seq, uint32_t ack,
+			  uint8_t flags, const void *payload, size_t len, uint8_t *out,
+			  size_t size);
+
+#endif
