@@ -28,7 +28,7 @@ static const char *const anomaly_names[SESSION_ANOM_COUNT] = {
 	"unsolicited_reply", "pipeline_overflow", "rcpt_without_mail",
 	"tls_garbage", "tls_fatal_alert", "sslv2", "sslv3",
 	"tls_record_oversized", "reassembly_gap", "envelope_truncated",
-	"not_smtp", "plaintext_after_starttls", "midstream",
+	"not_smtp", "plaintext_after_starttls", "midstream", "http_connect",
 };
 
 const char *session_anomaly_name(unsigned int bit)
@@ -687,6 +687,18 @@ static void server_line(struct session *s, const char *line, size_t len)
 {
 	struct smtp_reply_line rl;
 
+	if (s->http_server) {
+		if (!s->http_status) {
+			s->http_status = true;
+			if (len < 12 || memcmp(line, "HTTP/1.", 7) || memcmp(line + 8, " 200", 4)) {
+				s->http_server = false;
+				not_smtp(s);
+			}
+		} else if (!len) {
+			s->http_server = false;
+		}
+		return;
+	}
 	if (smtp_reply_parse(line, len, &rl)) {
 		if (!s->greeted && !s->d[C].seen_data) {
 			not_smtp(s);
@@ -722,8 +734,23 @@ static void client_line(struct session *s, const char *line, size_t len)
 	uint64_t size;
 	bool last;
 
+	if (s->http_client) {
+		/* Request headers of an HTTP CONNECT, up to the blank line. */
+		if (!len)
+			s->http_client = false;
+		return;
+	}
 	if (smtp_command_parse(line, len, &cmd))
 		return;
+	if (s->info.phase == SESSION_PHASE_START && !s->greeted && len > 17 && !memcmp(line, "CONNECT ", 8) &&
+	    !memcmp(line + len - 9, " HTTP/1.", 8) && !s->http_server) {
+		/* SMTP through an HTTP proxy tunnel: the dialog starts after
+		 * the proxy's 200 reply. */
+		flag(s, SESSION_ANOM_HTTP_CONNECT);
+		s->http_client = true;
+		s->http_server = true;
+		return;
+	}
 	if (s->info.phase == SESSION_PHASE_START) {
 		/* The client spoke first (one-sided capture, mid-stream
 		 * pickup): SMTP only if it is a known command. */
@@ -853,6 +880,10 @@ static bool process_lines(struct session *s, int dir)
 		} else {
 			client_line(s, (const char *)p, ll);
 		}
+		/* Not SMTP after all: the scanner looks at these bytes
+		 * again (a TLS hello may start inside this "line"). */
+		if (d->mode == DIR_SCAN)
+			continue;
 		reasm_skip(&d->r, total);
 		if (s->bdat_pending) {
 			reasm_skip(&d->r, s->bdat_pending);
@@ -928,6 +959,19 @@ static bool process_dir(struct session *s, int dir)
 	}
 }
 
+static void drive(struct session *s)
+{
+	int i;
+
+	for (i = 0; i < 64; i++) {
+		bool progress = process_dir(s, C);
+
+		progress |= process_dir(s, S);
+		if (!progress)
+			break;
+	}
+}
+
 enum session_action session_segment(struct session *s, const struct tcp_segment *seg)
 {
 	struct session_dir *d;
@@ -947,29 +991,41 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 		s->info.phase = SESSION_PHASE_CLOSED;
 	}
 	if (seg->len && seg->payload && s->info.phase != SESSION_PHASE_CLOSED) {
-		fl = reasm_add(&d->r, seq, seg->payload, seg->len);
-		if (fl & REASM_F_CONFLICT)
-			flag(s, SESSION_ANOM_OVERLAP_CONFLICT);
-		if (fl & REASM_F_LOST) {
-			flag(s, SESSION_ANOM_REASM_LOST);
-			if (!s->info.tls_judged)
-				s->limit_hit = true;
-		}
+		const uint8_t *pl = seg->payload;
+		size_t left = seg->len;
+		uint32_t sq = seq;
+
 		d->seen_data = true;
 		d->bytes += seg->len;
+		/* A segment larger than the window (TSO/GRO captures, big
+		 * content) is fed in pieces, parsing in between, so message
+		 * content and encrypted records pass without buffering. */
+		while (left) {
+			size_t chunk = d->r.limit > 1 ? d->r.limit / 2 : 1;
+
+			if (chunk > left)
+				chunk = left;
+			fl = reasm_add(&d->r, sq, pl, chunk);
+			if (fl & REASM_F_CONFLICT)
+				flag(s, SESSION_ANOM_OVERLAP_CONFLICT);
+			if (fl & REASM_F_LOST) {
+				flag(s, SESSION_ANOM_REASM_LOST);
+				if (!s->info.tls_judged)
+					s->limit_hit = true;
+			}
+			pl += chunk;
+			sq += (uint32_t)chunk;
+			left -= chunk;
+			if (left)
+				drive(s);
+		}
 	}
 	if (seg->flags & SESSION_TCP_FIN) {
 		reasm_add_fin(&d->r, seq + (uint32_t)seg->len);
 		d->fin = true;
 	}
 	if (s->info.phase != SESSION_PHASE_CLOSED) {
-		for (i = 0; i < 64; i++) {
-			bool progress = process_dir(s, C);
-
-			progress |= process_dir(s, S);
-			if (!progress)
-				break;
-		}
+		drive(s);
 		for (i = 0; i < 2; i++)
 			if (reasm_full(&s->d[i].r) && !s->info.tls_judged &&
 			    s->info.phase != SESSION_PHASE_NOT_SMTP)

@@ -131,8 +131,9 @@ enum session_anomaly {
 	SESSION_ANOM_NOT_SMTP = 1u << 17,         /* the dialog is not SMTP */
 	SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS = 1u << 18, /* client spoke SMTP after 220 */
 	SESSION_ANOM_MIDSTREAM = 1u << 19,        /* picked up without the handshake */
+	SESSION_ANOM_HTTP_CONNECT = 1u << 20,     /* SMTP inside an HTTP CONNECT tunnel */
 };
-#define SESSION_ANOM_COUNT 20
+#define SESSION_ANOM_COUNT 21
 /* Short snake_case name of one anomaly bit, e.g. "starttls_injection". */
 const char *session_anomaly_name(unsigned int bit);
 

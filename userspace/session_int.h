@@ -53,7 +53,7 @@ struct session {
 	struct session_info info;
 	struct session_dir d[2]; /* index enum tlsgate_dir */
 	bool greeted;
-	bool client_first_checked;
+	bool http_client, http_server, http_status; /* HTTP CONNECT tunnel */
 	/* Multi-line reply in progress. */
 	bool in_reply;
 	int reply_code;
