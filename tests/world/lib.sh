@@ -398,6 +398,23 @@ world_in_range() {
 	[ -z "${3:-}" ] || [ "$1" -lt "$3" ]
 }
 
+# world_not CMD...: true when CMD fails (for tap.sh's check); CMD's output
+# is discarded.
+world_not() { ! "$@" >/dev/null 2>&1; }
+
+# world_quiet CMD...: CMD with its output discarded.
+world_quiet() { "$@" >/dev/null 2>&1; }
+
+# world_gw_clean: no NFQUEUE rule (iptables, ip6tables) and no TC filter on
+# the gateway's interfaces: what a stopped daemon must leave behind.
+world_gw_clean() {
+	local out
+	out=$(world_exec gw sh -c 'iptables-save; ip6tables-save' 2>&1) || return 1
+	! grep -q NFQUEUE <<<"$out" || return 1
+	out=$(world_exec gw sh -c 'tc filter show dev inside ingress; tc filter show dev outside ingress') || return 1
+	[ -z "$out" ]
+}
+
 # --- the gateway ----------------------------------------------------------
 
 WORLD_TLSGATED=${WORLD_TLSGATED:-$WORLD_BUILD/tlsgated}
