@@ -2,6 +2,8 @@
 # `make deps` installs the Debian packages the build, tests, demo and
 # benchmarks need. Quiet output unless V=1.
 .DELETE_ON_ERROR:
+# Keep the sanitizer objects of the fuzz build between runs.
+.SECONDARY:
 .SUFFIXES:
 
 BUILD    ?= build

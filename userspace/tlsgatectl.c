@@ -74,9 +74,11 @@ static void print_stats(json_t *root)
 	printf("kernel    marked for inspection %lld packets (%s)\n"
 	       "          kernel-only (offloaded) %lld packets (%s)\n"
 	       "          dropped (blocked)       %lld packets (%s)\n"
+	       "          pure ACKs of inspected flows kept in the kernel %lld\n"
 	       "          fragments %lld, unparseable %lld (both inspected)\n",
 	       num(root, "kernel.inspect.packets"), b1, num(root, "kernel.pass.packets"), b2,
-	       num(root, "kernel.block.packets"), b3, num(root, "kernel.fragment.packets"),
+	       num(root, "kernel.block.packets"), b3, num(root, "kernel.ack_skipped.packets"),
+	       num(root, "kernel.fragment.packets"),
 	       num(root, "kernel.unparsed.packets"));
 }
 

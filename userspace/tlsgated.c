@@ -345,7 +345,7 @@ static char *daemon_stats_json(struct daemon *d)
 	json_t *root = json_pack(
 		"{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-		" s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}",
+		" s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}",
 		"flows", "tracked", (json_int_t)flow_count(d->flows), "inspecting",
 		(json_int_t)c.inspecting, "offloaded", (json_int_t)c.pass, "blocked",
 		(json_int_t)c.block, "total", (json_int_t)d->stats.flows_total,
@@ -367,7 +367,8 @@ static char *daemon_stats_json(struct daemon *d)
 		"pass_to_client", counter_json(&k[TLSGATE_CNT_PASS_TO_CLIENT], NULL),
 		"inspect_to_server", counter_json(&k[TLSGATE_CNT_INSPECT_TO_SERVER], NULL),
 		"unparsed", counter_json(&k[TLSGATE_CNT_UNPARSED], NULL), "fragment",
-		counter_json(&k[TLSGATE_CNT_FRAGMENT], NULL));
+		counter_json(&k[TLSGATE_CNT_FRAGMENT], NULL), "ack_skipped",
+		counter_json(&k[TLSGATE_CNT_ACK_SKIPPED], NULL));
 	if (!root)
 		return NULL;
 	char *s = json_dumps(root, JSON_INDENT(2));

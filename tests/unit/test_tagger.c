@@ -287,6 +287,53 @@ static void test_no_entry_v6(void **state)
 	check_no_entry(spec_v6());
 }
 
+/* A pure ACK of a flow under inspection stays in the kernel (counted);
+ * SYN, FIN and RST without payload, and any payload, still go up. */
+static void check_pure_ack(struct pkt_spec s)
+{
+	static const struct {
+		uint8_t flags;
+		const char *payload;
+		bool marked;
+	} cases[] = {
+		{ 0x10, "", false },	/* ACK */
+		{ 0x18, "", false },	/* PSH|ACK without data */
+		{ 0x02, "", true },	/* SYN */
+		{ 0x12, "", true },	/* SYN|ACK */
+		{ 0x11, "", true },	/* FIN|ACK */
+		{ 0x04, "", true },	/* RST */
+		{ 0x10, "Q", true },	/* one byte of data */
+	};
+	uint8_t frame[PKT_MAX];
+	struct tlsgate_flow_key key;
+	size_t n, l3;
+
+	require_loaded();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		s.flags = cases[i].flags;
+		s.payload = cases[i].payload;
+		n = build(&s, frame, NULL, NULL);
+		expect(frame, n, TC_ACT_OK, cases[i].marked,
+		       cases[i].marked ? TLSGATE_CNT_INSPECT_TO_SERVER : TLSGATE_CNT_ACK_SKIPPED);
+	}
+	/* An offloaded flow's ACKs are counted as offloaded, as before. */
+	s.flags = 0x10;
+	s.payload = "";
+	n = build(&s, frame, &l3, NULL);
+	put_flow(frame, n, l3, TLSGATE_PASS, &key);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_SERVER);
+}
+
+static void test_pure_ack_v4(void **state)
+{
+	check_pure_ack(spec_v4());
+}
+
+static void test_pure_ack_v6(void **state)
+{
+	check_pure_ack(spec_v6());
+}
+
 /* A verdict entry written from one direction's flowkey is found by both
  * directions, and its counters add up. */
 static void check_verdict(struct pkt_spec s, uint8_t verdict)
@@ -789,6 +836,8 @@ int main(void)
 		cmocka_unit_test_setup(test_loaded, reset_flows),
 		cmocka_unit_test_setup(test_no_entry_v4, reset_flows),
 		cmocka_unit_test_setup(test_no_entry_v6, reset_flows),
+		cmocka_unit_test_setup(test_pure_ack_v4, reset_flows),
+		cmocka_unit_test_setup(test_pure_ack_v6, reset_flows),
 		cmocka_unit_test_setup(test_pass_v4, reset_flows),
 		cmocka_unit_test_setup(test_pass_v6, reset_flows),
 		cmocka_unit_test_setup(test_block_v4, reset_flows),
