@@ -1,0 +1,628 @@
+/* test_session.c - the engine over whole dialogs, fed in hostile ways:
+ * every split point, single bytes, swapped pieces, duplicates; STARTTLS
+ * accepted / refused / injected, TLS 1.3, TLS 1.2 with a certificate
+ * spanning records, HRR, alerts, bogus records, bounds, mid-stream pickup,
+ * non-SMTP and implicit TLS. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "session.h"
+#include "summary.h"
+#include "test_certs.h"
+#include "tls_build.h"
+
+#define CL TLSGATE_DIR_TO_SERVER
+#define SV TLSGATE_DIR_TO_CLIENT
+
+struct step {
+	int dir;
+	const uint8_t *p;
+	size_t len;
+};
+
+enum feed_mode { WHOLE, SPLIT, BYTES, SWAP, DUP };
+
+struct run {
+	struct session *s;
+	enum session_action last;
+	enum session_action max; /* "strongest" action seen */
+	uint32_t seq[2];
+};
+
+static void seg(struct run *r, int dir, uint32_t seq, const uint8_t *p, size_t n, uint8_t flags)
+{
+	struct tcp_segment g = { .dir = dir, .seq = seq, .flags = flags, .payload = p, .len = n };
+
+	r->last = session_segment(r->s, &g);
+	if (r->last > r->max)
+		r->max = r->last;
+}
+
+static void run_start(struct run *r, const struct session_limits *lim, bool midstream)
+{
+	memset(r, 0, sizeof(*r));
+	r->s = session_new(lim, midstream);
+	assert_non_null(r->s);
+	r->seq[CL] = 0xfffffff0u; /* wraps during the dialog */
+	r->seq[SV] = 5000;
+	if (!midstream) {
+		seg(r, CL, r->seq[CL]++, NULL, 0, SESSION_TCP_SYN);
+		seg(r, SV, r->seq[SV]++, NULL, 0, SESSION_TCP_SYN | SESSION_TCP_ACK);
+	}
+}
+
+static void feed_step(struct run *r, const struct step *st, enum feed_mode mode, size_t cut)
+{
+	uint32_t s0 = r->seq[st->dir];
+	size_t i, k = cut < st->len ? cut : st->len;
+
+	switch (mode) {
+	case WHOLE:
+		seg(r, st->dir, s0, st->p, st->len, SESSION_TCP_ACK);
+		break;
+	case SPLIT:
+		seg(r, st->dir, s0, st->p, k, SESSION_TCP_ACK);
+		seg(r, st->dir, s0 + (uint32_t)k, st->p + k, st->len - k, SESSION_TCP_ACK);
+		break;
+	case BYTES:
+		for (i = 0; i < st->len; i++)
+			seg(r, st->dir, s0 + (uint32_t)i, st->p + i, 1, SESSION_TCP_ACK);
+		break;
+	case SWAP:
+		seg(r, st->dir, s0 + (uint32_t)k, st->p + k, st->len - k, SESSION_TCP_ACK);
+		seg(r, st->dir, s0, st->p, k, SESSION_TCP_ACK);
+		break;
+	case DUP:
+		seg(r, st->dir, s0, st->p, k, SESSION_TCP_ACK);
+		seg(r, st->dir, s0, st->p, st->len, SESSION_TCP_ACK);
+		seg(r, st->dir, s0, st->p, st->len, SESSION_TCP_ACK);
+		break;
+	}
+	r->seq[st->dir] += (uint32_t)st->len;
+}
+
+static void run_steps(struct run *r, const struct step *steps, size_t n, enum feed_mode mode, size_t cut)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		feed_step(r, &steps[i], mode, cut);
+}
+
+#define TXT(d, s) { d, (const uint8_t *)(s), sizeof(s) - 1 }
+
+static const struct step dialog_head[] = {
+	TXT(SV, "220 mx.example.net ESMTP\r\n"),
+	TXT(CL, "EHLO client.example.org\r\n"),
+	TXT(SV, "250-mx.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-STARTTLS\r\n250 CHUNKING\r\n"),
+	TXT(CL, "STARTTLS\r\n"),
+};
+
+static uint8_t ch_rec[600], sh13_rec[200];
+static size_t ch_len, sh13_len;
+
+static void build_tls13(void)
+{
+	uint8_t m[512];
+	size_t n;
+
+	n = tb_client_hello(m, "mx.example.net", true);
+	ch_len = tb_record(ch_rec, 22, 0x0301, m, n);
+	n = tb_server_hello(m, 0x1302, 0x0304, false);
+	sh13_len = tb_record(sh13_rec, 22, 0x0303, m, n);
+}
+
+static size_t max_step(const struct step *steps, size_t n)
+{
+	size_t i, m = 0;
+
+	for (i = 0; i < n; i++)
+		if (steps[i].len > m)
+			m = steps[i].len;
+	return m;
+}
+
+static void check_tls13(const struct run *r)
+{
+	const struct session_info *i = session_info(r->s);
+
+	assert_int_equal(r->last, SESSION_OFFLOAD);
+	assert_int_equal(i->phase, SESSION_PHASE_TLS);
+	assert_string_equal(i->ehlo_name, "client.example.org");
+	assert_true(i->starttls_offered);
+	assert_true(i->starttls_issued);
+	assert_true(i->starttls_accepted);
+	assert_int_equal(i->starttls_reply, 220);
+	assert_int_equal(i->tls_version, 0x0304);
+	assert_int_equal(i->tls_cipher, 0x1302);
+	assert_string_equal(i->sni, "mx.example.net");
+	assert_true(i->tls_judged);
+	assert_false(i->tls_failed);
+	assert_int_equal(i->anomalies, 0);
+}
+
+static void test_starttls_tls13_all_segmentations(void **state)
+{
+	struct step steps[7];
+	enum feed_mode mode;
+	size_t cut, maxlen;
+
+	build_tls13();
+	memcpy(steps, dialog_head, sizeof(dialog_head));
+	steps[4] = (struct step)TXT(SV, "220 2.0.0 Ready to start TLS\r\n");
+	steps[5] = (struct step){ CL, ch_rec, ch_len };
+	steps[6] = (struct step){ SV, sh13_rec, sh13_len };
+	maxlen = max_step(steps, 7);
+	for (mode = WHOLE; mode <= DUP; mode++) {
+		for (cut = 0; cut <= (mode == WHOLE || mode == BYTES ? 0 : maxlen); cut++) {
+			struct run r;
+
+			run_start(&r, NULL, false);
+			run_steps(&r, steps, 6, mode, cut);
+			/* Before the ServerHello nothing is judged. */
+			assert_int_equal(r.last, SESSION_CONTINUE);
+			run_steps(&r, steps + 6, 1, mode, cut);
+			check_tls13(&r);
+			session_free(r.s);
+		}
+	}
+}
+
+static void test_tls12_certificate_across_records(void **state)
+{
+	uint8_t msgs[4096], rec[4096];
+	size_t n = 0, cut;
+
+	n += tb_server_hello(msgs + n, 0xc02f, 0, false);
+	n += tb_certificate(msgs + n, test_cert_der, sizeof(test_cert_der), 2);
+	n += tb_server_hello_done(msgs + n);
+	build_tls13();
+	/* The flight cut into two records at every byte. */
+	for (cut = 1; cut < n; cut++) {
+		struct run r;
+		struct step steps[7];
+		size_t rl = 0, len;
+		const uint8_t *der;
+		const struct session_info *i;
+
+		memcpy(steps, dialog_head, sizeof(dialog_head));
+		steps[4] = (struct step)TXT(SV, "220 go ahead\r\n");
+		steps[5] = (struct step){ CL, ch_rec, ch_len };
+		rl += tb_record(rec + rl, 22, 0x0303, msgs, cut);
+		rl += tb_record(rec + rl, 22, 0x0303, msgs + cut, n - cut);
+		steps[6] = (struct step){ SV, rec, rl };
+		run_start(&r, NULL, false);
+		run_steps(&r, steps, 7, SPLIT, cut % 300);
+		i = session_info(r.s);
+		assert_int_equal(r.last, SESSION_OFFLOAD);
+		assert_int_equal(i->tls_version, 0x0303);
+		assert_int_equal(i->tls_cipher, 0xc02f);
+		assert_int_equal(i->cert_count, 2);
+		der = session_cert_der(r.s, 1, &len);
+		assert_non_null(der);
+		assert_int_equal(len, sizeof(test_cert_der));
+		assert_memory_equal(der, test_cert_der, len);
+		assert_null(session_cert_der(r.s, 2, &len));
+		session_free(r.s);
+	}
+}
+
+static void test_tls12_not_judged_before_server_hello_done(void **state)
+{
+	uint8_t msgs[2048], rec[2048];
+	size_t n = 0, rl;
+	struct run r;
+	struct step steps[6];
+
+	n += tb_server_hello(msgs + n, 0xc02f, 0, false);
+	n += tb_certificate(msgs + n, test_cert_der, sizeof(test_cert_der), 1);
+	build_tls13();
+	memcpy(steps, dialog_head, sizeof(dialog_head));
+	steps[4] = (struct step)TXT(SV, "220 go ahead\r\n");
+	steps[5] = (struct step){ CL, ch_rec, ch_len };
+	run_start(&r, NULL, false);
+	run_steps(&r, steps, 6, WHOLE, 0);
+	rl = tb_record(rec, 22, 0x0303, msgs, n);
+	seg(&r, SV, r.seq[SV], rec, rl, SESSION_TCP_ACK);
+	r.seq[SV] += (uint32_t)rl;
+	/* The certificate is there, but the flight is not complete. */
+	assert_int_equal(r.last, SESSION_CONTINUE);
+	assert_int_equal(session_info(r.s)->cert_count, 1);
+	n = tb_server_hello_done(msgs);
+	rl = tb_record(rec, 22, 0x0303, msgs, n);
+	seg(&r, SV, r.seq[SV], rec, rl, SESSION_TCP_ACK);
+	assert_int_equal(r.last, SESSION_OFFLOAD);
+	session_free(r.s);
+}
+
+static json_t *summary(const struct session *s)
+{
+	json_t *o = session_summary_json(s, NULL);
+
+	assert_non_null(o);
+	return o;
+}
+
+static bool has_anomaly(const struct session *s, unsigned int bit)
+{
+	return (session_info(s)->anomalies & bit) != 0;
+}
+
+static void test_refused_then_plaintext_transaction(void **state)
+{
+	static const struct step tail[] = {
+		TXT(SV, "454 4.7.0 TLS not available due to local problem\r\n"),
+		TXT(CL, "MAIL FROM:<\"john >doe\"@example.org> SIZE=100\r\nRCPT TO:<a@example.net>\r\n"
+			"rcpt to:<b@example.net> NOTIFY=NEVER\r\nDATA\r\n"),
+		TXT(SV, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+		TXT(CL, "Subject: x\r\n\r\nMAIL FROM:<not@envelope>\r\n..dot\r\n.\r\n"),
+		TXT(SV, "250 queued\r\n"),
+		TXT(CL, "MAIL FROM:<>\r\nRCPT TO:<c@example.net>\r\nQUIT\r\n"),
+		TXT(SV, "250 ok\r\n250 ok\r\n221 bye\r\n"),
+	};
+	enum feed_mode mode;
+	size_t cut;
+
+	for (mode = WHOLE; mode <= DUP; mode++) {
+		for (cut = 0; cut <= (mode == WHOLE || mode == BYTES ? 0 : 80); cut += 1) {
+			struct run r;
+			const struct session_info *i;
+			json_t *o, *mf, *rt;
+
+			run_start(&r, NULL, false);
+			run_steps(&r, dialog_head, 4, mode, cut);
+			run_steps(&r, tail, 7, mode, cut);
+			i = session_info(r.s);
+			assert_int_equal(r.max, SESSION_CONTINUE);
+			assert_int_equal(i->phase, SESSION_PHASE_SMTP);
+			assert_int_equal(i->starttls_reply, 454);
+			assert_true(i->starttls_issued);
+			assert_false(i->starttls_accepted);
+			o = summary(r.s);
+			mf = json_object_get(o, "mailfrom");
+			rt = json_object_get(o, "rcptto");
+			assert_int_equal(json_array_size(mf), 2);
+			assert_string_equal(json_string_value(json_array_get(mf, 0)), "\"john >doe\"@example.org");
+			assert_string_equal(json_string_value(json_array_get(mf, 1)), "");
+			assert_int_equal(json_array_size(rt), 3);
+			assert_string_equal(json_string_value(json_array_get(rt, 1)), "b@example.net");
+			assert_string_equal(json_string_value(json_object_get(o, "end")), "quit");
+			assert_false(has_anomaly(r.s, SESSION_ANOM_UNSOLICITED_REPLY));
+			json_decref(o);
+			session_free(r.s);
+		}
+	}
+}
+
+static void test_starttls_injection(void **state)
+{
+	struct run r;
+
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 3, WHOLE, 0);
+	feed_step(&r, &(struct step)TXT(CL, "STARTTLS\r\nMAIL FROM:<evil@example.org>\r\n"), WHOLE, 0);
+	feed_step(&r, &(struct step)TXT(SV, "220 go\r\n"), WHOLE, 0);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_STARTTLS_INJECTION));
+	/* The injected command is not part of the plaintext envelope. */
+	assert_true(session_info(r.s)->starttls_accepted);
+	session_free(r.s);
+}
+
+static void test_server_speaks_early(void **state)
+{
+	struct run r;
+
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 4, WHOLE, 0);
+	build_tls13();
+	/* 220 and a ServerHello before any ClientHello. */
+	feed_step(&r, &(struct step)TXT(SV, "220 go\r\n"), WHOLE, 0);
+	feed_step(&r, &(struct step){ SV, sh13_rec, sh13_len }, WHOLE, 0);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_SERVER_EARLY));
+	session_free(r.s);
+}
+
+static void test_overlap_with_different_bytes(void **state)
+{
+	struct run r;
+	const char *a = "MAIL FROM:<good@example.org>\r\n", *b = "MAIL FROM:<evil@example.org>\r\n";
+
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 3, WHOLE, 0);
+	/* Second half first, then the whole line with other bytes. */
+	seg(&r, CL, r.seq[CL] + 10, (const uint8_t *)a + 10, strlen(a) - 10, SESSION_TCP_ACK);
+	seg(&r, CL, r.seq[CL], (const uint8_t *)b, strlen(b), SESSION_TCP_ACK);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_OVERLAP_CONFLICT));
+	session_free(r.s);
+}
+
+static void test_oversized_line_then_more(void **state)
+{
+	struct run r;
+	char line[3000];
+	json_t *o;
+
+	memset(line, 'A', sizeof(line));
+	memcpy(line, "NOOP ", 5);
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 3, WHOLE, 0);
+	seg(&r, CL, r.seq[CL], (const uint8_t *)line, sizeof(line), SESSION_TCP_ACK);
+	r.seq[CL] += sizeof(line);
+	feed_step(&r, &(struct step)TXT(CL, "\r\nMAIL FROM:<a@example.org>\r\n"), WHOLE, 0);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_LINE_TOO_LONG));
+	assert_int_not_equal(r.max, SESSION_LIMIT);
+	o = summary(r.s);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(o, "mailfrom"), 0)), "a@example.org");
+	json_decref(o);
+	assert_true(session_memory(r.s) < 3 * SESSION_DIALOG_BYTES_DEFAULT + 16384);
+	session_free(r.s);
+}
+
+static void test_fatal_alert(void **state)
+{
+	static const uint8_t alert[] = { 21, 3, 3, 0, 2, 2, 40 };
+	struct run r;
+
+	build_tls13();
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 4, WHOLE, 0);
+	feed_step(&r, &(struct step)TXT(SV, "220 go\r\n"), WHOLE, 0);
+	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+	feed_step(&r, &(struct step){ SV, alert, sizeof(alert) }, BYTES, 0);
+	assert_int_equal(r.last, SESSION_OFFLOAD);
+	assert_true(session_info(r.s)->tls_failed);
+	assert_false(session_info(r.s)->tls_established);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_TLS_FATAL_ALERT));
+	session_free(r.s);
+}
+
+static void test_bogus_records(void **state)
+{
+	static const uint8_t oversized[] = { 22, 3, 3, 0xff, 0xff, 2 };
+	static const uint8_t zero_len[] = { 22, 3, 3, 0, 0 };
+	static const uint8_t plaintext[] = "EHLO again\r\n";
+	struct run r;
+
+	build_tls13();
+	/* Zero-length handshake records are tolerated. */
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 4, WHOLE, 0);
+	feed_step(&r, &(struct step)TXT(SV, "220 go\r\n"), WHOLE, 0);
+	feed_step(&r, &(struct step){ CL, zero_len, sizeof(zero_len) }, WHOLE, 0);
+	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+	assert_int_equal(r.last, SESSION_CONTINUE);
+	assert_string_equal(session_info(r.s)->sni, "mx.example.net");
+	/* A record longer than TLS allows: judged failed, not buffered. */
+	feed_step(&r, &(struct step){ SV, oversized, sizeof(oversized) }, WHOLE, 0);
+	assert_int_equal(r.last, SESSION_OFFLOAD);
+	assert_true(session_info(r.s)->tls_failed);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_TLS_RECORD_OVERSIZED));
+	session_free(r.s);
+
+	/* Plaintext SMTP where the client must start TLS. */
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 4, WHOLE, 0);
+	feed_step(&r, &(struct step)TXT(SV, "220 go\r\n"), WHOLE, 0);
+	feed_step(&r, &(struct step){ CL, plaintext, sizeof(plaintext) - 1 }, WHOLE, 0);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS));
+	assert_true(session_info(r.s)->tls_failed);
+	session_free(r.s);
+}
+
+static void test_hello_retry_request(void **state)
+{
+	uint8_t m[512], hrr[256];
+	size_t n, hl;
+	struct run r;
+
+	build_tls13();
+	n = tb_server_hello(m, 0x1301, 0x0304, true);
+	hl = tb_record(hrr, 22, 0x0303, m, n);
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 4, WHOLE, 0);
+	feed_step(&r, &(struct step)TXT(SV, "220 go\r\n"), WHOLE, 0);
+	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+	feed_step(&r, &(struct step){ SV, hrr, hl }, WHOLE, 0);
+	/* A HelloRetryRequest is not the verdict: the real hello follows. */
+	assert_int_equal(r.last, SESSION_CONTINUE);
+	assert_true(session_info(r.s)->tls_hrr);
+	feed_step(&r, &(struct step){ CL, (const uint8_t *)"\x14\x03\x03\x00\x01\x01", 6 }, WHOLE, 0);
+	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+	feed_step(&r, &(struct step){ SV, sh13_rec, sh13_len }, WHOLE, 0);
+	assert_int_equal(r.last, SESSION_OFFLOAD);
+	assert_int_equal(session_info(r.s)->tls_version, 0x0304);
+	session_free(r.s);
+}
+
+static void test_close(void **state)
+{
+	struct run r;
+
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 2, WHOLE, 0);
+	seg(&r, CL, r.seq[CL], NULL, 0, SESSION_TCP_FIN | SESSION_TCP_ACK);
+	assert_int_equal(r.last, SESSION_CONTINUE);
+	seg(&r, SV, r.seq[SV], NULL, 0, SESSION_TCP_FIN | SESSION_TCP_ACK);
+	assert_int_equal(r.last, SESSION_CLOSED);
+	session_free(r.s);
+
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 2, WHOLE, 0);
+	seg(&r, SV, r.seq[SV], NULL, 0, SESSION_TCP_RST);
+	assert_int_equal(r.last, SESSION_CLOSED);
+	assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_CLOSED);
+	session_free(r.s);
+}
+
+static void test_limit_before_verdict(void **state)
+{
+	struct session_limits lim = { 256, 1024 };
+	uint8_t flood[400];
+	struct run r;
+
+	memset(flood, 'x', sizeof(flood));
+	run_start(&r, &lim, false);
+	run_steps(&r, dialog_head, 4, WHOLE, 0);
+	/* STARTTLS pending: the client floods; the window fills. */
+	seg(&r, CL, r.seq[CL], flood, sizeof(flood), SESSION_TCP_ACK);
+	assert_int_equal(r.last, SESSION_LIMIT);
+	assert_true(session_memory(r.s) < 256 * 4 + 16384);
+	session_free(r.s);
+
+	/* A certificate flight larger than tls_bytes. */
+	{
+		uint8_t msgs[8192], rec[9000];
+		size_t n = 0, rl = 0;
+
+		build_tls13();
+		n += tb_server_hello(msgs + n, 0xc02f, 0, false);
+		n += tb_certificate(msgs + n, test_cert_der, sizeof(test_cert_der), 12);
+		rl += tb_record(rec + rl, 22, 0x0303, msgs, 900);
+		rl += tb_record(rec + rl, 22, 0x0303, msgs + 900, n - 900);
+		run_start(&r, &lim, false);
+		run_steps(&r, dialog_head, 4, WHOLE, 0);
+		feed_step(&r, &(struct step)TXT(SV, "220 go\r\n"), WHOLE, 0);
+		feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+		feed_step(&r, &(struct step){ SV, rec, rl }, WHOLE, 0);
+		assert_int_equal(r.last, SESSION_LIMIT);
+		session_free(r.s);
+	}
+}
+
+static void test_pipelining_and_bdat(void **state)
+{
+	static const struct step steps[] = {
+		TXT(SV, "220 mx ESMTP\r\n"),
+		TXT(CL, "EHLO c\r\n"),
+		TXT(SV, "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
+		TXT(CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 12\r\nRCPT TO:<no>\r\nBDAT 5 LAST\r\n"
+			"QUIT\r\nMAIL FROM:<after@quit>\r\n"),
+		TXT(SV, "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n221 bye\r\n"),
+	};
+	size_t cut;
+
+	for (cut = 0; cut <= 120; cut++) {
+		struct run r;
+		json_t *o;
+
+		run_start(&r, NULL, false);
+		run_steps(&r, steps, 5, SPLIT, cut);
+		o = summary(r.s);
+		/* The chunk content "RCPT TO:<no>" is data, not a command. */
+		assert_int_equal(json_array_size(json_object_get(o, "rcptto")), 1);
+		assert_true(json_is_true(json_object_get(json_array_get(json_object_get(o, "transactions"), 0), "bdat")));
+		assert_int_equal(session_info(r.s)->smtp_caps & 0x6, 0x6); /* PIPELINING | CHUNKING */
+		json_decref(o);
+		session_free(r.s);
+	}
+}
+
+static void test_midstream_pickup(void **state)
+{
+	struct run r;
+	json_t *o;
+
+	run_start(&r, NULL, true);
+	feed_step(&r, &(struct step)TXT(SV, "ext-of-a-line\r\n250 OK\r\n"), WHOLE, 0);
+	feed_step(&r, &(struct step)TXT(CL, "t of a command\r\nMAIL FROM:<x@example.org>\r\n"), WHOLE, 0);
+	o = summary(r.s);
+	assert_int_equal(json_array_size(json_object_get(o, "mailfrom")), 1);
+	assert_true(session_info(r.s)->midstream);
+	json_decref(o);
+	session_free(r.s);
+
+	/* Picked up inside TLS: nothing left to judge. */
+	run_start(&r, NULL, true);
+	feed_step(&r, &(struct step){ SV, (const uint8_t *)"\x17\x03\x03\x00\x02xy", 7 }, WHOLE, 0);
+	assert_int_equal(r.last, SESSION_OFFLOAD);
+	session_free(r.s);
+}
+
+static void test_not_smtp(void **state)
+{
+	struct run r;
+
+	run_start(&r, NULL, false);
+	feed_step(&r, &(struct step)TXT(SV, "* OK IMAP4rev1 ready\r\n"), WHOLE, 0);
+	assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_NOT_SMTP);
+	session_free(r.s);
+
+	/* Implicit TLS: a ClientHello where SMTP is expected. */
+	build_tls13();
+	run_start(&r, NULL, false);
+	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, SPLIT, 2);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_TLS_NOT_SMTP));
+	assert_string_equal(session_info(r.s)->sni, "mx.example.net");
+	feed_step(&r, &(struct step){ SV, sh13_rec, sh13_len }, WHOLE, 0);
+	assert_int_equal(r.last, SESSION_OFFLOAD);
+	session_free(r.s);
+}
+
+static void test_sslv2_hello(void **state)
+{
+	/* SSLv2 CLIENT-HELLO (2-byte header), version 2, one cipher spec. */
+	static const uint8_t v2[] = { 0x80, 0x1c, 0x01, 0x00, 0x02, 0x00, 0x03, 0x00, 0x00, 0x00, 0x10,
+				      0x07, 0x00, 0xc0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+	struct run r;
+
+	run_start(&r, NULL, false);
+	feed_step(&r, &(struct step){ CL, v2, sizeof(v2) }, BYTES, 0);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_SSLV2));
+	session_free(r.s);
+}
+
+static void test_memory_bounded_long_dialog(void **state)
+{
+	struct run r;
+	char line[64];
+	int i;
+	size_t peak = 0;
+
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 3, WHOLE, 0);
+	feed_step(&r, &(struct step)TXT(CL, "MAIL FROM:<a@example.org>\r\n"), WHOLE, 0);
+	for (i = 0; i < 5000; i++) {
+		int n = snprintf(line, sizeof(line), "RCPT TO:<user%d@example.net>\r\n", i);
+
+		feed_step(&r, &(struct step){ CL, (const uint8_t *)line, (size_t)n }, WHOLE, 0);
+		if (session_memory(r.s) > peak)
+			peak = session_memory(r.s);
+	}
+	assert_true(has_anomaly(r.s, SESSION_ANOM_ENVELOPE_TRUNCATED));
+	assert_true(peak < 64 * 1024);
+	session_free(r.s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_starttls_tls13_all_segmentations),
+		cmocka_unit_test(test_tls12_certificate_across_records),
+		cmocka_unit_test(test_tls12_not_judged_before_server_hello_done),
+		cmocka_unit_test(test_refused_then_plaintext_transaction),
+		cmocka_unit_test(test_starttls_injection),
+		cmocka_unit_test(test_server_speaks_early),
+		cmocka_unit_test(test_overlap_with_different_bytes),
+		cmocka_unit_test(test_oversized_line_then_more),
+		cmocka_unit_test(test_fatal_alert),
+		cmocka_unit_test(test_bogus_records),
+		cmocka_unit_test(test_hello_retry_request),
+		cmocka_unit_test(test_close),
+		cmocka_unit_test(test_limit_before_verdict),
+		cmocka_unit_test(test_pipelining_and_bdat),
+		cmocka_unit_test(test_midstream_pickup),
+		cmocka_unit_test(test_not_smtp),
+		cmocka_unit_test(test_sslv2_hello),
+		cmocka_unit_test(test_memory_bounded_long_dialog),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
