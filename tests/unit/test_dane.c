@@ -23,9 +23,12 @@
 #include "dane.h"
 #include "x509.h"
 
-/* Self-signed P-256 fixtures made with openssl req for the name rules:
- * pem_san: CN=cn.example.com, SAN DNS:*.example.net, DNS:mx.example.org.
- * pem_nosan: CN=mx.example.com, no subjectAltName. */
+/* Fixtures made with openssl for these tests (not from the vectors):
+ * pem_san: self-signed, CN=cn.example.com, SAN DNS:*.example.net, DNS:mx.example.org.
+ * pem_nosan: self-signed, CN=mx.example.com, no subjectAltName.
+ * pem_chain_leaf <- pem_chain_int <- pem_chain_root: RSA leaf for
+ * mx.example.org (SAN), P-256 issuer and root with CA:TRUE, valid 100 years
+ * from their creation. */
 #include "test_dane_fixtures.inc"
 
 #define MAX_CERTS 8
@@ -280,15 +283,13 @@ static void test_vectors_missing(void **state)
 
 /* ---------- hostile and rule tests on the suite's own chain ---------- */
 
-/* danetest.in case 11: example.com <- Issuer CA <- Root CA. */
-static const struct vcase *base_chain(void)
-{
-	size_t i;
+static struct blob own_chain[3];
 
-	for (i = 0; i < n_cases; i++)
-		if (cases[i].n_certs == 3 && !strcmp(cases[i].file, "danetest.in"))
-			return &cases[i];
-	return NULL;
+static void load_own_chain(void)
+{
+	own_chain[0] = pem_to_der(pem_chain_leaf, strlen(pem_chain_leaf));
+	own_chain[1] = pem_to_der(pem_chain_int, strlen(pem_chain_int));
+	own_chain[2] = pem_to_der(pem_chain_root, strlen(pem_chain_root));
 }
 
 struct fix {
@@ -311,19 +312,18 @@ static void digest_of(const uint8_t *p, size_t len, int mtype, uint8_t *out)
 
 static struct fix *fix_new(void)
 {
-	const struct vcase *b = base_chain();
 	struct fix *f;
 	size_t i;
 
-	if (!b)
-		skip();
+	if (!own_chain[0].p)
+		load_own_chain();
 	f = calloc(1, sizeof(*f));
 	for (i = 0; i < 3; i++) {
-		f->chain[i] = b->certs[i].p;
-		f->lens[i] = b->certs[i].len;
+		f->chain[i] = own_chain[i].p;
+		f->lens[i] = own_chain[i].len;
 	}
 	f->n = 3;
-	f->names[0] = "example.com";
+	f->names[0] = "mx.example.org";
 	f->in = (struct dane_input){ .tlsa = f->tlsa, .chain = f->chain, .chain_len = f->lens,
 				     .n_chain = 3, .names = f->names, .n_names = 1,
 				     .no_name_checks = true };
@@ -502,7 +502,7 @@ static void test_chain_errors(void **state)
 		f->chain[0] = bad;
 		r = verify(f, 0).result;
 		assert_true(r == DANE_CERT_ERROR || r == DANE_NO_MATCH);
-		f->chain[0] = base_chain()->certs[0].p;
+		f->chain[0] = own_chain[0].p;
 		free(bad);
 	}
 	free(f);
@@ -540,8 +540,8 @@ static void test_ta_path(void **state)
 
 	set_rec(f, 0, 2, 0, 1, 2); /* root */
 	/* Sent order does not matter. */
-	f->chain[1] = base_chain()->certs[2].p, f->lens[1] = base_chain()->certs[2].len;
-	f->chain[2] = base_chain()->certs[1].p, f->lens[2] = base_chain()->certs[1].len;
+	f->chain[1] = own_chain[2].p, f->lens[1] = own_chain[2].len;
+	f->chain[2] = own_chain[1].p, f->lens[2] = own_chain[1].len;
 	v = verify(f, 0);
 	assert_int_equal(v.result, DANE_MATCH);
 	assert_int_equal(v.depth, 2);
@@ -550,9 +550,9 @@ static void test_ta_path(void **state)
 	v = verify(f, 0);
 	assert_int_equal(v.result, DANE_NO_ISSUER);
 	/* A broken signature on the intermediate breaks the path. */
-	len = base_chain()->certs[1].len;
+	len = own_chain[1].len;
 	bad = malloc(len);
-	memcpy(bad, base_chain()->certs[1].p, len);
+	memcpy(bad, own_chain[1].p, len);
 	bad[len - 3] ^= 0x01; /* inside the ECDSA signature value */
 	f->chain[2] = bad, f->lens[2] = len;
 	f->in.n_chain = 3;
@@ -568,7 +568,7 @@ static void test_ta_names_and_dates(void **state)
 
 	set_rec(f, 0, 2, 1, 2, 1);
 	f->names[0] = "mx.example.net";
-	f->names[1] = "EXAMPLE.COM.";
+	f->names[1] = "MX.EXAMPLE.ORG.";
 	f->in.n_names = 2;
 	assert_int_equal(verify(f, 0).result, DANE_MATCH);
 	f->in.n_names = 1;
@@ -578,14 +578,19 @@ static void test_ta_names_and_dates(void **state)
 	/* No reference name at all: DANE-TA fails closed. */
 	f->in.n_names = 0;
 	assert_int_equal(verify(f, 0).result, DANE_NAME_MISMATCH);
-	/* Dates: the suite's chain is valid 2015-12-13 .. 3015; 2015-01-01
-	 * is before the leaf's notBefore. */
-	f->names[0] = "example.com";
+	/* Dates: 2015-01-01 is before the chain's notBefore; 2200 after
+	 * its notAfter. */
+	f->names[0] = "mx.example.org";
 	f->in.n_names = 1;
 	f->in.now = 1420070400;
 	v = verify(f, 0);
 	assert_int_equal(v.result, DANE_EXPIRED);
 	assert_int_equal(v.depth, 1);
+	f->in.now = 7258118400;
+	assert_int_equal(verify(f, 0).result, DANE_EXPIRED);
+	f->in.now = 0;
+	assert_int_equal(verify(f, 0).result, DANE_MATCH);
+	f->in.now = 1420070400;
 	/* DANE-EE: no date check. */
 	set_rec(f, 0, 3, 1, 1, 0);
 	assert_int_equal(verify(f, 0).result, DANE_MATCH);
@@ -621,15 +626,14 @@ static void test_name_rules(void **state)
 static void test_spki_parse(void **state)
 {
 	static const uint8_t junk[] = { 0x30, 0x00 };
-	const struct vcase *b = base_chain();
 	struct x509_cert *x;
 	const uint8_t *spki;
 	uint8_t *longer;
 	size_t len;
 
-	if (!b)
-		skip();
-	assert_int_equal(x509_cert_parse(b->certs[0].p, b->certs[0].len, &x), 0);
+	if (!own_chain[0].p)
+		load_own_chain();
+	assert_int_equal(x509_cert_parse(own_chain[0].p, own_chain[0].len, &x), 0);
 	spki = x509_cert_spki(x, &len);
 	assert_true(x509_spki_key_oid(spki, len) > 0);
 	assert_int_equal(x509_spki_key_oid(spki, len - 1), -EBADMSG);
@@ -637,6 +641,7 @@ static void test_spki_parse(void **state)
 	memcpy(longer, spki, len);
 	longer[len] = 0;
 	assert_int_equal(x509_spki_key_oid(longer, len + 1), -EBADMSG);
+	x509_cert_free(x);
 	assert_int_equal(x509_spki_key_oid(junk, sizeof(junk)), -EBADMSG);
 	assert_int_equal(x509_cert_parse(junk, sizeof(junk), &x), -EBADMSG);
 	assert_null(x);
