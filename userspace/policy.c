@@ -143,6 +143,10 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
+		/* one line, whatever the input (JSON text, keys, paths) held */
+		for (char *c = err; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
 	}
 	return rc;
 }
@@ -747,7 +751,8 @@ static int parse_root(struct ctx *c, json_t *root, struct policy *p)
 		return bad(c, "comment", "must be a string of at most 1024 bytes");
 	if ((v = json_object_get(root, "tls")) && (rc = parse_tls(c, v, p)) < 0)
 		return rc;
-	qsort(p->banned, p->n_banned, sizeof(*p->banned), cmp_u16);
+	if (p->n_banned)
+		qsort(p->banned, p->n_banned, sizeof(*p->banned), cmp_u16);
 	if ((v = json_object_get(root, "secure_mode")) && (rc = parse_secure_mode(c, v, p)) < 0)
 		return rc;
 	if ((v = json_object_get(root, "domains")) && (rc = parse_overrides(c, v, p)) < 0)

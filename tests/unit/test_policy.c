@@ -368,6 +368,9 @@ static void test_schema_refusals(void **state)
 		{ HEAD "\"dane_probe_max_age\": 59}", "dane_probe_max_age" },
 		{ HEAD "\"dane_probe_max_age\": 2592001}", "dane_probe_max_age" },
 		{ HEAD "\"comment\": 5}", "comment" },
+		/* raw and escaped newlines in input stay out of the one-line error */
+		{ HEAD "\"a\\nb\": 1}", "unknown field \"a?b\"" },
+		{ "{\"polersi: 1\\\n\"}", "malformed JSON" },
 	};
 	size_t i;
 
@@ -375,7 +378,7 @@ static void test_schema_refusals(void **state)
 		struct policy *p = (struct policy *)0x1;
 		int rc = policy_parse(cases[i].json, strlen(cases[i].json), &p, err, sizeof(err));
 
-		if (rc != -EINVAL || !strstr(err, cases[i].text) || p != NULL)
+		if (rc != -EINVAL || !strstr(err, cases[i].text) || p != NULL || strchr(err, '\n'))
 			fail_msg("case %zu: rc %d, \"%s\" (want \"%s\")", i, rc, err, cases[i].text);
 	}
 #undef HEAD
