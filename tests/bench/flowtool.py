@@ -5,6 +5,8 @@
                                         median and p90 connect time in us
   flowtool.py bulk HOST PORT FILE        one STARTTLS session delivering FILE
                                         (an RFC 5322 message); prints seconds
+  flowtool.py serve HOST PORT            a minimal SMTP responder (asyncio) that
+                                        holds any number of sessions
   flowtool.py hold HOST PORT N SECS    open N SMTP sessions (read banner, EHLO)
                                         and hold them SECS seconds; prints
                                         "held N" once all are open
@@ -57,12 +59,43 @@ def bulk(host, port, path):
     print("%.3f" % (time.perf_counter() - t0))
 
 
+def serve(host, port):
+    import asyncio
+
+    async def session(reader, writer):
+        writer.write(b"220 flowtool ESMTP\r\n")
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            if line[:4].upper() == b"QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                break
+            writer.write(b"250 2.0.0 Ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        # The node's Postfix listens on the wildcard address: bind the
+        # specific one with SO_REUSEADDR, as smtp-sink does.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        server = await asyncio.start_server(session, sock=sock, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "connect":
         connect(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "bulk":
         bulk(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif cmd == "serve":
+        serve(sys.argv[2], int(sys.argv[3]))
     elif cmd == "hold":
         hold(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     else:

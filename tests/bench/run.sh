@@ -21,15 +21,18 @@ TX=${BENCH_TX:-2000}
 SESS=${BENCH_SESSIONS:-10}
 REPEAT=${BENCH_REPEAT:-3}
 SINK=198.51.100.31
+HOLDER_PORT=2525 # the node's Postfix holds *:25; tlsgated inspects 2525 too
 HOLD=${BENCH_HOLD_FLOWS:-1000}
 
 world_up || exit 1
 world_trap
 world_exec mx-plain ip addr add $SINK/24 dev eth0
-world_exec mx-plain smtp-sink -u postfix $SINK:25 256 >/dev/null 2>&1 &
+world_exec mx-plain sh -c "ulimit -n 16384; exec python3 tests/bench/flowtool.py serve $SINK $HOLDER_PORT" >/dev/null 2>&1 &
+HOLDER_PID=$!
+world_exec mx-plain sh -c "ulimit -n 16384; exec smtp-sink -u postfix $SINK:25 1024" >/dev/null 2>&1 &
 SINK_PID=$!
-trap 'kill $SINK_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
-_world_wait_port mx-plain $SINK 25 || exit 1
+trap 'kill $SINK_PID $HOLDER_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
+_world_wait_port mx-plain $SINK 25 && _world_wait_port mx-plain $SINK $HOLDER_PORT || exit 1
 
 now() { date +%s.%N; }
 
@@ -74,16 +77,18 @@ measure() { # measure LABEL
 echo "# baseline: plain forwarding (no tlsgated)"
 measure plain || exit 1
 echo "# through tlsgated"
-world_gw_start || exit 1
+world_gw_start --ports 25,$HOLDER_PORT || exit 1
 measure gw || exit 1
 
 # Memory per tracked flow: RSS before and while HOLD sessions sit in the dialog.
 pid=$(world_gw_pid)
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
 rss0=$(rss)
-world_exec in python3 tests/bench/flowtool.py hold $SINK 25 "$HOLD" 8 >"$WORLD_DIR/hold.out" &
+world_exec in sh -c "ulimit -n 16384; exec python3 tests/bench/flowtool.py hold $SINK $HOLDER_PORT $HOLD 8" \
+	>"$WORLD_DIR/hold.out" 2>&1 &
 hold_pid=$!
-for i in $(seq 1 100); do grep -q held "$WORLD_DIR/hold.out" 2>/dev/null && break; sleep 0.1; done
+for i in $(seq 1 300); do grep -q held "$WORLD_DIR/hold.out" 2>/dev/null && break; sleep 0.1; done
+grep -q held "$WORLD_DIR/hold.out" || { echo "could not hold $HOLD sessions:"; tail -3 "$WORLD_DIR/hold.out"; }
 sleep 1
 rss1=$(rss)
 inspecting=$(world_ctl stats --json | world_json 'j["flows"]["inspecting"]')
@@ -106,8 +111,8 @@ printf '%-44s %14.1f %14.1f %8s\n' "TCP connect median, us (2000 samples)" "$lp"
 printf '%-44s %14.1f\n' "added latency per inspected packet, us" "$(echo "($lg - $lp) / 2" | bc -l)"
 printf '%-44s %14.0f   (%s KiB RSS growth / %s inspecting flows)\n' \
 	"userspace memory per tracked flow, bytes" \
-	"$(echo "($rss1 - $rss0) * 1024 / $inspecting" | bc -l)" "$((rss1 - rss0))" "$inspecting"
+	"$(echo "($rss1 - $rss0) * 1024 / ($inspecting + ($inspecting == 0))" | bc -l)" "$((rss1 - rss0))" "$inspecting"
 echo
 echo "commands: tests/bench/flowtool.py bulk 198.51.100.20 25 (${BULK_MB} MB, STARTTLS, in -> mx-tls Postfix);"
 echo "          smtp-source -s $SESS -m $TX -l 2048 $SINK:25 (in -> smtp-sink on mx-plain);"
-echo "          tests/bench/flowtool.py connect/hold $SINK 25"
+echo "          tests/bench/flowtool.py connect $SINK 25; flowtool.py hold $SINK $HOLDER_PORT $HOLD (against flowtool.py serve)"
