@@ -35,7 +35,12 @@ static const char store_schema[] =
 	"CREATE INDEX IF NOT EXISTS events_time ON events(time);"
 	"CREATE TABLE IF NOT EXISTS policy_applied("
 	"  serial INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, key_id TEXT NOT NULL,"
-	"  applied_at INTEGER NOT NULL, expires INTEGER NOT NULL, body TEXT);";
+	"  applied_at INTEGER NOT NULL, expires INTEGER NOT NULL, body TEXT);"
+	"CREATE TABLE IF NOT EXISTS probe_results("
+	"  id INTEGER PRIMARY KEY, time INTEGER NOT NULL, domain TEXT NOT NULL,"
+	"  class TEXT NOT NULL, mx TEXT, addr TEXT, verdict TEXT, tls_version TEXT,"
+	"  cipher TEXT, dane TEXT, reason TEXT, detail TEXT);"
+	"CREATE INDEX IF NOT EXISTS probe_results_domain ON probe_results(domain, time);";
 
 struct store {
 	sqlite3 *db;
@@ -322,4 +327,37 @@ int store_policy_serial(struct store *s, uint64_t *serial)
 	if (rc != SQLITE_ROW)
 		return store_fail(s, "policy serial");
 	return have ? 0 : -ENOENT;
+}
+
+int store_probe_add(struct store *s, const struct store_probe *p)
+{
+	if (!p->domain || !p->cls)
+		return -EINVAL;
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"INSERT INTO probe_results(time, domain, class, mx, addr, verdict, tls_version,"
+		" cipher, dane, reason, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+		"issssssssss", p->time, p->domain, p->cls, p->mx, p->addr, p->verdict,
+		p->tls_version, p->cipher, p->dane, p->reason, p->detail);
+	return store_step_done(s, st, "probe add");
+}
+
+int store_probe_latest(struct store *s, const char *domain, char cls[32], int64_t *time)
+{
+	sqlite3_stmt *st = store_prepare(s,
+					 "SELECT class, time FROM probe_results WHERE domain = ?1"
+					 " ORDER BY time DESC, id DESC LIMIT 1",
+					 "s", domain);
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		store_copy(cls, 32, sqlite3_column_text(st, 0));
+		if (time)
+			*time = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "probe latest");
 }

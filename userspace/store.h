@@ -93,4 +93,25 @@ int store_policy_set(struct store *s, uint64_t serial, const char *sha256, const
 		     int64_t applied_at, int64_t expires, const char *body);
 int store_policy_serial(struct store *s, uint64_t *serial);
 
+/* One probe result row (tlsgate-probe --db): the domain's class with one
+ * row per MX address (mx/addr NULL for a domain-level result such as a
+ * failed MX lookup). detail is free text or JSON, stored verbatim. domain
+ * and cls are required (-EINVAL otherwise); the others may be NULL. */
+struct store_probe {
+	int64_t time;
+	const char *domain;  /* or the address probed */
+	const char *cls;     /* "dane", "tls", "plaintext", "unknown" */
+	const char *mx;
+	const char *addr;
+	const char *verdict; /* per address: "dane", "tls", "dane-fail", ... */
+	const char *tls_version;
+	const char *cipher;
+	const char *dane;    /* dane_result_str(), or NULL when not checked */
+	const char *reason;
+	const char *detail;
+};
+int store_probe_add(struct store *s, const struct store_probe *p);
+/* The class of the newest result for domain, and its time (may be NULL). */
+int store_probe_latest(struct store *s, const char *domain, char cls[32], int64_t *time);
+
 #endif

@@ -136,6 +136,34 @@ static void test_event_trim_keeps_newest(void **state)
 	assert_int_equal(count_rows("SELECT min(time) FROM events"), 40);
 }
 
+static void test_probe_results_newest_wins(void **state)
+{
+	struct store *s = *state;
+	char cls[32];
+	int64_t t = 0;
+	const char *evil = "x'); DROP TABLE probe_results; --";
+	assert_int_equal(store_probe_latest(s, "example.org", cls, &t), -ENOENT);
+	struct store_probe p = { .time = 10, .domain = "example.org", .cls = "tls",
+				 .mx = "mx.example.org", .addr = "192.0.2.25", .verdict = "tls",
+				 .tls_version = "TLSv1.3", .reason = evil };
+	assert_int_equal(store_probe_add(s, &p), 0);
+	p.time = 20;
+	p.cls = "dane";
+	p.verdict = "dane";
+	p.dane = "match";
+	assert_int_equal(store_probe_add(s, &p), 0);
+	/* A domain-level row without MX or address. */
+	struct store_probe q = { .time = 15, .domain = "example.org", .cls = "unknown" };
+	assert_int_equal(store_probe_add(s, &q), 0);
+	assert_int_equal(store_probe_latest(s, "example.org", cls, &t), 0);
+	assert_string_equal(cls, "dane");
+	assert_int_equal(t, 20);
+	assert_int_equal(store_probe_latest(s, "EXAMPLE.net", cls, &t), -ENOENT);
+	assert_int_equal(count_rows("SELECT count(*) FROM probe_results WHERE reason = 'x''); DROP TABLE probe_results; --'"), 2);
+	struct store_probe bad = { .time = 1, .cls = "tls" };
+	assert_int_equal(store_probe_add(s, &bad), -EINVAL);
+}
+
 static void test_survives_reopen(void **state)
 {
 	struct store *s = *state;
@@ -167,6 +195,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hostile_values_stored_verbatim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_trim_keeps_newest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_probe_results_newest_wins, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
