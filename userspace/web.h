@@ -1,0 +1,95 @@
+/* web.h - tlsgated's management HTTP server: the status page, the JSON API
+ * for mail clients and operators, and Prometheus metrics (libmicrohttpd,
+ * driven from the daemon's own epoll loop; JSON through jansson).
+ *
+ * Routes (all answers JSON unless noted):
+ *   GET  /                         the status page (embedded, no external assets)
+ *   GET  /api/v1/recipient?address=A[&address=B|,B]
+ *                                  class of each recipient's domain from the store;
+ *                                  unknown or stale domains get a probe scheduled
+ *   GET  /api/v1/destinations      every known domain / MX with its class
+ *   GET  /api/v1/events?limit=N    newest events first (N <= WEB_EVENTS_MAX)
+ *   GET  /api/v1/locks             locked destinations
+ *   GET  /api/v1/policy            the applied policy
+ *   GET  /api/v1/stats             the daemon's counters, plus the last hour
+ *   GET  /api/v1/flows             the daemon's flows
+ *   GET  /metrics                  Prometheus text format
+ *   POST /api/v1/history/release   {"mx": NAME}       bearer token required
+ *   POST /api/v1/probe             {"domain": NAME}   bearer token required
+ *
+ * Read endpoints need no authentication (the server listens only on the
+ * management address). State-changing requests need "Authorization: Bearer
+ * TOKEN"; with no token configured they are refused (403). Bad input is a
+ * 400 with {"error": "..."}; nothing from a request is ever built into SQL.
+ *
+ * Threading: none. The daemon adds web_fd() to its epoll set and calls
+ * web_process() when it is readable and at least once a second (connection
+ * timeouts, the per-minute samples of the last hour). Hooks are called from
+ * web_process(), in the daemon's thread. */
+#ifndef TLSGATE_WEB_H
+#define TLSGATE_WEB_H
+
+#include <stddef.h>
+
+#include "store.h"
+
+#define WEB_LISTEN_DEFAULT "127.0.0.1:8025"
+#define WEB_ADDRESSES_MAX 50   /* recipients in one lookup */
+#define WEB_ADDRESS_MAX 254    /* bytes in one address (RFC 5321 path limit) */
+#define WEB_EVENTS_MAX 1000    /* rows in one events answer */
+#define WEB_BODY_MAX 4096      /* bytes in a POST body */
+#define WEB_CONNECTIONS_MAX 512
+
+struct web_hooks {
+	void *arg;
+	char *(*stats_json)(void *arg); /* malloc'd JSON, same as control "stats" */
+	char *(*flows_json)(void *arg); /* control "flows" */
+	int (*schedule_probe)(void *arg, const char *domain); /* 0 or -errno */
+	int (*release)(void *arg, const char *mx, const char *by); /* history lock release */
+};
+
+struct web_config {
+	const char *listen;      /* "127.0.0.1:8025" default; IPv6 "[::1]:8025" */
+	const char *token;       /* bearer token for state-changing requests; NULL: those are refused */
+	const char *cors_origin; /* webmail origin allowed by CORS, or NULL */
+	const char *store_path;  /* SQLite file, opened read-only by web_store */
+};
+
+struct web;
+
+/* Binds cfg->listen (NULL: WEB_LISTEN_DEFAULT) and starts serving. cfg and
+ * hooks are copied (strings too); any hook may be NULL (its endpoint then
+ * answers 503). A store that cannot be opened yet is retried per request.
+ * NULL on error (bad address, bind failure), logged. */
+struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks);
+void web_close(struct web *w); /* accepts NULL */
+/* An fd for the daemon's epoll set (libmicrohttpd's own epoll fd). */
+int web_fd(const struct web *w);
+/* Serves what is ready and never blocks. */
+void web_process(struct web *w);
+/* The bound port (useful when cfg->listen asked for port 0). */
+int web_port(const struct web *w);
+
+/* ---- recipient parameters (exposed for tests and the fuzzer) ---------- */
+
+struct web_address {
+	char address[WEB_ADDRESS_MAX + 1]; /* local@domain as given, trimmed */
+	char domain[STORE_NAME_MAX];       /* A-label form, lower case, no trailing dot */
+};
+
+/* Parses one address: trims blanks, requires exactly one '@' with a
+ * non-empty local part of printable non-blank characters, converts the
+ * domain (UTF-8 or A-labels) to lower-case A-labels and checks it is a
+ * host name (labels 1..63 of [a-z0-9-], not starting or ending with '-',
+ * at least two labels, 253 bytes at most). Returns 0, -E2BIG (too long)
+ * or -EINVAL; *why (may be NULL) gets a static message on error. */
+int web_address_parse(const char *in, struct web_address *out, const char **why);
+
+/* Splits a comma-separated value and appends each non-empty address to
+ * out[*n...], up to max in total. Returns 0, -E2BIG (more than max, or an
+ * address or the value too long) or -EINVAL (with *why). On error *n may
+ * have grown; the caller discards the list. */
+int web_addresses_add(const char *value, struct web_address *out, size_t *n, size_t max,
+		      const char **why);
+
+#endif
