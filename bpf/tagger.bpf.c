@@ -14,6 +14,11 @@
  * about a fifth of a plaintext dialog's packets are such ACKs. Frames that are not IP (or too short to carry an Ethernet
  * header) and IP that is not TCP on an SMTP port are left alone, uncounted.
  *
+ * While the daemon misses its heartbeat (daemon_state), flows of secure-mode
+ * sources (secure_sources, an LPM trie written from the policy) that are
+ * not offloaded are dropped: secure mode fails closed, the rest fails open
+ * through the NFQUEUE rule's queue bypass.
+ *
  * The key (struct tlsgate_flow_key) must equal what userspace/flowkey.c
  * computes; tests/unit/test_tagger.c checks both against each other. */
 #include <linux/bpf.h>
@@ -52,6 +57,23 @@ struct {
 	__uint(max_entries, TLSGATE_MAX_PORTS);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } smtp_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct tlsgate_lpm_key);
+	__type(value, __u8);
+	__uint(max_entries, TLSGATE_MAX_SECURE_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} secure_sources SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct tlsgate_daemon_state);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} daemon_state SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -100,6 +122,26 @@ static __always_inline int tagger_cmp(const __u8 *a, __be16 pa, const __u8 *b,
 	if (pa == pb)
 		return 0;
 	return bpf_ntohs(pa) < bpf_ntohs(pb) ? -1 : 1;
+}
+
+/* True when the daemon has missed its heartbeat and addr (the client side
+ * of the flow) is a secure-mode source: the flow must fail closed. */
+static __always_inline int tagger_fail_closed(const __u8 *addr)
+{
+	struct tlsgate_daemon_state *st;
+	struct tlsgate_lpm_key lk;
+	__u32 zero = 0;
+	__u64 now;
+
+	st = bpf_map_lookup_elem(&daemon_state, &zero);
+	if (!st || !st->failclosed_after_ms)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (now - st->heartbeat_ns <= (__u64)st->failclosed_after_ms * 1000000ull)
+		return 0;
+	lk.prefixlen = 128;
+	__builtin_memcpy(lk.addr, addr, 16);
+	return bpf_map_lookup_elem(&secure_sources, &lk) != NULL;
 }
 
 /* May the upper layer after an IPv6 fragment header be TCP? */
@@ -223,6 +265,10 @@ int tlsgate_tagger(struct __sk_buff *skb)
 
 	val = bpf_map_lookup_elem(&flows, &key);
 	if (!val || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_BLOCK) {
+		if (tagger_fail_closed(dir == TLSGATE_DIR_TO_SERVER ? saddr : daddr)) {
+			tagger_count(skb, TLSGATE_CNT_FAILCLOSED);
+			return TC_ACT_SHOT;
+		}
 		/* nh.pos is the end of the TCP header; the payload ends
 		 * where the IP length says (Ethernet padding excluded). */
 		payload = (long)l3_len - (long)(nh.pos - l3);

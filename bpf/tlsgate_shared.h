@@ -18,6 +18,25 @@
 #define TLSGATE_MAX_FLOWS 65536
 #define TLSGATE_MAX_PORTS 16
 
+/* Secure-mode source prefixes (LPM trie) and the daemon's heartbeat: when
+ * the daemon has not written the heartbeat for failclosed_after_ms, flows
+ * from (or to) a secure-mode source that are not already offloaded are
+ * dropped in the program (fail-closed); everything else fails open. */
+#define TLSGATE_MAX_SECURE_PREFIXES 4096
+
+struct tlsgate_lpm_key {
+	__u32 prefixlen; /* IPv4: 96 + IPv4 prefix length (IPv4-mapped) */
+	__u8 addr[16];
+};
+_Static_assert(sizeof(struct tlsgate_lpm_key) == 20, "lpm key layout");
+
+struct tlsgate_daemon_state {
+	__u64 heartbeat_ns;     /* CLOCK_MONOTONIC of the daemon's last tick */
+	__u32 failclosed_after_ms;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tlsgate_daemon_state) == 16, "daemon state layout");
+
 /* smtp_ports map: key __u16 port in host byte order, value __u8 (1). */
 
 /* Names under the pin directory (default /sys/fs/bpf/tlsgate). */
@@ -71,6 +90,7 @@ enum tlsgate_counter {
 	TLSGATE_CNT_FRAGMENT,  /* IPv4/IPv6 fragment: marked for NFQUEUE */
 	TLSGATE_CNT_ACK_SKIPPED, /* pure ACK of a flow under inspection: carries
 				    nothing to inspect, stays in the kernel */
+	TLSGATE_CNT_FAILCLOSED, /* secure-mode source while the daemon is gone: dropped */
 	TLSGATE_CNT_MAX,
 };
 

@@ -70,7 +70,8 @@ static bool datapath_pinned(const char *pin_dir, const char *name)
 
 static void datapath_unpin(const char *pin_dir)
 {
-	static const char *const names[] = { "flows", "smtp_ports", "counters" };
+	static const char *const names[] = { "flows", "smtp_ports", "counters",
+					     "secure_sources", "daemon_state" };
 	char path[320];
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, names[i]);
@@ -293,4 +294,54 @@ int datapath_counters(struct datapath *dp, struct tlsgate_counter_value out[TLSG
 		}
 	}
 	return 0;
+}
+
+int datapath_heartbeat(struct datapath *dp, uint32_t failclosed_after_ms)
+{
+	struct tlsgate_daemon_state st = { .failclosed_after_ms = failclosed_after_ms };
+	struct timespec now;
+	__u32 zero = 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	st.heartbeat_ns = (__u64)now.tv_sec * 1000000000ull + (__u64)now.tv_nsec;
+	if (bpf_map_update_elem(bpf_map__fd(dp->skel->maps.daemon_state), &zero, &st, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+static bool lpm_key_in(const struct tlsgate_lpm_key *k, const struct tlsgate_lpm_key *keys,
+		       size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(&keys[i], k, sizeof(*k)) == 0)
+			return true;
+	return false;
+}
+
+int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_key *keys, size_t n)
+{
+	int fd = bpf_map__fd(dp->skel->maps.secure_sources);
+	__u8 one = 1;
+	if (n > TLSGATE_MAX_SECURE_PREFIXES)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, &keys[i], &one, BPF_ANY) < 0)
+			return -errno;
+	/* Collect the stale keys first: deleting while iterating restarts
+	 * the walk. Bounded by the map size. */
+	struct tlsgate_lpm_key *stale = xcalloc(TLSGATE_MAX_SECURE_PREFIXES, sizeof(*stale));
+	size_t n_stale = 0;
+	struct tlsgate_lpm_key cur, next;
+	int rc = bpf_map_get_next_key(fd, NULL, &next);
+	while (rc == 0 && n_stale < TLSGATE_MAX_SECURE_PREFIXES) {
+		cur = next;
+		if (!lpm_key_in(&cur, keys, n))
+			stale[n_stale++] = cur;
+		rc = bpf_map_get_next_key(fd, &cur, &next);
+	}
+	int err = 0;
+	for (size_t i = 0; i < n_stale; i++)
+		if (bpf_map_delete_elem(fd, &stale[i]) < 0 && errno != ENOENT)
+			err = -errno;
+	free(stale);
+	return err;
 }

@@ -59,6 +59,16 @@ size_t datapath_for_each_flow(struct datapath *dp,
 /* Sums the per-CPU counters. Returns 0 or -errno. */
 int datapath_counters(struct datapath *dp, struct tlsgate_counter_value out[TLSGATE_CNT_MAX]);
 
+/* Writes the heartbeat (now) and the fail-closed timeout (0 disables
+ * fail-closed). Called at start and on every tick. Returns 0 or -errno. */
+int datapath_heartbeat(struct datapath *dp, uint32_t failclosed_after_ms);
+
+/* Replaces the secure-mode source prefixes: new ones are added before stale
+ * ones are removed, so a prefix present in both sets is never absent.
+ * prefixlen for IPv4 entries is 96 + the IPv4 length (IPv4-mapped).
+ * Returns 0 or -errno (then the map may hold a mix; call again). */
+int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_key *keys, size_t n);
+
 /* True when this start found pinned maps from an earlier daemon. */
 bool datapath_adopted(const struct datapath *dp);
 

@@ -13,7 +13,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -332,6 +334,77 @@ static void test_pure_ack_v4(void **state)
 static void test_pure_ack_v6(void **state)
 {
 	check_pure_ack(spec_v6());
+}
+
+static void set_daemon_state(uint64_t heartbeat_ns, uint32_t after_ms)
+{
+	struct tlsgate_daemon_state st = { .heartbeat_ns = heartbeat_ns,
+					   .failclosed_after_ms = after_ms };
+	uint32_t zero = 0;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.daemon_state), &zero, &st,
+					     BPF_ANY), 0);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Secure-mode sources fail closed while the daemon misses its heartbeat;
+ * other sources, offloaded flows and a live daemon are unaffected. */
+static void check_fail_closed(struct pkt_spec s, const char *secure_client, uint8_t plen)
+{
+	struct pkt_spec r = pkt_reverse(&s);
+	struct tlsgate_lpm_key lk = { .prefixlen = plen };
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	size_t n, l3;
+	uint8_t one = 1;
+	int fd = bpf_map__fd(skel->maps.secure_sources);
+
+	require_loaded();
+	if (s.family == 4) {
+		lk.addr[10] = lk.addr[11] = 0xff;
+		assert_int_equal(inet_pton(AF_INET, secure_client, lk.addr + 12), 1);
+	} else {
+		assert_int_equal(inet_pton(AF_INET6, secure_client, lk.addr), 1);
+	}
+	assert_int_equal(bpf_map_update_elem(fd, &lk, &one, BPF_ANY), 0);
+
+	/* Daemon alive: marked for inspection as usual. */
+	set_daemon_state(mono_ns(), 3000);
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	/* Daemon gone for longer than the timeout: dropped both ways. */
+	set_daemon_state(mono_ns() - 10ull * 1000000000ull, 3000);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED);
+	n = build(&r, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED);
+	/* Fail-closed disabled (no secure sources policy): fails open. */
+	set_daemon_state(mono_ns() - 10ull * 1000000000ull, 0);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	/* An offloaded flow keeps its verdict. */
+	set_daemon_state(mono_ns() - 10ull * 1000000000ull, 3000);
+	n = build(&s, frame, &l3, NULL);
+	put_flow(frame, n, l3, TLSGATE_PASS, &key);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_SERVER);
+	assert_int_equal(bpf_map_delete_elem(bpf_map__fd(skel->maps.flows), &key), 0);
+	/* Another source is not affected. */
+	assert_int_equal(bpf_map_delete_elem(fd, &lk), 0);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	set_daemon_state(0, 0);
+}
+
+static void test_fail_closed_v4(void **state)
+{
+	check_fail_closed(spec_v4(), "192.0.2.0", 96 + 24);
+}
+
+static void test_fail_closed_v6(void **state)
+{
+	check_fail_closed(spec_v6(), "2001:db8:1::", 48);
 }
 
 /* A verdict entry written from one direction's flowkey is found by both
@@ -838,6 +911,8 @@ int main(void)
 		cmocka_unit_test_setup(test_no_entry_v6, reset_flows),
 		cmocka_unit_test_setup(test_pure_ack_v4, reset_flows),
 		cmocka_unit_test_setup(test_pure_ack_v6, reset_flows),
+		cmocka_unit_test_setup(test_fail_closed_v4, reset_flows),
+		cmocka_unit_test_setup(test_fail_closed_v6, reset_flows),
 		cmocka_unit_test_setup(test_pass_v4, reset_flows),
 		cmocka_unit_test_setup(test_pass_v6, reset_flows),
 		cmocka_unit_test_setup(test_block_v4, reset_flows),
