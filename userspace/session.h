@@ -24,13 +24,15 @@
  *
  * dialog_bytes bounds the reassembly window of each direction while the
  * dialog is plaintext (buffered, not yet parsed bytes incl. out-of-order
- * data); from STARTTLS 220 (or implicit TLS) on, the window is tls_bytes,
- * and one incomplete handshake message may hold up to another tls_bytes
- * (a certificate spanning records). The server chain is kept (up to
- * tls_bytes). Envelope: at most SESSION_MAX_TXNS transactions and
- * SESSION_ENVELOPE_BYTES of addresses are recorded (more are counted and
- * flagged, not stored). So a session holds at most about
- * 2 * dialog_bytes, or 2 * 3 * tls_bytes + 2 * tls_bytes, plus 8 KiB.
+ * data); from STARTTLS 220 (or implicit TLS) on, the window is tls_bytes.
+ * Message content and encrypted records are skipped, never buffered. In
+ * TLS, one incomplete handshake message per direction may hold up to
+ * tls_bytes more (a certificate spanning records), and the server's
+ * Certificate message is kept (up to tls_bytes) for DANE. The envelope is
+ * bounded: 16 transactions, 32 recipients each, 4 KiB of
+ * addresses (more are flagged, not stored). Total: about 2 * dialog_bytes
+ * + 11 KiB in plaintext, at most 5 * tls_bytes + 16 KiB with TLS (336 KiB
+ * with the defaults, typically a few KiB: buffers grow only as needed).
  * At a bound, before the verdict, the session returns SESSION_LIMIT. */
 struct session_limits {
 	size_t dialog_bytes;
