@@ -726,6 +726,29 @@ static void server_line(struct session *s, const char *line, size_t len)
 	}
 }
 
+/* Hands one client command to the caller's callback. */
+static void report_command(struct session *s, const struct smtp_command *cmd)
+{
+	char addr[256] = "";
+	const char *params;
+	size_t plen;
+	bool trunc;
+
+	if (cmd->verb == SMTP_VERB_MAIL || cmd->verb == SMTP_VERB_RCPT) {
+		if (smtp_path_parse(cmd->arg, cmd->arg_len,
+				    cmd->verb == SMTP_VERB_MAIL ? "FROM:" : "TO:", addr, sizeof(addr),
+				    &trunc, &params, &plen))
+			addr[0] = '\0';
+	}
+	s->command_cb(s->command_arg, (int)cmd->verb, addr);
+}
+
+void session_set_command_cb(struct session *s, session_command_fn fn, void *arg)
+{
+	s->command_cb = fn;
+	s->command_arg = arg;
+}
+
 /* One client command line. */
 static void client_line(struct session *s, const char *line, size_t len)
 {
@@ -762,6 +785,8 @@ static void client_line(struct session *s, const char *line, size_t len)
 	}
 	if (len + 2 > SMTP_COMMAND_LINE_MAX)
 		flag(s, SESSION_ANOM_LINE_TOO_LONG);
+	if (s->command_cb)
+		report_command(s, &cmd);
 	switch (cmd.verb) {
 	case SMTP_VERB_HELO:
 	case SMTP_VERB_EHLO:

@@ -159,6 +159,16 @@ size_t session_memory(const struct session *s);
  * stays valid until session_free(). */
 const uint8_t *session_cert_der(const struct session *s, unsigned int i, size_t *len);
 
+/* Called for every client command line the engine parses in the plaintext
+ * dialog, in order, from within session_segment(): the policy layer judges
+ * MAIL, RCPT and DATA as the segment that completes them arrives, before it
+ * is forwarded. verb is an enum smtp_verb; addr is the MAIL FROM / RCPT TO
+ * path without angle brackets ("" for <> and for other verbs, and when the
+ * path does not parse), valid only during the call. Nothing is stored, so
+ * any number of pipelined commands is reported. fn NULL: no callback. */
+typedef void (*session_command_fn)(void *arg, int verb, const char *addr);
+void session_set_command_cb(struct session *s, session_command_fn fn, void *arg);
+
 /* Records that the caller gave up on the flow (idle timeout): the summary's
  * end becomes "timeout" unless the dialog already ended. */
 void session_mark_timeout(struct session *s);

@@ -88,6 +88,9 @@ struct session {
 	bool spki_ok[SESSION_MAX_CERTS];
 	unsigned int n_client_certs;
 	uint8_t client_cert_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
+	/* The caller's command callback (session_set_command_cb). */
+	session_command_fn command_cb;
+	void *command_arg;
 	/* Outcome. */
 	bool limit_hit;
 	bool rst;

@@ -361,3 +361,23 @@ int store_probe_latest(struct store *s, const char *domain, char cls[32], int64_
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "probe latest");
 }
+
+int store_probe_addr_latest(struct store *s, const char *addr, char verdict[32], int64_t *time)
+{
+	sqlite3_stmt *st = store_prepare(s,
+					 "SELECT verdict, time FROM probe_results WHERE addr = ?1"
+					 " AND verdict IS NOT NULL ORDER BY time DESC, id DESC LIMIT 1",
+					 "s", addr);
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		store_copy(verdict, 32, sqlite3_column_text(st, 0));
+		if (time)
+			*time = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "probe addr latest");
+}

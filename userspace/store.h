@@ -111,6 +111,9 @@ struct store_probe {
 	const char *detail;
 };
 int store_probe_add(struct store *s, const struct store_probe *p);
+/* The newest probe verdict for one MX address ("dane", "dane-fail", "tls",
+ * ...; see tlsgate-probe) and its time. -ENOENT when never probed. */
+int store_probe_addr_latest(struct store *s, const char *addr, char verdict[32], int64_t *time);
 /* The class of the newest result for domain, and its time (may be NULL). */
 int store_probe_latest(struct store *s, const char *domain, char cls[32], int64_t *time);
 

@@ -17,6 +17,7 @@
 #include "session.h"
 #include "summary.h"
 #include "test_certs.h"
+#include "smtp_parse.h"
 #include "tls_build.h"
 
 #define CL TLSGATE_DIR_TO_SERVER
@@ -525,6 +526,48 @@ static void test_pipelining_and_bdat(void **state)
 	}
 }
 
+/* The command callback sees every command once, in order, with its path,
+ * at every split point; message content is never reported as commands. */
+struct cmd_log {
+	char text[512];
+};
+
+static void log_command(void *arg, int verb, const char *addr)
+{
+	struct cmd_log *l = arg;
+	size_t n = strlen(l->text);
+	snprintf(l->text + n, sizeof(l->text) - n, "%d:%s;", verb, addr);
+}
+
+static void test_command_callback(void **state)
+{
+	static const struct step steps[] = {
+		TXT(SV, "220 mx ESMTP\r\n"),
+		TXT(CL, "EHLO c\r\n"),
+		TXT(SV, "250-mx\r\n250 PIPELINING\r\n"),
+		TXT(CL, "MAIL FROM:<a@secure.example.org> SIZE=10\r\nRCPT TO:<\"x y\"@example.net>\r\n"
+			"RCPT TO:<b@example.com>\r\nDATA\r\n"),
+		TXT(SV, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+		TXT(CL, "MAIL FROM:<not@a.command>\r\n.\r\nQUIT\r\n"),
+	};
+	char want[256];
+	size_t cut;
+
+	snprintf(want, sizeof(want), "%d:;%d:a@secure.example.org;%d:\"x y\"@example.net;%d:b@example.com;%d:;%d:;",
+		 SMTP_VERB_EHLO, SMTP_VERB_MAIL, SMTP_VERB_RCPT, SMTP_VERB_RCPT, SMTP_VERB_DATA,
+		 SMTP_VERB_QUIT);
+	for (cut = 0; cut <= 100; cut++) {
+		struct run r;
+		struct cmd_log l = { "" };
+
+		run_start(&r, NULL, false);
+		session_set_command_cb(r.s, log_command, &l);
+		run_steps(&r, steps, 6, SPLIT, cut);
+		assert_string_equal(l.text, want);
+		session_free(r.s);
+	}
+}
+
 static void test_midstream_pickup(void **state)
 {
 	struct run r;
@@ -618,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_close),
 		cmocka_unit_test(test_limit_before_verdict),
 		cmocka_unit_test(test_pipelining_and_bdat),
+		cmocka_unit_test(test_command_callback),
 		cmocka_unit_test(test_midstream_pickup),
 		cmocka_unit_test(test_not_smtp),
 		cmocka_unit_test(test_sslv2_hello),
