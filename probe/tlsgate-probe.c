@@ -40,6 +40,8 @@ static void usage(FILE *f)
 		"                          here all the same); default: full recursion\n"
 		"      --trust-anchor FILE DNSSEC trust anchor (default %s)\n"
 		"      --root-hints FILE   root hints for full recursion\n"
+		"      --transparent-zone Z resolve special-use zone Z (e.g. test.) like any\n"
+		"                          other instead of answering it locally (repeatable)\n"
 		"      --port N            SMTP port (default 25)\n"
 		"      --timeout SEC       per stage: connect, each SMTP reply, TLS handshake (default 10)\n"
 		"      --dns-timeout SEC   per DNS query (default 10)\n"
@@ -398,7 +400,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 int main(int argc, char **argv)
 {
 	enum { O_JSON = 256, O_DB, O_RESOLVER, O_TA, O_HINTS, O_PORT, O_TIMEOUT, O_DNS_TIMEOUT,
-	       O_HELO, O_LOG };
+	       O_HELO, O_LOG, O_ZONE };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "jobs", required_argument, NULL, 'j' },
@@ -413,13 +415,15 @@ int main(int argc, char **argv)
 		{ "helo", required_argument, NULL, O_HELO },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "log-level", required_argument, NULL, O_LOG },
+		{ "transparent-zone", required_argument, NULL, O_ZONE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct resolver_config rc = { 0 };
 	struct probe_config pc = { .resolver = &rc, .port = 25, .concurrency = 8 };
 	struct out o = { 0 };
-	const char *db_path = NULL;
+	const char *db_path = NULL, *zones[17] = { 0 };
+	size_t n_zones = 0;
 	char **list = NULL;
 	size_t n = 0, i;
 	unsigned long v, timeout = 10;
@@ -480,6 +484,12 @@ int main(int argc, char **argv)
 			if (parse_uint(optarg, 3600, &v) < 0 || v == 0)
 				goto bad;
 			rc.timeout_ms = (unsigned int)v * 1000;
+			break;
+		case O_ZONE:
+			if (n_zones + 1 >= sizeof(zones) / sizeof(zones[0]))
+				goto bad;
+			zones[n_zones++] = optarg;
+			rc.transparent_zones = zones;
 			break;
 		case O_HELO:
 			pc.helo_name = optarg;

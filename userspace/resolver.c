@@ -145,6 +145,13 @@ struct resolver *resolver_new(const struct resolver_config *cfg)
 		}
 		free(list);
 	}
+	/* Last: adding a zone finalizes the configuration. */
+	for (const char *const *z = cfg->transparent_zones; z && *z; z++) {
+		if ((err = ub_ctx_zone_add(r->ctx, *z, "transparent")) != 0) {
+			log_warnx("resolver: zone %s: %s", *z, ub_strerror(err));
+			goto fail;
+		}
+	}
 	return r;
 ub_fail:
 	log_warnx("resolver: libunbound: %s", ub_strerror(err));

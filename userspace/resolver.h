@@ -86,6 +86,10 @@ struct resolver_config {
 	const char *root_hints;		/* root hints file for recursion; NULL = built-in */
 	size_t cache_max;		/* 0 = RESOLVER_DEFAULT_CACHE_MAX */
 	unsigned int timeout_ms;	/* per query; 0 = RESOLVER_DEFAULT_TIMEOUT_MS */
+	/* Special-use zones (RFC 6761: "test.", "invalid.", ...) that libunbound
+	 * answers itself by default but should resolve like any other, e.g.
+	 * for a test world's "test." (NULL-terminated list, may be NULL). */
+	const char *const *transparent_zones;
 };
 
 struct resolver;
