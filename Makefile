@@ -10,7 +10,7 @@ BUILD    ?= build
 CC       ?= gcc
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
-PKGS     := libbpf libnetfilter_queue libmnl wolfssl libunbound sqlite3 jansson libmicrohttpd libpcap
+PKGS     := libbpf libnetfilter_queue libmnl wolfssl libunbound sqlite3 jansson libmicrohttpd libpcap libidn2
 MULTIARCH := $(shell $(CC) -dumpmachine)
 
 ifeq ($(V),1)
@@ -99,6 +99,14 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 
 $(BUILD):
 	$(Q)mkdir -p $@
+
+# The status page (web/) is embedded into the library: xxd -i arrays that
+# userspace/web_assets.c includes.
+WEB_ASSETS := web/index.html web/app.js web/style.css
+$(BUILD)/web_assets.inc: $(WEB_ASSETS) | $(BUILD)
+	$(call msg,GEN,$@)
+	$(Q)for f in $^; do xxd -i $$f; done > $@
+$(BUILD)/userspace/web_assets.o $(BUILD)/fuzz/obj/userspace/web_assets.o: $(BUILD)/web_assets.inc
 
 deps:
 	./tests/lib/deps.sh

@@ -15,6 +15,7 @@ PKGS="
  postfix swaks
  nsd ldnsutils unbound bind9-dnsutils dns-root-data
  minisign
+ libidn2-dev xxd chromium wrk
 "
 
 missing=""

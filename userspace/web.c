@@ -1,0 +1,883 @@
+/* web.c - see web.h for the contract.
+ *
+ * libmicrohttpd in external-epoll mode: no threads, every callback runs
+ * inside web_process() in the daemon's thread, so the hooks need no locks.
+ * Answers are built whole (they are small) and handed to MHD to free. */
+#include "web.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <idn2.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "web_assets.h"
+#include "web_store.h"
+
+#define WEB_SAMPLE_INTERVAL 60 /* seconds between samples of the last hour */
+#define WEB_SAMPLES 60
+#define WEB_PROBE_SLOTS 256    /* remembered recently scheduled probes */
+#define WEB_PROBE_HOLDOFF 60   /* seconds before the same domain is asked again */
+#define WEB_DESTINATIONS_MAX 2000
+#define WEB_EVENTS_DEFAULT 50
+
+struct web_sample {
+	int64_t time;
+	json_int_t flows, offloaded, blocked, failopen, queued;
+};
+
+struct web_probe_slot {
+	char domain[STORE_NAME_MAX];
+	int64_t at;
+};
+
+struct web {
+	struct MHD_Daemon *mhd;
+	int port;
+	char *token, *cors_origin;
+	struct web_hooks hooks;
+	struct web_store *store;
+	struct metrics_web counters;
+	struct web_sample samples[WEB_SAMPLES];
+	size_t n_samples, next_sample;
+	int64_t sample_due;
+	struct web_probe_slot probes[WEB_PROBE_SLOTS];
+};
+
+/* Per request: the POST body collected across MHD callbacks. */
+struct web_request {
+	char body[WEB_BODY_MAX + 1];
+	size_t len;
+	bool too_big;
+};
+
+static int64_t web_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* ---- addresses --------------------------------------------------------- */
+
+/* Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF). */
+static bool web_utf8_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t k;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			k = 1, cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			k = 2, cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			k = 3, cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (i + k >= n)
+			return false;
+		for (size_t j = 1; j <= k; j++) {
+			if ((s[i + j] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + j] & 0x3f);
+		}
+		if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += k + 1;
+	}
+	return true;
+}
+
+/* A host name in A-label form: LDH labels of 1..63, no leading or trailing
+ * hyphen, at least two labels, 253 bytes at most. */
+static bool web_hostname_valid(const char *d)
+{
+	size_t len = strlen(d), label = 0, labels = 1;
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char c = d[i];
+		if (c == '.' || c == '\0') {
+			if (label == 0 || label > 63 || d[i - 1] == '-' || d[i - label] == '-')
+				return false;
+			if (c == '.')
+				labels++;
+			label = 0;
+			continue;
+		}
+		if (!(islower((unsigned char)c) || isdigit((unsigned char)c) || c == '-'))
+			return false;
+		label++;
+	}
+	return labels >= 2;
+}
+
+/* Converts a domain (UTF-8 U-labels and/or A-labels, any case) to
+ * lower-case A-labels in out. */
+static int web_domain_normalize(const char *in, char out[STORE_NAME_MAX], const char **why)
+{
+	char buf[STORE_NAME_MAX];
+	size_t len = strlen(in);
+	if (len == 0) {
+		*why = "empty domain";
+		return -EINVAL;
+	}
+	if (len >= sizeof(buf)) {
+		*why = "domain too long";
+		return -E2BIG;
+	}
+	memcpy(buf, in, len + 1);
+	if (buf[len - 1] == '.')
+		buf[--len] = '\0';
+	if (buf[0] == '[') {
+		*why = "address literals are not supported";
+		return -EINVAL;
+	}
+	bool ascii = true;
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)buf[i] >= 0x80)
+			ascii = false;
+		else
+			buf[i] = (char)tolower((unsigned char)buf[i]);
+	}
+	if (!ascii) {
+		char *alabel = NULL;
+		int rc = idn2_lookup_u8((const uint8_t *)buf, (uint8_t **)&alabel,
+					IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+		if (rc != IDN2_OK) {
+			*why = "domain is not a valid internationalized name";
+			return -EINVAL;
+		}
+		if (strlen(alabel) >= STORE_NAME_MAX) {
+			idn2_free(alabel);
+			*why = "domain too long";
+			return -E2BIG;
+		}
+		snprintf(buf, sizeof(buf), "%s", alabel);
+		idn2_free(alabel);
+	}
+	if (!web_hostname_valid(buf)) {
+		*why = "domain is not a valid host name";
+		return -EINVAL;
+	}
+	/* A-labels given as such must decode: "xn--" with garbage is no name. */
+	if (strstr(buf, "xn--")) {
+		char *u = NULL;
+		if (idn2_to_unicode_8z8z(buf, &u, 0) != IDN2_OK) {
+			*why = "domain has an invalid A-label";
+			return -EINVAL;
+		}
+		idn2_free(u);
+	}
+	memcpy(out, buf, strlen(buf) + 1);
+	return 0;
+}
+
+int web_address_parse(const char *in, struct web_address *out, const char **why)
+{
+	const char *dummy;
+	if (!why)
+		why = &dummy;
+	while (*in == ' ' || *in == '\t')
+		in++;
+	size_t len = strlen(in);
+	while (len > 0 && (in[len - 1] == ' ' || in[len - 1] == '\t'))
+		len--;
+	/* "<user@example.net>" as a composer may pass it. */
+	if (len >= 2 && in[0] == '<' && in[len - 1] == '>') {
+		in++;
+		len -= 2;
+	}
+	if (len == 0) {
+		*why = "empty address";
+		return -EINVAL;
+	}
+	if (len > WEB_ADDRESS_MAX) {
+		*why = "address too long";
+		return -E2BIG;
+	}
+	memcpy(out->address, in, len);
+	out->address[len] = '\0';
+	if (!web_utf8_valid((const unsigned char *)out->address, len)) {
+		*why = "address is not valid UTF-8";
+		return -EINVAL;
+	}
+	char *at = strchr(out->address, '@');
+	if (!at || strchr(at + 1, '@')) {
+		*why = "address needs exactly one '@'";
+		return -EINVAL;
+	}
+	size_t local = (size_t)(at - out->address);
+	if (local == 0 || local > 64) {
+		*why = "local part empty or longer than 64 bytes";
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < local; i++) {
+		unsigned char c = (unsigned char)out->address[i];
+		if (c <= 0x20 || c == 0x7f || c == ',' || c == '<' || c == '>') {
+			*why = "local part has a blank or control character";
+			return -EINVAL;
+		}
+	}
+	return web_domain_normalize(at + 1, out->domain, why);
+}
+
+int web_addresses_add(const char *value, struct web_address *out, size_t *n, size_t max,
+		      const char **why)
+{
+	const char *dummy;
+	if (!why)
+		why = &dummy;
+	if (strlen(value) > max * (WEB_ADDRESS_MAX + 1)) {
+		*why = "parameter too long";
+		return -E2BIG;
+	}
+	const char *p = value;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char one[WEB_ADDRESS_MAX + 8];
+		/* Blanks around a longer address still make it too long. */
+		if (len >= sizeof(one)) {
+			*why = "address too long";
+			return -E2BIG;
+		}
+		memcpy(one, p, len);
+		one[len] = '\0';
+		bool blank = strspn(one, " \t") == len;
+		if (!blank) {
+			if (*n >= max) {
+				*why = "too many addresses";
+				return -E2BIG;
+			}
+			int rc = web_address_parse(one, &out[*n], why);
+			if (rc < 0)
+				return rc;
+			(*n)++;
+		}
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+/* ---- answers ----------------------------------------------------------- */
+
+static enum MHD_Result web_send(struct web *w, struct MHD_Connection *c, unsigned status,
+				const char *type, char *body, size_t len, bool copy)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+		len, body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		if (!copy)
+			free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", type);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	if (w->cors_origin) {
+		const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+		if (origin && !strcmp(origin, w->cors_origin)) {
+			MHD_add_response_header(r, "Access-Control-Allow-Origin", w->cors_origin);
+			MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, OPTIONS");
+			MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type");
+			MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+		}
+		MHD_add_response_header(r, "Vary", "Origin");
+	}
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"tlsgate\"");
+	w->counters.requests++;
+	if (status >= 400)
+		w->counters.errors++;
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Sends root (reference stolen) as JSON. */
+static enum MHD_Result web_json(struct web *w, struct MHD_Connection *c, unsigned status,
+				json_t *root)
+{
+	char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	if (!s)
+		return web_send(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "application/json",
+				"{\"error\":\"internal error\"}", 26, true);
+	size_t len = strlen(s);
+	/* A trailing newline for people using curl. */
+	s = xrealloc(s, len + 2);
+	s[len] = '\n';
+	s[len + 1] = '\0';
+	return web_send(w, c, status, "application/json", s, len + 1, false);
+}
+
+static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c, unsigned status,
+				 const char *msg)
+{
+	return web_json(w, c, status, json_pack("{s:s}", "error", msg));
+}
+
+static enum MHD_Result web_unavailable(struct web *w, struct MHD_Connection *c)
+{
+	return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store unavailable");
+}
+
+/* Parses a hook's JSON answer; NULL when the hook is missing or failed. */
+static json_t *web_hook_json(char *(*fn)(void *), void *arg)
+{
+	if (!fn)
+		return NULL;
+	char *s = fn(arg);
+	if (!s)
+		return NULL;
+	json_t *j = json_loads(s, 0, NULL);
+	free(s);
+	return j;
+}
+
+/* ---- samples of the last hour ----------------------------------------- */
+
+static json_int_t web_num(json_t *root, const char *a, const char *b, const char *c)
+{
+	json_t *v = json_object_get(json_object_get(root, a), b);
+	if (c)
+		v = json_object_get(v, c);
+	return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+static void web_sample_fill(struct web *w, json_t *stats, struct web_sample *s)
+{
+	s->time = web_now();
+	s->flows = web_num(stats, "flows", "total", NULL);
+	s->offloaded = web_num(stats, "flows", "offloaded_total", NULL);
+	s->failopen = web_num(stats, "queue", "drops", NULL);
+	s->queued = web_num(stats, "queue", "packets", NULL);
+	s->blocked = 0;
+	/* Blocks: the daemon's own counter when it has one, else the events. */
+	json_t *blocks = json_object_get(stats, "blocks");
+	bool own = json_is_object(blocks);
+	if (!own)
+		blocks = web_store_blocks_by_rule(w->store);
+	const char *k;
+	json_t *v;
+	json_object_foreach(blocks, k, v)
+	s->blocked += json_integer_value(v);
+	if (!own)
+		json_decref(blocks);
+}
+
+static void web_sample_take(struct web *w)
+{
+	json_t *stats = web_hook_json(w->hooks.stats_json, w->hooks.arg);
+	if (!stats)
+		return;
+	web_sample_fill(w, stats, &w->samples[w->next_sample]);
+	json_decref(stats);
+	w->next_sample = (w->next_sample + 1) % WEB_SAMPLES;
+	if (w->n_samples < WEB_SAMPLES)
+		w->n_samples++;
+}
+
+static json_t *web_sample_json(const struct web_sample *s)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "time", (json_int_t)s->time, "flows",
+			 s->flows, "offloaded", s->offloaded, "blocked", s->blocked, "failopen",
+			 s->failopen, "queued", s->queued);
+}
+
+/* Oldest first, then the live values as the last point. */
+static json_t *web_history_json(struct web *w, json_t *stats)
+{
+	json_t *arr = json_array();
+	size_t start = (w->next_sample + WEB_SAMPLES - w->n_samples) % WEB_SAMPLES;
+	for (size_t i = 0; i < w->n_samples; i++)
+		json_array_append_new(arr, web_sample_json(&w->samples[(start + i) % WEB_SAMPLES]));
+	struct web_sample now;
+	web_sample_fill(w, stats, &now);
+	json_array_append_new(arr, web_sample_json(&now));
+	return json_pack("{s:i,s:o}", "interval", WEB_SAMPLE_INTERVAL, "samples", arr);
+}
+
+/* ---- probes ------------------------------------------------------------ */
+
+static uint32_t web_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* "scheduled", or "failed"/"unavailable". One request per domain and
+ * holdoff: a composer polling for an unknown domain must not start a
+ * probe per keystroke. */
+static const char *web_probe(struct web *w, const char *domain, bool force)
+{
+	if (!w->hooks.schedule_probe)
+		return "unavailable";
+	struct web_probe_slot *slot = &w->probes[web_hash(domain) % WEB_PROBE_SLOTS];
+	int64_t now = web_now();
+	if (!force && !strcmp(slot->domain, domain) && now - slot->at < WEB_PROBE_HOLDOFF)
+		return "scheduled";
+	int rc = w->hooks.schedule_probe(w->hooks.arg, domain);
+	if (rc < 0 && rc != -EALREADY && rc != -EEXIST) {
+		log_debug("web: probe %s: %s", domain, strerror(-rc));
+		return "failed";
+	}
+	snprintf(slot->domain, sizeof(slot->domain), "%s", domain);
+	slot->at = now;
+	w->counters.probes++;
+	return "scheduled";
+}
+
+/* ---- routes ------------------------------------------------------------ */
+
+struct web_args {
+	struct web_address *list;
+	size_t n;
+	int rc;
+	const char *why;
+};
+
+static enum MHD_Result web_collect_address(void *cls, enum MHD_ValueKind kind, const char *key,
+					   size_t key_size, const char *value, size_t value_size)
+{
+	struct web_args *a = cls;
+	if (strcmp(key, "address") || a->rc < 0)
+		return MHD_YES;
+	if (!value || value_size != strlen(value)) {
+		a->rc = -EINVAL;
+		a->why = value ? "address contains a NUL byte" : "empty address";
+		return MHD_NO;
+	}
+	a->rc = web_addresses_add(value, a->list, &a->n, WEB_ADDRESSES_MAX, &a->why);
+	return a->rc < 0 ? MHD_NO : MHD_YES;
+}
+
+static enum MHD_Result web_recipient(struct web *w, struct MHD_Connection *c)
+{
+	struct web_address *list = xcalloc(WEB_ADDRESSES_MAX, sizeof(*list));
+	struct web_args a = { .list = list };
+	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, web_collect_address, &a);
+	if (a.rc == 0 && a.n == 0)
+		a.rc = -EINVAL, a.why = "no address given (?address=user@example.net)";
+	if (a.rc < 0) {
+		free(list);
+		return web_json(w, c, MHD_HTTP_BAD_REQUEST,
+				json_pack("{s:s}", "error", a.why ? a.why : "bad address"));
+	}
+	json_t *out = json_array();
+	int64_t now = web_now();
+	for (size_t i = 0; i < a.n; i++) {
+		bool needs_probe = false;
+		json_t *d = web_store_domain(w->store, list[i].domain, now, &needs_probe);
+		if (!d) {
+			json_decref(out);
+			free(list);
+			return web_unavailable(w, c);
+		}
+		json_object_set_new(d, "address", json_string(list[i].address));
+		json_object_set_new(d, "probe", json_string(needs_probe ? web_probe(w, list[i].domain,
+										     false)
+									: "none"));
+		json_array_append_new(out, d);
+		w->counters.lookups++;
+	}
+	free(list);
+	return web_json(w, c, MHD_HTTP_OK, json_pack("{s:o}", "recipients", out));
+}
+
+/* ?name=N, 1..max, or def when absent. -1 when malformed. */
+static long web_int_arg(struct MHD_Connection *c, const char *name, long def, long max)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+	if (!v)
+		return def;
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < 1 || n > max)
+		return -1;
+	return n;
+}
+
+static enum MHD_Result web_history_show(struct web *w, struct MHD_Connection *c)
+{
+	const char *mx = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "mx");
+	char norm[STORE_NAME_MAX];
+	const char *why = "mx missing";
+	struct in6_addr a6;
+	if (!mx)
+		return web_error(w, c, MHD_HTTP_BAD_REQUEST, why);
+	/* History is kept by MX name, or by address when no name is known. */
+	if (inet_pton(AF_INET, mx, &a6) == 1 || inet_pton(AF_INET6, mx, &a6) == 1)
+		snprintf(norm, sizeof(norm), "%s", mx);
+	else if (web_domain_normalize(mx, norm, &why) < 0)
+		return web_error(w, c, MHD_HTTP_BAD_REQUEST, why);
+	json_t *all = web_store_destinations(w->store, web_now(), WEB_DESTINATIONS_MAX);
+	if (!all)
+		return web_unavailable(w, c);
+	/* Every destination this MX serves, and the MX itself. */
+	json_t *hit = NULL, *dest, *m;
+	size_t i, j;
+	json_array_foreach(all, i, dest)
+	{
+		json_array_foreach(json_object_get(dest, "mx"), j, m)
+		{
+			if (!strcmp(json_string_value(json_object_get(m, "name")) ?: "", norm)) {
+				if (!hit) {
+					hit = json_pack("{s:O,s:[]}", "mx", m, "domains");
+				}
+				if (!json_is_null(json_object_get(dest, "domain")))
+					json_array_append(json_object_get(hit, "domains"),
+							  json_object_get(dest, "domain"));
+			}
+		}
+	}
+	json_decref(all);
+	if (!hit)
+		return web_error(w, c, MHD_HTTP_NOT_FOUND, "no history for this MX");
+	return web_json(w, c, MHD_HTTP_OK, hit);
+}
+
+static enum MHD_Result web_stats(struct web *w, struct MHD_Connection *c)
+{
+	json_t *stats = web_hook_json(w->hooks.stats_json, w->hooks.arg);
+	if (!stats)
+		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "daemon statistics unavailable");
+	json_t *recent = web_store_blocks_by_rule(w->store);
+	json_object_set_new(stats, "recent_blocks", recent ? recent : json_null());
+	json_object_set_new(stats, "history", web_history_json(w, stats));
+	json_object_set_new(stats, "web",
+			    json_pack("{s:I,s:I,s:I,s:I}", "requests",
+				      (json_int_t)w->counters.requests, "errors",
+				      (json_int_t)w->counters.errors, "lookups",
+				      (json_int_t)w->counters.lookups, "probes",
+				      (json_int_t)w->counters.probes));
+	return web_json(w, c, MHD_HTTP_OK, stats);
+}
+
+static enum MHD_Result web_metrics(struct web *w, struct MHD_Connection *c)
+{
+	json_t *stats = web_hook_json(w->hooks.stats_json, w->hooks.arg);
+	json_t *recent = web_store_blocks_by_rule(w->store);
+	char *text = metrics_render(stats, recent, &w->counters);
+	json_decref(stats);
+	json_decref(recent);
+	return web_send(w, c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text,
+			strlen(text), false);
+}
+
+/* Constant time: the token must not leak through timing. */
+static bool web_token_ok(struct web *w, struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return false;
+	h += 7;
+	size_t a = strlen(h), b = strlen(w->token);
+	unsigned char diff = a != b;
+	for (size_t i = 0; i < a; i++)
+		diff |= (unsigned char)(h[i] ^ w->token[i % (b ? b : 1)]);
+	return diff == 0;
+}
+
+/* {"key": "string"} from the body; NULL with an error sent otherwise. */
+static const char *web_body_string(struct web_request *rq, const char *key, json_t **root)
+{
+	*root = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *v = json_object_get(*root, key);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void web_client_name(struct MHD_Connection *c, char *buf, size_t size)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char host[INET6_ADDRSTRLEN] = "?";
+	if (ci && ci->client_addr)
+		getnameinfo(ci->client_addr,
+			    ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+								   : sizeof(struct sockaddr_in),
+			    host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+	snprintf(buf, size, "web %s", host);
+}
+
+static enum MHD_Result web_post(struct web *w, struct MHD_Connection *c, const char *url,
+				struct web_request *rq)
+{
+	bool release = !strcmp(url, "/api/v1/history/release");
+	if (!release && strcmp(url, "/api/v1/probe"))
+		return web_error(w, c, MHD_HTTP_NOT_FOUND, "no such endpoint");
+	if (!w->token)
+		return web_error(w, c, MHD_HTTP_FORBIDDEN,
+				 "no token configured: state-changing requests are disabled");
+	if (!web_token_ok(w, c))
+		return web_error(w, c, MHD_HTTP_UNAUTHORIZED, "bearer token missing or wrong");
+	if (rq->too_big)
+		return web_error(w, c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+	json_t *root;
+	const char *what = web_body_string(rq, release ? "mx" : "domain", &root);
+	char norm[STORE_NAME_MAX];
+	const char *why = release ? "body must be {\"mx\": NAME}" : "body must be {\"domain\": NAME}";
+	struct in6_addr a6;
+	enum MHD_Result ret;
+	if (!what) {
+		ret = web_error(w, c, MHD_HTTP_BAD_REQUEST, why);
+	} else if (release) {
+		if (inet_pton(AF_INET, what, &a6) == 1 || inet_pton(AF_INET6, what, &a6) == 1)
+			snprintf(norm, sizeof(norm), "%s", what);
+		else if (web_domain_normalize(what, norm, &why) < 0)
+			goto bad;
+		if (!w->hooks.release) {
+			ret = web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "release unavailable");
+			goto out;
+		}
+		char by[96];
+		web_client_name(c, by, sizeof(by));
+		int rc = w->hooks.release(w->hooks.arg, norm, by);
+		if (rc == -ENOENT)
+			ret = web_error(w, c, MHD_HTTP_NOT_FOUND, "this MX is not locked");
+		else if (rc < 0)
+			ret = web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, strerror(-rc));
+		else
+			ret = web_json(w, c, MHD_HTTP_OK, json_pack("{s:s}", "released", norm));
+		log_info("web: release of %s by %s: %s", norm, by, rc < 0 ? strerror(-rc) : "ok");
+	} else {
+		if (web_domain_normalize(what, norm, &why) < 0)
+			goto bad;
+		const char *st = web_probe(w, norm, true);
+		ret = web_json(w, c,
+			       strcmp(st, "scheduled") ? MHD_HTTP_SERVICE_UNAVAILABLE
+						       : MHD_HTTP_ACCEPTED,
+			       json_pack("{s:s,s:s}", "domain", norm, "probe", st));
+	}
+out:
+	json_decref(root);
+	return ret;
+bad:
+	ret = web_error(w, c, MHD_HTTP_BAD_REQUEST, why);
+	goto out;
+}
+
+static enum MHD_Result web_get(struct web *w, struct MHD_Connection *c, const char *url)
+{
+	if (!strcmp(url, "/api/v1/recipient"))
+		return web_recipient(w, c);
+	if (!strcmp(url, "/api/v1/destinations")) {
+		json_t *d = web_store_destinations(w->store, web_now(), WEB_DESTINATIONS_MAX);
+		return d ? web_json(w, c, MHD_HTTP_OK, json_pack("{s:o}", "destinations", d))
+			 : web_unavailable(w, c);
+	}
+	if (!strcmp(url, "/api/v1/events")) {
+		long n = web_int_arg(c, "limit", WEB_EVENTS_DEFAULT, WEB_EVENTS_MAX);
+		if (n < 0)
+			return web_error(w, c, MHD_HTTP_BAD_REQUEST, "limit must be 1..1000");
+		json_t *e = web_store_events(w->store, (int)n);
+		return e ? web_json(w, c, MHD_HTTP_OK, json_pack("{s:o}", "events", e))
+			 : web_unavailable(w, c);
+	}
+	if (!strcmp(url, "/api/v1/locks")) {
+		json_t *l = web_store_locks(w->store);
+		return l ? web_json(w, c, MHD_HTTP_OK, json_pack("{s:o}", "locks", l))
+			 : web_unavailable(w, c);
+	}
+	if (!strcmp(url, "/api/v1/policy")) {
+		json_t *p = web_store_policy(w->store);
+		return p ? web_json(w, c, MHD_HTTP_OK, p) : web_unavailable(w, c);
+	}
+	if (!strcmp(url, "/api/v1/history"))
+		return web_history_show(w, c);
+	if (!strcmp(url, "/api/v1/stats"))
+		return web_stats(w, c);
+	if (!strcmp(url, "/api/v1/flows")) {
+		json_t *f = web_hook_json(w->hooks.flows_json, w->hooks.arg);
+		return f ? web_json(w, c, MHD_HTTP_OK, json_pack("{s:o}", "flows", f))
+			 : web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "flows unavailable");
+	}
+	if (!strcmp(url, "/metrics"))
+		return web_metrics(w, c);
+	const struct web_asset *a = web_asset_find(url);
+	if (!a)
+		return web_error(w, c, MHD_HTTP_NOT_FOUND, "not found");
+	struct MHD_Response *r = MHD_create_response_from_buffer(a->len, (void *)a->data,
+								 MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", a->content_type);
+	MHD_add_response_header(r, "Cache-Control", "no-cache");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "Content-Security-Policy",
+				"default-src 'none'; script-src 'self'; style-src 'self';"
+				" connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+	w->counters.requests++;
+	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result web_handler(void *cls, struct MHD_Connection *c, const char *url,
+				   const char *method, const char *version,
+				   const char *upload_data, size_t *upload_data_size,
+				   void **con_cls)
+{
+	struct web *w = cls;
+	struct web_request *rq = *con_cls;
+	if (!rq) {
+		*con_cls = xcalloc(1, sizeof(*rq));
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		if (rq->len + n > WEB_BODY_MAX)
+			rq->too_big = true;
+		else
+			memcpy(rq->body + rq->len, upload_data, n), rq->len += n;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (!strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD))
+		return web_get(w, c, url);
+	if (!strcmp(method, MHD_HTTP_METHOD_POST))
+		return web_post(w, c, url, rq);
+	if (!strcmp(method, MHD_HTTP_METHOD_OPTIONS))
+		return web_send(w, c, MHD_HTTP_NO_CONTENT, "text/plain", "", 0, true);
+	return web_error(w, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+}
+
+static void web_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			  enum MHD_RequestTerminationCode toe)
+{
+	free(*con_cls);
+	*con_cls = NULL;
+}
+
+static void web_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[256];
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	static struct log_ratelimit rl;
+	log_warnx_rl(&rl, "web: %s", buf);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+/* "host:port" or "[v6]:port" into ss. */
+static int web_parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *port;
+	if (listen[0] == '[') {
+		const char *end = strchr(listen, ']');
+		if (!end || end[1] != ':' || (size_t)(end - listen - 1) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, listen + 1, (size_t)(end - listen - 1));
+		host[end - listen - 1] = '\0';
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(listen, ':');
+		if (!colon || (size_t)(colon - listen) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, listen, (size_t)(colon - listen));
+		host[colon - listen] = '\0';
+		port = colon + 1;
+	}
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+				  .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai;
+	if (!*port || getaddrinfo(host, port, &hints, &ai) != 0)
+		return -EINVAL;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks)
+{
+	const char *listen = cfg->listen ? cfg->listen : WEB_LISTEN_DEFAULT;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	if (web_parse_listen(listen, &ss, &sslen) < 0) {
+		log_warnx("web: bad listen address '%s' (want ADDR:PORT or [ADDR6]:PORT)", listen);
+		return NULL;
+	}
+	struct web *w = xcalloc(1, sizeof(*w));
+	if (hooks)
+		w->hooks = *hooks;
+	w->token = cfg->token && cfg->token[0] ? xstrdup(cfg->token) : NULL;
+	w->cors_origin = cfg->cors_origin ? xstrdup(cfg->cors_origin) : NULL;
+	w->store = web_store_new(cfg->store_path);
+	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	w->mhd = MHD_start_daemon(
+		flags, 0, NULL, NULL, web_handler, w, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned)WEB_CONNECTIONS_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)0,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED,
+		web_completed, w, MHD_OPTION_EXTERNAL_LOGGER, web_mhd_log, w, MHD_OPTION_END);
+	if (!w->mhd) {
+		log_warnx("web: cannot listen on %s", listen);
+		web_close(w);
+		return NULL;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	w->port = di ? di->port : 0;
+	w->sample_due = web_now();
+	log_info("web: status page on http://%s/", listen);
+	return w;
+}
+
+void web_close(struct web *w)
+{
+	if (!w)
+		return;
+	if (w->mhd)
+		MHD_stop_daemon(w->mhd);
+	web_store_free(w->store);
+	free(w->token);
+	free(w->cors_origin);
+	free(w);
+}
+
+int web_fd(const struct web *w)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	return di ? di->epoll_fd : -1;
+}
+
+int web_port(const struct web *w)
+{
+	return w->port;
+}
+
+void web_process(struct web *w)
+{
+	MHD_run(w->mhd);
+	int64_t now = web_now();
+	if (now >= w->sample_due) {
+		web_sample_take(w);
+		w->sample_due = now + WEB_SAMPLE_INTERVAL;
+	}
+}
