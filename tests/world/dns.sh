@@ -235,6 +235,10 @@ dns_up() {
 	export DNS_DIR
 	mkdir -p "$DNS_DIR" || return 1
 	printf 'nameserver %s\noptions trust-ad edns0 timeout:3 attempts:1\n' "$DNS_REC4" >"$DNS_DIR/resolv.conf"
+	# posttls-finger reads a main.cf (MAIL_CONFIG): DNSSEC on, nothing else.
+	mkdir -p "$DNS_DIR/ptf" &&
+		printf 'compatibility_level = 3.6\nsmtp_dns_support_level = dnssec\nsmtp_host_lookup = dns\n' \
+			>"$DNS_DIR/ptf/main.cf" || return 1
 	_dns_net_up || { dns_log "network set-up failed"; return 1; }
 	_dns_zones >"$DNS_DIR/zones.log" 2>&1 || { dns_log "zone signing failed"; cat "$DNS_DIR/zones.log" >&2; return 1; }
 	_dns_nsd || { dns_log "nsd set-up failed"; return 1; }
@@ -249,11 +253,12 @@ dns_up() {
 }
 
 # dns_posttls_finger NODE ARGS...: posttls-finger in NODE with the world's
-# resolver (resolv.conf bind-mounted in a private mount namespace).
+# resolver (resolv.conf bind-mounted in a private mount namespace) and
+# $DNS_DIR/ptf/main.cf; killed after DNS_PTF_TIMEOUT (60) seconds.
 dns_posttls_finger() {
 	local node=$1
 	shift
-	unshare -m --propagation private sh -c '
+	MAIL_CONFIG=$DNS_DIR/ptf timeout -k 5 "${DNS_PTF_TIMEOUT:-60}" unshare -m --propagation private sh -c '
 		mount --bind "$1" /etc/resolv.conf || exit 111
 		shift
 		exec nsenter --net="$@"' sh "$DNS_DIR/resolv.conf" "/run/netns/$(world_ns "$node")" \
