@@ -832,11 +832,12 @@ struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	w->mhd = MHD_start_daemon(
-		flags, 0, NULL, NULL, web_handler, w, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		flags, 0, NULL, NULL, web_handler, w, MHD_OPTION_EXTERNAL_LOGGER, web_mhd_log, w,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned)WEB_CONNECTIONS_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)0,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED,
-		web_completed, w, MHD_OPTION_EXTERNAL_LOGGER, web_mhd_log, w, MHD_OPTION_END);
+		web_completed, w, MHD_OPTION_END);
 	if (!w->mhd) {
 		log_warnx("web: cannot listen on %s", listen);
 		web_close(w);
@@ -845,7 +846,7 @@ struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	w->port = di ? di->port : 0;
 	w->sample_due = web_now();
-	log_info("web: status page on http://%s/", listen);
+	log_info("web: status page on %s (port %d)", listen, w->port);
 	return w;
 }
 
