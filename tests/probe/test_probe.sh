@@ -118,6 +118,13 @@ for dc in $DNS_DOMAINS nosuch.test:unknown; do
 	[ "$p" = "$got" ] || sed 's/^/#   /' "$OUT/ptf-$d.log" | head -8
 done
 
+# --- 2b. a list file, fewer jobs than targets ---------------------------------
+printf '# comment\n\n  notlsa.test\ndane-ee.test   # trailing comment\nnostarttls.test\ndane-bad.test\nunsigned.test\n' >"$OUT/list"
+probe --json -j 2 -f "$OUT/list" >"$OUT/list.json" 2>/dev/null
+check "-f LIST -j 2: every target, in list order, with the classes found above" \
+	[ "$(python3 -c 'import json,sys; print(" ".join(json.loads(l)["target"] + "=" + json.loads(l)["class"] for l in open(sys.argv[1])))' "$OUT/list.json")" = \
+	  "notlsa.test=tls dane-ee.test=dane nostarttls.test=plaintext dane-bad.test=unknown unsigned.test=tls" ]
+
 # --- 3. exit codes -------------------------------------------------------------
 probe -q dane-ee.test notlsa.test >/dev/null 2>&1
 check "exit 0 when every target is dane or tls" [ $? = 0 ]
