@@ -1,29 +1,55 @@
-/* tlsgatectl - operator CLI for tlsgated, over its control socket.
+/* tlsgatectl - operator CLI for tlsgated.
  *
- *   tlsgatectl [--control PATH] [--json] stats|flows
+ *   tlsgatectl [--control PATH] [--web ADDR:PORT] [--json] COMMAND [ARGS]
+ *
+ * What changes state (history release, probe, policy apply) and the live
+ * counters go over the local control socket (root only: that is the
+ * authorization); what reads the store goes over the daemon's HTTP API on
+ * the management address (plain HTTP/1.1, one request per connection).
+ * Human output by default, the daemon's JSON with --json.
  *
  * Exit status: 0 ok, 1 the daemon could not be reached or answered with an
  * error, 2 usage. */
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "control.h"
 #include "log.h"
+#include "web.h"
+
+#define CTL_HTTP_TIMEOUT_MS 10000
+#define CTL_HTTP_MAX (64u * 1024 * 1024)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: tlsgatectl [--control PATH] [--json] COMMAND\n"
-		     "commands:\n"
-		     "  stats   flows by state, queue vs kernel-only packets and bytes, drops\n"
-		     "  flows   every tracked or offloaded flow with its counters\n"
-		     "options:\n"
-		     "  -s, --control PATH   control socket (default " CONTROL_SOCKET_DEFAULT ")\n"
-		     "  -j, --json           print the daemon's JSON\n");
+	fprintf(out,
+		"usage: tlsgatectl [--control PATH] [--web ADDR:PORT] [--json] COMMAND [ARGS]\n"
+		"commands:\n"
+		"  status                 counters, destinations by class, locks, policy\n"
+		"  stats                  flows by state, queue vs kernel-only packets and bytes, drops\n"
+		"  flows                  every tracked or offloaded flow with its counters\n"
+		"  check ADDRESS...       how mail to each recipient is protected\n"
+		"  destinations           every known domain and MX with its class\n"
+		"  events [N]             the newest N events (default 50)\n"
+		"  history show HOST      TLS history of an MX host\n"
+		"  history release HOST   release a locked MX (after a possible downgrade)\n"
+		"  policy show            the applied policy and the last refused one\n"
+		"  policy apply FILE      apply a signed policy (FILE.minisig beside it)\n"
+		"  probe DOMAIN           probe a domain's MX hosts now\n"
+		"options:\n"
+		"  -s, --control PATH     control socket (default " CONTROL_SOCKET_DEFAULT ")\n"
+		"  -w, --web ADDR:PORT    the daemon's HTTP API (default " WEB_LISTEN_DEFAULT ")\n"
+		"  -j, --json             print the daemon's JSON\n");
 }
 
 static long long num(json_t *obj, const char *path)
@@ -102,23 +128,416 @@ static void print_flows(json_t *arr)
 	printf("%zu flow(s)\n", json_array_size(arr));
 }
 
+/* ---- HTTP to the daemon's API ------------------------------------------ */
+
+/* GET path from addr ("host:port" or "[v6]:port"); returns the body
+ * (malloc'd) and the status in *status, or NULL with a message on stderr. */
+static char *http_get(const char *addr, const char *path, int *status)
+{
+	char host[256];
+	const char *port;
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+		if (!end || end[1] != ':' || (size_t)(end - addr) > sizeof(host))
+			goto bad;
+		snprintf(host, sizeof(host), "%.*s", (int)(end - addr - 1), addr + 1);
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(addr, ':');
+		if (!colon || (size_t)(colon - addr) >= sizeof(host))
+			goto bad;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+		port = colon + 1;
+	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *ai;
+	int rc = getaddrinfo(host, port, &hints, &ai);
+	if (rc) {
+		fprintf(stderr, "tlsgatectl: %s: %s\n", addr, gai_strerror(rc));
+		return NULL;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		fprintf(stderr, "tlsgatectl: cannot reach the tlsgated API at %s: %s\n", addr,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return NULL;
+	}
+	freeaddrinfo(ai);
+	char req[8192];
+	int n = snprintf(req, sizeof(req),
+			 "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+			 "User-Agent: tlsgatectl\r\nConnection: close\r\n\r\n",
+			 path, addr);
+	if (n < 0 || (size_t)n >= sizeof(req)) {
+		fprintf(stderr, "tlsgatectl: request too long\n");
+		close(fd);
+		return NULL;
+	}
+	if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+		fprintf(stderr, "tlsgatectl: send: %s\n", strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	size_t cap = 65536, used = 0;
+	char *buf = xmalloc(cap);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, CTL_HTTP_TIMEOUT_MS) <= 0) {
+			fprintf(stderr, "tlsgatectl: no answer from %s\n", addr);
+			goto fail;
+		}
+		if (used + 1 >= cap) {
+			if (cap >= CTL_HTTP_MAX) {
+				fprintf(stderr, "tlsgatectl: answer too large\n");
+				goto fail;
+			}
+			buf = xrealloc(buf, cap *= 2);
+		}
+		ssize_t r = recv(fd, buf + used, cap - used - 1, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			fprintf(stderr, "tlsgatectl: recv: %s\n", strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		used += (size_t)r;
+	}
+	close(fd);
+	buf[used] = '\0';
+	char *body = strstr(buf, "\r\n\r\n");
+	if (!body || sscanf(buf, "HTTP/1.%*d %d", status) != 1) {
+		fprintf(stderr, "tlsgatectl: not an HTTP answer from %s\n", addr);
+		free(buf);
+		return NULL;
+	}
+	body += 4;
+	memmove(buf, body, strlen(body) + 1);
+	return buf;
+fail:
+	close(fd);
+	free(buf);
+	return NULL;
+bad:
+	fprintf(stderr, "tlsgatectl: bad --web address '%s' (want ADDR:PORT)\n", addr);
+	return NULL;
+}
+
+/* Percent-encodes s for a query string into buf (size >= 3 * strlen + 1). */
+static void url_encode(const char *s, char *buf)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			*buf++ = (char)c;
+		} else {
+			*buf++ = '%';
+			*buf++ = hex[c >> 4];
+			*buf++ = hex[c & 15];
+		}
+	}
+	*buf = '\0';
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+static const char *when(json_t *o, const char *key, char *buf, size_t len)
+{
+	json_t *v = json_object_get(o, key);
+	if (!json_is_integer(v) || json_integer_value(v) == 0)
+		return "-";
+	time_t t = (time_t)json_integer_value(v);
+	struct tm tm;
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+	return buf;
+}
+
+static void mx_names(json_t *d, char *buf, size_t len)
+{
+	size_t i, o = 0;
+	json_t *m;
+	buf[0] = '\0';
+	json_array_foreach(json_object_get(d, "mx"), i, m)
+	{
+		int n = snprintf(buf + o, len - o, "%s%s", i ? "," : "", jstr(m, "name"));
+		if (n < 0 || (size_t)n >= len - o)
+			break;
+		o += (size_t)n;
+	}
+	if (!buf[0])
+		snprintf(buf, len, "-");
+}
+
+static void print_check(json_t *root)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(root, "recipients"), i, r)
+	{
+		char mx[512];
+		mx_names(r, mx, sizeof(mx));
+		printf("%-8s %s\n", jstr(r, "label"), jstr(r, "address"));
+		printf("         domain %s, MX %s\n", jstr(r, "domain"), mx);
+		if (json_is_string(json_object_get(r, "tls_version")))
+			printf("         last TLS %s %s\n", jstr(r, "tls_version"), jstr(r, "cipher"));
+		printf("         DNSSEC %s, TLSA %s%s\n", jstr(r, "dnssec"),
+		       json_is_string(json_object_get(r, "tlsa")) ? jstr(r, "tlsa") : "not checked",
+		       json_is_true(json_object_get(r, "locked"))
+			       ? "; LOCKED after a possible downgrade"
+			       : "");
+		if (!strcmp(jstr(r, "probe"), "scheduled"))
+			printf("         a probe is scheduled: ask again in a moment\n");
+	}
+}
+
+static void print_destinations(json_t *root)
+{
+	size_t i;
+	json_t *d;
+	char t[32], mx[512], tls[96];
+	json_t *arr = json_object_get(root, "destinations");
+	printf("%-8s %-32s %-40s %-34s %s\n", "CLASS", "DOMAIN", "MX", "TLS", "LAST SEEN");
+	json_array_foreach(arr, i, d)
+	{
+		mx_names(d, mx, sizeof(mx));
+		snprintf(tls, sizeof(tls), "%s %s", jstr(d, "tls_version"), jstr(d, "cipher"));
+		printf("%-8s %-32s %-40s %-34s %s%s\n", jstr(d, "label"),
+		       json_is_string(json_object_get(d, "domain")) ? jstr(d, "domain") : "-", mx,
+		       tls[1] ? tls : "-", when(d, "checked", t, sizeof(t)),
+		       json_is_true(json_object_get(d, "locked")) ? "  LOCKED" : "");
+	}
+	printf("%zu destination(s)\n", json_array_size(arr));
+}
+
+static void print_events(json_t *root)
+{
+	size_t i;
+	json_t *e;
+	char t[32];
+	json_t *arr = json_object_get(root, "events");
+	printf("%-19s %-12s %-22s %-28s %s\n", "TIME", "KIND", "RULE", "MX", "REASON");
+	json_array_foreach(arr, i, e)
+	printf("%-19s %-12s %-22s %-28s %s\n", when(e, "time", t, sizeof(t)), jstr(e, "kind"),
+	       jstr(e, "rule"), *jstr(e, "mx") ? jstr(e, "mx") : jstr(e, "server"),
+	       jstr(e, "reason"));
+	printf("%zu event(s)\n", json_array_size(arr));
+}
+
+static void print_history(json_t *root)
+{
+	json_t *m = json_object_get(root, "mx"), *d;
+	char t[32];
+	size_t i;
+	printf("mx          %s\nclass       %s\n", jstr(m, "name"), jstr(m, "label"));
+	printf("last TLS    %s %s (best version %s)\n", jstr(m, "tls_version"), jstr(m, "cipher"),
+	       jstr(m, "best_version"));
+	printf("seen        %lld TLS, %lld plaintext; first %s, ",
+	       (long long)json_integer_value(json_object_get(m, "tls_count")),
+	       (long long)json_integer_value(json_object_get(m, "plain_count")),
+	       when(m, "first_seen", t, sizeof(t)));
+	printf("last %s\n", when(m, "last_seen", t, sizeof(t)));
+	printf("DNSSEC      %s, TLSA %s\n", jstr(m, "dnssec"),
+	       json_is_string(json_object_get(m, "tlsa")) ? jstr(m, "tlsa") : "not checked");
+	if (json_is_true(json_object_get(m, "locked")))
+		printf("LOCKED      %s\n", jstr(m, "lock_reason"));
+	printf("domains    ");
+	json_array_foreach(json_object_get(root, "domains"), i, d)
+	printf(" %s", json_string_value(d));
+	printf("\n");
+}
+
+static void print_policy(json_t *root)
+{
+	json_t *a = json_object_get(root, "applied"), *r = json_object_get(root, "last_refused");
+	char t[32];
+	if (json_is_object(a)) {
+		printf("serial      %lld\nsigner key  %s\napplied at  %s\n",
+		       (long long)json_integer_value(json_object_get(a, "serial")), jstr(a, "key_id"),
+		       when(a, "applied_at", t, sizeof(t)));
+		printf("expires     %s\nsha256      %s\n", when(a, "expires", t, sizeof(t)),
+		       jstr(a, "sha256"));
+	} else {
+		printf("no signed policy applied\n");
+	}
+	if (json_is_object(r))
+		printf("last refused %s: %s\n", when(r, "time", t, sizeof(t)), jstr(r, "reason"));
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+/* Runs one API GET; prints the JSON or calls print. 0 or 1. */
+static int api_command(const char *web, const char *path, bool json, void (*print)(json_t *))
+{
+	int status = 0;
+	char *body = http_get(web, path, &status);
+	if (!body)
+		return 1;
+	json_error_t err;
+	json_t *root = json_loads(body, 0, &err);
+	int rc = 0;
+	if (!root) {
+		fprintf(stderr, "tlsgatectl: bad answer from tlsgated (HTTP %d): %s\n", status,
+			err.text);
+		rc = 1;
+	} else if (status != 200) {
+		fprintf(stderr, "tlsgatectl: %s\n",
+			json_string_value(json_object_get(root, "error")) ?: "request failed");
+		rc = 1;
+	} else if (json) {
+		printf("%s", body);
+	} else {
+		print(root);
+	}
+	json_decref(root);
+	free(body);
+	return rc;
+}
+
+/* Sends a control command; prints the JSON or print(root). 0 or 1. */
+static int control_command(const char *path, const char *cmd, bool json, void (*print)(json_t *))
+{
+	char *answer = control_request(path, cmd);
+	if (!answer) {
+		fprintf(stderr, "tlsgatectl: cannot reach tlsgated at %s: %s\n", path,
+			strerror(errno));
+		return 1;
+	}
+	json_error_t err;
+	json_t *root = json_loads(answer, 0, &err);
+	if (!root) {
+		fprintf(stderr, "tlsgatectl: bad answer from tlsgated: %s\n", err.text);
+		free(answer);
+		return 1;
+	}
+	int status = 0;
+	json_t *e = json_object_get(root, "error");
+	if (json_is_object(root) && (e || json_is_false(json_object_get(root, "ok")))) {
+		fprintf(stderr, "tlsgatectl: %s\n", json_string_value(e) ?: "command failed");
+		status = 1;
+	} else if (json) {
+		printf("%s%s", answer, answer[0] && answer[strlen(answer) - 1] == '\n' ? "" : "\n");
+	} else {
+		print(root);
+	}
+	json_decref(root);
+	free(answer);
+	return status;
+}
+
+static void print_stats_any(json_t *root)
+{
+	if (json_is_array(root))
+		print_flows(root);
+	else
+		print_stats(root);
+}
+
+static void print_ok(json_t *root)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(root, k, v)
+	{
+		if (json_is_string(v))
+			printf("%s: %s\n", k, json_string_value(v));
+	}
+}
+
+static int cmd_status(const char *ctl, const char *web, bool json)
+{
+	char *stats = control_request(ctl, "stats");
+	int ds = 0, ps = 0;
+	char *dest = http_get(web, "/api/v1/destinations", &ds);
+	char *pol = http_get(web, "/api/v1/policy", &ps);
+	json_t *s = stats ? json_loads(stats, 0, NULL) : NULL;
+	json_t *d = dest && ds == 200 ? json_loads(dest, 0, NULL) : NULL;
+	json_t *p = pol && ps == 200 ? json_loads(pol, 0, NULL) : NULL;
+	int rc = s ? 0 : 1;
+	if (!stats)
+		fprintf(stderr, "tlsgatectl: cannot reach tlsgated at %s: %s\n", ctl, strerror(errno));
+	if (json) {
+		json_t *o = json_pack("{s:O?,s:O?,s:O?}", "stats", s, "destinations",
+				      json_object_get(d, "destinations"), "policy", p);
+		char *out = json_dumps(o, JSON_INDENT(2));
+		printf("%s\n", out);
+		free(out);
+		json_decref(o);
+	} else {
+		printf("tlsgated    %s\n", s ? "running" : "NOT REACHABLE");
+		if (s)
+			printf("flows       %lld seen, %lld offloaded, %lld being inspected; "
+			       "%lld packets failed open\n",
+			       num(s, "flows.total"), num(s, "flows.offloaded_total"),
+			       num(s, "flows.inspecting"), num(s, "queue.drops"));
+		if (d) {
+			size_t i, counts[4] = { 0 }, locked = 0;
+			static const char *const cls[] = { "dane", "tls", "plaintext", "unknown" };
+			json_t *x;
+			json_array_foreach(json_object_get(d, "destinations"), i, x)
+			{
+				for (size_t k = 0; k < 4; k++)
+					counts[k] += !strcmp(jstr(x, "class"), cls[k]);
+				locked += json_is_true(json_object_get(x, "locked"));
+			}
+			printf("destinations %zu DANE ok, %zu TLS, %zu no TLS, %zu TLS?; %zu locked\n",
+			       counts[0], counts[1], counts[2], counts[3], locked);
+		} else {
+			printf("destinations unknown (API at %s not reachable)\n", web);
+			rc = 1;
+		}
+		if (p) {
+			json_t *a = json_object_get(p, "applied");
+			if (json_is_object(a))
+				printf("policy      serial %lld by key %s\n",
+				       (long long)json_integer_value(json_object_get(a, "serial")),
+				       jstr(a, "key_id"));
+			else
+				printf("policy      none applied\n");
+		}
+	}
+	json_decref(s);
+	json_decref(d);
+	json_decref(p);
+	free(stats);
+	free(dest);
+	free(pol);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 's' },
+		{ "web", required_argument, NULL, 'w' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *path = CONTROL_SOCKET_DEFAULT;
+	const char *web = getenv("TLSGATE_WEB");
 	bool json = false;
 	int c;
 
+	if (!web || !*web)
+		web = WEB_LISTEN_DEFAULT;
 	log_open("tlsgatectl", LOG_LEVEL_WARN, false);
-	while ((c = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+s:w:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			path = optarg;
+			break;
+		case 'w':
+			web = optarg;
 			break;
 		case 'j':
 			json = true;
@@ -137,45 +556,100 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[optind++];
 	/* Options may also follow the command: tlsgatectl stats --json */
+	const char *args[WEB_ADDRESSES_MAX + 1];
+	int nargs = 0;
 	for (; optind < argc; optind++) {
 		if (!strcmp(argv[optind], "--json") || !strcmp(argv[optind], "-j")) {
 			json = true;
+		} else if (nargs < WEB_ADDRESSES_MAX) {
+			args[nargs++] = argv[optind];
 		} else {
-			fprintf(stderr, "tlsgatectl: unexpected argument '%s'\n", argv[optind]);
+			fprintf(stderr, "tlsgatectl: too many arguments\n");
 			return 2;
 		}
 	}
-	if (strcmp(cmd, "stats") && strcmp(cmd, "flows")) {
-		fprintf(stderr, "tlsgatectl: unknown command '%s'\n", cmd);
-		usage(stderr);
-		return 2;
+	char line[CONTROL_LINE_MAX];
+	if (!strcmp(cmd, "stats") || !strcmp(cmd, "flows")) {
+		if (nargs)
+			goto extra;
+		return control_command(path, cmd, json, print_stats_any);
 	}
-	char *answer = control_request(path, cmd);
-	if (!answer) {
-		fprintf(stderr, "tlsgatectl: cannot reach tlsgated at %s: %s\n", path,
-			strerror(errno));
-		return 1;
+	if (!strcmp(cmd, "status")) {
+		if (nargs)
+			goto extra;
+		return cmd_status(path, web, json);
 	}
-	json_error_t err;
-	json_t *root = json_loads(answer, 0, &err);
-	if (!root) {
-		fprintf(stderr, "tlsgatectl: bad answer from tlsgated: %s\n", err.text);
-		free(answer);
-		return 1;
+	if (!strcmp(cmd, "check")) {
+		if (!nargs) {
+			fprintf(stderr, "tlsgatectl: check needs at least one address\n");
+			return 2;
+		}
+		size_t cap = 32;
+		for (int i = 0; i < nargs; i++)
+			cap += 9 + 3 * strlen(args[i]);
+		char *q = xmalloc(cap);
+		strcpy(q, "/api/v1/recipient?");
+		for (int i = 0; i < nargs; i++) {
+			strcat(q, i ? "&address=" : "address=");
+			url_encode(args[i], q + strlen(q));
+		}
+		int rc = api_command(web, q, json, print_check);
+		free(q);
+		return rc;
 	}
-	int status = 0;
-	if (json_is_object(root) && json_object_get(root, "error")) {
-		fprintf(stderr, "tlsgatectl: %s\n",
-			json_string_value(json_object_get(root, "error")));
-		status = 1;
-	} else if (json) {
-		printf("%s\n", answer);
-	} else if (!strcmp(cmd, "stats")) {
-		print_stats(root);
-	} else {
-		print_flows(root);
+	if (!strcmp(cmd, "destinations")) {
+		if (nargs)
+			goto extra;
+		return api_command(web, "/api/v1/destinations", json, print_destinations);
 	}
-	json_decref(root);
-	free(answer);
-	return status;
+	if (!strcmp(cmd, "events")) {
+		char q[64];
+		long n = 50;
+		if (nargs > 1)
+			goto extra;
+		if (nargs == 1) {
+			char *end;
+			n = strtol(args[0], &end, 10);
+			if (*end || n < 1 || n > WEB_EVENTS_MAX) {
+				fprintf(stderr, "tlsgatectl: events: N must be 1..%d\n", WEB_EVENTS_MAX);
+				return 2;
+			}
+		}
+		snprintf(q, sizeof(q), "/api/v1/events?limit=%ld", n);
+		return api_command(web, q, json, print_events);
+	}
+	if (!strcmp(cmd, "history") && nargs == 2 && !strcmp(args[0], "show")) {
+		char enc[3 * 256 + 1], q[1024];
+		if (strlen(args[1]) > 255)
+			goto extra;
+		url_encode(args[1], enc);
+		snprintf(q, sizeof(q), "/api/v1/history?mx=%s", enc);
+		return api_command(web, q, json, print_history);
+	}
+	if (!strcmp(cmd, "history") && nargs == 2 && !strcmp(args[0], "release")) {
+		snprintf(line, sizeof(line), "release %s", args[1]);
+		return control_command(path, line, json, print_ok);
+	}
+	if (!strcmp(cmd, "policy") && nargs == 1 && !strcmp(args[0], "show"))
+		return api_command(web, "/api/v1/policy", json, print_policy);
+	if (!strcmp(cmd, "policy") && nargs == 2 && !strcmp(args[0], "apply")) {
+		char *abs = realpath(args[1], NULL);
+		if (!abs) {
+			fprintf(stderr, "tlsgatectl: %s: %s\n", args[1], strerror(errno));
+			return 1;
+		}
+		snprintf(line, sizeof(line), "policy-apply %s", abs);
+		free(abs);
+		return control_command(path, line, json, print_ok);
+	}
+	if (!strcmp(cmd, "probe") && nargs == 1) {
+		snprintf(line, sizeof(line), "probe %s", args[0]);
+		return control_command(path, line, json, print_ok);
+	}
+	fprintf(stderr, "tlsgatectl: unknown command or arguments: '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+extra:
+	fprintf(stderr, "tlsgatectl: unexpected arguments for '%s'\n", cmd);
+	return 2;
 }
