@@ -35,6 +35,23 @@ static const struct metric_field metric_fields[] = {
 	  "Packets lost to a netlink socket overrun.", true },
 	{ "queue_unparsed_total", "queue.unparsed",
 	  "Queued packets that could not be parsed and were accepted.", true },
+	{ "blocked_temporary_total", "verdicts.blocked_temporary",
+	  "Connections blocked with a temporary refusal (possible downgrade, DANE failure).", true },
+	{ "blocked_permanent_total", "verdicts.blocked_permanent",
+	  "Connections blocked permanently (secure mode without TLS).", true },
+	{ "passed_plaintext_total", "verdicts.passed_plaintext",
+	  "Connections passed without TLS (no requirement).", true },
+	{ "passed_tls_total", "verdicts.passed_tls", "Connections passed with acceptable TLS.", true },
+	{ "refusals_injected_total", "verdicts.refusals_injected",
+	  "SMTP refusals injected towards the sending MTA.", true },
+	{ "resets_injected_total", "verdicts.resets_injected", "TCP resets injected.", true },
+	{ "inject_errors_total", "verdicts.inject_errors", "Refusals or resets that failed.", true },
+	{ "destinations_first_seen_total", "verdicts.first_seen",
+	  "Destinations seen for the first time.", true },
+	{ "locks_total", "verdicts.locks", "Destinations locked after a possible downgrade.", true },
+	{ "policy_applied_total", "policy.applied", "Signed policies applied.", true },
+	{ "policy_refused_total", "policy.refused", "Policies refused (signature, serial, syntax).",
+	  true },
 	{ "flows_tracked", "flows.tracked", "Flows in the flow table now.", false },
 	{ "flows_inspecting", "flows.inspecting", "Flows being inspected now.", false },
 	{ "flows_offloaded", "flows.offloaded", "Offloaded flows tracked now.", false },
@@ -89,8 +106,8 @@ static void metric_head(FILE *f, const char *name, const char *help, bool counte
 		counter ? "counter" : "gauge");
 }
 
-static void metric_by_rule(FILE *f, json_t *obj, const char *name, const char *help,
-			   bool counter)
+static void metric_by_rule(FILE *f, json_t *obj, const char *name, const char *label,
+			   const char *help, bool counter)
 {
 	if (!json_is_object(obj))
 		return;
@@ -103,7 +120,7 @@ static void metric_by_rule(FILE *f, json_t *obj, const char *name, const char *h
 			continue;
 		char esc[256];
 		metrics_escape(rule, esc, sizeof(esc));
-		fprintf(f, "tlsgate_%s{rule=\"%s\"} %lld\n", name, esc,
+		fprintf(f, "tlsgate_%s{%s=\"%s\"} %lld\n", name, label, esc,
 			(long long)json_integer_value(v));
 	}
 }
@@ -147,9 +164,12 @@ char *metrics_render(json_t *stats, json_t *recent, const struct metrics_web *we
 				metric_kernel_actions[a], (long long)json_integer_value(v));
 		}
 	}
-	metric_by_rule(f, json_object_get(stats, "blocks"), "blocks_total",
+	metric_by_rule(f, json_object_get(stats, "blocks"), "blocks_total", "rule",
 		       "Connections blocked since start, by rule.", true);
-	metric_by_rule(f, recent, "recent_blocks",
+	metric_by_rule(f, json_object_get(json_object_get(stats, "verdicts"), "blocked_by_reason"),
+		       "blocked_by_reason_total", "reason",
+		       "Connections blocked since start, by reason.", true);
+	metric_by_rule(f, recent, "recent_blocks", "rule",
 		       "Block events kept in the store, by rule (old events are trimmed).", false);
 	if (web) {
 		metric_head(f, "web_requests_total", "HTTP requests answered.", true);

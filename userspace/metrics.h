@@ -22,7 +22,8 @@ struct metrics_web {
 };
 
 /* Renders stats (the daemon's "stats" JSON, may be NULL; a "blocks" object
- * of rule -> count there becomes the counter tlsgate_blocks_total{rule}),
+ * of rule -> count there becomes the counter tlsgate_blocks_total{rule},
+ * "verdicts.blocked_by_reason" tlsgate_blocked_by_reason_total{reason}),
  * recent (rule -> count of the block events kept in the store: a gauge,
  * since old events are trimmed; may be NULL) and web (may be NULL). Returns malloc'd NUL-terminated text;
  * never NULL (allocation failure is fatal). */

@@ -373,6 +373,8 @@ static void web_sample_fill(struct web *w, json_t *stats, struct web_sample *s)
 	s->blocked = 0;
 	/* Blocks: the daemon's own counter when it has one, else the events. */
 	json_t *blocks = json_object_get(stats, "blocks");
+	if (!json_is_object(blocks))
+		blocks = json_object_get(json_object_get(stats, "verdicts"), "blocked_by_reason");
 	bool own = json_is_object(blocks);
 	if (!own)
 		blocks = web_store_blocks_by_rule(w->store);

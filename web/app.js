@@ -84,7 +84,7 @@ async function api(path, opts) {
 // ---- counters and chart --------------------------------------------------
 
 function blockTotal(s) {
-  const by = s.blocks || s.recent_blocks || {};
+  const by = s.blocks || (s.verdicts && s.verdicts.blocked_by_reason) || s.recent_blocks || {};
   return { total: Object.values(by).reduce((a, b) => a + b, 0), by };
 }
 
@@ -97,6 +97,9 @@ function renderStats(s) {
   $('count-inspecting').textContent = fmtNum(f.inspecting);
   $('count-failopen').textContent = fmtNum(q.drops);
   $('count-queue').textContent = fmtNum(q.packets);
+  const v = s.verdicts || {};
+  $('count-passed-tls').textContent = fmtNum(v.passed_tls);
+  $('count-passed-plain').textContent = fmtNum(v.passed_plaintext);
   const rules = $('count-rules');
   rules.replaceChildren(...Object.entries(b.by).map(([r, n]) => el('li', { 'data-rule': r }, `${r}: ${n}`)));
   renderChart((s.history && s.history.samples) || []);
