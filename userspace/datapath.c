@@ -41,7 +41,9 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	if (n > 0 && buf[n < (int)sizeof(buf) ? n - 1 : (int)sizeof(buf) - 2] == '\n')
 		buf[n < (int)sizeof(buf) ? n - 1 : (int)sizeof(buf) - 2] = '\0';
-	if (level == LIBBPF_WARN)
+	/* The clsact qdisc that already exists (our own, from an earlier
+	 * start) is reported by the kernel as a warning; it is expected. */
+	if (level == LIBBPF_WARN && !strstr(buf, "Exclusivity flag on"))
 		log_warnx("libbpf: %s", buf);
 	else
 		log_debug("libbpf: %s", buf);

@@ -87,6 +87,7 @@ void flow_remove(struct flow_table *t, struct flow *f)
 		*pp = f->hash_next;
 	flow_lru_unlink(t, f);
 	session_free(f->session);
+	free(f->gate);
 	free(f);
 	t->count--;
 }

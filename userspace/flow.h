@@ -18,6 +18,7 @@
 #include "tlsgate_shared.h"
 
 struct session;
+struct gate_flow;
 
 struct flow {
 	struct tlsgate_flow_key key;
@@ -26,6 +27,7 @@ struct flow {
 	bool adopted;      /* found in the pinned map at start */
 	uint8_t verdict;   /* enum tlsgate_verdict */
 	struct session *session; /* non-NULL while inspecting */
+	struct gate_flow *gate;  /* gate.c's flat state; freed with the flow */
 	uint64_t first_ns, last_ns;
 	uint64_t queued_packets, queued_bytes;
 	uint16_t tls_version, tls_cipher;

@@ -205,7 +205,8 @@ static int nfqueue_message(const struct nlmsghdr *nlh, void *data)
 	}
 	q->stats.packets++;
 	q->stats.bytes += len;
-	verdict = q->fn(q->arg, pkt, len);
+	uint32_t indev = attr[NFQA_IFINDEX_INDEV] ? ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV])) : 0;
+	verdict = q->fn(q->arg, pkt, len, indev);
 out:
 	nfqueue_put_verdict(q, id, verdict);
 	return MNL_CB_OK;

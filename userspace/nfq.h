@@ -34,8 +34,9 @@ struct nfqueue_kernel_stats {
 };
 
 /* Returns the verdict (NF_ACCEPT or NF_DROP) for one packet starting at the
- * IP header. The payload is only valid during the call. */
-typedef int (*nfqueue_packet_fn)(void *arg, const uint8_t *pkt, size_t len);
+ * IP header; indev is the interface it arrived on (0 if unknown). The
+ * payload is only valid during the call. */
+typedef int (*nfqueue_packet_fn)(void *arg, const uint8_t *pkt, size_t len, uint32_t indev);
 
 struct nfqueue;
 

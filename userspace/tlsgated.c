@@ -17,12 +17,17 @@
  * adopts the pinned maps). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
+#include <net/if.h>
+#include <spawn.h>
 #include <sys/epoll.h>
+#include <sys/wait.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -36,17 +41,35 @@
 #include "datapath.h"
 #include "flow.h"
 #include "flowkey.h"
+#include "gate.h"
 #include "log.h"
 #include "netfilter.h"
+#include "policy.h"
 #include "nfq.h"
 #include "session.h"
+#include "web.h"
 
 #define TLSGATED_MAX_PORTS TLSGATE_MAX_PORTS
 #define KERNEL_SCAN_INTERVAL_NS (10ull * 1000000000ull)
 
+#define PROBES_RUNNING_MAX 4
+#define PROBES_QUEUED_MAX 64
+
 struct config {
 	const char *ifaces[DATAPATH_MAX_IFACES];
+	bool iface_inside[DATAPATH_MAX_IFACES];
 	size_t n_ifaces;
+	const char *store_path;
+	const char *state_dir;
+	const char *policy_key;
+	const char *policy_path;
+	unsigned int failclosed_ms;
+	const char *web_listen; /* NULL: off */
+	const char *web_token_file;
+	const char *web_cors;
+	const char *probe_cmd;
+	const char *probe_resolver;
+	const char *probe_trust_anchor;
 	uint16_t ports[TLSGATED_MAX_PORTS];
 	size_t n_ports;
 	uint16_t queue_num;
@@ -63,7 +86,7 @@ struct config {
 struct daemon_stats {
 	uint64_t flows_total;   /* flows ever created */
 	uint64_t offloaded;     /* flows handed to the kernel as PASS */
-	uint64_t blocked;
+	uint64_t blocked;       /* flows blocked */
 	uint64_t closed;        /* ended while inspected */
 	uint64_t expired;       /* removed after idle timeout */
 	uint64_t adopted;       /* found in the pinned map at start */
@@ -78,6 +101,14 @@ struct daemon {
 	struct nfqueue *queue;
 	struct flow_table *flows;
 	struct control *ctl;
+	struct gate *gate;
+	struct web *web;
+	char *web_token;
+	/* Probes run as child processes (tlsgate-probe --db), bounded. */
+	pid_t probe_pids[PROBES_RUNNING_MAX];
+	char *probe_queue[PROBES_QUEUED_MAX];
+	size_t probe_queued;
+	uint64_t probes_started, probes_refused;
 	struct netfilter_rule rule;
 	bool rule_added;
 	struct port_set ports;
@@ -129,37 +160,9 @@ static void flow_endpoints(const struct flow *f, char *client, char *server, siz
 	flow_side(&f->key, !f->client_is_lo, server, len);
 }
 
-/* ---- verdicts ---------------------------------------------------------- */
-
-static void daemon_offload(struct daemon *d, struct flow *f, const char *why)
-{
-	char client[64], server[64];
-	flow_endpoints(f, client, server, sizeof(client));
-	int err = datapath_set_verdict(d->dp, &f->key, TLSGATE_PASS);
-	if (err < 0) {
-		/* The flow stays in inspection: still correct, only slower. */
-		d->stats.offload_errors++;
-		log_warnx_rl(&d->rl, "flow %s -> %s: cannot offload: %s", client, server,
-			     strerror(-err));
-		return;
-	}
-	const struct session_info *info = session_info(f->session);
-	f->tls_version = info->tls_version;
-	f->tls_cipher = info->tls_cipher;
-	session_free(f->session);
-	f->session = NULL;
-	f->verdict = TLSGATE_PASS;
-	f->kernel_change_ns = now_ns();
-	d->stats.offloaded++;
-	log_info("flow client=%s server=%s verdict=pass reason=\"%s\" tls_version=0x%04x "
-		 "tls_cipher=0x%04x queued_packets=%llu",
-		 client, server, why, f->tls_version, f->tls_cipher,
-		 (unsigned long long)f->queued_packets);
-}
-
 /* ---- per packet -------------------------------------------------------- */
 
-static int daemon_packet(void *arg, const uint8_t *pkt, size_t len)
+static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t indev)
 {
 	struct daemon *d = arg;
 	struct flowkey_packet p;
@@ -189,13 +192,14 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len)
 			flow_remove(d->flows, f);
 			return NF_ACCEPT;
 		}
+		gate_flow_start(d->gate, f, &p, indev);
 	}
 	flow_touch(d->flows, f, now);
 	f->queued_packets++;
 	f->queued_bytes += len;
 	if (f->verdict == TLSGATE_PASS)
 		return NF_ACCEPT; /* queued before the offload took effect */
-	if (f->verdict == TLSGATE_BLOCK)
+	if (f->verdict == TLSGATE_BLOCK || !f->session)
 		return NF_DROP;
 
 	struct tcp_segment seg = {
@@ -208,26 +212,20 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len)
 		.len = p.payload_len,
 		.ts_ns = now,
 	};
-	switch (session_segment(f->session, &seg)) {
-	case SESSION_CONTINUE:
-		break;
-	case SESSION_OFFLOAD:
-		if (!d->cfg.no_offload)
-			daemon_offload(d, f, "tls handshake judged");
-		break;
-	case SESSION_LIMIT:
-		/* No policy can judge the flow yet (issue 5): ordinary mail
-		 * fails open, and says so. */
+	gate_before_segment(d->gate, f);
+	enum session_action action = session_segment(f->session, &seg);
+	int verdict = gate_segment(d->gate, f, &p, action, d->cfg.no_offload);
+	if (action == SESSION_LIMIT)
 		d->stats.limit++;
-		if (!d->cfg.no_offload)
-			daemon_offload(d, f, "inspection bound reached; fail-open");
-		break;
-	case SESSION_CLOSED:
+	if (f->verdict == TLSGATE_PASS)
+		d->stats.offloaded++;
+	else if (f->verdict == TLSGATE_BLOCK)
+		d->stats.blocked++;
+	else if (action == SESSION_CLOSED) {
 		d->stats.closed++;
 		flow_remove(d->flows, f);
-		break;
 	}
-	return NF_ACCEPT;
+	return verdict;
 }
 
 /* ---- timers ------------------------------------------------------------ */
@@ -371,6 +369,13 @@ static char *daemon_stats_json(struct daemon *d)
 		counter_json(&k[TLSGATE_CNT_ACK_SKIPPED], NULL));
 	if (!root)
 		return NULL;
+	json_object_set_new(json_object_get(root, "flows"), "blocked_total",
+			    json_integer((json_int_t)d->stats.blocked));
+	gate_stats_json(d->gate, root);
+	json_object_set_new(root, "probes",
+			    json_pack("{s:I,s:I,s:I}", "started", (json_int_t)d->probes_started,
+				      "queued", (json_int_t)d->probe_queued, "refused",
+				      (json_int_t)d->probes_refused));
 	char *s = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return s;
@@ -415,9 +420,39 @@ static char *daemon_flows_json(struct daemon *d)
 	return s;
 }
 
+static char *json_answer(bool ok, const char *key, const char *text)
+{
+	json_t *o = json_pack("{s:b,s:s}", "ok", ok, key, text);
+	char *s = json_dumps(o, 0);
+	json_decref(o);
+	return s;
+}
+
+static int daemon_schedule_probe(void *arg, const char *domain);
+static int daemon_release(void *arg, const char *mx, const char *by);
+
 static char *daemon_control(void *arg, const char *command)
 {
 	struct daemon *d = arg;
+	char err[256];
+	if (strncmp(command, "policy-apply ", 13) == 0) {
+		if (gate_policy_apply(d->gate, command + 13, NULL, err, sizeof(err)) < 0)
+			return json_answer(false, "error", err);
+		return json_answer(true, "applied", command + 13);
+	}
+	if (strncmp(command, "release ", 8) == 0) {
+		int rc = daemon_release(d, command + 8, "operator (tlsgatectl)");
+		if (rc < 0)
+			return json_answer(false, "error",
+					   rc == -ENOENT ? "not locked" : strerror(-rc));
+		return json_answer(true, "released", command + 8);
+	}
+	if (strncmp(command, "probe ", 6) == 0) {
+		int rc = daemon_schedule_probe(d, command + 6);
+		if (rc < 0)
+			return json_answer(false, "error", strerror(-rc));
+		return json_answer(true, "probe", "scheduled");
+	}
 	if (strcmp(command, "stats") == 0)
 		return daemon_stats_json(d);
 	if (strcmp(command, "flows") == 0)
@@ -425,6 +460,97 @@ static char *daemon_control(void *arg, const char *command)
 	if (strcmp(command, "ping") == 0)
 		return xstrdup("{\"ok\":true}\n");
 	return NULL;
+}
+
+/* ---- probes and releases (control socket and web API) ----------------- */
+
+static void probe_reap(struct daemon *d)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (size_t i = 0; i < PROBES_RUNNING_MAX; i++)
+			if (d->probe_pids[i] == pid)
+				d->probe_pids[i] = 0;
+}
+
+/* Starts queued probes while slots are free. */
+static void probe_run_queue(struct daemon *d)
+{
+	extern char **environ;
+	probe_reap(d);
+	for (size_t slot = 0; slot < PROBES_RUNNING_MAX && d->probe_queued; slot++) {
+		if (d->probe_pids[slot])
+			continue;
+		char *domain = d->probe_queue[0];
+		memmove(d->probe_queue, d->probe_queue + 1,
+			--d->probe_queued * sizeof(d->probe_queue[0]));
+		char *argv[16];
+		int n = 0;
+		argv[n++] = (char *)d->cfg.probe_cmd;
+		argv[n++] = "--quiet";
+		argv[n++] = "--db";
+		argv[n++] = (char *)d->cfg.store_path;
+		if (d->cfg.probe_resolver) {
+			argv[n++] = "--resolver";
+			argv[n++] = (char *)d->cfg.probe_resolver;
+		}
+		if (d->cfg.probe_trust_anchor) {
+			argv[n++] = "--trust-anchor";
+			argv[n++] = (char *)d->cfg.probe_trust_anchor;
+		}
+		argv[n++] = "--";
+		argv[n++] = domain;
+		argv[n] = NULL;
+		posix_spawn_file_actions_t fa;
+		posix_spawn_file_actions_init(&fa);
+		posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+		pid_t pid;
+		int rc = posix_spawn(&pid, d->cfg.probe_cmd, &fa, NULL, argv, environ);
+		posix_spawn_file_actions_destroy(&fa);
+		if (rc != 0) {
+			log_warnx_rl(&d->rl, "cannot start %s: %s", d->cfg.probe_cmd, strerror(rc));
+		} else {
+			d->probe_pids[slot] = pid;
+			d->probes_started++;
+			log_info("probe of %s started (pid %d)", domain, (int)pid);
+		}
+		free(domain);
+	}
+}
+
+static int daemon_schedule_probe(void *arg, const char *domain)
+{
+	struct daemon *d = arg;
+	char norm[256];
+	if (policy_domain_normalize(domain, norm, sizeof(norm)) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < d->probe_queued; i++)
+		if (!strcmp(d->probe_queue[i], norm))
+			return 0; /* already waiting */
+	if (d->probe_queued >= PROBES_QUEUED_MAX) {
+		d->probes_refused++;
+		return -EBUSY;
+	}
+	d->probe_queue[d->probe_queued++] = xstrdup(norm);
+	probe_run_queue(d);
+	return 0;
+}
+
+static int daemon_release(void *arg, const char *mx, const char *by)
+{
+	struct daemon *d = arg;
+	return gate_release(d->gate, mx, by);
+}
+
+static char *daemon_stats_hook(void *arg)
+{
+	return daemon_stats_json(arg);
+}
+
+static char *daemon_flows_hook(void *arg)
+{
+	return daemon_flows_json(arg);
 }
 
 /* ---- configuration ----------------------------------------------------- */
@@ -445,6 +571,18 @@ static void usage(FILE *out)
 		"      --offload-timeout S   forget an offloaded flow idle this long (default 900)\n"
 		"      --mark 0xM/0xMASK     inspection mark (default 0x%x/0x%x)\n"
 		"      --no-offload          inspect every packet (diagnostics, benchmarks)\n"
+		"      --store FILE          SQLite state (default /var/lib/tlsgate/tlsgate.db)\n"
+		"      --state-dir DIR       last good policy copy (default /var/lib/tlsgate)\n"
+		"      --policy-key FILE     minisign public key that signs policies (none: secure mode off)\n"
+		"      --policy FILE         signed policy (FILE.minisig beside it), re-read on SIGHUP\n"
+		"      --failclosed-ms N     secure-mode sources are dropped in the kernel when the\n"
+		"                            daemon misses its heartbeat this long (default 3000)\n"
+		"      --web ADDR:PORT|off   status page and API (default 127.0.0.1:8025)\n"
+		"      --web-token-file FILE bearer token for state-changing API requests\n"
+		"      --web-cors ORIGIN     webmail origin allowed to call the lookup API\n"
+		"      --probe PATH          tlsgate-probe binary (default: next to tlsgated)\n"
+		"      --probe-resolver ADDR forwarder for the probe's validating resolver\n"
+		"      --probe-trust-anchor FILE  the probe's DNSSEC trust anchor\n"
 		"  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
 		"  -c, --config FILE         read options from FILE (one 'name = value' a line)\n"
 		"  -h, --help\n",
@@ -500,7 +638,32 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 	if (!strcmp(name, "inside") || !strcmp(name, "outside")) {
 		if (cfg->n_ifaces >= DATAPATH_MAX_IFACES)
 			fatalx("too many interfaces");
+		cfg->iface_inside[cfg->n_ifaces] = !strcmp(name, "inside");
 		cfg->ifaces[cfg->n_ifaces++] = value;
+	} else if (!strcmp(name, "store")) {
+		cfg->store_path = value;
+	} else if (!strcmp(name, "state-dir")) {
+		cfg->state_dir = value;
+	} else if (!strcmp(name, "policy-key")) {
+		cfg->policy_key = value;
+	} else if (!strcmp(name, "policy")) {
+		cfg->policy_path = value;
+	} else if (!strcmp(name, "failclosed-ms")) {
+		if (!parse_uint(value, 600000, &v) || v < 100)
+			fatalx("failclosed-ms: '%s' is not 100..600000", value);
+		cfg->failclosed_ms = (unsigned int)v;
+	} else if (!strcmp(name, "web")) {
+		cfg->web_listen = !strcmp(value, "off") ? NULL : value;
+	} else if (!strcmp(name, "web-token-file")) {
+		cfg->web_token_file = value;
+	} else if (!strcmp(name, "web-cors")) {
+		cfg->web_cors = value;
+	} else if (!strcmp(name, "probe")) {
+		cfg->probe_cmd = value;
+	} else if (!strcmp(name, "probe-resolver")) {
+		cfg->probe_resolver = value;
+	} else if (!strcmp(name, "probe-trust-anchor")) {
+		cfg->probe_trust_anchor = value;
 	} else if (!strcmp(name, "ports")) {
 		char *copy = xstrdup(value), *save = NULL;
 		cfg->n_ports = 0;
@@ -574,6 +737,17 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "offload-timeout", required_argument, NULL, 1 },
 		{ "mark", required_argument, NULL, 1 },
 		{ "no-offload", no_argument, NULL, 1 },
+		{ "store", required_argument, NULL, 1 },
+		{ "state-dir", required_argument, NULL, 1 },
+		{ "policy-key", required_argument, NULL, 1 },
+		{ "policy", required_argument, NULL, 1 },
+		{ "failclosed-ms", required_argument, NULL, 1 },
+		{ "web", required_argument, NULL, 1 },
+		{ "web-token-file", required_argument, NULL, 1 },
+		{ "web-cors", required_argument, NULL, 1 },
+		{ "probe", required_argument, NULL, 1 },
+		{ "probe-resolver", required_argument, NULL, 1 },
+		{ "probe-trust-anchor", required_argument, NULL, 1 },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
@@ -590,6 +764,10 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		.offload_timeout = 900,
 		.mark = TLSGATE_MARK_INSPECT,
 		.mask = TLSGATE_MARK_MASK,
+		.store_path = "/var/lib/tlsgate/tlsgate.db",
+		.state_dir = "/var/lib/tlsgate",
+		.failclosed_ms = GATE_FAILCLOSED_MS_DEFAULT,
+		.web_listen = WEB_LISTEN_DEFAULT,
 	};
 	int c, idx;
 	while ((c = getopt_long(argc, argv, "i:o:p:q:s:l:c:h", opts, &idx)) != -1) {
@@ -617,12 +795,17 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 
 static void daemon_teardown(struct daemon *d)
 {
+	web_close(d->web);
+	free(d->web_token);
+	for (size_t i = 0; i < d->probe_queued; i++)
+		free(d->probe_queue[i]);
 	control_close(d->ctl);
 	if (d->rule_added)
 		netfilter_remove(&d->rule);
 	nfqueue_close(d->queue);
-	datapath_close(d->dp, true);
 	flow_table_free(d->flows);
+	gate_close(d->gate);
+	datapath_close(d->dp, true);
 }
 
 static int daemon_run(struct daemon *d)
@@ -632,6 +815,7 @@ static int daemon_run(struct daemon *d)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -642,8 +826,11 @@ static int daemon_run(struct daemon *d)
 	}
 	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
 	timerfd_settime(tfd, 0, &its, NULL);
-	int fds[] = { nfqueue_fd(d->queue), sfd, tfd, control_fd(d->ctl) };
-	for (int i = 0; i < 4; i++) {
+	int fds[] = { nfqueue_fd(d->queue), sfd, tfd, control_fd(d->ctl),
+		      d->web ? web_fd(d->web) : -1 };
+	for (int i = 0; i < 5; i++) {
+		if (fds[i] < 0)
+			continue;
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
 			log_warn("epoll_ctl");
@@ -671,7 +858,12 @@ static int daemon_run(struct daemon *d)
 				struct signalfd_siginfo si;
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
-						log_info("SIGHUP: nothing to reload yet");
+						log_info("SIGHUP: re-reading the policy");
+						gate_reload(d->gate);
+						continue;
+					}
+					if (si.ssi_signo == SIGCHLD) {
+						probe_run_queue(d);
 						continue;
 					}
 					log_info("signal %u: shutting down", si.ssi_signo);
@@ -679,10 +871,17 @@ static int daemon_run(struct daemon *d)
 				}
 			} else if (fd == tfd) {
 				uint64_t ticks;
-				if (read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks))
+				if (read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks)) {
 					daemon_tick(d);
-			} else {
+					gate_tick(d->gate);
+					probe_run_queue(d);
+					if (d->web)
+						web_process(d->web);
+				}
+			} else if (fd == fds[3]) {
 				control_serve(d->ctl);
+			} else if (fd == fds[4]) {
+				web_process(d->web);
 			}
 		}
 	}
@@ -698,6 +897,19 @@ int main(int argc, char **argv)
 
 	log_open("tlsgated", LOG_LEVEL_INFO, false);
 	config_parse(&d.cfg, argc, argv);
+	if (!d.cfg.probe_cmd) {
+		/* Default: tlsgate-probe next to this binary. */
+		static char probe_path[4096];
+		char self[4096];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n > 0) {
+			self[n] = '\0';
+			snprintf(probe_path, sizeof(probe_path), "%s/tlsgate-probe", dirname(self));
+			d.cfg.probe_cmd = probe_path;
+		} else {
+			d.cfg.probe_cmd = "tlsgate-probe";
+		}
+	}
 	if (geteuid() != 0)
 		log_warnx("not running as root: BPF, netfilter and NFQUEUE will likely fail");
 
@@ -719,6 +931,19 @@ int main(int argc, char **argv)
 	int status = 1;
 	d.dp = datapath_open(&dcfg);
 	if (!d.dp)
+		goto out;
+	struct gate_config gcfg = {
+		.store_path = d.cfg.store_path,
+		.state_dir = d.cfg.state_dir,
+		.policy_key_path = d.cfg.policy_key,
+		.policy_path = d.cfg.policy_path,
+		.failclosed_ms = d.cfg.failclosed_ms,
+	};
+	for (size_t i = 0; i < d.cfg.n_ifaces; i++)
+		if (d.cfg.iface_inside[i])
+			gcfg.inside_ifindex[gcfg.n_inside++] = (int)if_nametoindex(d.cfg.ifaces[i]);
+	d.gate = gate_open(&gcfg, d.dp);
+	if (!d.gate)
 		goto out;
 	if (datapath_adopted(d.dp)) {
 		size_t n = datapath_for_each_flow(d.dp, daemon_adopt_one, &d);
@@ -744,6 +969,29 @@ int main(int argc, char **argv)
 	d.ctl = control_open(d.cfg.control_path, daemon_control, &d);
 	if (!d.ctl)
 		goto out;
+	if (d.cfg.web_listen) {
+		if (d.cfg.web_token_file) {
+			FILE *tf = fopen(d.cfg.web_token_file, "re");
+			char tok[256];
+			if (!tf || !fgets(tok, sizeof(tok), tf))
+				fatal("web token file %s", d.cfg.web_token_file);
+			fclose(tf);
+			tok[strcspn(tok, "\r\n")] = '\0';
+			if (strlen(tok) < 16)
+				fatalx("web token in %s: at least 16 characters", d.cfg.web_token_file);
+			d.web_token = xstrdup(tok);
+		}
+		struct web_config wcfg = { .listen = d.cfg.web_listen, .token = d.web_token,
+					   .cors_origin = d.cfg.web_cors,
+					   .store_path = d.cfg.store_path };
+		struct web_hooks hooks = { .arg = &d, .stats_json = daemon_stats_hook,
+					   .flows_json = daemon_flows_hook,
+					   .schedule_probe = daemon_schedule_probe,
+					   .release = daemon_release };
+		d.web = web_open(&wcfg, &hooks);
+		if (!d.web)
+			goto out;
+	}
 	if (daemon_run(&d) == 0)
 		status = 0;
 out:

@@ -1,0 +1,787 @@
+/* gate.c - see gate.h for the contract. */
+#include "gate.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <linux/netfilter.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include "decide.h"
+#include "enforce.h"
+#include "log.h"
+#include "minisign.h"
+#include "policy.h"
+#include "smtp_parse.h"
+#include "store.h"
+
+#define GATE_EVENTS_MAX 100000 /* rows kept in the events table */
+
+/* What the gate knows about one flow while it is inspected. */
+struct gate_flow {
+	enum decide_direction direction;
+	enum decide_sender sender;
+	bool recipient_secure;
+	bool history_known; /* a history row existed at flow start */
+	bool recorded;      /* this flow's observation went to history */
+	bool decided;       /* a final verdict was acted upon */
+	bool block_pending; /* a command in the current segment was refused */
+	struct decision pending; /* that refusal */
+	int af;
+	uint8_t server_addr[16];
+	char server_text[STORE_ADDR_MAX];
+	char mx[STORE_NAME_MAX]; /* MX name, or the address literal */
+	char sender_domain[STORE_NAME_MAX];
+	char recipient_domain[STORE_NAME_MAX];
+	enum decide_dane dane;
+	enum decide_probe probe;
+	uint64_t probe_age_s;
+	enum decide_level history_level;
+	uint16_t history_version;
+	bool history_locked;
+};
+
+struct gate {
+	struct gate_config cfg;
+	struct datapath *dp;
+	struct store *store;
+	struct enforce *enforce;
+	struct minisign_pubkey key;
+	bool have_key;
+	struct policy *policy;
+	char policy_sha256[65];
+	char last_refusal[POLICY_ERR_MAX];
+	struct gate_stats stats;
+	struct flow *cur_flow; /* flow whose segment is being consumed */
+	struct log_ratelimit rl;
+};
+
+static int64_t wall_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static bool gate_is_inside(const struct gate *g, uint32_t ifindex)
+{
+	for (size_t i = 0; i < g->cfg.n_inside; i++)
+		if ((uint32_t)g->cfg.inside_ifindex[i] == ifindex)
+			return true;
+	return false;
+}
+
+/* Address text without port. */
+static void addr_text(int af, const uint8_t addr[16], char *buf, size_t len)
+{
+	if (af == AF_INET)
+		inet_ntop(AF_INET, addr + 12, buf, (socklen_t)len);
+	else
+		inet_ntop(AF_INET6, addr, buf, (socklen_t)len);
+}
+
+static void endpoint_text(const struct flowkey_packet *p, bool src, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+	addr_text(p->family, src ? p->saddr : p->daddr, a, sizeof(a));
+	snprintf(buf, len, p->family == AF_INET ? "%s:%u" : "[%s]:%u", a,
+		 src ? p->sport : p->dport);
+}
+
+static const char *domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : NULL;
+}
+
+static enum decide_level level_from_store(enum store_level l)
+{
+	switch (l) {
+	case STORE_LEVEL_DANE:
+		return DECIDE_LEVEL_DANE;
+	case STORE_LEVEL_TLS:
+		return DECIDE_LEVEL_TLS;
+	case STORE_LEVEL_PLAINTEXT:
+		return DECIDE_LEVEL_PLAINTEXT;
+	default:
+		return DECIDE_LEVEL_UNKNOWN;
+	}
+}
+
+static enum store_level level_to_store(enum decide_level l)
+{
+	switch (l) {
+	case DECIDE_LEVEL_DANE:
+		return STORE_LEVEL_DANE;
+	case DECIDE_LEVEL_TLS:
+		return STORE_LEVEL_TLS;
+	case DECIDE_LEVEL_PLAINTEXT:
+		return STORE_LEVEL_PLAINTEXT;
+	default:
+		return STORE_LEVEL_NONE;
+	}
+}
+
+/* The policy's sender prefixes as LPM keys (IPv4 mapped). */
+static size_t gate_prefix_keys(const struct policy *p, struct tlsgate_lpm_key **out)
+{
+	const struct policy_prefix *list;
+	size_t n = p ? policy_sender_prefixes(p, &list) : 0;
+	struct tlsgate_lpm_key *keys = xcalloc(n ? n : 1, sizeof(*keys));
+	for (size_t i = 0; i < n; i++) {
+		if (list[i].family == AF_INET) {
+			keys[i].addr[10] = keys[i].addr[11] = 0xff;
+			memcpy(keys[i].addr + 12, list[i].addr, 4);
+			keys[i].prefixlen = 96u + list[i].len;
+		} else {
+			memcpy(keys[i].addr, list[i].addr, 16);
+			keys[i].prefixlen = list[i].len;
+		}
+	}
+	*out = keys;
+	return n;
+}
+
+static uint32_t gate_failclosed_ms(const struct gate *g)
+{
+	const struct policy_prefix *list;
+	if (!g->policy || policy_sender_prefixes(g->policy, &list) == 0)
+		return 0;
+	return g->cfg.failclosed_ms;
+}
+
+/* ---- policy ------------------------------------------------------------ */
+
+static int read_file(const char *path, char **buf, size_t *len, size_t max)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
+		close(fd);
+		return -EFBIG;
+	}
+	*buf = xmalloc((size_t)st.st_size + 1);
+	ssize_t n = read(fd, *buf, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		free(*buf);
+		return -EIO;
+	}
+	(*buf)[n] = '\0';
+	*len = (size_t)n;
+	return 0;
+}
+
+static int write_file_atomic(const char *dir, const char *name, const char *data, size_t len)
+{
+	char tmp[512], path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	bool ok = write(fd, data, len) == (ssize_t)len && fsync(fd) == 0;
+	close(fd);
+	if (!ok || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void sha256_hex(const char *data, size_t len, char out[65])
+{
+	wc_Sha256 sha;
+	uint8_t d[WC_SHA256_DIGEST_SIZE];
+	wc_InitSha256(&sha);
+	wc_Sha256Update(&sha, (const byte *)data, (word32)len);
+	wc_Sha256Final(&sha, d);
+	wc_Sha256Free(&sha);
+	for (int i = 0; i < WC_SHA256_DIGEST_SIZE; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Verifies and installs a policy from memory. applied_serial: the serial
+ * that must be exceeded. persist: also keep a copy and record it. */
+static int gate_install(struct gate *g, const char *name, const char *json, size_t json_len,
+			const char *sig, size_t sig_len, uint64_t applied_serial, time_t now,
+			bool persist, char *err, size_t errlen)
+{
+	struct policy *p = NULL;
+	int rc = policy_load_mem(name, json, json_len, sig, sig_len, &g->key, applied_serial, now,
+				 &p, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* The kernel's secure sources first: if they cannot be written,
+	 * put the old ones back and keep the old policy. */
+	struct tlsgate_lpm_key *keys;
+	size_t n = gate_prefix_keys(p, &keys);
+	rc = datapath_set_secure_sources(g->dp, keys, n);
+	free(keys);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot write the secure-source prefixes to the kernel: %s",
+			 name, strerror(-rc));
+		n = gate_prefix_keys(g->policy, &keys);
+		datapath_set_secure_sources(g->dp, keys, n);
+		free(keys);
+		policy_free(p);
+		return rc;
+	}
+	char sha[65];
+	sha256_hex(json, json_len, sha);
+	if (persist) {
+		if (write_file_atomic(g->cfg.state_dir, "policy.json", json, json_len) < 0 ||
+		    write_file_atomic(g->cfg.state_dir, "policy.json.minisig", sig, sig_len) < 0)
+			log_warn("policy serial %llu applied but not saved in %s: it will not "
+				 "survive a restart",
+				 (unsigned long long)policy_serial(p), g->cfg.state_dir);
+		char keyid[17];
+		for (int i = 0; i < 8; i++)
+			snprintf(keyid + 2 * i, 3, "%02X", g->key.key_id[7 - i]);
+		store_policy_set(g->store, policy_serial(p), sha, keyid, wall_now(),
+				 (int64_t)policy_expires(p), json);
+		struct store_event ev = { .time = wall_now(), .kind = "policy",
+					  .rule = "policy-applied", .verdict = "applied",
+					  .reason = name };
+		store_event_add(g->store, &ev);
+	}
+	/* History releases named by the policy. */
+	const char *const *hosts;
+	size_t nh = policy_history_releases(p, &hosts);
+	for (size_t i = 0; i < nh; i++) {
+		char by[64];
+		snprintf(by, sizeof(by), "policy serial %llu", (unsigned long long)policy_serial(p));
+		if (store_history_release(g->store, hosts[i], by, wall_now()) == 0)
+			log_info("history lock on %s released by %s", hosts[i], by);
+	}
+	policy_free(g->policy);
+	g->policy = p;
+	memcpy(g->policy_sha256, sha, sizeof(sha));
+	datapath_heartbeat(g->dp, gate_failclosed_ms(g));
+	log_info("policy serial %llu applied (%s, sha256 %.16s..., %zu secure source prefix(es))",
+		 (unsigned long long)policy_serial(p), name, sha, n);
+	return 0;
+}
+
+int gate_policy_apply(struct gate *g, const char *json_path, const char *sig_path, char *err,
+		      size_t errlen)
+{
+	char sigbuf[512];
+	char *json = NULL, *sig = NULL;
+	size_t json_len, sig_len;
+	int rc;
+
+	if (!g->have_key) {
+		snprintf(err, errlen, "no policy key configured (--policy-key): policies cannot be verified");
+		return -ENOKEY;
+	}
+	if (!sig_path) {
+		snprintf(sigbuf, sizeof(sigbuf), "%s.minisig", json_path);
+		sig_path = sigbuf;
+	}
+	if ((rc = read_file(json_path, &json, &json_len, POLICY_MAX_BYTES)) < 0) {
+		snprintf(err, errlen, "%s: %s", json_path,
+			 rc == -EFBIG ? "larger than the policy size limit" : strerror(-rc));
+		goto out;
+	}
+	if ((rc = read_file(sig_path, &sig, &sig_len, 64 * 1024)) < 0) {
+		snprintf(err, errlen, "%s: %s", sig_path,
+			 rc == -EFBIG ? "larger than a signature can be" : strerror(-rc));
+		goto out;
+	}
+	uint64_t applied = g->policy ? policy_serial(g->policy) : 0;
+	uint64_t stored;
+	if (store_policy_serial(g->store, &stored) == 0 && stored > applied)
+		applied = stored;
+	rc = gate_install(g, json_path, json, json_len, sig, sig_len, applied, time(NULL), true,
+			  err, errlen);
+out:
+	if (rc < 0) {
+		g->stats.policy_refused++;
+		snprintf(g->last_refusal, sizeof(g->last_refusal), "%s", err);
+		struct store_event ev = { .time = wall_now(), .kind = "policy",
+					  .rule = "policy-refused", .verdict = "refused",
+					  .reason = err };
+		store_event_add(g->store, &ev);
+		log_warnx("policy refused: %s", err);
+	} else {
+		g->stats.policy_applied++;
+	}
+	free(json);
+	free(sig);
+	return rc;
+}
+
+/* At start: the saved copy (may be the same serial as recorded). */
+static void gate_load_saved(struct gate *g)
+{
+	char jpath[512], spath[512], err[POLICY_ERR_MAX];
+	char *json = NULL, *sig = NULL;
+	size_t jl, sl;
+	snprintf(jpath, sizeof(jpath), "%s/policy.json", g->cfg.state_dir);
+	snprintf(spath, sizeof(spath), "%s/policy.json.minisig", g->cfg.state_dir);
+	if (read_file(jpath, &json, &jl, POLICY_MAX_BYTES) < 0 ||
+	    read_file(spath, &sig, &sl, 64 * 1024) < 0)
+		goto out;
+	uint64_t stored = 0;
+	store_policy_serial(g->store, &stored);
+	uint64_t floor = stored ? stored - 1 : 0;
+	int rc = gate_install(g, jpath, json, jl, sig, sl, floor, time(NULL), false, err,
+			      sizeof(err));
+	if (rc == -EKEYEXPIRED) {
+		/* Better an expired policy than none: secure mode must not
+		 * silently switch off at a restart. */
+		rc = gate_install(g, jpath, json, jl, sig, sl, floor, 0, false, err, sizeof(err));
+		if (rc == 0)
+			log_warnx("the saved policy has EXPIRED; it stays in force until a new "
+				  "one is applied");
+	}
+	if (rc < 0)
+		log_warnx("saved policy not loaded: %s", err);
+out:
+	free(json);
+	free(sig);
+}
+
+void gate_reload(struct gate *g)
+{
+	char err[POLICY_ERR_MAX];
+	if (!g->cfg.policy_path)
+		return;
+	if (gate_policy_apply(g, g->cfg.policy_path, NULL, err, sizeof(err)) == -ESTALE)
+		log_info("policy %s: not newer than the applied one", g->cfg.policy_path);
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+struct gate *gate_open(const struct gate_config *cfg, struct datapath *dp)
+{
+	struct gate *g = xcalloc(1, sizeof(*g));
+	char err[POLICY_ERR_MAX];
+	g->cfg = *cfg;
+	g->dp = dp;
+	if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
+		log_warn("state directory %s", cfg->state_dir);
+		goto fail;
+	}
+	g->store = store_open(cfg->store_path, false);
+	if (!g->store)
+		goto fail;
+	g->enforce = enforce_open();
+	if (!g->enforce)
+		goto fail;
+	if (cfg->policy_key_path) {
+		if (minisign_pubkey_load(cfg->policy_key_path, &g->key, err, sizeof(err)) < 0) {
+			log_warnx("policy key: %s", err);
+			goto fail;
+		}
+		g->have_key = true;
+		gate_load_saved(g);
+		if (cfg->policy_path)
+			gate_reload(g);
+	} else {
+		log_warnx("no policy key (--policy-key): secure mode is off until a key is "
+			  "installed and a signed policy applied");
+	}
+	datapath_heartbeat(dp, gate_failclosed_ms(g));
+	return g;
+fail:
+	gate_close(g);
+	return NULL;
+}
+
+void gate_close(struct gate *g)
+{
+	if (!g)
+		return;
+	policy_free(g->policy);
+	enforce_close(g->enforce);
+	store_close(g->store);
+	free(g);
+}
+
+void gate_tick(struct gate *g)
+{
+	int rc = datapath_heartbeat(g->dp, gate_failclosed_ms(g));
+	if (rc < 0)
+		log_warnx_rl(&g->rl, "heartbeat: %s", strerror(-rc));
+}
+
+/* ---- per flow ---------------------------------------------------------- */
+
+static void gate_learn_destination(struct gate *g, struct gate_flow *gf)
+{
+	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX], verdict[32];
+	bool secure;
+	int64_t now = wall_now(), when;
+
+	if (store_addr_mx_get(g->store, gf->server_text, now, mx, domain, &secure) == 0)
+		snprintf(gf->mx, sizeof(gf->mx), "%s", mx);
+	else
+		snprintf(gf->mx, sizeof(gf->mx), "%s", gf->server_text);
+
+	struct store_history h;
+	if (store_history_get(g->store, gf->mx, &h) == 0) {
+		gf->history_known = true;
+		gf->history_level = level_from_store(h.level);
+		gf->history_version = h.best_version;
+		gf->history_locked = h.locked;
+	}
+	/* DANE: what the probe found for this address. On-the-wire TLSA
+	 * matching needs the resolver in the daemon (not yet): the probe's
+	 * verification stands in for it, for TLS 1.2 and 1.3 alike. */
+	if (store_probe_addr_latest(g->store, gf->server_text, verdict, &when) == 0) {
+		gf->probe_age_s = now > when ? (uint64_t)(now - when) : 0;
+		if (!strcmp(verdict, "dane")) {
+			gf->dane = DECIDE_DANE_USABLE;
+			gf->probe = DECIDE_PROBE_VERIFIED;
+		} else if (!strcmp(verdict, "dane-fail")) {
+			gf->dane = DECIDE_DANE_USABLE;
+			gf->probe = DECIDE_PROBE_FAILED;
+		}
+	}
+}
+
+static void gate_on_command(void *arg, int verb, const char *addr);
+
+void gate_flow_start(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+		     uint32_t indev)
+{
+	struct gate_flow *gf = xcalloc(1, sizeof(*gf));
+	bool to_server = p->dir == TLSGATE_DIR_TO_SERVER;
+	/* The client side is where the first client packet came from. */
+	bool client_inside = gate_is_inside(g, indev) == to_server;
+	gf->direction = client_inside ? DECIDE_OUTBOUND : DECIDE_INBOUND;
+	gf->af = p->family;
+	memcpy(gf->server_addr, to_server ? p->daddr : p->saddr, 16);
+	addr_text(p->family, gf->server_addr, gf->server_text, sizeof(gf->server_text));
+	const uint8_t *client = to_server ? p->saddr : p->daddr;
+	bool secure_src = p->family == AF_INET
+				  ? policy_sender_address_secure(g->policy, AF_INET, client + 12)
+				  : policy_sender_address_secure(g->policy, AF_INET6, client);
+	gf->sender = secure_src ? DECIDE_SENDER_SECURE_SOURCE : DECIDE_SENDER_NORMAL;
+	if (gf->direction == DECIDE_OUTBOUND)
+		gate_learn_destination(g, gf);
+	else
+		snprintf(gf->mx, sizeof(gf->mx), "%s", gf->server_text);
+	f->gate = gf;
+	session_set_command_cb(f->session, gate_on_command, g);
+}
+
+static struct decide_input gate_input(struct gate *g, struct flow *f, enum decide_phase phase)
+{
+	struct gate_flow *gf = f->gate;
+	const struct session_info *si = session_info(f->session);
+	struct decide_input in = {
+		.direction = gf->direction,
+		.sender = gf->sender,
+		.recipient_secure = gf->recipient_secure,
+		.sender_domain = gf->sender_domain[0] ? gf->sender_domain : NULL,
+		.recipient_domain = gf->recipient_domain[0] ? gf->recipient_domain : NULL,
+		.mx_name = gf->mx,
+		.af = gf->af,
+		.dane = gf->dane,
+		.history_level = gf->history_level,
+		.history_version = gf->history_version,
+		.history_locked = gf->history_locked,
+		.policy = g->policy,
+		.phase = phase,
+		.starttls_offered = si->starttls_offered,
+		.starttls_issued = si->starttls_issued,
+		.starttls_reply = si->starttls_reply,
+		.tls_version = si->tls_version,
+		.tls_cipher = si->tls_cipher,
+		.cert = DECIDE_CERT_UNSEEN,
+		.probe = gf->probe,
+		.probe_age_s = gf->probe_age_s,
+	};
+	if (gf->af == AF_INET)
+		memcpy(in.addr, gf->server_addr + 12, 4);
+	else
+		memcpy(in.addr, gf->server_addr, 16);
+	if (gf->direction == DECIDE_OUTBOUND && gf->recipient_domain[0])
+		policy_domain_override(g->policy, gf->recipient_domain, &in.override);
+	return in;
+}
+
+/* Called by the session for each client command of the current segment. */
+static void gate_on_command(void *arg, int verb, const char *addr)
+{
+	struct gate *g = arg;
+	struct flow *f = g->cur_flow;
+	if (!f || !f->gate || f->gate->block_pending || f->gate->decided)
+		return;
+	struct gate_flow *gf = f->gate;
+	const char *dom = domain_of(addr);
+	enum decide_phase phase;
+	char norm[STORE_NAME_MAX];
+
+	switch (verb) {
+	case SMTP_VERB_MAIL:
+		phase = DECIDE_PHASE_MAIL;
+		gf->sender_domain[0] = '\0';
+		gf->recipient_secure = false;
+		if (dom && policy_domain_normalize(dom, norm, sizeof(norm)) == 0) {
+			snprintf(gf->sender_domain, sizeof(gf->sender_domain), "%s", norm);
+			if (gf->sender != DECIDE_SENDER_SECURE_SOURCE &&
+			    policy_sender_domain_secure(g->policy, norm))
+				gf->sender = DECIDE_SENDER_SECURE_DOMAIN;
+			else if (gf->sender == DECIDE_SENDER_SECURE_DOMAIN)
+				gf->sender = DECIDE_SENDER_NORMAL; /* a new transaction */
+		}
+		break;
+	case SMTP_VERB_RCPT:
+		phase = DECIDE_PHASE_RCPT;
+		if (dom && policy_domain_normalize(dom, norm, sizeof(norm)) == 0) {
+			snprintf(gf->recipient_domain, sizeof(gf->recipient_domain), "%s", norm);
+			if (gf->direction == DECIDE_INBOUND &&
+			    policy_recipient_domain_secure(g->policy, norm))
+				gf->recipient_secure = true;
+		}
+		break;
+	case SMTP_VERB_DATA:
+	case SMTP_VERB_BDAT:
+		phase = DECIDE_PHASE_DATA;
+		break;
+	default:
+		return;
+	}
+	struct decide_input in = gate_input(g, f, phase);
+	struct decision d = decide(&in);
+	if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM) {
+		gf->block_pending = true;
+		gf->pending = d;
+	} else if (d.action == DECIDE_PASS) {
+		gf->pending = d; /* acted upon after the segment */
+		gf->decided = true;
+	} else if (d.observed > DECIDE_LEVEL_UNKNOWN) {
+		gf->pending = d; /* history is recorded once */
+	}
+}
+
+/* One log line and one event row. */
+static void gate_event(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+		       const char *kind, const struct decision *d)
+{
+	struct gate_flow *gf = f->gate;
+	char client[64], server[64];
+	bool client_is_src = p->dir == TLSGATE_DIR_TO_SERVER;
+	endpoint_text(p, client_is_src, client, sizeof(client));
+	endpoint_text(p, !client_is_src, server, sizeof(server));
+	const char *verdict = d ? decide_action_name(d->action) : "pass";
+	const char *rule = d ? decide_rule_name(d->rule) : "none";
+	const char *reason = d ? decide_reason_name(d->reason) : "first-seen";
+	struct store_event ev = {
+		.time = wall_now(), .kind = kind, .client = client, .server = server,
+		.mx = gf->mx, .sender = gf->sender_domain[0] ? gf->sender_domain : NULL,
+		.recipient = gf->recipient_domain[0] ? gf->recipient_domain : NULL,
+		.rule = d ? rule : "first-seen", .verdict = verdict,
+		.reason = d ? d->text : "first connection to this destination",
+	};
+	store_event_add(g->store, &ev);
+	log_info("%s: client=%s server=%s mx=%s direction=%s sender=%s recipient=%s rule=%s "
+		 "reason=%s verdict=%s text=\"%s\"",
+		 kind, client, server, gf->mx,
+		 gf->direction == DECIDE_OUTBOUND ? "outbound" : "inbound",
+		 gf->sender_domain[0] ? gf->sender_domain : "-",
+		 gf->recipient_domain[0] ? gf->recipient_domain : "-", rule, reason, verdict,
+		 d ? d->text : "");
+}
+
+/* Records what this flow reached in the TLS history (outbound only). */
+static void gate_record(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+			const struct decision *d)
+{
+	struct gate_flow *gf = f->gate;
+	if (gf->recorded || gf->direction != DECIDE_OUTBOUND || d->observed == DECIDE_LEVEL_UNKNOWN)
+		return;
+	/* Never let a blocked downgrade lower or pollute the history. */
+	if (d->action == DECIDE_BLOCK_TEMP || d->action == DECIDE_BLOCK_PERM)
+		return;
+	const struct session_info *si = session_info(f->session);
+	gf->recorded = true;
+	store_history_record(g->store, gf->mx, level_to_store(d->observed), si->tls_version,
+			     si->tls_cipher, wall_now());
+	if (!gf->history_known) {
+		g->stats.first_seen++;
+		gate_event(g, f, p, "first-seen", NULL);
+	}
+}
+
+static void gate_offload(struct gate *g, struct flow *f, bool no_offload)
+{
+	if (no_offload)
+		return;
+	int err = datapath_set_verdict(g->dp, &f->key, TLSGATE_PASS);
+	if (err < 0) {
+		log_warnx_rl(&g->rl, "cannot offload a flow: %s (it stays inspected)",
+			     strerror(-err));
+		return;
+	}
+	const struct session_info *si = session_info(f->session);
+	f->tls_version = si->tls_version;
+	f->tls_cipher = si->tls_cipher;
+	f->verdict = TLSGATE_PASS;
+	session_free(f->session);
+	f->session = NULL;
+}
+
+/* Acts on a block: SMTP refusal or resets, kernel BLOCK, lock, event. */
+static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+		      const struct decision *d)
+{
+	struct gate_flow *gf = f->gate;
+	int rc;
+	if (d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER) {
+		char line[DECIDE_REPLY_MAX];
+		snprintf(line, sizeof(line), "%s", d->smtp_reply);
+		line[strcspn(line, "\r\n")] = '\0';
+		rc = enforce_refuse(g->enforce, p, line);
+		if (rc == 0)
+			g->stats.refusals_injected++;
+	} else {
+		rc = enforce_reset(g->enforce, p);
+		if (rc == 0)
+			g->stats.resets_injected++;
+	}
+	if (rc < 0) {
+		g->stats.inject_errors++;
+		log_warnx_rl(&g->rl, "injecting the refusal failed: %s", strerror(-rc));
+	}
+	datapath_set_verdict(g->dp, &f->key, TLSGATE_BLOCK);
+	f->verdict = TLSGATE_BLOCK;
+	if (d->action == DECIDE_BLOCK_PERM)
+		g->stats.blocked_perm++;
+	else
+		g->stats.blocked_temp++;
+	if (d->reason < 32)
+		g->stats.by_reason[d->reason]++;
+	if (d->lock_destination && gf->direction == DECIDE_OUTBOUND) {
+		store_history_lock(g->store, gf->mx, d->text, wall_now());
+		g->stats.locks++;
+	}
+	gate_event(g, f, p, "block", d);
+	session_free(f->session);
+	f->session = NULL;
+	gf->decided = true;
+	return NF_DROP;
+}
+
+int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+		 enum session_action action, bool no_offload)
+{
+	struct gate_flow *gf = f->gate;
+	struct decision d;
+
+	g->cur_flow = NULL;
+	if (!gf)
+		return NF_ACCEPT;
+	if (gf->block_pending) {
+		gf->block_pending = false;
+		return gate_block(g, f, p, &gf->pending);
+	}
+	if (gf->decided) {
+		/* PASS decided on a command: plaintext allowed, nothing later
+		 * can change it. */
+		gate_record(g, f, p, &gf->pending);
+		g->stats.passed_plaintext++;
+		gate_offload(g, f, no_offload);
+		return NF_ACCEPT;
+	}
+	if (gf->pending.observed > DECIDE_LEVEL_UNKNOWN)
+		gate_record(g, f, p, &gf->pending);
+
+	const struct session_info *si = session_info(f->session);
+	switch (action) {
+	case SESSION_OFFLOAD: {
+		struct decide_input in = gate_input(g, f, DECIDE_PHASE_TLS);
+		if (!si->tls_judged && !si->tls_failed)
+			in.must_judge = true;
+		d = decide(&in);
+		break;
+	}
+	case SESSION_LIMIT: {
+		struct decide_input in = gate_input(g, f, si->phase >= SESSION_PHASE_TLS_HANDSHAKE
+								  ? DECIDE_PHASE_TLS
+								  : DECIDE_PHASE_DATA);
+		in.must_judge = true;
+		d = decide(&in);
+		break;
+	}
+	default:
+		return NF_ACCEPT;
+	}
+	if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM)
+		return gate_block(g, f, p, &d);
+	gate_record(g, f, p, &d);
+	if (d.action == DECIDE_PASS || action == SESSION_LIMIT) {
+		if (d.observed >= DECIDE_LEVEL_TLS)
+			g->stats.passed_tls++;
+		else
+			g->stats.passed_plaintext++;
+		gf->decided = true;
+		gate_offload(g, f, no_offload);
+	}
+	return NF_ACCEPT;
+}
+
+/* Called by tlsgated before session_segment() so the command callback
+ * knows its flow. */
+void gate_before_segment(struct gate *g, struct flow *f)
+{
+	g->cur_flow = f;
+}
+
+int gate_release(struct gate *g, const char *mx, const char *by)
+{
+	int rc = store_history_release(g->store, mx, by, wall_now());
+	if (rc == 0)
+		log_info("history lock on %s released by %s", mx, by);
+	return rc;
+}
+
+void gate_stats_json(struct gate *g, json_t *obj)
+{
+	json_t *reasons = json_object();
+	for (int i = 0; i < DECIDE_REASON_MAX && i < 32; i++)
+		if (g->stats.by_reason[i])
+			json_object_set_new(reasons, decide_reason_name((enum decide_reason)i),
+					    json_integer((json_int_t)g->stats.by_reason[i]));
+	json_t *pol = json_object();
+	if (g->policy) {
+		json_object_set_new(pol, "serial", json_integer((json_int_t)policy_serial(g->policy)));
+		json_object_set_new(pol, "expires", json_integer((json_int_t)policy_expires(g->policy)));
+		json_object_set_new(pol, "sha256", json_string(g->policy_sha256));
+	}
+	json_object_set_new(pol, "key", json_boolean(g->have_key));
+	json_object_set_new(pol, "secure_mode", json_boolean(g->policy != NULL));
+	if (g->last_refusal[0])
+		json_object_set_new(pol, "last_refusal", json_string(g->last_refusal));
+	json_object_set_new(pol, "applied", json_integer((json_int_t)g->stats.policy_applied));
+	json_object_set_new(pol, "refused", json_integer((json_int_t)g->stats.policy_refused));
+	json_object_set_new(obj, "policy", pol);
+	json_object_set_new(
+		obj, "verdicts",
+		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "blocked_temporary",
+			  (json_int_t)g->stats.blocked_temp, "blocked_permanent",
+			  (json_int_t)g->stats.blocked_perm, "passed_plaintext",
+			  (json_int_t)g->stats.passed_plaintext, "passed_tls",
+			  (json_int_t)g->stats.passed_tls, "refusals_injected",
+			  (json_int_t)g->stats.refusals_injected, "resets_injected",
+			  (json_int_t)g->stats.resets_injected, "inject_errors",
+			  (json_int_t)g->stats.inject_errors, "first_seen",
+			  (json_int_t)g->stats.first_seen, "locks", (json_int_t)g->stats.locks,
+			  "blocked_by_reason", reasons));
+}

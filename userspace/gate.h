@@ -1,0 +1,98 @@
+/* gate.h - the policy side of tlsgated: what each inspected flow may do.
+ *
+ * For every flow the gate gathers what decide() needs - direction (the
+ * client on the inside interface: outbound), secure mode of the sender (by
+ * source address from the policy, later by envelope domain), secure-mode
+ * recipients (inbound), the destination's MX name (store: learned from the
+ * probe or DNS), its TLS history and lock, its DANE state (the probe's
+ * newest verdict for that address) - and asks decide() at each decision
+ * point: every client segment that completes MAIL, RCPT, DATA or BDAT in
+ * the plaintext dialog, the judged TLS handshake, and a bound reached.
+ *
+ * Acting on the verdict is the caller's packet path (gate_segment's return
+ * value) plus what the gate does itself: SMTP refusal and server reset
+ * (enforce.h) for blocks in the plaintext dialog, resets of both sides for
+ * blocks after TLS began, PASS/BLOCK in the kernel flow map, TLS history
+ * records and locks, and one event (store row + one log line) for every
+ * block and every first-seen destination.
+ *
+ * Policy: signed files (policy.h) applied all or nothing - the parsed
+ * policy, the kernel's secure-source prefixes, a copy in the state
+ * directory and the store's serial - by gate_policy_apply(). The copy is
+ * loaded again at start, so the last good policy survives restarts; an
+ * expired copy stays in force (loudly) until a new one is applied.
+ *
+ * Without a policy key (--policy-key) no policy can be applied: secure mode
+ * is off and said so at start and in the stats. */
+#ifndef TLSGATE_GATE_H
+#define TLSGATE_GATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datapath.h"
+#include "flow.h"
+#include "flowkey.h"
+#include "session.h"
+
+#define GATE_FAILCLOSED_MS_DEFAULT 3000
+
+struct gate_config {
+	const char *store_path;      /* SQLite file (created) */
+	const char *state_dir;       /* last good policy copy */
+	const char *policy_key_path; /* minisign public key; NULL: no policy */
+	const char *policy_path;     /* applied at start and on SIGHUP; may be NULL */
+	uint32_t failclosed_ms;      /* heartbeat age after which secure sources fail closed */
+	int inside_ifindex[DATAPATH_MAX_IFACES];
+	size_t n_inside;
+};
+
+struct gate_stats {
+	uint64_t blocked_temp, blocked_perm, passed_plaintext, passed_tls;
+	uint64_t refusals_injected, resets_injected, inject_errors;
+	uint64_t first_seen, locks, policy_applied, policy_refused;
+	uint64_t by_reason[32];
+};
+
+struct gate;
+
+/* Opens the store and raw sockets, loads the last good policy. NULL on
+ * error (logged). */
+struct gate *gate_open(const struct gate_config *cfg, struct datapath *dp);
+void gate_close(struct gate *g); /* accepts NULL */
+
+/* Called once per new flow, with its first packet and the interface it
+ * arrived on. Allocates the flow's gate state (f->gate, a flat block that
+ * flow_remove() frees). */
+void gate_flow_start(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+		     uint32_t indev);
+/* Call right before session_segment() for f: the session's command
+ * callback judges commands against this flow. */
+void gate_before_segment(struct gate *g, struct flow *f);
+
+/* Judges one segment after the session consumed it. Returns the NFQUEUE
+ * verdict (NF_ACCEPT or NF_DROP). May set f->verdict to PASS or BLOCK (and
+ * free f->session); the caller removes the flow on SESSION_CLOSED. */
+int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+		 enum session_action action, bool no_offload);
+
+/* Every second: heartbeat for the fail-closed timer, policy directory. */
+void gate_tick(struct gate *g);
+
+/* Applies a signed policy (sig_path NULL: json_path + ".minisig"). On
+ * error the old policy stays in force and err says why in one line. */
+int gate_policy_apply(struct gate *g, const char *json_path, const char *sig_path, char *err,
+		      size_t errlen);
+/* SIGHUP: re-applies cfg->policy_path when its serial is newer. */
+void gate_reload(struct gate *g);
+
+/* Releases a history lock (operator or API). 0, -ENOENT, -EIO. */
+int gate_release(struct gate *g, const char *mx, const char *by);
+
+/* JSON object with the gate's counters and policy state (malloc'd text
+ * of a JSON object, for the control socket's "stats"). */
+struct json_t;
+void gate_stats_json(struct gate *g, struct json_t *obj);
+
+#endif
