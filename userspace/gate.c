@@ -490,7 +490,9 @@ static struct decide_input gate_input(struct gate *g, struct flow *f, enum decid
 		.recipient_secure = gf->recipient_secure,
 		.sender_domain = gf->sender_domain[0] ? gf->sender_domain : NULL,
 		.recipient_domain = gf->recipient_domain[0] ? gf->recipient_domain : NULL,
-		.mx_name = gf->mx,
+		/* An address literal is not a host name: decide() shows the
+		 * address itself. */
+		.mx_name = strcmp(gf->mx, gf->server_text) ? gf->mx : NULL,
 		.af = gf->af,
 		.dane = gf->dane,
 		.history_level = gf->history_level,

@@ -1,0 +1,222 @@
+#!/bin/bash
+# End-to-end: the verdict table enforced on real Postfix traffic, with a
+# signed policy (minisign key and policy made at test time).
+#
+#  1. normal sender, plaintext destination: delivered; first-seen event.
+#  2. secure-mode sender (envelope domain) to a plaintext MX, IPv4 and IPv6:
+#     not delivered; the sending Postfix bounces it with the injected
+#     "550 5.7.4 ... MX ... rule" in reply to MAIL FROM; a block event.
+#  3. secure-mode sender to the STARTTLS MX: delivered over TLS.
+#  4. TLS history: mx-tls stops offering STARTTLS (as a stripping attacker
+#     would make it look): mail is deferred with 451 4.7.4 naming the rule
+#     tls-history, the destination is locked and stays locked after STARTTLS
+#     is back; a release through the control socket lets the queued mail go.
+#  5. policy apply: a bad signature, a rollback, an expired policy and an
+#     unknown field are each refused with one line, and the old policy
+#     stays in force.
+#  6. tlsgated killed: a connection from a secure-mode source address is
+#     refused by the BPF program alone (fail-closed) while an ordinary source
+#     still gets through (fail-open).
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+. tests/lib/tap.sh
+. tests/world/lib.sh
+
+command -v minisign >/dev/null || { echo "Bail out! minisign missing (make deps)"; exit 1; }
+
+# A key and a signed policy, before the world: the daemon loads it at start.
+POL=$(mktemp -d /tmp/tlsgate-policy.XXXXXX)
+trap 'rm -rf "$POL"' EXIT
+minisign -G -W -p "$POL/pub.key" -s "$POL/sec.key" >/dev/null 2>&1 ||
+	{ echo "Bail out! minisign -G failed"; exit 1; }
+SECURE_SRC=192.0.2.25
+# sign_policy FILE SERIAL EXPIRES [EXTRA_JSON]: write and sign a policy.
+sign_policy() {
+	local f=$1 serial=$2 exp=$3 extra=${4:-}
+	cat >"$f" <<-EOF
+		{
+			"policy_version": 1,
+			"serial": $serial,
+			"expires": "$exp",
+			$extra
+			"secure_mode": {
+				"sender_domains": [ { "domain": "secure.world.test", "subdomains": false } ],
+				"sender_sources": [ "$SECURE_SRC/32" ]
+			}
+		}
+	EOF
+	minisign -S -s "$POL/sec.key" -m "$f" -t "serial:$serial expires:$exp" >/dev/null 2>&1
+}
+sign_policy "$POL/p1.json" 10 2099-01-01T00:00:00Z
+
+world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p1.json"
+rm -f "$POL"/*.tmp
+# The world trap must also remove the policy directory.
+trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
+
+DB=$WORLD_DIR/gw/tlsgate.db
+sql() { sqlite3 -batch "$DB" "$1"; }
+maillog() { cat "$WORLD_DIR/in/maillog"; }
+flush() { world_exec in postqueue -c "$WORLD_DIR/in/etc" -f >/dev/null 2>&1; }
+# ctl_raw COMMAND: one line to the control socket, the JSON answer out.
+ctl_raw() {
+	world_exec gw python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode()); out = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    out += b
+print(out.decode())' "$(world_control)" "$1"
+}
+# wait_log PATTERN [TIMEOUT]: wait until the sender's maillog matches.
+wait_log() {
+	local end=$((SECONDS + ${2:-20}))
+	while [ "$SECONDS" -lt "$end" ]; do
+		grep -qE "$1" "$WORLD_DIR/in/maillog" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	return 1
+}
+# send_as FROM TO SUBJECT: inject a message with that envelope sender;
+# prints its Message-ID.
+send_as() {
+	local id file
+	id=$(world_msgid)
+	file=$WORLD_DIR/msg/${id%@*}
+	mkdir -p "$WORLD_DIR/msg"
+	world_make_message "$file" "$id" "$2" "$3" && world_inject "$file" "$1" "$2" && echo "$id"
+}
+# queue_id MSGID: the sender's queue id of that message.
+queue_id() { grep -F "message-id=<$1>" "$WORLD_DIR/in/maillog" | sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1; }
+
+serial=$(world_stats 'j["policy"]["serial"]')
+check "the signed policy (serial 10) is in force at start" [ "$serial" = 10 ]
+
+# 1. Normal sender, plaintext destination.
+id=$(world_send user@plain.test "normal plaintext")
+f=$(world_wait_delivered mx-plain "$id" 30)
+check "normal sender: plaintext mail delivered" [ -n "$f" ]
+sleep 0.5
+check "first-seen event for the plaintext MX" \
+	[ "$(sql "select count(*) from events where kind='first-seen' and mx='198.51.100.30'")" -ge 1 ]
+check "TLS history records the plaintext MX as plaintext" \
+	[ "$(sql "select level from tls_history where mx='198.51.100.30'")" = 1 ]
+
+# 2. Secure-mode sender to the plaintext MX, IPv4 and IPv6.
+for v in 4 6; do
+	[ $v = 4 ] && to=user@plain.test mx=198.51.100.30 || { to=user@plain6.test; mx=2001:db8:2::30; }
+	id=$(send_as alice@secure.world.test "$to" "secure plaintext IPv$v")
+	qid=$(queue_id "$id")
+	if wait_log "$qid: to=<$to>.*status=bounced" 30; then
+		ok "IPv$v: secure-mode mail to a plaintext MX bounced"
+	else
+		not_ok "IPv$v: secure-mode mail to a plaintext MX bounced"
+		world_dump_log in "$id"
+	fi
+	line=$(grep "$qid: to=<$to>" "$WORLD_DIR/in/maillog" | tail -1)
+	diag "$line"
+	check "IPv$v: the bounce carries the injected 550 5.7.4 in reply to MAIL FROM" \
+		grep -qE 'said: 550 5\.7\.4 .*in reply to MAIL FROM' <<<"$line"
+	check "IPv$v: the reason names the MX and the rule" \
+		grep -qE "MX .*\\[$mx\\].*secure-sender-domain" <<<"$line"
+	check "IPv$v: nothing reached the plaintext MX" world_not world_find_message mx-plain "$id"
+	check "IPv$v: a block event names the rule and the sender domain" \
+		[ "$(sql "select count(*) from events where kind='block' and rule='secure-sender-domain' and sender='secure.world.test' and mx='$mx'")" -ge 1 ]
+done
+
+# 3. Secure-mode sender to the STARTTLS MX.
+id=$(send_as alice@secure.world.test user@tls.test "secure over TLS")
+f=$(world_wait_delivered mx-tls "$id" 30)
+check "secure-mode mail to the STARTTLS MX delivered" [ -n "$f" ]
+check "... and over TLS" grep -qE 'with ESMTPS' "${f:-/dev/null}"
+check "TLS history records mx-tls as TLS" \
+	[ "$(sql "select level from tls_history where mx='198.51.100.20'")" = 2 ]
+
+# 4. History downgrade: mx-tls without STARTTLS.
+tls_off() {
+	world_exec mx-tls postconf -c "$WORLD_DIR/mx-tls/etc" -e "smtpd_tls_security_level=$1" &&
+		world_exec mx-tls postfix -c "$WORLD_DIR/mx-tls/etc" reload >/dev/null 2>&1
+}
+tls_off none
+sleep 1
+id=$(world_send user@tls.test "downgrade")
+qid=$(queue_id "$id")
+if wait_log "$qid: to=<user@tls.test>.*status=deferred" 30; then
+	ok "STARTTLS missing at a TLS-history MX: deferred"
+else
+	not_ok "STARTTLS missing at a TLS-history MX: deferred"
+	world_dump_log in "$id"
+fi
+line=$(grep "$qid: to=<user@tls.test>.*deferred" "$WORLD_DIR/in/maillog" | tail -1)
+diag "$line"
+check "the deferral carries 451 4.7.4 and the rule tls-history" \
+	grep -qE 'said: 451 4\.7\.4 .*tls-history' <<<"$line"
+check "the destination is locked in the store" \
+	[ "$(sql "select locked from tls_history where mx='198.51.100.20'")" = 1 ]
+tls_off may
+sleep 1
+n0=$(grep -c "$qid: to=<user@tls.test>.*deferred" "$WORLD_DIR/in/maillog")
+flush
+end=$((SECONDS + 20))
+while [ "$SECONDS" -lt "$end" ] && [ "$(grep -c "$qid: to=<user@tls.test>.*deferred" "$WORLD_DIR/in/maillog")" -le "$n0" ]; do sleep 0.2; done
+check "still locked with STARTTLS back: deferred again (operator must review)" \
+	[ "$(grep -c "$qid: to=<user@tls.test>.*deferred" "$WORLD_DIR/in/maillog")" -gt "$n0" ]
+check "the lock is not released by a good connection" \
+	[ "$(sql "select locked from tls_history where mx='198.51.100.20'")" = 1 ]
+ans=$(ctl_raw "release 198.51.100.20")
+check "release through the control socket accepted" grep -q '"ok": true' <<<"$ans"
+check "release event recorded" \
+	[ "$(sql "select count(*) from events where kind='release' and mx='198.51.100.20'")" -ge 1 ]
+flush
+f=$(world_wait_delivered mx-tls "$id" 30)
+check "after the release the deferred mail is delivered over TLS" grep -qE 'with ESMTPS' "${f:-/dev/null}"
+
+# 5. Bad policies are refused; serial 10 stays in force.
+refuse() { # refuse DESCRIPTION FILE PATTERN
+	local ans
+	ans=$(ctl_raw "policy-apply $2")
+	diag "$1: $ans"
+	if grep -q '"ok": false' <<<"$ans" && grep -qE "$3" <<<"$ans" &&
+		[ "$(world_stats 'j["policy"]["serial"]')" = 10 ]; then
+		ok "policy refused ($1), serial 10 still in force"
+	else
+		not_ok "policy refused ($1), serial 10 still in force"
+	fi
+}
+sign_policy "$POL/bad.json" 11 2099-01-01T00:00:00Z
+sed -i 's/secure.world.test/other.world.test/' "$POL/bad.json"
+refuse "bad signature" "$POL/bad.json" 'signature'
+sign_policy "$POL/old.json" 9 2099-01-01T00:00:00Z
+refuse "rollback to serial 9" "$POL/old.json" 'serial|rollback'
+sign_policy "$POL/exp.json" 12 2020-01-01T00:00:00Z
+refuse "expired" "$POL/exp.json" 'expired'
+sign_policy "$POL/unk.json" 13 2099-01-01T00:00:00Z '"colour": "blue",'
+refuse "unknown field" "$POL/unk.json" 'colour|unknown'
+sign_policy "$POL/p14.json" 14 2099-01-01T00:00:00Z
+ans=$(ctl_raw "policy-apply $POL/p14.json")
+check "a newer good policy applies" [ "$(world_stats 'j["policy"]["serial"]')" = 14 ]
+
+# 6. Fail-closed for the secure source, fail-open for the rest.
+world_exec in ip addr add $SECURE_SRC/24 dev eth0
+connect_from() { # connect_from SRC: true when a TCP connection to mx-plain:25 opens
+	world_exec in python3 -c '
+import socket, sys
+s = socket.socket(); s.settimeout(3); s.bind((sys.argv[1], 0))
+try:
+    s.connect(("198.51.100.30", 25)); s.recv(100); sys.exit(0)
+except OSError:
+    sys.exit(1)' "$1"
+}
+check "daemon running: the secure source connects (judged by the daemon)" connect_from $SECURE_SRC
+world_gw_kill
+sleep 4 # > the 3 s heartbeat timeout
+check "daemon killed: the secure-mode source is refused in the kernel" world_not connect_from $SECURE_SRC
+check "daemon killed: an ordinary source still connects (fail-open)" connect_from 192.0.2.10
+world_gw_start --policy-key "$POL/pub.key" >/dev/null 2>&1
+check "restarted without --policy: the last good policy (serial 14) is back" \
+	[ "$(world_stats 'j["policy"]["serial"]')" = 14 ]
+check "restarted: the secure source connects again" connect_from $SECURE_SRC
+
+done_testing
