@@ -8,10 +8,10 @@
 # the daemon keeps inspecting a plaintext flow to its end or offloads it once
 # the policy has decided is the daemon's choice; both are accepted.)
 #
-# How this fails when it should: with the NFQUEUE rule or the tagger's mark
-# missing the queue counters stay flat and no "inspect" flow is listed; with
-# fail-open broken while the daemon cannot take packets, delivery times out.
-# Run against a plain-forwarding world (no daemon) it bails out.
+# How this fails when it should: checked by deleting the daemon's NFQUEUE
+# rules (iptables and ip6tables) right after start-up: mail is still
+# delivered, but the queue counters stay flat and no flow is listed, so 10
+# checks fail. Without a daemon binary it bails out.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
