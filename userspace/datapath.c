@@ -213,6 +213,9 @@ fail:
 	datapath_detach_all(dp);
 	if (dp->skel)
 		tagger_bpf__destroy(dp->skel);
+	/* Pins this start created are removed; adopted ones keep their flows. */
+	if (!dp->adopted && dp->pin_dir[0])
+		datapath_unpin(dp->pin_dir);
 	free(dp);
 	return NULL;
 }

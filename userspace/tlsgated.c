@@ -26,7 +26,10 @@
 #include <libgen.h>
 #include <net/if.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -462,6 +465,27 @@ static char *daemon_control(void *arg, const char *command)
 	return NULL;
 }
 
+/* ---- systemd readiness (sd_notify protocol, without libsystemd) -------- */
+
+/* Sends one state line ("READY=1", "WATCHDOG=1", ...) to $NOTIFY_SOCKET.
+ * Does nothing when not started by systemd. */
+static void notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || !*path || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	strcpy(sun.sun_path, path);
+	if (sun.sun_path[0] == '@')
+		sun.sun_path[0] = '\0'; /* abstract namespace */
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+	       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path)));
+	close(fd);
+}
+
 /* ---- probes and releases (control socket and web API) ----------------- */
 
 static void probe_reap(struct daemon *d)
@@ -839,6 +863,9 @@ static int daemon_run(struct daemon *d)
 	}
 	log_info("ready: queue %u, %zu interface(s), %zu SMTP port(s), control %s",
 		 d->cfg.queue_num, d->cfg.n_ifaces, d->cfg.n_ports, d->cfg.control_path);
+	/* Ready only now: programs attached, queue bound, rule in place,
+	 * policy loaded, control socket and web server listening. */
+	notify("READY=1\nSTATUS=inspecting port-25 flows");
 	while (!d->stop) {
 		struct epoll_event evs[8];
 		int n = epoll_wait(ep, evs, 8, -1);
@@ -859,7 +886,9 @@ static int daemon_run(struct daemon *d)
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
 						log_info("SIGHUP: re-reading the policy");
+						notify("RELOADING=1");
 						gate_reload(d->gate);
+						notify("READY=1");
 						continue;
 					}
 					if (si.ssi_signo == SIGCHLD) {
@@ -874,6 +903,7 @@ static int daemon_run(struct daemon *d)
 				if (read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks)) {
 					daemon_tick(d);
 					gate_tick(d->gate);
+					notify("WATCHDOG=1");
 					probe_run_queue(d);
 					if (d->web)
 						web_process(d->web);
@@ -885,6 +915,7 @@ static int daemon_run(struct daemon *d)
 			}
 		}
 	}
+	notify("STOPPING=1");
 	close(ep);
 	close(tfd);
 	close(sfd);
