@@ -134,3 +134,19 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# The appliance (image/): `make install` (DESTDIR, PREFIX), `make image`
+# (build/image/tlsgate.{raw,qcow2}), `make image-test` (boots it in QEMU;
+# slow, not part of `make test`). See README.md, "Running the appliance image".
+PREFIX ?= /usr
+install: $(BINS) $(BPF_OBJS)
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" BUILD="$(BUILD)" image/install.sh
+
+image: deps
+	image/deps.sh
+	$(MAKE) all
+	image/build.sh $(BUILD)/image
+
+image-test:
+	image/deps.sh
+	tests/image/boot_test.sh $(BUILD)/image

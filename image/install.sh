@@ -1,0 +1,54 @@
+#!/bin/sh
+# Install tlsgate (what `make install` runs). DESTDIR-aware:
+#   DESTDIR=/tmp/stage PREFIX=/usr BUILD=build image/install.sh
+# Binaries: PREFIX/sbin/tlsgated, PREFIX/bin/{tlsgatectl,tlsgate-probe,
+# tlsgate-replay}; helpers in PREFIX/lib/tlsgate; systemd units in
+# /lib/systemd/system; udev rule in /lib/udev/rules.d; configuration in
+# /etc/tlsgate (existing files are kept, never overwritten); docs in
+# PREFIX/share/doc/tlsgate. The state directory /var/lib/tlsgate is made by
+# the units (StateDirectory=, tlsgate-setup), not here.
+set -eu
+cd "$(dirname "$0")/.."
+DESTDIR=${DESTDIR:-}
+PREFIX=${PREFIX:-/usr}
+BUILD=${BUILD:-build}
+SBINDIR=$PREFIX/sbin
+BINDIR=$PREFIX/bin
+LIBDIR=$PREFIX/lib/tlsgate
+DOCDIR=$PREFIX/share/doc/tlsgate
+SYSCONFDIR=/etc
+UNITDIR=/lib/systemd/system
+UDEVDIR=/lib/udev/rules.d
+
+for b in tlsgated tlsgatectl tlsgate-probe tlsgate-replay; do
+	[ -x "$BUILD/$b" ] || { echo "install: $BUILD/$b missing: run make" >&2; exit 1; }
+done
+
+# subst SRC DST MODE: install SRC with the @DIR@ placeholders filled in.
+subst() {
+	install -d "$(dirname "$2")"
+	sed -e "s|@SBINDIR@|$SBINDIR|g" -e "s|@BINDIR@|$BINDIR|g" -e "s|@LIBDIR@|$LIBDIR|g" \
+		-e "s|@DOCDIR@|$DOCDIR|g" -e "s|@SYSCONFDIR@|$SYSCONFDIR|g" "$1" >"$2.tmp"
+	chmod "$3" "$2.tmp"
+	mv "$2.tmp" "$2"
+}
+
+install -D -m 0755 "$BUILD/tlsgated" "$DESTDIR$SBINDIR/tlsgated"
+for b in tlsgatectl tlsgate-probe tlsgate-replay; do
+	install -D -m 0755 "$BUILD/$b" "$DESTDIR$BINDIR/$b"
+done
+subst image/lib/tlsgate-setup "$DESTDIR$LIBDIR/tlsgate-setup" 0755
+subst image/lib/tlsgate-ifname "$DESTDIR$LIBDIR/tlsgate-ifname" 0755
+subst image/lib/76-tlsgate-ifnames.rules "$DESTDIR$UDEVDIR/76-tlsgate-ifnames.rules" 0644
+for u in tlsgate-bpffs.service tlsgated.service tlsgate-setup.service; do
+	subst "image/systemd/$u" "$DESTDIR$UNITDIR/$u" 0644
+done
+install -d -m 0755 "$DESTDIR$SYSCONFDIR/tlsgate"
+[ -e "$DESTDIR$SYSCONFDIR/tlsgate/tlsgated.conf" ] ||
+	subst image/etc/tlsgated.conf "$DESTDIR$SYSCONFDIR/tlsgate/tlsgated.conf" 0644
+[ -e "$DESTDIR$SYSCONFDIR/tlsgate/interfaces" ] ||
+	install -m 0644 image/etc/interfaces "$DESTDIR$SYSCONFDIR/tlsgate/interfaces"
+install -D -m 0644 README.md "$DESTDIR$DOCDIR/README.md"
+install -D -m 0644 policy/README.md "$DESTDIR$DOCDIR/policy.md"
+[ ! -r probe/README.md ] || install -D -m 0644 probe/README.md "$DESTDIR$DOCDIR/probe.md"
+echo "install: tlsgate installed under ${DESTDIR:-/} (PREFIX=$PREFIX)"
