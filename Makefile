@@ -133,7 +133,7 @@ demo: deps
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -path '$(BUILD)/image*' -prune -o -type f -name '*.d' -print 2>/dev/null)
 
 # The appliance (image/): `make install` (DESTDIR, PREFIX), `make image`
 # (build/image/tlsgate.{raw,qcow2}), `make image-test` (boots it in QEMU;
