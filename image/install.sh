@@ -48,6 +48,7 @@ install -d -m 0755 "$DESTDIR$SYSCONFDIR/tlsgate"
 	subst image/etc/tlsgated.conf "$DESTDIR$SYSCONFDIR/tlsgate/tlsgated.conf" 0644
 [ -e "$DESTDIR$SYSCONFDIR/tlsgate/interfaces" ] ||
 	install -m 0644 image/etc/interfaces "$DESTDIR$SYSCONFDIR/tlsgate/interfaces"
+install -D -m 0644 image/etc/profile.sh "$DESTDIR$SYSCONFDIR/profile.d/tlsgate.sh"
 install -D -m 0644 README.md "$DESTDIR$DOCDIR/README.md"
 install -D -m 0644 policy/README.md "$DESTDIR$DOCDIR/policy.md"
 [ ! -r probe/README.md ] || install -D -m 0644 probe/README.md "$DESTDIR$DOCDIR/probe.md"
