@@ -28,6 +28,7 @@
 #include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/tcp.h>
+#include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -57,6 +58,12 @@ struct {
 	__uint(max_entries, TLSGATE_MAX_PORTS);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } smtp_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, TLSGATE_DNS_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dns_events SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -144,6 +151,65 @@ static __always_inline int tagger_fail_closed(const __u8 *addr)
 	return bpf_map_lookup_elem(&secure_sources, &lk) != NULL;
 }
 
+/* Copies a DNS message (UDP or TCP payload from source port 53 at byte
+ * offset off of the frame, len bytes) to the daemon. Never changes the
+ * packet's fate. */
+static __always_inline void tagger_copy_dns(struct __sk_buff *skb, __u32 off, __u32 len,
+					    __u8 proto)
+{
+	struct tlsgate_dns_event *e;
+	__u32 n = len;
+
+	if (n == 0)
+		return;
+	if (n > TLSGATE_DNS_COPY_MAX)
+		n = TLSGATE_DNS_COPY_MAX;
+	e = bpf_ringbuf_reserve(&dns_events, sizeof(*e), 0);
+	if (!e) {
+		tagger_count(skb, TLSGATE_CNT_DNS_DROPPED);
+		return;
+	}
+	e->orig_len = len;
+	e->proto = proto;
+	/* n is 1..TLSGATE_DNS_COPY_MAX already; the mask (a power of two)
+	 * makes that visible to the verifier whatever clang does. */
+	n = ((n - 1) & (TLSGATE_DNS_COPY_MAX - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, off, e->data, n) < 0) {
+		bpf_ringbuf_discard(e, 0);
+		tagger_count(skb, TLSGATE_CNT_DNS_DROPPED);
+		return;
+	}
+	e->len = n;
+	bpf_ringbuf_submit(e, 0);
+	tagger_count(skb, TLSGATE_CNT_DNS_COPIED);
+}
+
+/* A UDP datagram from port 53 at the cursor: copy its payload. */
+static __always_inline int tagger_dns(struct __sk_buff *skb, struct hdr_cursor *nh,
+				      void *data, void *data_end, void *l3, __u32 l3_len,
+				      int proto)
+{
+	struct udphdr *uh = nh->pos;
+	long hdr_end, payload;
+
+	if ((void *)(uh + 1) > data_end || uh->source != bpf_htons(53))
+		return TC_ACT_OK;
+	hdr_end = (void *)(uh + 1) - data;
+	payload = (long)l3_len - (hdr_end - (l3 - data));
+	if (payload > 0 && payload < 65536)
+		tagger_copy_dns(skb, (__u32)hdr_end, (__u32)payload, IPPROTO_UDP);
+	return TC_ACT_OK;
+}
+
+/* A TCP segment from port 53: hdr_end is the end of the TCP header in the
+ * frame, rest the bytes after it up to the IP length (may be negative as
+ * unsigned: then nothing is copied). */
+static __always_inline void tagger_copy_tcp_dns(struct __sk_buff *skb, long hdr_end, __u32 rest)
+{
+	if (hdr_end > 0 && rest > 0 && rest < 65536)
+		tagger_copy_dns(skb, (__u32)hdr_end, rest, IPPROTO_TCP);
+}
+
 /* May the upper layer after an IPv6 fragment header be TCP? */
 static __always_inline int tagger_frag_may_be_tcp(int nexthdr)
 {
@@ -202,10 +268,13 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
 		l3 = iph;
 		l3_len = bpf_ntohs(iph->tot_len);
-		if (proto != IPPROTO_TCP)
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return TC_ACT_OK;
 		if (iph->frag_off & bpf_htons(PARSE_IP_MF | PARSE_IP_OFFSET))
-			return tagger_mark(skb, TLSGATE_CNT_FRAGMENT);
+			return proto == IPPROTO_TCP ? tagger_mark(skb, TLSGATE_CNT_FRAGMENT)
+						    : TC_ACT_OK;
+		if (proto == IPPROTO_UDP)
+			return tagger_dns(skb, &nh, data, data_end, l3, l3_len, proto);
 		saddr[10] = 0xff;
 		saddr[11] = 0xff;
 		daddr[10] = 0xff;
@@ -229,6 +298,8 @@ int tlsgate_tagger(struct __sk_buff *skb)
 				return TC_ACT_OK;
 			return tagger_mark(skb, TLSGATE_CNT_FRAGMENT);
 		}
+		if (proto == IPPROTO_UDP)
+			return tagger_dns(skb, &nh, data, data_end, l3, l3_len, proto);
 		if (proto != IPPROTO_TCP)
 			return TC_ACT_OK;
 		__builtin_memcpy(saddr, &ip6h->saddr, 16);
@@ -242,11 +313,17 @@ int tlsgate_tagger(struct __sk_buff *skb)
 
 	sport = bpf_ntohs(tcph->source);
 	dport = bpf_ntohs(tcph->dest);
+
 	if (bpf_map_lookup_elem(&smtp_ports, &dport))
 		dir = TLSGATE_DIR_TO_SERVER;
 	else if (bpf_map_lookup_elem(&smtp_ports, &sport))
 		dir = TLSGATE_DIR_TO_CLIENT;
-	else
+	else if (sport == 53) {
+		/* DNS over TCP (only when no SMTP port is involved: a source
+		 * port of 53 must not exempt an SMTP flow from inspection). */
+		tagger_copy_tcp_dns(skb, nh.pos - data, l3_len - (__u32)(nh.pos - l3));
+		return TC_ACT_OK;
+	} else
 		return TC_ACT_OK;
 
 	__builtin_memset(&key, 0, sizeof(key));

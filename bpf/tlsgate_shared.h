@@ -37,6 +37,23 @@ struct tlsgate_daemon_state {
 };
 _Static_assert(sizeof(struct tlsgate_daemon_state) == 16, "daemon state layout");
 
+/* DNS answers seen on the wire (UDP, or a TCP segment, from port 53) are
+ * copied into the dns_events ring buffer so the daemon learns which MX name
+ * and recipient domain an address belongs to. Messages longer than
+ * TLSGATE_DNS_COPY_MAX are truncated (len says how much was copied, orig_len
+ * the payload length); a full ring buffer drops the copy (counted). */
+#define TLSGATE_DNS_COPY_MAX 2048 /* a power of two (see the copy) */
+#define TLSGATE_DNS_RING_BYTES (512 * 1024)
+
+struct tlsgate_dns_event {
+	__u32 len;      /* bytes in data */
+	__u32 orig_len; /* the UDP/TCP payload length on the wire */
+	__u8 proto;     /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 pad[7];
+	__u8 data[TLSGATE_DNS_COPY_MAX];
+};
+_Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "dns event layout");
+
 /* smtp_ports map: key __u16 port in host byte order, value __u8 (1). */
 
 /* Names under the pin directory (default /sys/fs/bpf/tlsgate). */
@@ -91,6 +108,8 @@ enum tlsgate_counter {
 	TLSGATE_CNT_ACK_SKIPPED, /* pure ACK of a flow under inspection: carries
 				    nothing to inspect, stays in the kernel */
 	TLSGATE_CNT_FAILCLOSED, /* secure-mode source while the daemon is gone: dropped */
+	TLSGATE_CNT_DNS_COPIED,  /* DNS answers copied to the daemon */
+	TLSGATE_CNT_DNS_DROPPED, /* DNS answers not copied: ring buffer full */
 	TLSGATE_CNT_MAX,
 };
 

@@ -73,7 +73,7 @@ static bool datapath_pinned(const char *pin_dir, const char *name)
 static void datapath_unpin(const char *pin_dir)
 {
 	static const char *const names[] = { "flows", "smtp_ports", "counters",
-					     "secure_sources", "daemon_state" };
+					     "secure_sources", "daemon_state", "dns_events" };
 	char path[320];
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, names[i]);
@@ -349,4 +349,9 @@ int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_ke
 			err = -errno;
 	free(stale);
 	return err;
+}
+
+int datapath_dns_ring_fd(const struct datapath *dp)
+{
+	return bpf_map__fd(dp->skel->maps.dns_events);
 }

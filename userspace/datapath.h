@@ -69,6 +69,9 @@ int datapath_heartbeat(struct datapath *dp, uint32_t failclosed_after_ms);
  * Returns 0 or -errno (then the map may hold a mix; call again). */
 int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_key *keys, size_t n);
 
+/* The fd of the dns_events ring buffer (for dnslearn). */
+int datapath_dns_ring_fd(const struct datapath *dp);
+
 /* True when this start found pinned maps from an earlier daemon. */
 bool datapath_adopted(const struct datapath *dp);
 

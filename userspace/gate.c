@@ -746,6 +746,11 @@ void gate_before_segment(struct gate *g, struct flow *f)
 	g->cur_flow = f;
 }
 
+struct store *gate_store(struct gate *g)
+{
+	return g->store;
+}
+
 int gate_release(struct gate *g, const char *mx, const char *by)
 {
 	int rc = store_history_release(g->store, mx, by, wall_now());

@@ -87,6 +87,9 @@ int gate_policy_apply(struct gate *g, const char *json_path, const char *sig_pat
 /* SIGHUP: re-applies cfg->policy_path when its serial is newer. */
 void gate_reload(struct gate *g);
 
+/* The store the gate writes (shared with dnslearn). */
+struct store *gate_store(struct gate *g);
+
 /* Releases a history lock (operator or API). 0, -ENOENT, -EIO. */
 int gate_release(struct gate *g, const char *mx, const char *by);
 

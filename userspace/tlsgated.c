@@ -42,6 +42,7 @@
 
 #include "control.h"
 #include "datapath.h"
+#include "dnslearn.h"
 #include "flow.h"
 #include "flowkey.h"
 #include "gate.h"
@@ -73,6 +74,9 @@ struct config {
 	const char *probe_cmd;
 	const char *probe_resolver;
 	const char *probe_trust_anchor;
+	bool learn_probe; /* probe domains learned from DNS answers */
+	const char *probe_args[8]; /* extra arguments for tlsgate-probe */
+	size_t n_probe_args;
 	uint16_t ports[TLSGATED_MAX_PORTS];
 	size_t n_ports;
 	uint16_t queue_num;
@@ -105,6 +109,7 @@ struct daemon {
 	struct flow_table *flows;
 	struct control *ctl;
 	struct gate *gate;
+	struct dnslearn *dns;
 	struct web *web;
 	char *web_token;
 	/* Probes run as child processes (tlsgate-probe --db), bounded. */
@@ -375,6 +380,16 @@ static char *daemon_stats_json(struct daemon *d)
 	json_object_set_new(json_object_get(root, "flows"), "blocked_total",
 			    json_integer((json_int_t)d->stats.blocked));
 	gate_stats_json(d->gate, root);
+	const struct dnslearn_stats *ds = dnslearn_stats(d->dns);
+	json_object_set_new(root, "dns",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "messages",
+				      (json_int_t)ds->messages, "malformed", (json_int_t)ds->malformed,
+				      "truncated", (json_int_t)ds->truncated, "mx_learned",
+				      (json_int_t)ds->mx_learned, "addr_learned",
+				      (json_int_t)ds->addr_learned, "probes_requested",
+				      (json_int_t)ds->probes_requested, "copied",
+				      counter_json(&k[TLSGATE_CNT_DNS_COPIED], NULL), "dropped",
+				      counter_json(&k[TLSGATE_CNT_DNS_DROPPED], NULL)));
 	json_object_set_new(root, "probes",
 			    json_pack("{s:I,s:I,s:I}", "started", (json_int_t)d->probes_started,
 				      "queued", (json_int_t)d->probe_queued, "refused",
@@ -509,7 +524,7 @@ static void probe_run_queue(struct daemon *d)
 		char *domain = d->probe_queue[0];
 		memmove(d->probe_queue, d->probe_queue + 1,
 			--d->probe_queued * sizeof(d->probe_queue[0]));
-		char *argv[16];
+		char *argv[32];
 		int n = 0;
 		argv[n++] = (char *)d->cfg.probe_cmd;
 		argv[n++] = "--quiet";
@@ -523,6 +538,8 @@ static void probe_run_queue(struct daemon *d)
 			argv[n++] = "--trust-anchor";
 			argv[n++] = (char *)d->cfg.probe_trust_anchor;
 		}
+		for (size_t i = 0; i < d->cfg.n_probe_args; i++)
+			argv[n++] = (char *)d->cfg.probe_args[i];
 		argv[n++] = "--";
 		argv[n++] = domain;
 		argv[n] = NULL;
@@ -607,6 +624,9 @@ static void usage(FILE *out)
 		"      --probe PATH          tlsgate-probe binary (default: next to tlsgated)\n"
 		"      --probe-resolver ADDR forwarder for the probe's validating resolver\n"
 		"      --probe-trust-anchor FILE  the probe's DNSSEC trust anchor\n"
+		"      --probe-arg ARG       one more argument for tlsgate-probe (repeatable)\n"
+		"      --probe-learned yes|no  probe each recipient domain learned from DNS\n"
+		"                            answers (validates MX/TLSA for DANE; default yes)\n"
 		"  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
 		"  -c, --config FILE         read options from FILE (one 'name = value' a line)\n"
 		"  -h, --help\n",
@@ -688,6 +708,14 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->probe_resolver = value;
 	} else if (!strcmp(name, "probe-trust-anchor")) {
 		cfg->probe_trust_anchor = value;
+	} else if (!strcmp(name, "probe-arg")) {
+		if (cfg->n_probe_args >= 8)
+			fatalx("probe-arg: at most 8");
+		cfg->probe_args[cfg->n_probe_args++] = value;
+	} else if (!strcmp(name, "probe-learned")) {
+		if (strcmp(value, "yes") && strcmp(value, "no"))
+			fatalx("probe-learned: '%s' is not yes or no", value);
+		cfg->learn_probe = !strcmp(value, "yes");
 	} else if (!strcmp(name, "ports")) {
 		char *copy = xstrdup(value), *save = NULL;
 		cfg->n_ports = 0;
@@ -772,6 +800,8 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "probe", required_argument, NULL, 1 },
 		{ "probe-resolver", required_argument, NULL, 1 },
 		{ "probe-trust-anchor", required_argument, NULL, 1 },
+		{ "probe-learned", required_argument, NULL, 1 },
+		{ "probe-arg", required_argument, NULL, 1 },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
@@ -792,6 +822,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		.state_dir = "/var/lib/tlsgate",
 		.failclosed_ms = GATE_FAILCLOSED_MS_DEFAULT,
 		.web_listen = WEB_LISTEN_DEFAULT,
+		.learn_probe = true,
 	};
 	int c, idx;
 	while ((c = getopt_long(argc, argv, "i:o:p:q:s:l:c:h", opts, &idx)) != -1) {
@@ -820,6 +851,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 static void daemon_teardown(struct daemon *d)
 {
 	web_close(d->web);
+	dnslearn_close(d->dns);
 	free(d->web_token);
 	for (size_t i = 0; i < d->probe_queued; i++)
 		free(d->probe_queue[i]);
@@ -851,8 +883,8 @@ static int daemon_run(struct daemon *d)
 	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
 	timerfd_settime(tfd, 0, &its, NULL);
 	int fds[] = { nfqueue_fd(d->queue), sfd, tfd, control_fd(d->ctl),
-		      d->web ? web_fd(d->web) : -1 };
-	for (int i = 0; i < 5; i++) {
+		      d->web ? web_fd(d->web) : -1, d->dns ? dnslearn_fd(d->dns) : -1 };
+	for (int i = 0; i < 6; i++) {
 		if (fds[i] < 0)
 			continue;
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
@@ -912,6 +944,8 @@ static int daemon_run(struct daemon *d)
 				control_serve(d->ctl);
 			} else if (fd == fds[4]) {
 				web_process(d->web);
+			} else if (fd == fds[5]) {
+				dnslearn_process(d->dns);
 			}
 		}
 	}
@@ -975,6 +1009,10 @@ int main(int argc, char **argv)
 			gcfg.inside_ifindex[gcfg.n_inside++] = (int)if_nametoindex(d.cfg.ifaces[i]);
 	d.gate = gate_open(&gcfg, d.dp);
 	if (!d.gate)
+		goto out;
+	d.dns = dnslearn_open(datapath_dns_ring_fd(d.dp), gate_store(d.gate),
+			      d.cfg.learn_probe ? daemon_schedule_probe : NULL, &d);
+	if (!d.dns)
 		goto out;
 	if (datapath_adopted(d.dp)) {
 		size_t n = datapath_for_each_flow(d.dp, daemon_adopt_one, &d);
