@@ -1,0 +1,89 @@
+#!/bin/bash
+# End-to-end: DANE through the gateway, in the DNSSEC test world.
+#
+#  1. The sending host resolves a recipient domain's MX (a real query to the
+#     world's validating unbound, whose answer crosses the gateway): the
+#     tagger copies the answer, tlsgated learns address -> MX name -> domain.
+#  2. tlsgated hands the learned domain to tlsgate-probe (validated DNS,
+#     STARTTLS, DANE check), which records its verdict in the store.
+#  3. For dane-bad.test (TLSA 3 1 1 that does not match mx-tls) a message to
+#     that MX address is deferred - not bounced - and never delivered; the
+#     block event names the DANE rule and the MX name learned from DNS.
+#  4. For dane-ee.test (matching TLSA) a message is delivered over TLS and
+#     the history records the MX at level dane.
+# The two domains' MX hosts share mx-tls's address, so each part runs with
+# a fresh store of address mappings (the gateway sees addresses only).
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+. tests/lib/tap.sh
+. tests/world/lib.sh
+. tests/world/dns.sh
+
+[ "$(id -u)" = 0 ] || { echo "Bail out! needs root"; exit 1; }
+world_trap
+world_up || { echo "Bail out! world_up failed"; exit 1; }
+dns_up || { echo "Bail out! dns_up failed"; exit 1; }
+diag "world $WORLD_ID, resolver 203.0.113.10"
+DB=$WORLD_DIR/gw/tlsgate.db
+sql() { sqlite3 -batch "$DB" "$1"; }
+flush() { world_exec in postqueue -c "$WORLD_DIR/in/etc" -f >/dev/null 2>&1; }
+queue_id() { grep -F "message-id=<$1>" "$WORLD_DIR/in/maillog" | sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1; }
+wait_for() { # wait_for TIMEOUT CMD...: poll until CMD succeeds
+	local end=$((SECONDS + $1))
+	shift
+	while [ "$SECONDS" -lt "$end" ]; do "$@" && return 0; sleep 0.5; done
+	return 1
+}
+probe_verdict() { sql "select verdict from probe_results where domain='$1' and addr='198.51.100.20' order by id desc limit 1"; }
+has_verdict() { [ -n "$(probe_verdict "$1")" ]; }
+# resolve DOMAIN MXHOST: what the sending MTA's resolver would ask.
+resolve() {
+	world_exec in dig +time=3 +tries=2 @203.0.113.10 MX "$1" >/dev/null &&
+		world_exec in dig +time=3 +tries=2 @203.0.113.10 A "$2" >/dev/null
+}
+
+world_gw_start --probe-resolver 203.0.113.10 --probe-trust-anchor "$DNS_DIR/root.ds" \
+	--probe-arg=--transparent-zone --probe-arg=test. ||
+	{ echo "Bail out! tlsgated did not start"; exit 1; }
+
+# 1-3: the mismatching TLSA.
+resolve dane-bad.test mx-bad.test
+check "DNS answers crossing the gateway were copied to the daemon" \
+	world_in_range "$(world_stats 'j["dns"]["messages"]')" 2
+check "the MX of dane-bad.test was learned" world_in_range "$(world_stats 'j["dns"]["mx_learned"]')" 1
+# (The probe, started at once, may already have confirmed it: secure = 1.)
+check "the address of mx-bad.test was learned" \
+	[ "$(sql "select count(*) from addr_mx where addr='198.51.100.20' and mx='mx-bad.test' and domain='dane-bad.test'")" = 1 ]
+if wait_for 60 has_verdict dane-bad.test; then
+	ok "tlsgated probed the learned domain by itself"
+else
+	not_ok "tlsgated probed the learned domain by itself"
+	tail -5 "$WORLD_DIR/gw/tlsgated.log" | sed 's/^/# /'
+fi
+check "the probe found the DANE mismatch (dane-fail)" [ "$(probe_verdict dane-bad.test)" = dane-fail ]
+id=$(world_send user@tls.test "to a DANE-mismatch MX")
+qid=$(queue_id "$id")
+wait_for 30 grep -qE "$qid: to=<user@tls.test>.*status=deferred" "$WORLD_DIR/in/maillog"
+line=$(grep -E "$qid: to=<user@tls.test>.*status=" "$WORLD_DIR/in/maillog" | tail -1)
+diag "$line"
+check "DANE mismatch: the message is deferred" grep -q 'status=deferred' <<<"$line"
+check "DANE mismatch: not bounced" world_not grep -q "$qid: .*status=bounced" "$WORLD_DIR/in/maillog"
+check "DANE mismatch: nothing delivered" world_not world_find_message mx-tls "$id"
+check "block event with the DANE rule and the learned MX name" \
+	[ "$(sql "select count(*) from events where kind='block' and rule like 'dane%' and mx='mx-bad.test'")" -ge 1 ]
+
+# 4: the matching TLSA (a fresh address mapping: the gateway sees addresses).
+sql "delete from addr_mx where addr='198.51.100.20'"
+world_exec in postsuper -c "$WORLD_DIR/in/etc" -d ALL >/dev/null 2>&1
+resolve dane-ee.test mx-ee.test
+check "the address of mx-ee.test was learned" \
+	[ "$(sql "select mx from addr_mx where addr='198.51.100.20'")" = mx-ee.test ]
+if wait_for 60 has_verdict dane-ee.test; then ok "dane-ee.test probed"; else not_ok "dane-ee.test probed"; fi
+check "the probe verified DANE (dane)" [ "$(probe_verdict dane-ee.test)" = dane ]
+id=$(world_send user@tls.test "to a DANE-verified MX")
+f=$(world_wait_delivered mx-tls "$id" 30)
+check "DANE verified: delivered over TLS" grep -q 'with ESMTPS' "${f:-/dev/null}"
+sleep 0.5
+check "history records mx-ee.test at level dane" [ "$(sql "select level from tls_history where mx='mx-ee.test'")" = 3 ]
+
+done_testing
