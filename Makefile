@@ -122,8 +122,16 @@ fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	./tests/fuzz/run.sh $(or $(FUZZ_SECONDS),300)
 
+BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+$(BUILD)/bench/%: tests/bench/%.c $(LIB)
+	$(call msg,BENCH,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
 bench: deps
-	$(MAKE) all
+	$(MAKE) all $(BENCH_BINS)
 	./tests/bench/run.sh
 
 demo: deps
