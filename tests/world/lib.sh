@@ -33,6 +33,11 @@ WORLD_TEMPLATES=$WORLD_ROOT/tests/world/postfix
 WORLD_NODES="in gw sw mx-tls mx-plain"
 WORLD_MTAS="in mx-tls mx-plain"
 WORLD_BPFFS=/sys/fs/bpf
+# The system's Python (Debian's python3): a version manager's shim on PATH
+# can take seconds per start on a loaded machine.
+if [ -z "${WORLD_PY:-}" ]; then
+	if [ -x /usr/bin/python3 ]; then WORLD_PY=/usr/bin/python3; else WORLD_PY=python3; fi
+fi
 
 world_log() { echo "world: $*" >&2; }
 
@@ -310,7 +315,7 @@ world_make_message() {
 # (127.0.0.1:25 in "in"; sendmail -C would need alternate_config_directories
 # in the system's main.cf, which the world must not touch).
 world_inject() {
-	world_exec in python3 - "$1" "$2" "$3" <<-'EOF'
+	world_exec in "$WORLD_PY" - "$1" "$2" "$3" <<-'EOF'
 		import smtplib, sys
 		path, frm, to = sys.argv[1:4]
 		with open(path, "rb") as f:
@@ -381,7 +386,7 @@ world_dump_log() {
 # the header's blank line), or of a whole ".body" file with "body"; trailing
 # newlines are ignored (delivery appends one).
 world_body_sha() {
-	python3 -c '
+	"$WORLD_PY" -c '
 import hashlib, sys
 data = open(sys.argv[1], "rb").read()
 if sys.argv[2] != "body":
@@ -504,7 +509,7 @@ world_gw_kill() {
 # world_json EXPR: evaluate a Python expression over the JSON on stdin bound
 # to "j"; prints the result (numbers, or JSON for containers).
 world_json() {
-	python3 -c '
+	"$WORLD_PY" -c '
 import json, sys
 j = json.load(sys.stdin)
 r = eval(sys.argv[1])
@@ -533,7 +538,7 @@ world_stats() {
 world_flow() {
 	local out
 	out=$(world_ctl flows --json) || return 1
-	python3 -c '
+	"$WORLD_PY" -c '
 import json, sys
 flows = [f for f in json.load(sys.stdin) if f.get("server") == sys.argv[1]]
 if not flows:
@@ -549,7 +554,7 @@ print(json.dumps(r) if isinstance(r, (dict, list)) else r)
 # HOLD seconds before QUIT, so the flow can be looked at while it lives.
 # Runs in the background; its PID is in WORLD_HOLD_PID.
 world_smtp_hold() {
-	world_exec in python3 - "$@" <<-'EOF' &
+	world_exec in "$WORLD_PY" - "$@" <<-'EOF' &
 		import smtplib, sys, time
 		server, to, path, hold = sys.argv[1:5]
 		with open(path, "rb") as f:
