@@ -477,9 +477,10 @@ world_gw_start() {
 # world_gw_stop: SIGTERM and wait (10 s). Returns the daemon's exit status
 # when it is this shell's child, 0 otherwise once it is gone.
 world_gw_stop() {
-	local pid i
+	local pid i child=no
 	pid=$(world_gw_pid)
 	[ -n "$pid" ] || return 0
+	[ "$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $2 }')" = "$$" ] && child=yes
 	kill -TERM "$pid" 2>/dev/null || { rm -f "$WORLD_DIR/gw/tlsgated.pid"; return 0; }
 	for i in $(seq 1 100); do
 		kill -0 "$pid" 2>/dev/null || break
@@ -492,6 +493,7 @@ world_gw_stop() {
 		return 1
 	fi
 	rm -f "$WORLD_DIR/gw/tlsgated.pid"
+	[ "$child" = yes ] || return 0
 	wait "$pid" 2>/dev/null
 }
 
