@@ -279,6 +279,7 @@ async function refresh() {
 
 document.addEventListener('DOMContentLoaded', () => {
   setupSorting();
+  for (const s of document.querySelectorAll('.legend .badge')) s.replaceWith(badge(s.classList[1]));
   $('check-form').addEventListener('submit', check);
   const t = sessionStorage.getItem('tlsgate-token');
   if (t) $('token').value = t;
