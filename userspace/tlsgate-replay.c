@@ -5,7 +5,11 @@
  * Connections are keyed by their 5-tuple; the client is the side that sent
  * the SYN, or, without one, the side not using a known server port (25,
  * 465, 587, 443, 143, 110, ...), else the higher port. What the dialog is
- * (SMTP, TLS, something else) is decided by content, not by port. */
+ * (SMTP, TLS, something else) is decided by content, not by port.
+ *
+ * A connection's session is summarised and freed as soon as it closes, so
+ * memory follows the connections open at once, not the capture's length;
+ * only the summary waits for its turn in the output. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -24,7 +28,10 @@ struct flow {
 	uint8_t family;
 	uint8_t cli[16], srv[16];
 	uint16_t cport, sport;
-	struct session *s;
+	struct session *s; /* NULL once closed and summarised */
+	char *sum;         /* the summary of a closed connection, compact JSON */
+	bool sum_fin;      /* ... whose end is "fin" */
+	bool late_rst;     /* ... and a RST came after it closed */
 	bool closed;
 	bool has_payload;
 	uint64_t first_ns;
@@ -109,6 +116,26 @@ static struct flow *flow_new(struct replay *r, const struct pcap_tcp *p, unsigne
 	return f;
 }
 
+static void addr_str(const struct flow *f, const uint8_t *a, char *buf, size_t n)
+{
+	inet_ntop(f->family == 4 ? AF_INET : AF_INET6, a, buf, (socklen_t)n);
+}
+
+static json_t *flow_summary(const struct flow *f)
+{
+	char ca[INET6_ADDRSTRLEN], sa[INET6_ADDRSTRLEN];
+	struct summary_endpoints ep;
+	json_t *o;
+
+	addr_str(f, f->cli, ca, sizeof(ca));
+	addr_str(f, f->srv, sa, sizeof(sa));
+	ep = (struct summary_endpoints){ ca, f->cport, sa, f->sport };
+	o = session_summary_json(f->s, &ep);
+	if (!o)
+		fatalx("out of memory");
+	return o;
+}
+
 static int on_segment(void *ctx, const struct pcap_tcp *p)
 {
 	struct replay *r = ctx;
@@ -145,14 +172,26 @@ static int on_segment(void *ctx, const struct pcap_tcp *p)
 	seg.ts_ns = p->ts_ns;
 	if (p->len)
 		f->has_payload = true;
-	if (session_segment(f->s, &seg) == SESSION_CLOSED)
-		f->closed = true;
-	return 0;
-}
+	if (!f->s) {
+		/* The engine takes nothing from a closed session but a late
+		 * RST, which makes a FIN close end in "rst". */
+		if (p->flags & SESSION_TCP_RST)
+			f->late_rst = true;
+		return 0;
+	}
+	if (session_segment(f->s, &seg) == SESSION_CLOSED) {
+		json_t *o = flow_summary(f);
 
-static void addr_str(const struct flow *f, const uint8_t *a, char *buf, size_t n)
-{
-	inet_ntop(f->family == 4 ? AF_INET : AF_INET6, a, buf, (socklen_t)n);
+		f->closed = true;
+		f->sum_fin = !strcmp(json_string_value(json_object_get(o, "end")), "fin");
+		f->sum = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (!f->sum)
+			fatalx("out of memory");
+		json_decref(o);
+		session_free(f->s);
+		f->s = NULL;
+	}
+	return 0;
 }
 
 static void print_list(const char *label, json_t *arr)
@@ -202,16 +241,18 @@ static void print_human(json_t *o)
 
 static void print_flow(const struct replay *r, const struct flow *f)
 {
-	char ca[INET6_ADDRSTRLEN], sa[INET6_ADDRSTRLEN];
-	struct summary_endpoints ep;
+	bool patch = f->sum && f->sum_fin && f->late_rst;
 	json_t *o;
 
-	addr_str(f, f->cli, ca, sizeof(ca));
-	addr_str(f, f->srv, sa, sizeof(sa));
-	ep = (struct summary_endpoints){ ca, f->cport, sa, f->sport };
-	o = session_summary_json(f->s, &ep);
+	if (f->sum && r->json && !patch) {
+		printf("%s\n", f->sum);
+		return;
+	}
+	o = f->sum ? json_loads(f->sum, 0, NULL) : flow_summary(f);
 	if (!o)
 		fatalx("out of memory");
+	if (patch)
+		json_object_set_new(o, "end", json_string("rst"));
 	if (r->json) {
 		char *txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
@@ -262,6 +303,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < r.n; i++) {
 		if (r.all[i]->has_payload)
 			print_flow(&r, r.all[i]);
+		free(r.all[i]->sum);
 		session_free(r.all[i]->s);
 		free(r.all[i]);
 	}
