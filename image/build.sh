@@ -74,6 +74,43 @@ fi
 log "base tree: $BASE"
 [ "${IMAGE_STAGE:-}" != base ] || exit 0
 
+# --- 1b. the kernel from bookworm-backports, cached ----------------------
+# tlsgate's tagger is rejected by the verifier of bookworm's 6.1 kernel
+# ("load BPF program: Invalid argument"); the backports kernel loads it.
+# IMAGE_KERNEL=stable keeps 6.1.
+if [ "${IMAGE_KERNEL:-backports}" = backports ]; then
+	KBASE=$CACHE/kernel-$key-bpo
+	if [ ! -e "$KBASE/.complete" ]; then
+		log "backports kernel into $KBASE (cached)"
+		rm -rf "$KBASE.tmp"
+		cp -a "$BASE" "$KBASE.tmp"
+		echo "deb $MIRROR $SUITE-backports main" >"$KBASE.tmp/etc/apt/sources.list.d/backports.list"
+		cp /etc/resolv.conf "$KBASE.tmp/etc/resolv.conf"
+		# The package scripts need /proc (a plain mount, no loop device).
+		mount -t proc proc "$KBASE.tmp/proc"
+		trap 'umount "$KBASE.tmp/proc" 2>/dev/null' EXIT
+		old_kernels=$(chroot "$KBASE.tmp" dpkg-query -W -f='${Package}\n' 'linux-image-[0-9]*' 2>/dev/null)
+		if ! {
+			chroot "$KBASE.tmp" apt-get -q update &&
+				DEBIAN_FRONTEND=noninteractive chroot "$KBASE.tmp" apt-get -y -q --no-install-recommends \
+					-t "$SUITE-backports" install linux-image-amd64 &&
+				DEBIAN_FRONTEND=noninteractive chroot "$KBASE.tmp" apt-get -y -q purge $old_kernels &&
+				chroot "$KBASE.tmp" apt-get clean
+		} >"$CACHE/kernel-$key.log" 2>&1; then
+			tail -30 "$CACHE/kernel-$key.log" >&2
+			die "backports kernel install failed (log: $CACHE/kernel-$key.log)"
+		fi
+		umount "$KBASE.tmp/proc"
+		trap - EXIT
+		rm -rf "$KBASE.tmp"/var/lib/apt/lists/* "$KBASE.tmp/etc/resolv.conf"
+		touch "$KBASE.tmp/.complete"
+		rm -rf "$KBASE"
+		mv "$KBASE.tmp" "$KBASE"
+	fi
+	BASE=$KBASE
+	log "kernel tree: $BASE"
+fi
+
 # --- 2. the image's root tree ------------------------------------------
 R=$OUT/rootfs
 mkdir -p "$OUT"

@@ -26,7 +26,7 @@ for f in lib/systemd/system/tlsgated.service lib/systemd/system/tlsgate-setup.se
 	check "$f installed" [ -s "$D/$f" ]
 done
 check "no @PLACEHOLDER@ left in installed files" \
-	bash -c '! grep -rl "@[A-Z]*DIR@" "$1"' _ "$D"
+	bash -c '[ -d "$1/usr" ] && ! grep -rl "@[A-Z]*DIR@" "$1"' _ "$D"
 check "the unit starts the installed daemon with the installed config" \
 	grep -q '^ExecStart=/usr/sbin/tlsgated -c /etc/tlsgate/tlsgated.conf ' "$D/lib/systemd/system/tlsgated.service"
 check "the state directory comes from the unit" grep -q '^StateDirectory=tlsgate$' "$D/lib/systemd/system/tlsgated.service"
@@ -73,13 +73,14 @@ check "ifname: a comment line never matches" bash -c '! "$@"' _ \
 	env TLSGATE_INTERFACES="$T/ifs" "$D/usr/lib/tlsgate/tlsgate-ifname" c
 
 # Policy key check: no key -> no policy-key line (secure mode off), key -> both.
-setup() { TLSGATE_ETC=$T/etc TLSGATE_RUN=$T/run TLSGATE_STATE=$T/state "$D/usr/lib/tlsgate/tlsgate-setup" "$@"; }
+setup() { TLSGATE_ISSUE=$T/issue.d TLSGATE_ETC=$T/etc TLSGATE_RUN=$T/run TLSGATE_STATE=$T/state "$D/usr/lib/tlsgate/tlsgate-setup" "$@"; }
 mkdir -p "$T/etc"
 setup config
 check "no key: policy.conf sets no policy-key" bash -c '! grep -q "^policy" "$1"' _ "$T/run/policy.conf"
 msg=$(setup boot)
 check "no key: boot says secure mode is OFF" grep -q "NO POLICY KEY: secure mode is OFF" <<<"$msg"
 check "first boot creates the state directory" [ -d "$T/state" ]
+check "the login prompt says it too" grep -q "secure mode is OFF" "$T/issue.d/tlsgate.issue"
 echo "untrusted comment: x" >"$T/etc/policy.pub"
 setup config
 check "key present: policy.conf names key and policy" bash -c \
