@@ -1,7 +1,10 @@
 /* web.c - see web.h for the contract.
  *
- * libmicrohttpd in external-epoll mode: no threads, every callback runs
- * inside web_process() in the daemon's thread, so the hooks need no locks.
+ * libmicrohttpd runs its own thread (HTTP parsing and the store's read
+ * queries happen there, on the second core, so a flood of lookups does not
+ * starve the mail path). The hooks are not thread-safe, so every hook call
+ * is handed to the daemon's thread: the web thread queues it, wakes the
+ * daemon through an eventfd (web_fd) and waits; web_process() runs it.
  * Answers are built whole (they are small) and handed to MHD to free. */
 #include "web.h"
 
@@ -9,11 +12,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <idn2.h>
 #include <jansson.h>
@@ -30,6 +36,19 @@
 #define WEB_PROBE_HOLDOFF 60   /* seconds before the same domain is asked again */
 #define WEB_DESTINATIONS_MAX 2000
 #define WEB_EVENTS_DEFAULT 50
+#define WEB_CALL_TIMEOUT 5     /* seconds the web thread waits for the daemon */
+
+enum web_call_kind { WEB_CALL_STATS, WEB_CALL_FLOWS, WEB_CALL_PROBE, WEB_CALL_RELEASE };
+
+/* One hook call handed from the web thread to the daemon's thread. */
+struct web_call {
+	enum web_call_kind kind;
+	const char *a, *b;
+	char *text; /* stats, flows: malloc'd answer or NULL */
+	int rc;     /* probe, release */
+	bool taken, done;
+	struct web_call *next;
+};
 
 struct web_sample {
 	int64_t time;
@@ -43,6 +62,12 @@ struct web_probe_slot {
 
 struct web {
 	struct MHD_Daemon *mhd;
+	int efd;
+	pthread_mutex_t lock; /* calls, closing, samples */
+	pthread_cond_t cond;
+	struct web_call *calls;
+	bool closing;
+	struct web_store *sample_store; /* the daemon thread's own connection */
 	int port;
 	char *token, *cors_origin;
 	struct web_hooks hooks;
@@ -340,16 +365,76 @@ static enum MHD_Result web_unavailable(struct web *w, struct MHD_Connection *c)
 	return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store unavailable");
 }
 
-/* Parses a hook's JSON answer; NULL when the hook is missing or failed. */
-static json_t *web_hook_json(char *(*fn)(void *), void *arg)
+/* In the daemon's thread. */
+static void web_call_run(struct web *w, struct web_call *c)
 {
-	if (!fn)
+	const struct web_hooks *h = &w->hooks;
+	switch (c->kind) {
+	case WEB_CALL_STATS:
+		c->text = h->stats_json ? h->stats_json(h->arg) : NULL;
+		break;
+	case WEB_CALL_FLOWS:
+		c->text = h->flows_json ? h->flows_json(h->arg) : NULL;
+		break;
+	case WEB_CALL_PROBE:
+		c->rc = h->schedule_probe ? h->schedule_probe(h->arg, c->a) : -ENOSYS;
+		break;
+	case WEB_CALL_RELEASE:
+		c->rc = h->release ? h->release(h->arg, c->a, c->b) : -ENOSYS;
+		break;
+	}
+}
+
+/* In the web thread: runs c in the daemon's thread and waits for it, at
+ * most WEB_CALL_TIMEOUT unless the daemon has already started it. 0, or
+ * -ETIMEDOUT / -ESHUTDOWN with nothing run. */
+static int web_call(struct web *w, struct web_call *c)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->closing) {
+		pthread_mutex_unlock(&w->lock);
+		return -ESHUTDOWN;
+	}
+	c->next = w->calls;
+	w->calls = c;
+	pthread_mutex_unlock(&w->lock);
+	uint64_t one = 1;
+	if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("web: eventfd");
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WEB_CALL_TIMEOUT;
+	int rc = 0;
+	pthread_mutex_lock(&w->lock);
+	while (!c->done) {
+		if (c->taken) { /* running now: it will finish */
+			pthread_cond_wait(&w->cond, &w->lock);
+			continue;
+		}
+		int err = w->closing ? ESHUTDOWN : pthread_cond_timedwait(&w->cond, &w->lock, &until);
+		if ((err == ESHUTDOWN || err == ETIMEDOUT) && !c->taken && !c->done) {
+			/* Not started: take it back out of the queue. */
+			for (struct web_call **p = &w->calls; *p; p = &(*p)->next)
+				if (*p == c) {
+					*p = c->next;
+					break;
+				}
+			rc = -err;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+/* A hook's JSON answer, parsed; NULL when the hook is missing or failed. */
+static json_t *web_hook_json(struct web *w, enum web_call_kind kind)
+{
+	struct web_call c = { .kind = kind };
+	if (web_call(w, &c) < 0 || !c.text)
 		return NULL;
-	char *s = fn(arg);
-	if (!s)
-		return NULL;
-	json_t *j = json_loads(s, 0, NULL);
-	free(s);
+	json_t *j = json_loads(c.text, 0, NULL);
+	free(c.text);
 	return j;
 }
 
@@ -363,7 +448,7 @@ static json_int_t web_num(json_t *root, const char *a, const char *b, const char
 	return json_is_integer(v) ? json_integer_value(v) : 0;
 }
 
-static void web_sample_fill(struct web *w, json_t *stats, struct web_sample *s)
+static void web_sample_fill(struct web_store *store, json_t *stats, struct web_sample *s)
 {
 	s->time = web_now();
 	s->flows = web_num(stats, "flows", "total", NULL);
@@ -377,7 +462,7 @@ static void web_sample_fill(struct web *w, json_t *stats, struct web_sample *s)
 		blocks = json_object_get(json_object_get(stats, "verdicts"), "blocked_by_reason");
 	bool own = json_is_object(blocks);
 	if (!own)
-		blocks = web_store_blocks_by_rule(w->store);
+		blocks = web_store_blocks_by_rule(store);
 	const char *k;
 	json_t *v;
 	json_object_foreach(blocks, k, v)
@@ -386,16 +471,23 @@ static void web_sample_fill(struct web *w, json_t *stats, struct web_sample *s)
 		json_decref(blocks);
 }
 
+/* In the daemon's thread (hooks called directly). */
 static void web_sample_take(struct web *w)
 {
-	json_t *stats = web_hook_json(w->hooks.stats_json, w->hooks.arg);
+	char *text = w->hooks.stats_json ? w->hooks.stats_json(w->hooks.arg) : NULL;
+	json_t *stats = text ? json_loads(text, 0, NULL) : NULL;
+	free(text);
 	if (!stats)
 		return;
-	web_sample_fill(w, stats, &w->samples[w->next_sample]);
+	struct web_sample s;
+	web_sample_fill(w->sample_store, stats, &s);
 	json_decref(stats);
+	pthread_mutex_lock(&w->lock);
+	w->samples[w->next_sample] = s;
 	w->next_sample = (w->next_sample + 1) % WEB_SAMPLES;
 	if (w->n_samples < WEB_SAMPLES)
 		w->n_samples++;
+	pthread_mutex_unlock(&w->lock);
 }
 
 static json_t *web_sample_json(const struct web_sample *s)
@@ -409,11 +501,13 @@ static json_t *web_sample_json(const struct web_sample *s)
 static json_t *web_history_json(struct web *w, json_t *stats)
 {
 	json_t *arr = json_array();
+	pthread_mutex_lock(&w->lock);
 	size_t start = (w->next_sample + WEB_SAMPLES - w->n_samples) % WEB_SAMPLES;
 	for (size_t i = 0; i < w->n_samples; i++)
 		json_array_append_new(arr, web_sample_json(&w->samples[(start + i) % WEB_SAMPLES]));
+	pthread_mutex_unlock(&w->lock);
 	struct web_sample now;
-	web_sample_fill(w, stats, &now);
+	web_sample_fill(w->store, stats, &now);
 	json_array_append_new(arr, web_sample_json(&now));
 	return json_pack("{s:i,s:o}", "interval", WEB_SAMPLE_INTERVAL, "samples", arr);
 }
@@ -439,7 +533,10 @@ static const char *web_probe(struct web *w, const char *domain, bool force)
 	int64_t now = web_now();
 	if (!force && !strcmp(slot->domain, domain) && now - slot->at < WEB_PROBE_HOLDOFF)
 		return "scheduled";
-	int rc = w->hooks.schedule_probe(w->hooks.arg, domain);
+	struct web_call c = { .kind = WEB_CALL_PROBE, .a = domain };
+	int rc = web_call(w, &c);
+	if (rc == 0)
+		rc = c.rc;
 	if (rc < 0 && rc != -EALREADY && rc != -EEXIST) {
 		log_debug("web: probe %s: %s", domain, strerror(-rc));
 		return "failed";
@@ -562,7 +659,7 @@ static enum MHD_Result web_history_show(struct web *w, struct MHD_Connection *c)
 
 static enum MHD_Result web_stats(struct web *w, struct MHD_Connection *c)
 {
-	json_t *stats = web_hook_json(w->hooks.stats_json, w->hooks.arg);
+	json_t *stats = web_hook_json(w, WEB_CALL_STATS);
 	if (!stats)
 		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "daemon statistics unavailable");
 	json_t *recent = web_store_blocks_by_rule(w->store);
@@ -579,7 +676,7 @@ static enum MHD_Result web_stats(struct web *w, struct MHD_Connection *c)
 
 static enum MHD_Result web_metrics(struct web *w, struct MHD_Connection *c)
 {
-	json_t *stats = web_hook_json(w->hooks.stats_json, w->hooks.arg);
+	json_t *stats = web_hook_json(w, WEB_CALL_STATS);
 	json_t *recent = web_store_blocks_by_rule(w->store);
 	char *text = metrics_render(stats, recent, &w->counters);
 	json_decref(stats);
@@ -655,7 +752,10 @@ static enum MHD_Result web_post(struct web *w, struct MHD_Connection *c, const c
 		}
 		char by[96];
 		web_client_name(c, by, sizeof(by));
-		int rc = w->hooks.release(w->hooks.arg, norm, by);
+		struct web_call call = { .kind = WEB_CALL_RELEASE, .a = norm, .b = by };
+		int rc = web_call(w, &call);
+		if (rc == 0)
+			rc = call.rc;
 		if (rc == -ENOENT)
 			ret = web_error(w, c, MHD_HTTP_NOT_FOUND, "this MX is not locked");
 		else if (rc < 0)
@@ -711,7 +811,7 @@ static enum MHD_Result web_get(struct web *w, struct MHD_Connection *c, const ch
 	if (!strcmp(url, "/api/v1/stats"))
 		return web_stats(w, c);
 	if (!strcmp(url, "/api/v1/flows")) {
-		json_t *f = web_hook_json(w->hooks.flows_json, w->hooks.arg);
+		json_t *f = web_hook_json(w, WEB_CALL_FLOWS);
 		return f ? web_json(w, c, MHD_HTTP_OK, json_pack("{s:o}", "flows", f))
 			 : web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "flows unavailable");
 	}
@@ -830,7 +930,16 @@ struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks
 	w->token = cfg->token && cfg->token[0] ? xstrdup(cfg->token) : NULL;
 	w->cors_origin = cfg->cors_origin ? xstrdup(cfg->cors_origin) : NULL;
 	w->store = web_store_new(cfg->store_path);
-	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	w->sample_store = web_store_new(cfg->store_path);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->efd < 0) {
+		log_warn("web: eventfd");
+		web_close(w);
+		return NULL;
+	}
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	w->mhd = MHD_start_daemon(
@@ -856,8 +965,18 @@ void web_close(struct web *w)
 {
 	if (!w)
 		return;
+	/* Requests waiting for the daemon's thread give up now. */
+	pthread_mutex_lock(&w->lock);
+	w->closing = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
 	if (w->mhd)
 		MHD_stop_daemon(w->mhd);
+	if (w->efd >= 0)
+		close(w->efd);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	web_store_free(w->sample_store);
 	web_store_free(w->store);
 	free(w->token);
 	free(w->cors_origin);
@@ -866,8 +985,7 @@ void web_close(struct web *w)
 
 int web_fd(const struct web *w)
 {
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	return di ? di->epoll_fd : -1;
+	return w->efd;
 }
 
 int web_port(const struct web *w)
@@ -877,7 +995,24 @@ int web_port(const struct web *w)
 
 void web_process(struct web *w)
 {
-	MHD_run(w->mhd);
+	uint64_t n;
+	while (read(w->efd, &n, sizeof(n)) > 0)
+		;
+	pthread_mutex_lock(&w->lock);
+	struct web_call *list = w->calls;
+	w->calls = NULL;
+	for (struct web_call *c = list; c; c = c->next)
+		c->taken = true;
+	pthread_mutex_unlock(&w->lock);
+	while (list) {
+		struct web_call *next = list->next;
+		web_call_run(w, list);
+		pthread_mutex_lock(&w->lock);
+		list->done = true; /* list belongs to its waiter from here on */
+		pthread_cond_broadcast(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+		list = next;
+	}
 	int64_t now = web_now();
 	if (now >= w->sample_due) {
 		web_sample_take(w);

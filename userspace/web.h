@@ -22,10 +22,13 @@
  * TOKEN"; with no token configured they are refused (403). Bad input is a
  * 400 with {"error": "..."}; nothing from a request is ever built into SQL.
  *
- * Threading: none. The daemon adds web_fd() to its epoll set and calls
- * web_process() when it is readable and at least once a second (connection
- * timeouts, the per-minute samples of the last hour). Hooks are called from
- * web_process(), in the daemon's thread. */
+ * Threading: HTTP and the store's read queries run in libmicrohttpd's own
+ * thread, so lookups do not compete with the mail path for the daemon's
+ * thread. Hooks are never called from there: the daemon adds web_fd() to
+ * its epoll set and calls web_process() when it is readable and at least
+ * once a second (the per-minute samples of the last hour); the hooks run
+ * inside web_process(), in the daemon's thread. A request whose hook call
+ * is not taken up within 5 s answers 503. */
 #ifndef TLSGATE_WEB_H
 #define TLSGATE_WEB_H
 
@@ -63,9 +66,10 @@ struct web;
  * NULL on error (bad address, bind failure), logged. */
 struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks);
 void web_close(struct web *w); /* accepts NULL */
-/* An fd for the daemon's epoll set (libmicrohttpd's own epoll fd). */
+/* An fd for the daemon's epoll set: readable when a request waits for a
+ * hook call (an eventfd). */
 int web_fd(const struct web *w);
-/* Serves what is ready and never blocks. */
+/* Runs the hook calls waiting for the daemon's thread; never blocks. */
 void web_process(struct web *w);
 /* The bound port (useful when cfg->listen asked for port 0). */
 int web_port(const struct web *w);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +33,8 @@ struct hooks_state {
 	int releases;
 	char last_release[256], last_by[256];
 	int release_rc;
+	pthread_t daemon_thread; /* hooks must run here (in web_process) */
+	int wrong_thread;
 };
 
 struct fixture {
@@ -42,6 +45,8 @@ struct fixture {
 
 static char *stats_json(void *arg)
 {
+	struct hooks_state *hs = arg;
+	hs->wrong_thread += !pthread_equal(pthread_self(), hs->daemon_thread);
 	return strdup("{\"flows\":{\"total\":42,\"offloaded_total\":40,\"tracked\":3,"
 		      "\"inspecting\":1,\"offloaded\":2,\"blocked\":0},"
 		      "\"queue\":{\"packets\":1000,\"bytes\":50000,\"drops\":7},"
@@ -52,12 +57,15 @@ static char *stats_json(void *arg)
 
 static char *flows_json(void *arg)
 {
+	struct hooks_state *hs = arg;
+	hs->wrong_thread += !pthread_equal(pthread_self(), hs->daemon_thread);
 	return strdup("[{\"client\":\"192.0.2.10:40000\",\"server\":\"198.51.100.20:25\"}]");
 }
 
 static int schedule_probe(void *arg, const char *domain)
 {
 	struct hooks_state *hs = arg;
+	hs->wrong_thread += !pthread_equal(pthread_self(), hs->daemon_thread);
 	hs->probes++;
 	snprintf(hs->last_probe, sizeof(hs->last_probe), "%s", domain);
 	return 0;
@@ -66,6 +74,7 @@ static int schedule_probe(void *arg, const char *domain)
 static int release(void *arg, const char *mx, const char *by)
 {
 	struct hooks_state *hs = arg;
+	hs->wrong_thread += !pthread_equal(pthread_self(), hs->daemon_thread);
 	hs->releases++;
 	snprintf(hs->last_release, sizeof(hs->last_release), "%s", mx);
 	snprintf(hs->last_by, sizeof(hs->last_by), "%s", by);
@@ -120,6 +129,7 @@ static int setup_with(void **state, const char *token, const char *origin)
 	unlink(db_path);
 	fill_store();
 	struct fixture *f = calloc(1, sizeof(*f));
+	f->hs.daemon_thread = pthread_self();
 	struct web_hooks hooks = { .arg = &f->hs, .stats_json = stats_json,
 				   .flows_json = flows_json, .schedule_probe = schedule_probe,
 				   .release = release };
@@ -148,6 +158,8 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	char p[96];
+	/* Every hook ran in the thread that calls web_process(). */
+	assert_int_equal(f->hs.wrong_thread, 0);
 	web_close(f->w);
 	free(f);
 	unlink(db_path);
