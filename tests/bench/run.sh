@@ -154,3 +154,5 @@ echo
 echo "commands: tests/bench/flowtool.py bulk 198.51.100.20 25 (${BULK_MB} MB, STARTTLS, in -> mx-tls Postfix);"
 echo "          smtp-source -s $SESS -m $TX -l 2048 $SINK:25 (in -> smtp-sink on mx-plain);"
 echo "          tests/bench/flowtool.py connect $SINK 25; flowtool.py hold $SINK $HOLDER_PORT $HOLD (against flowtool.py serve)"
+echo; ./tests/bench/replay_bench.sh # issue 3: replay throughput of the engine vs tshark
+echo; ./tests/bench/web_load.sh # issue 6: 200 concurrent lookup clients vs the mail path

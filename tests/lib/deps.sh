@@ -12,7 +12,7 @@ PKGS="
  libwolfssl-dev libunbound-dev libsqlite3-dev
  libmicrohttpd-dev libjansson-dev libcmocka-dev libpcap-dev
  iptables iproute2 tcpdump bc tshark procps psmisc sqlite3 openssl ca-certificates
- postfix swaks python3
+ postfix swaks socat python3
  nsd ldnsutils unbound bind9-dnsutils dns-root-data
  minisign
  libidn2-dev xxd chromium wrk

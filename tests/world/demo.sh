@@ -34,9 +34,39 @@ cat <<EOF
    mx-plain  198.51.100.30 2001:db8:2::30  Postfix without STARTTLS
 EOF
 
+say "Signing a policy: senders @secure.world.test are in secure mode"
+POL=$WORLD_DIR/demo-policy
+mkdir -p "$POL"
+cat >"$POL/policy.json" <<EOF
+{
+	"policy_version": 1,
+	"serial": 1,
+	"expires": "2099-01-01T00:00:00Z",
+	"comment": "demo: mail from secure.world.test must never travel unencrypted",
+	"secure_mode": {
+		"sender_domains": [ { "domain": "secure.world.test", "subdomains": false } ]
+	}
+}
+EOF
+minisign -G -W -p "$POL/pub.key" -s "$POL/sec.key" >/dev/null 2>&1 &&
+	minisign -S -s "$POL/sec.key" -m "$POL/policy.json" \
+		-t "serial:1 expires:2099-01-01T00:00:00Z" >/dev/null 2>&1 ||
+	{ echo "demo: minisign failed" >&2; exit 1; }
+echo "   key $POL/pub.key, policy $POL/policy.json (+ .minisig)"
+
 say "Starting tlsgated in the gateway"
-world_gw_start || exit 1
+world_gw_start --policy-key "$POL/pub.key" --policy "$POL/policy.json" || exit 1
 echo "   pid $(world_gw_pid), log $WORLD_DIR/gw/tlsgated.log"
+
+# The status page listens on 127.0.0.1:8025 inside the gateway namespace;
+# forward the host's loopback to it so a browser on this machine sees it.
+WEB_PORT=${DEMO_WEB_PORT:-8025}
+socat "TCP-LISTEN:$WEB_PORT,bind=127.0.0.1,reuseaddr,fork" \
+	"EXEC:nsenter --net=/run/netns/$(world_ns gw) socat STDIO TCP\:127.0.0.1\:8025" \
+	2>"$WORLD_DIR/socat.log" &
+SOCAT_PID=$!
+TRAFFIC_PID=
+trap 'kill $SOCAT_PID $TRAFFIC_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
 
 say "Sending mail from in"
 failed=0
@@ -58,6 +88,14 @@ send user@tls6.test "STARTTLS, IPv6"
 send user@plain.test "plaintext, IPv4"
 send user@plain6.test "plaintext, IPv6"
 
+say "A secure-mode sender to the MX without STARTTLS: refused, bounced"
+sid=$(world_msgid)
+mkdir -p "$WORLD_DIR/msg"
+world_make_message "$WORLD_DIR/msg/secure" "$sid" user@plain.test "secure mode"
+world_inject "$WORLD_DIR/msg/secure" alice@secure.world.test user@plain.test
+for i in $(seq 1 50); do grep -q 'status=bounced' "$WORLD_DIR/in/maillog" && break; sleep 0.2; done
+grep 'status=bounced' "$WORLD_DIR/in/maillog" | tail -1 | sed 's/.*said: /   the sending Postfix logged: /'
+
 say "What the gateway saw: tlsgatectl stats"
 world_ctl stats
 say "tlsgatectl flows"
@@ -66,8 +104,12 @@ world_ctl flows
 cat <<EOF
 
 The STARTTLS flows were offloaded after the handshake (verdict pass): their
-bulk stayed in the kernel. The plaintext flows were inspected packet by packet
-and are gone from the table once closed.
+bulk stayed in the kernel. The plaintext flows were inspected up to MAIL FROM
+and then offloaded too (nothing later could change their verdict); the
+secure-mode sender's MAIL FROM was withheld and answered with 550 5.7.4.
+
+Status page (this machine's browser):  http://127.0.0.1:$WEB_PORT/
+   (the demo keeps sending a message every 20 s so the page moves)
 
 Poke at the world from another shell:
    export WORLD_ID=$WORLD_ID
@@ -78,6 +120,22 @@ Poke at the world from another shell:
 Logs: $WORLD_DIR/*/maillog, $WORLD_DIR/gw/tlsgated.log
 EOF
 [ "$failed" -eq 0 ] || echo "demo: some messages were not delivered (see above)" >&2
+
+# Background traffic for the page: TLS and plaintext, IPv4 and IPv6.
+(
+	n=0
+	while :; do
+		sleep 20
+		n=$((n + 1))
+		case $((n % 4)) in
+		0) world_send user@tls.test "demo traffic $n" ;;
+		1) world_send user@plain.test "demo traffic $n" ;;
+		2) world_send user@tls6.test "demo traffic $n" ;;
+		3) world_send user@plain6.test "demo traffic $n" ;;
+		esac
+	done
+) >/dev/null 2>&1 &
+TRAFFIC_PID=$!
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
 	say "Running for ${DEMO_SECONDS}s (DEMO_SECONDS), then tearing down"
