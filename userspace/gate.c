@@ -26,6 +26,7 @@
 #include "store.h"
 
 #define GATE_EVENTS_MAX 100000 /* rows kept in the events table */
+#define GATE_RCPT_HINT_TTL 3600 /* s: address -> domain learned from RCPT TO */
 
 /* What the gate knows about one flow while it is inspected. */
 struct gate_flow {
@@ -63,6 +64,7 @@ struct gate {
 	char last_refusal[POLICY_ERR_MAX];
 	struct gate_stats stats;
 	struct flow *cur_flow; /* flow whose segment is being consumed */
+	uint64_t ticks;
 	struct log_ratelimit rl;
 };
 
@@ -417,6 +419,9 @@ void gate_tick(struct gate *g)
 	int rc = datapath_heartbeat(g->dp, gate_failclosed_ms(g));
 	if (rc < 0)
 		log_warnx_rl(&g->rl, "heartbeat: %s", strerror(-rc));
+	/* The events table is bounded: the oldest rows go first. */
+	if (++g->ticks % 60 == 0)
+		store_event_trim(g->store, GATE_EVENTS_MAX);
 }
 
 /* ---- per flow ---------------------------------------------------------- */
@@ -547,10 +552,17 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 	case SMTP_VERB_RCPT:
 		phase = DECIDE_PHASE_RCPT;
 		if (dom && policy_domain_normalize(dom, norm, sizeof(norm)) == 0) {
+			bool new_domain = strcmp(gf->recipient_domain, norm) != 0;
 			snprintf(gf->recipient_domain, sizeof(gf->recipient_domain), "%s", norm);
 			if (gf->direction == DECIDE_INBOUND &&
 			    policy_recipient_domain_secure(g->policy, norm))
 				gf->recipient_secure = true;
+			/* The sending MTA chose this server for this domain: a
+			 * hint (never validated) that ties the recipient domain
+			 * to the MX, for the recipient lookup. */
+			if (gf->direction == DECIDE_OUTBOUND && new_domain)
+				store_addr_mx_set(g->store, gf->server_text, gf->mx, norm, false,
+						  wall_now() + GATE_RCPT_HINT_TTL);
 		}
 		break;
 	case SMTP_VERB_DATA:

@@ -93,8 +93,9 @@ sid=$(world_msgid)
 mkdir -p "$WORLD_DIR/msg"
 world_make_message "$WORLD_DIR/msg/secure" "$sid" user@plain.test "secure mode"
 world_inject "$WORLD_DIR/msg/secure" alice@secure.world.test user@plain.test
-for i in $(seq 1 50); do grep -q 'status=bounced' "$WORLD_DIR/in/maillog" && break; sleep 0.2; done
-grep 'status=bounced' "$WORLD_DIR/in/maillog" | tail -1 | sed 's/.*said: /   the sending Postfix logged: /'
+pat='to=<user@plain.test>.*status=bounced.*said: '
+for i in $(seq 1 50); do grep -q "$pat" "$WORLD_DIR/in/maillog" && break; sleep 0.2; done
+grep "$pat" "$WORLD_DIR/in/maillog" | tail -1 | sed 's/.*said: /   the sending Postfix bounced it: /'
 
 say "What the gateway saw: tlsgatectl stats"
 world_ctl stats
@@ -104,9 +105,10 @@ world_ctl flows
 cat <<EOF
 
 The STARTTLS flows were offloaded after the handshake (verdict pass): their
-bulk stayed in the kernel. The plaintext flows were inspected up to MAIL FROM
-and then offloaded too (nothing later could change their verdict); the
-secure-mode sender's MAIL FROM was withheld and answered with 550 5.7.4.
+bulk stayed in the kernel. The plaintext flows were inspected to their end:
+with secure-mode senders in the policy, any later MAIL FROM could be one
+(without such a policy they are offloaded at MAIL FROM). The secure-mode
+sender's MAIL FROM was withheld and answered with 550 5.7.4.
 
 Status page (this machine's browser):  http://127.0.0.1:$WEB_PORT/
    (the demo keeps sending a message every 20 s so the page moves)
