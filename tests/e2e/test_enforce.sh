@@ -14,7 +14,10 @@
 #  5. policy apply: a bad signature, a rollback, an expired policy and an
 #     unknown field are each refused with one line, and the old policy
 #     stays in force.
-#  6. tlsgated killed: a connection from a secure-mode source address is
+#  6. inbound: a remote server (outside) that delivers to a secure-mode
+#     recipient without TLS gets 550 5.7.4 at RCPT TO, from the gateway;
+#     an ordinary recipient in the same session is not refused by it.
+#  7. tlsgated killed: a connection from a secure-mode source address is
 #     refused by the BPF program alone (fail-closed) while an ordinary source
 #     still gets through (fail-open).
 set -u
@@ -41,7 +44,8 @@ sign_policy() {
 			$extra
 			"secure_mode": {
 				"sender_domains": [ { "domain": "secure.world.test", "subdomains": false } ],
-				"sender_sources": [ "$SECURE_SRC/32" ]
+				"sender_sources": [ "$SECURE_SRC/32" ],
+				"recipient_domains": [ { "domain": "vault.world.test", "subdomains": false } ]
 			}
 		}
 	EOF
@@ -198,7 +202,31 @@ sign_policy "$POL/p14.json" 14 2099-01-01T00:00:00Z
 ans=$(ctl_raw "policy-apply $POL/p14.json")
 check "a newer good policy applies" [ "$(world_stats 'j["policy"]["serial"]')" = 14 ]
 
-# 6. Fail-closed for the secure source, fail-open for the rest.
+# 6. Inbound: a plaintext delivery from outside to a secure-mode recipient.
+inbound() { # inbound RCPT: the reply to RCPT TO, from mx-plain (outside) to in
+	world_exec mx-plain python3 -c '
+import smtplib, sys
+s = smtplib.SMTP("192.0.2.10", 25, "mx-plain.world.test", timeout=10)
+s.ehlo("mx-plain.world.test")
+s.mail("someone@plain.test")
+code, text = s.rcpt(sys.argv[1])
+print(code, text.decode(errors="replace"))
+try:
+    s.quit()
+except Exception:
+    pass' "$1" 2>&1 | tail -1
+}
+ans=$(inbound alice@vault.world.test)
+diag "RCPT TO:<alice@vault.world.test> from outside: $ans"
+check "inbound plaintext to a secure-mode recipient: 550 5.7.4 at RCPT" grep -qE '^550 5\.7\.4 .*secure-recipient' <<<"$ans"
+check "... and an event for it" \
+	[ "$(sql "select count(*) from events where kind='block' and rule='secure-recipient' and recipient='vault.world.test'")" -ge 1 ]
+ans=$(inbound bob@elsewhere.world.test)
+diag "RCPT TO:<bob@elsewhere.world.test> from outside: $ans"
+check "inbound to an ordinary recipient: answered by the MTA itself, not refused by tlsgate" \
+	world_not grep -q 'tlsgate' <<<"$ans"
+
+# 7. Fail-closed for the secure source, fail-open for the rest.
 world_exec in ip addr add $SECURE_SRC/24 dev eth0
 connect_from() { # connect_from SRC: true when a TCP connection to mx-plain:25 opens
 	world_exec in python3 -c '
