@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "policy.h"
+#include "tls_parse.h"
 
 #define SERIAL_MAX ((UINT64_C(1) << 53) - 1) /* exact in every JSON reader */
 #define NOTE_MAX 256
@@ -47,90 +48,6 @@ struct policy {
 	uint32_t probe_max_age;
 };
 
-static const struct cipher_name {
-	uint16_t value;
-	const char *name;
-} cipher_names[] = {
-	{ 0x0000, "TLS_NULL_WITH_NULL_NULL" },
-	{ 0x0001, "TLS_RSA_WITH_NULL_MD5" },
-	{ 0x0002, "TLS_RSA_WITH_NULL_SHA" },
-	{ 0x0003, "TLS_RSA_EXPORT_WITH_RC4_40_MD5" },
-	{ 0x0004, "TLS_RSA_WITH_RC4_128_MD5" },
-	{ 0x0005, "TLS_RSA_WITH_RC4_128_SHA" },
-	{ 0x0006, "TLS_RSA_EXPORT_WITH_RC2_CBC_40_MD5" },
-	{ 0x0007, "TLS_RSA_WITH_IDEA_CBC_SHA" },
-	{ 0x0008, "TLS_RSA_EXPORT_WITH_DES40_CBC_SHA" },
-	{ 0x0009, "TLS_RSA_WITH_DES_CBC_SHA" },
-	{ 0x000A, "TLS_RSA_WITH_3DES_EDE_CBC_SHA" },
-	{ 0x0011, "TLS_DHE_DSS_EXPORT_WITH_DES40_CBC_SHA" },
-	{ 0x0012, "TLS_DHE_DSS_WITH_DES_CBC_SHA" },
-	{ 0x0013, "TLS_DHE_DSS_WITH_3DES_EDE_CBC_SHA" },
-	{ 0x0014, "TLS_DHE_RSA_EXPORT_WITH_DES40_CBC_SHA" },
-	{ 0x0015, "TLS_DHE_RSA_WITH_DES_CBC_SHA" },
-	{ 0x0016, "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA" },
-	{ 0x0017, "TLS_DH_anon_EXPORT_WITH_RC4_40_MD5" },
-	{ 0x0018, "TLS_DH_anon_WITH_RC4_128_MD5" },
-	{ 0x0019, "TLS_DH_anon_EXPORT_WITH_DES40_CBC_SHA" },
-	{ 0x001A, "TLS_DH_anon_WITH_DES_CBC_SHA" },
-	{ 0x001B, "TLS_DH_anon_WITH_3DES_EDE_CBC_SHA" },
-	{ 0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA" },
-	{ 0x0032, "TLS_DHE_DSS_WITH_AES_128_CBC_SHA" },
-	{ 0x0033, "TLS_DHE_RSA_WITH_AES_128_CBC_SHA" },
-	{ 0x0034, "TLS_DH_anon_WITH_AES_128_CBC_SHA" },
-	{ 0x0035, "TLS_RSA_WITH_AES_256_CBC_SHA" },
-	{ 0x0038, "TLS_DHE_DSS_WITH_AES_256_CBC_SHA" },
-	{ 0x0039, "TLS_DHE_RSA_WITH_AES_256_CBC_SHA" },
-	{ 0x003A, "TLS_DH_anon_WITH_AES_256_CBC_SHA" },
-	{ 0x003B, "TLS_RSA_WITH_NULL_SHA256" },
-	{ 0x003C, "TLS_RSA_WITH_AES_128_CBC_SHA256" },
-	{ 0x003D, "TLS_RSA_WITH_AES_256_CBC_SHA256" },
-	{ 0x0041, "TLS_RSA_WITH_CAMELLIA_128_CBC_SHA" },
-	{ 0x0067, "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256" },
-	{ 0x006B, "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256" },
-	{ 0x0084, "TLS_RSA_WITH_CAMELLIA_256_CBC_SHA" },
-	{ 0x009C, "TLS_RSA_WITH_AES_128_GCM_SHA256" },
-	{ 0x009D, "TLS_RSA_WITH_AES_256_GCM_SHA384" },
-	{ 0x009E, "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256" },
-	{ 0x009F, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384" },
-	{ 0x00A6, "TLS_DH_anon_WITH_AES_128_GCM_SHA256" },
-	{ 0x00A7, "TLS_DH_anon_WITH_AES_256_GCM_SHA384" },
-	{ 0x1301, "TLS_AES_128_GCM_SHA256" },
-	{ 0x1302, "TLS_AES_256_GCM_SHA384" },
-	{ 0x1303, "TLS_CHACHA20_POLY1305_SHA256" },
-	{ 0x1304, "TLS_AES_128_CCM_SHA256" },
-	{ 0x1305, "TLS_AES_128_CCM_8_SHA256" },
-	{ 0xC002, "TLS_ECDH_ECDSA_WITH_RC4_128_SHA" },
-	{ 0xC006, "TLS_ECDHE_ECDSA_WITH_NULL_SHA" },
-	{ 0xC007, "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA" },
-	{ 0xC008, "TLS_ECDHE_ECDSA_WITH_3DES_EDE_CBC_SHA" },
-	{ 0xC009, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA" },
-	{ 0xC00A, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA" },
-	{ 0xC010, "TLS_ECDHE_RSA_WITH_NULL_SHA" },
-	{ 0xC011, "TLS_ECDHE_RSA_WITH_RC4_128_SHA" },
-	{ 0xC012, "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA" },
-	{ 0xC013, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA" },
-	{ 0xC014, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA" },
-	{ 0xC015, "TLS_ECDH_anon_WITH_NULL_SHA" },
-	{ 0xC016, "TLS_ECDH_anon_WITH_RC4_128_SHA" },
-	{ 0xC017, "TLS_ECDH_anon_WITH_3DES_EDE_CBC_SHA" },
-	{ 0xC018, "TLS_ECDH_anon_WITH_AES_128_CBC_SHA" },
-	{ 0xC019, "TLS_ECDH_anon_WITH_AES_256_CBC_SHA" },
-	{ 0xC023, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256" },
-	{ 0xC024, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384" },
-	{ 0xC027, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256" },
-	{ 0xC028, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384" },
-	{ 0xC02B, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" },
-	{ 0xC02C, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" },
-	{ 0xC02F, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" },
-	{ 0xC030, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" },
-	{ 0xC09C, "TLS_RSA_WITH_AES_128_CCM" },
-	{ 0xC09D, "TLS_RSA_WITH_AES_256_CCM" },
-	{ 0xC0AC, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM" },
-	{ 0xC0AD, "TLS_ECDHE_ECDSA_WITH_AES_256_CCM" },
-	{ 0xCCA8, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" },
-	{ 0xCCA9, "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" },
-	{ 0xCCAA, "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256" },
-};
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -266,23 +183,13 @@ int policy_cipher_from_name(const char *name, uint16_t *value)
 		*value = (uint16_t)v;
 		return 0;
 	}
-	for (i = 0; i < sizeof(cipher_names) / sizeof(cipher_names[0]); i++) {
-		if (strcmp(cipher_names[i].name, name) == 0) {
-			*value = cipher_names[i].value;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	return tls_cipher_from_name(name, value);
 }
 
+/* One table of IANA names for the engine and the policy: tls_names.c. */
 const char *policy_cipher_name(uint16_t value)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(cipher_names) / sizeof(cipher_names[0]); i++)
-		if (cipher_names[i].value == value)
-			return cipher_names[i].name;
-	return NULL;
+	return tls_cipher_name(value);
 }
 
 int policy_domain_normalize(const char *domain, char *buf, size_t bufsz)

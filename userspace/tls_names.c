@@ -1,6 +1,8 @@
 /* tls_names.c - IANA names of TLS cipher suites ("TLS Cipher Suites"
  * registry), for summaries and logs. Sorted by value for bsearch. */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tls_parse.h"
 
@@ -239,6 +241,17 @@ const char *tls_cipher_name(uint16_t value)
 					       sizeof(cipher_names[0]), cmp_cipher);
 
 	return e ? e->name : NULL;
+}
+
+int tls_cipher_from_name(const char *name, uint16_t *value)
+{
+	for (size_t i = 0; i < sizeof(cipher_names) / sizeof(cipher_names[0]); i++) {
+		if (strcmp(cipher_names[i].name, name) == 0) {
+			*value = cipher_names[i].value;
+			return 0;
+		}
+	}
+	return -EINVAL;
 }
 
 const char *tls_version_name(uint16_t version)

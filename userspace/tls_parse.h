@@ -107,6 +107,8 @@ int tls_cert_spki(const uint8_t *der, size_t len, const uint8_t **spki, size_t *
 /* IANA name of a cipher suite, e.g. "TLS_AES_256_GCM_SHA384"; NULL when
  * unknown (tls_names.c). */
 const char *tls_cipher_name(uint16_t value);
+/* The value of an IANA cipher suite name; -EINVAL when not in the table. */
+int tls_cipher_from_name(const char *name, uint16_t *value);
 /* "SSLv2", "SSLv3", "TLSv10" ... "TLSv13" (Zeek's spelling); NULL when
  * unknown. */
 const char *tls_version_name(uint16_t version);
