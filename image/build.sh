@@ -7,6 +7,7 @@
 #
 # Usage: image/build.sh [OUTDIR]   (default build/image; run as root)
 # Environment: MIRROR (default: the Debian mirror apt uses here),
+#   IMAGE_KERNEL (stable: bookworm's 6.1, default; backports: 6.12),
 #   IMAGE_SIZE_MB (default 2048), IMAGE_CACHE (default build/image-cache).
 #
 # The debootstrap tree is cached under IMAGE_CACHE, keyed by the package
@@ -74,11 +75,12 @@ fi
 log "base tree: $BASE"
 [ "${IMAGE_STAGE:-}" != base ] || exit 0
 
-# --- 1b. the kernel from bookworm-backports, cached ----------------------
-# tlsgate's tagger is rejected by the verifier of bookworm's 6.1 kernel
-# ("load BPF program: Invalid argument"); the backports kernel loads it.
-# IMAGE_KERNEL=stable keeps 6.1.
-if [ "${IMAGE_KERNEL:-backports}" = backports ]; then
+# --- 1b. optionally the kernel from bookworm-backports, cached -----------
+# IMAGE_KERNEL=backports puts bookworm-backports' kernel (6.12) in place of
+# bookworm's 6.1. Neither loads the tagger as of this writing: both
+# verifiers reject tagger.bpf.c:198 ("math between pkt pointer and register
+# with unbounded min value"), which only newer kernels accept.
+if [ "${IMAGE_KERNEL:-stable}" = backports ]; then
 	KBASE=$CACHE/kernel-$key-bpo
 	if [ ! -e "$KBASE/.complete" ]; then
 		log "backports kernel into $KBASE (cached)"
