@@ -151,6 +151,17 @@ static __always_inline int tagger_fail_closed(const __u8 *addr)
 	return bpf_map_lookup_elem(&secure_sources, &lk) != NULL;
 }
 
+/* Byte offset of p in the frame, as a plain bounded number. The barrier
+ * keeps clang from folding later arithmetic back into pointer arithmetic
+ * with unbounded registers, which older verifiers (6.1, 6.12) refuse. */
+static __always_inline __u32 tagger_off(void *p, void *data)
+{
+	long off = p - data;
+
+	asm volatile("" : "+r"(off));
+	return (__u32)off & 0xffff;
+}
+
 /* Copies a DNS message (UDP or TCP payload from source port 53 at byte
  * offset off of the frame, len bytes) to the daemon. Never changes the
  * packet's fate. */
@@ -186,28 +197,25 @@ static __always_inline void tagger_copy_dns(struct __sk_buff *skb, __u32 off, __
 
 /* A UDP datagram from port 53 at the cursor: copy its payload. */
 static __always_inline int tagger_dns(struct __sk_buff *skb, struct hdr_cursor *nh,
-				      void *data, void *data_end, void *l3, __u32 l3_len,
-				      int proto)
+				      void *data, void *data_end, __u32 l3_end)
 {
 	struct udphdr *uh = nh->pos;
-	long hdr_end, payload;
+	__u32 hdr_end;
 
 	if ((void *)(uh + 1) > data_end || uh->source != bpf_htons(53))
 		return TC_ACT_OK;
-	hdr_end = (void *)(uh + 1) - data;
-	payload = (long)l3_len - (hdr_end - (l3 - data));
-	if (payload > 0 && payload < 65536)
-		tagger_copy_dns(skb, (__u32)hdr_end, (__u32)payload, IPPROTO_UDP);
+	hdr_end = tagger_off(uh + 1, data);
+	if (l3_end > hdr_end)
+		tagger_copy_dns(skb, hdr_end, l3_end - hdr_end, IPPROTO_UDP);
 	return TC_ACT_OK;
 }
 
 /* A TCP segment from port 53: hdr_end is the end of the TCP header in the
- * frame, rest the bytes after it up to the IP length (may be negative as
- * unsigned: then nothing is copied). */
-static __always_inline void tagger_copy_tcp_dns(struct __sk_buff *skb, long hdr_end, __u32 rest)
+ * frame, l3_end where the IP length says the packet ends. */
+static __always_inline void tagger_copy_tcp_dns(struct __sk_buff *skb, __u32 hdr_end, __u32 l3_end)
 {
-	if (hdr_end > 0 && rest > 0 && rest < 65536)
-		tagger_copy_dns(skb, (__u32)hdr_end, rest, IPPROTO_TCP);
+	if (l3_end > hdr_end)
+		tagger_copy_dns(skb, hdr_end, l3_end - hdr_end, IPPROTO_TCP);
 }
 
 /* May the upper layer after an IPv6 fragment header be TCP? */
@@ -237,7 +245,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	struct tcphdr *tcph;
 	__u8 saddr[16], daddr[16];
 	void *data, *data_end;
-	__u32 want, dir, l3_len;
+	__u32 want, dir, l3_len, l3_end, l4_end;
 	void *l3;
 	long payload;
 	__u16 sport, dport;
@@ -268,13 +276,14 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
 		l3 = iph;
 		l3_len = bpf_ntohs(iph->tot_len);
+		l3_end = tagger_off(l3, data) + l3_len;
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return TC_ACT_OK;
 		if (iph->frag_off & bpf_htons(PARSE_IP_MF | PARSE_IP_OFFSET))
 			return proto == IPPROTO_TCP ? tagger_mark(skb, TLSGATE_CNT_FRAGMENT)
 						    : TC_ACT_OK;
 		if (proto == IPPROTO_UDP)
-			return tagger_dns(skb, &nh, data, data_end, l3, l3_len, proto);
+			return tagger_dns(skb, &nh, data, data_end, l3_end);
 		saddr[10] = 0xff;
 		saddr[11] = 0xff;
 		daddr[10] = 0xff;
@@ -287,6 +296,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
 		l3 = ip6h;
 		l3_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
+		l3_end = tagger_off(l3, data) + l3_len;
 		proto = parse_ip6_ext(&nh, data_end, proto);
 		if (proto == PARSE_FAIL)
 			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
@@ -299,7 +309,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			return tagger_mark(skb, TLSGATE_CNT_FRAGMENT);
 		}
 		if (proto == IPPROTO_UDP)
-			return tagger_dns(skb, &nh, data, data_end, l3, l3_len, proto);
+			return tagger_dns(skb, &nh, data, data_end, l3_end);
 		if (proto != IPPROTO_TCP)
 			return TC_ACT_OK;
 		__builtin_memcpy(saddr, &ip6h->saddr, 16);
@@ -321,7 +331,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	else if (sport == 53) {
 		/* DNS over TCP (only when no SMTP port is involved: a source
 		 * port of 53 must not exempt an SMTP flow from inspection). */
-		tagger_copy_tcp_dns(skb, nh.pos - data, l3_len - (__u32)(nh.pos - l3));
+		tagger_copy_tcp_dns(skb, tagger_off(nh.pos, data), l3_end);
 		return TC_ACT_OK;
 	} else
 		return TC_ACT_OK;
@@ -348,7 +358,8 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		}
 		/* nh.pos is the end of the TCP header; the payload ends
 		 * where the IP length says (Ethernet padding excluded). */
-		payload = (long)l3_len - (long)(nh.pos - l3);
+		l4_end = tagger_off(nh.pos, data);
+		payload = (long)l3_end - (long)l4_end;
 		if (payload == 0 && !(((__u8 *)tcph)[13] & (PARSE_TCP_SYN | PARSE_TCP_FIN |
 							     PARSE_TCP_RST))) {
 			tagger_count(skb, TLSGATE_CNT_ACK_SKIPPED);

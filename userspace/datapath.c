@@ -37,16 +37,24 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	/* libbpf's own messages are demoted: debug output only with -v. */
 	if (level == LIBBPF_DEBUG && log_get_level() < LOG_LEVEL_DEBUG)
 		return 0;
-	char buf[512];
+	/* A verifier log arrives as one message of many lines, the reason
+	 * at its end: keep the last 16 KiB, line by line. */
+	static char buf[64 * 1024];
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	if (n > 0 && buf[n < (int)sizeof(buf) ? n - 1 : (int)sizeof(buf) - 2] == '\n')
-		buf[n < (int)sizeof(buf) ? n - 1 : (int)sizeof(buf) - 2] = '\0';
-	/* The clsact qdisc that already exists (our own, from an earlier
-	 * start) is reported by the kernel as a warning; it is expected. */
-	if (level == LIBBPF_WARN && !strstr(buf, "Exclusivity flag on"))
-		log_warnx("libbpf: %s", buf);
-	else
-		log_debug("libbpf: %s", buf);
+	if (n <= 0)
+		return 0;
+	char *start = buf;
+	size_t len = strlen(buf);
+	if (len > 16 * 1024)
+		start = buf + len - 16 * 1024;
+	for (char *line = start, *save = NULL; (line = strtok_r(line, "\n", &save)); line = NULL) {
+		/* The clsact qdisc that already exists (our own, from an
+		 * earlier start) is reported by the kernel as a warning. */
+		if (level == LIBBPF_WARN && !strstr(line, "Exclusivity flag on"))
+			log_warnx("libbpf: %s", line);
+		else if (level != LIBBPF_WARN)
+			log_debug("libbpf: %s", line);
+	}
 	return 0;
 }
 
