@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -864,15 +865,22 @@ static void daemon_teardown(struct daemon *d)
 	datapath_close(d->dp, true);
 }
 
+/* The signals the event loop takes through its signalfd. Blocked in main()
+ * before any thread starts (the web server has one), so that no thread
+ * takes SIGTERM's default action and dies without cleaning up. */
+static void daemon_signals(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGTERM);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGHUP);
+	sigaddset(mask, SIGCHLD);
+}
+
 static int daemon_run(struct daemon *d)
 {
 	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	daemon_signals(&mask);
 	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -961,6 +969,9 @@ int main(int argc, char **argv)
 	struct daemon d = { 0 };
 
 	log_open("tlsgated", LOG_LEVEL_INFO, false);
+	sigset_t mask;
+	daemon_signals(&mask);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	config_parse(&d.cfg, argc, argv);
 	if (!d.cfg.probe_cmd) {
 		/* Default: tlsgate-probe next to this binary. */
