@@ -157,4 +157,4 @@ image: deps
 
 image-test:
 	image/deps.sh
-	tests/image/boot_test.sh $(BUILD)/image
+	tests/image/boot_test.sh $(abspath $(BUILD))/image

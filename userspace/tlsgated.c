@@ -925,10 +925,11 @@ static int daemon_run(struct daemon *d)
 				struct signalfd_siginfo si;
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
+						/* No RELOADING=1/READY=1 around it: with
+						 * Type=notify and ExecReload=kill -HUP, systemd
+						 * (252) left the unit inactive after those. */
 						log_info("SIGHUP: re-reading the policy");
-						notify("RELOADING=1");
 						gate_reload(d->gate);
-						notify("READY=1");
 						continue;
 					}
 					if (si.ssi_signo == SIGCHLD) {
