@@ -29,6 +29,13 @@
 #                    out (_tcp.mx-slow.test delegated to dns-dead)
 #   nullmx.test      null MX (RFC 7505)                       unknown (no mail)
 #
+# DNS_BENCH_DOMAINS=N (unset: nothing changes) adds N more domains to
+# "test." before signing, bench-000.test ..., each with its own MX host
+# unless noted, cycling through six classes: dane (3 1 1), dane (2 0 1 via
+# the shared mx-tls.world.test), unknown (3 1 1 not matching), tls (no
+# TLSA), plaintext (mx-plain's address), unknown (null MX). The list with
+# the expected classes goes to $DNS_DIR/bench.list ("domain class" lines).
+#
 # Contract: dns_up sets DNS_DIR ($WORLD_DIR/dns) and writes there root.ds
 # (trust anchor), resolv.conf (for posttls-finger) and the logs; the
 # namespaces are "$WORLD_ID-dns*", so world_down removes them with the rest.
@@ -102,6 +109,33 @@ _dns_break_sigs() {
 	EOF
 }
 
+# _dns_bench_records N SPKI BAD: print the records of N benchmark domains
+# (see the header) and write $DNS_DIR/bench.list.
+_dns_bench_records() {
+	local n=$1 spki=$2 bad=$3 i d mx
+	case $n in '' | *[!0-9]*) dns_log "DNS_BENCH_DOMAINS: not a number: $n"; return 1 ;; esac
+	: >"$DNS_DIR/bench.list" || return 1
+	for ((i = 0; i < n; i++)); do
+		d=$(printf 'bench-%03d.test' "$i") mx=mx.$d
+		case $((i % 6)) in
+		0) printf '%s.\tIN MX 10 %s.\n%s.\tIN A 198.51.100.20\n_25._tcp.%s.\tIN TLSA 3 1 1 %s\n' \
+			"$d" "$mx" "$mx" "$mx" "$spki"
+			echo "$d dane" >>"$DNS_DIR/bench.list" ;;
+		1) printf '%s.\tIN MX 10 mx-tls.world.test.\n' "$d"
+			echo "$d dane" >>"$DNS_DIR/bench.list" ;;
+		2) printf '%s.\tIN MX 10 %s.\n%s.\tIN A 198.51.100.20\n_25._tcp.%s.\tIN TLSA 3 1 1 %s\n' \
+			"$d" "$mx" "$mx" "$mx" "$bad"
+			echo "$d unknown" >>"$DNS_DIR/bench.list" ;;
+		3) printf '%s.\tIN MX 10 %s.\n%s.\tIN A 198.51.100.20\n' "$d" "$mx" "$mx"
+			echo "$d tls" >>"$DNS_DIR/bench.list" ;;
+		4) printf '%s.\tIN MX 10 %s.\n%s.\tIN A 198.51.100.30\n' "$d" "$mx" "$mx"
+			echo "$d plaintext" >>"$DNS_DIR/bench.list" ;;
+		5) printf '%s.\tIN MX 0 .\n' "$d"
+			echo "$d unknown" >>"$DNS_DIR/bench.list" ;;
+		esac
+	done
+}
+
 _dns_zones() {
 	local z=$DNS_DIR/zones ca=$WORLD_DIR/ca spki cahash bad kroot ktest kbogus
 	mkdir -p "$z" "$DNS_DIR/keys" || return 1
@@ -119,6 +153,9 @@ _dns_zones() {
 			-e "s/@DEAD4@/$DNS_DEAD4/g" -e "s/@DEAD6@/$DNS_DEAD6/g" \
 			"$DNS_TEMPLATES/$t.zone" >"$z/$t.zone" || return 1
 	done
+	if [ -n "${DNS_BENCH_DOMAINS:-}" ]; then
+		_dns_bench_records "$DNS_BENCH_DOMAINS" "$spki" "$bad" >>"$z/test.zone" || return 1
+	fi
 	# Bottom up: each parent gets its child's DS before it is signed.
 	_dns_sign bogus.test. "$z/bogus.zone" "$kbogus" && _dns_break_sigs "$z/bogus.zone.signed" &&
 		cat "$DNS_DIR/keys/$kbogus.ds" >>"$z/test.zone" &&
