@@ -156,3 +156,4 @@ echo "          smtp-source -s $SESS -m $TX -l 2048 $SINK:25 (in -> smtp-sink on
 echo "          tests/bench/flowtool.py connect $SINK 25; flowtool.py hold $SINK $HOLDER_PORT $HOLD (against flowtool.py serve)"
 echo; ./tests/bench/replay_bench.sh # issue 3: replay throughput of the engine vs tshark
 echo; ./tests/bench/web_load.sh # issue 6: 200 concurrent lookup clients vs the mail path
+echo; ./tests/bench/probe_bench.sh # issue 4: tlsgate-probe -j 64 vs posttls-finger one after the other, 500 domains
