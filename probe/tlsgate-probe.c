@@ -286,6 +286,27 @@ static void db_record(struct store *db, const struct probe_target *t)
 		const char *mxname = mx->host ? mx->host->name : NULL;
 
 		p.mx = mxname;
+		/* The validated TLSA RRset, for tlsgated's on-the-wire check
+		 * of certificates it sees (TLS <= 1.2). Secure answers only. */
+		if (mx->host && mxname &&
+		    (mx->host->dane == RESOLVER_DANE_USABLE ||
+		     mx->host->dane == RESOLVER_DANE_UNUSABLE)) {
+			struct store_tlsa recs[STORE_TLSA_MAX];
+			size_t n = 0;
+			for (size_t k = 0; k < mx->host->n_tlsa && n < STORE_TLSA_MAX; k++) {
+				const struct dane_tlsa *r = &mx->host->tlsa[k];
+				if (r->len > STORE_TLSA_DATA_MAX)
+					continue;
+				recs[n].usage = r->usage;
+				recs[n].selector = r->selector;
+				recs[n].mtype = r->mtype;
+				recs[n].len = r->len;
+				memcpy(recs[n].data, r->data, r->len);
+				n++;
+			}
+			store_tlsa_set(db, mxname, recs, n,
+				       t->started + (mx->host->ttl ? mx->host->ttl : 300));
+		}
 		if (mx->n_addrs == 0) {
 			p.addr = NULL;
 			p.verdict = probe_verdict_str(mx->verdict);

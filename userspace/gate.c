@@ -17,6 +17,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include "dane.h"
 #include "decide.h"
 #include "enforce.h"
 #include "log.h"
@@ -693,6 +694,69 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 	return NF_DROP;
 }
 
+/* DANE on the wire (TLS <= 1.2, full handshake: the certificate chain is
+ * visible): the server's chain against the MX's validated TLSA RRset that
+ * the probe stored. UNSEEN when there is nothing to check (TLS 1.3,
+ * resumption, no TLSA known): decide() then relies on the probe. */
+static enum decide_cert gate_wire_dane(struct gate *g, struct flow *f)
+{
+	struct gate_flow *gf = f->gate;
+	const struct session_info *si = session_info(f->session);
+	if (gf->direction != DECIDE_OUTBOUND || !si->tls_version || si->tls_version > 0x0303 ||
+	    si->tls_resumed || !strcmp(gf->mx, gf->server_text)) {
+		log_debug("dane on the wire: not applicable (mx=%s version=0x%04x resumed=%d certs=%u)",
+			  gf->mx, si->tls_version, si->tls_resumed, si->cert_count);
+		return DECIDE_CERT_UNSEEN;
+	}
+	static struct store_tlsa recs[STORE_TLSA_MAX]; /* single-threaded */
+	int n = store_tlsa_get(g->store, gf->mx, wall_now(), recs, STORE_TLSA_MAX);
+	if (n <= 0) {
+		log_debug("dane on the wire: no validated TLSA known for %s", gf->mx);
+		return DECIDE_CERT_UNSEEN;
+	}
+	if (si->cert_count == 0) {
+		/* A full TLS <= 1.2 handshake without a certificate is an
+		 * anonymous cipher suite: nothing authenticates the server
+		 * (RFC 7672 2.2: DANE clients must not accept that). */
+		log_debug("dane on the wire: mx=%s sent no certificate (anonymous cipher)", gf->mx);
+		return DECIDE_CERT_MISMATCH;
+	}
+	struct dane_tlsa tlsa[STORE_TLSA_MAX];
+	for (int i = 0; i < n; i++)
+		tlsa[i] = (struct dane_tlsa){ .usage = recs[i].usage, .selector = recs[i].selector,
+					      .mtype = recs[i].mtype, .data = recs[i].data,
+					      .len = recs[i].len };
+	const uint8_t *chain[16];
+	size_t chain_len[16];
+	size_t nc = 0;
+	for (unsigned int i = 0; i < si->cert_count && nc < 16; i++) {
+		size_t len;
+		const uint8_t *der = session_cert_der(f->session, i, &len);
+		if (!der)
+			break;
+		chain[nc] = der;
+		chain_len[nc++] = len;
+	}
+	const char *names[] = { gf->mx };
+	struct dane_input di = { .tlsa = tlsa, .n_tlsa = (size_t)n, .chain = chain,
+				 .chain_len = chain_len, .n_chain = nc, .names = names,
+				 .n_names = 1, .no_name_checks = true };
+	struct dane_verdict v;
+	if (dane_verify(&di, &v) < 0)
+		return DECIDE_CERT_MISMATCH;
+	log_debug("dane on the wire: mx=%s result=%s depth=%d", gf->mx, dane_result_str(v.result),
+		  v.depth);
+	switch (v.result) {
+	case DANE_MATCH:
+		return DECIDE_CERT_MATCH;
+	case DANE_NO_RECORDS:
+	case DANE_UNUSABLE:
+		return DECIDE_CERT_UNSEEN;
+	default:
+		return DECIDE_CERT_MISMATCH;
+	}
+}
+
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		 enum session_action action, bool no_offload)
 {
@@ -721,6 +785,9 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	switch (action) {
 	case SESSION_OFFLOAD: {
 		struct decide_input in = gate_input(g, f, DECIDE_PHASE_TLS);
+		in.cert = gate_wire_dane(g, f);
+		if (in.cert != DECIDE_CERT_UNSEEN && in.dane == DECIDE_DANE_NONE)
+			in.dane = DECIDE_DANE_USABLE; /* validated TLSA known for this MX */
 		if (!si->tls_judged && !si->tls_failed)
 			in.must_judge = true;
 		d = decide(&in);

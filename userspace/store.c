@@ -33,6 +33,10 @@ static const char store_schema[] =
 	"  client TEXT, server TEXT, mx TEXT, sender TEXT, recipient TEXT,"
 	"  rule TEXT, verdict TEXT, reason TEXT);"
 	"CREATE INDEX IF NOT EXISTS events_time ON events(time);"
+	"CREATE TABLE IF NOT EXISTS tlsa("
+	"  mx TEXT NOT NULL, usage INTEGER NOT NULL, selector INTEGER NOT NULL,"
+	"  mtype INTEGER NOT NULL, data BLOB NOT NULL, expires INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS tlsa_mx ON tlsa(mx);"
 	"CREATE TABLE IF NOT EXISTS policy_applied("
 	"  serial INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, key_id TEXT NOT NULL,"
 	"  applied_at INTEGER NOT NULL, expires INTEGER NOT NULL, body TEXT);"
@@ -380,4 +384,63 @@ int store_probe_addr_latest(struct store *s, const char *addr, char verdict[32],
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "probe addr latest");
+}
+
+int store_tlsa_set(struct store *s, const char *mx, const struct store_tlsa *recs, size_t n,
+		   int64_t expires)
+{
+	if (store_exec(s, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	sqlite3_stmt *st = store_prepare(s, "DELETE FROM tlsa WHERE mx = ?1", "s", mx);
+	int rc = store_step_done(s, st, "tlsa delete");
+	for (size_t i = 0; rc == 0 && i < n && i < STORE_TLSA_MAX; i++) {
+		st = store_prepare(s,
+				   "INSERT INTO tlsa(mx, usage, selector, mtype, data, expires)"
+				   " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+				   "siiii", mx, (int64_t)recs[i].usage, (int64_t)recs[i].selector,
+				   (int64_t)recs[i].mtype, (int64_t)0);
+		if (!st) {
+			rc = -EIO;
+			break;
+		}
+		size_t len = recs[i].len < STORE_TLSA_DATA_MAX ? recs[i].len : STORE_TLSA_DATA_MAX;
+		if (sqlite3_bind_blob(st, 5, recs[i].data, (int)len, SQLITE_TRANSIENT) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 6, expires) != SQLITE_OK) {
+			sqlite3_finalize(st);
+			rc = store_fail(s, "tlsa bind");
+			break;
+		}
+		rc = store_step_done(s, st, "tlsa insert");
+	}
+	if (store_exec(s, rc == 0 ? "COMMIT" : "ROLLBACK") < 0 && rc == 0)
+		rc = -EIO;
+	return rc;
+}
+
+int store_tlsa_get(struct store *s, const char *mx, int64_t now, struct store_tlsa *out,
+		   size_t max)
+{
+	sqlite3_stmt *st = store_prepare(s,
+					 "SELECT usage, selector, mtype, data FROM tlsa"
+					 " WHERE mx = ?1 AND expires > ?2 ORDER BY rowid",
+					 "si", mx, now);
+	if (!st)
+		return -EIO;
+	size_t n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < max) {
+		out[n].usage = (uint8_t)sqlite3_column_int(st, 0);
+		out[n].selector = (uint8_t)sqlite3_column_int(st, 1);
+		out[n].mtype = (uint8_t)sqlite3_column_int(st, 2);
+		int len = sqlite3_column_bytes(st, 3);
+		const void *blob = sqlite3_column_blob(st, 3);
+		out[n].len = len > 0 && len <= STORE_TLSA_DATA_MAX ? (size_t)len : 0;
+		if (out[n].len)
+			memcpy(out[n].data, blob, out[n].len);
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_fail(s, "tlsa get");
+	return (int)n;
 }

@@ -114,6 +114,22 @@ int store_probe_add(struct store *s, const struct store_probe *p);
 /* The newest probe verdict for one MX address ("dane", "dane-fail", "tls",
  * ...; see tlsgate-probe) and its time. -ENOENT when never probed. */
 int store_probe_addr_latest(struct store *s, const char *addr, char verdict[32], int64_t *time);
+/* The DNSSEC-validated TLSA RRset of an MX host (written by the probe from
+ * a secure answer only), replaced as a whole, valid until expires. */
+#define STORE_TLSA_MAX 16
+#define STORE_TLSA_DATA_MAX 1024 /* bytes of one record's data kept */
+struct store_tlsa {
+	uint8_t usage, selector, mtype;
+	size_t len;
+	uint8_t data[STORE_TLSA_DATA_MAX];
+};
+/* recs: n records (usage, selector, mtype, data, len). */
+int store_tlsa_set(struct store *s, const char *mx, const struct store_tlsa *recs, size_t n,
+		   int64_t expires);
+/* Up to max unexpired records of mx into out; returns how many (0: none or
+ * expired), or -EIO. */
+int store_tlsa_get(struct store *s, const char *mx, int64_t now, struct store_tlsa *out,
+		   size_t max);
 /* The class of the newest result for domain, and its time (may be NULL). */
 int store_probe_latest(struct store *s, const char *domain, char cls[32], int64_t *time);
 

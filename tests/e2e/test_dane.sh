@@ -11,6 +11,12 @@
 #     block event names the DANE rule and the MX name learned from DNS.
 #  4. For dane-ee.test (matching TLSA) a message is delivered over TLS and
 #     the history records the MX at level dane.
+#  5. DANE on the wire: with TLS 1.2 (the certificate is visible) the
+#     gateway checks the chain against the validated TLSA RRset the probe
+#     stored. The real certificate passes; then mx-tls presents another key
+#     (what an interposed attacker would do to the MTA's connections while
+#     the probe's earlier verdict still says "verified"): deferred, blocked
+#     by the DANE rule as a mismatch seen on the wire.
 # The two domains' MX hosts share mx-tls's address, so each part runs with
 # a fresh store of address mappings (the gateway sees addresses only).
 set -u
@@ -80,10 +86,46 @@ check "the address of mx-ee.test was learned" \
 	[ "$(sql "select mx from addr_mx where addr='198.51.100.20'")" = mx-ee.test ]
 if wait_for 60 has_verdict dane-ee.test; then ok "dane-ee.test probed"; else not_ok "dane-ee.test probed"; fi
 check "the probe verified DANE (dane)" [ "$(probe_verdict dane-ee.test)" = dane ]
+# TLS 1.2 from here on, so the certificate is on the wire (part 5); the
+# history then remembers 1.2 as the best version of this MX.
+# Without aNULL: at level "may" Postfix would otherwise pick anonymous DH
+# for TLS 1.2 and no certificate would be on the wire.
+world_exec in postconf -c "$WORLD_DIR/in/etc" -e \
+	'smtp_tls_protocols = !SSLv2, !SSLv3, !TLSv1, !TLSv1.1, !TLSv1.3' \
+	'smtp_tls_exclude_ciphers = aNULL' &&
+	world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
+sleep 1
+check "the probe stored mx-ee.test's validated TLSA RRset" \
+	world_in_range "$(sql "select count(*) from tlsa where mx='mx-ee.test'")" 1
 id=$(world_send user@tls.test "to a DANE-verified MX")
 f=$(world_wait_delivered mx-tls "$id" 30)
-check "DANE verified: delivered over TLS" grep -q 'with ESMTPS' "${f:-/dev/null}"
+check "DANE verified (certificate checked on the wire): delivered over TLS" grep -q 'with ESMTPS' "${f:-/dev/null}"
+check "... and it was TLS 1.2" grep -q 'TLSv1.2' "${f:-/dev/null}"
 sleep 0.5
 check "history records mx-ee.test at level dane" [ "$(sql "select level from tls_history where mx='mx-ee.test'")" = 3 ]
+
+# 5: DANE on the wire with TLS 1.2: another key.
+rogue=$WORLD_DIR/ca/rogue.pem
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=mx-ee.test -keyout "$rogue.key" -out "$rogue.crt" >/dev/null 2>&1 &&
+	cat "$rogue.key" "$rogue.crt" >"$rogue" && chmod 600 "$rogue" &&
+	world_exec mx-tls postconf -c "$WORLD_DIR/mx-tls/etc" -e "smtpd_tls_chain_files = $rogue" &&
+	world_exec mx-tls postfix -c "$WORLD_DIR/mx-tls/etc" reload >/dev/null 2>&1
+# A new connection must see the new key: no cached SMTP connection, no old
+# smtpd process.
+world_exec in postconf -c "$WORLD_DIR/in/etc" -e 'smtp_connection_cache_on_demand = no' &&
+	world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
+sleep 3
+id=$(world_send user@tls.test "DANE on the wire, another key")
+qid=$(queue_id "$id")
+wait_for 30 grep -qE "$qid: to=<user@tls.test>.*status=deferred" "$WORLD_DIR/in/maillog"
+line=$(grep -E "$qid: to=<user@tls.test>.*status=" "$WORLD_DIR/in/maillog" | tail -1)
+diag "$line"
+check "another key on the wire: deferred" grep -q 'status=deferred' <<<"$line"
+check "another key on the wire: nothing delivered" world_not world_find_message mx-tls "$id"
+check "block event: DANE mismatch seen on the wire (not the probe's verdict)" \
+	[ "$(sql "select count(*) from events where kind='block' and rule like 'dane%' and reason like '%does not match the DANE TLSA%' and mx='mx-ee.test'")" -ge 1 ]
+diag "$(sql "select reason from events where kind='block' and mx='mx-ee.test' order by id desc limit 1")"
+grep -E 'dane on the wire|mx-ee' "$WORLD_DIR/gw/tlsgated.log" | tail -5 | sed 's/^/# /' 
 
 done_testing
