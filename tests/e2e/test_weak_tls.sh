@@ -140,7 +140,7 @@ secure_blocked() {
 # 1. Minimum TLS 1.3, IPv4 and IPv6.
 CIPHER=
 for v in 4 6; do
-	[ $v = 4 ] && dom=tls.test mx=198.51.100.20 || { dom=tls6.test; mx=2001:db8:2::20; }
+	if [ $v = 4 ]; then dom=tls.test mx=198.51.100.20; else dom=tls6.test mx=2001:db8:2::20; fi
 	id=$(send_to "user@$dom" "normal sender, TLS 1.2, IPv$v")
 	f=$(world_wait_delivered mx-tls "$id" 30)
 	check "IPv$v: normal sender's mail delivered despite TLS 1.2 < 1.3 (as plaintext)" [ -n "$f" ]
