@@ -104,6 +104,13 @@ sleep 1
 
 check "policy serial 10 (minimum TLS 1.3) in force" [ "$(world_stats 'j["policy"]["serial"]')" = 10 ]
 
+# counted_plaintext PP0 PT0: passed_plaintext grew beyond PP0 while
+# passed_tls stayed PT0.
+counted_plaintext() {
+	[ "$(world_stats 'j["verdicts"]["passed_plaintext"]')" -gt "$1" ] &&
+		[ "$(world_stats 'j["verdicts"]["passed_tls"]')" = "$2" ]
+}
+
 # secure_blocked V TO MX WHAT: a secure-source message to TO is not
 # delivered: the gateway resets both sides after the ServerHello, so the
 # sending Postfix fails the TLS handshake and defers. The message is then
@@ -141,6 +148,8 @@ secure_blocked() {
 CIPHER=
 for v in 4 6; do
 	if [ $v = 4 ]; then dom=tls.test mx=198.51.100.20; else dom=tls6.test mx=2001:db8:2::20; fi
+	pp0=$(world_stats 'j["verdicts"]["passed_plaintext"]')
+	pt0=$(world_stats 'j["verdicts"]["passed_tls"]')
 	id=$(send_to "user@$dom" "normal sender, TLS 1.2, IPv$v")
 	f=$(world_wait_delivered mx-tls "$id" 30)
 	check "IPv$v: normal sender's mail delivered despite TLS 1.2 < 1.3 (as plaintext)" [ -n "$f" ]
@@ -151,6 +160,8 @@ for v in 4 6; do
 	sleep 0.5
 	check "IPv$v: the history counts the weak TLS as plaintext (level 1)" \
 		[ "$(sql "select level from tls_history where mx='$mx'")" = 1 ]
+	check "IPv$v: the gateway counted the flow as passed plaintext, not TLS" \
+		counted_plaintext "$pp0" "$pt0"
 	secure_blocked $v "secure@$dom" $mx "TLS version below the policy minimum"
 done
 
@@ -165,12 +176,15 @@ else
 	diag "policy apply: $ans"
 	check "policy serial 11 (minimum 1.2, $IANA banned) applied" \
 		[ "$(world_stats 'j["policy"]["serial"]')" = 11 ]
+	pp0=$(world_stats 'j["verdicts"]["passed_plaintext"]')
+	pt0=$(world_stats 'j["verdicts"]["passed_tls"]')
 	id=$(send_to user@tls.test "normal sender, banned cipher")
 	f=$(world_wait_delivered mx-tls "$id" 30)
 	check "normal sender's mail delivered despite the banned cipher (as plaintext)" \
 		grep -q "using TLSv1.2 with cipher $CIPHER" "${f:-/dev/null}"
 	check "the history still counts mx-tls as plaintext" \
 		[ "$(sql "select level from tls_history where mx='198.51.100.20'")" = 1 ]
+	check "the gateway counted it as passed plaintext, not TLS" counted_plaintext "$pp0" "$pt0"
 	secure_blocked 4 secure@tls.test 198.51.100.20 "banned TLS cipher suite"
 fi
 
