@@ -50,12 +50,14 @@ cut -d' ' -f1 "$DNS_DIR/bench.list" >"$LIST"
 now() { date +%s.%N; }
 
 PROBE_ARGS="-j $JOBS -f $LIST --json --resolver $DNS_REC4 --trust-anchor $DNS_DIR/root.ds --transparent-zone test."
-# probe_run NAME: one timed run; seconds on stdout, JSON in $OUT/NAME.json.
+# probe_run NAME [ARGS...]: one timed run; seconds on stdout, JSON in
+# $OUT/NAME.json.
 probe_run() {
-	local t0 t1
+	local t0 t1 name=$1
+	shift
 	t0=$(now)
 	# shellcheck disable=SC2086
-	world_exec in "$PROBE" $PROBE_ARGS >"$OUT/$1.json" 2>"$OUT/$1.err"
+	world_exec in "$PROBE" $PROBE_ARGS "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"
 	t1=$(now)
 	echo "$t1 - $t0" | bc -l
 }
@@ -122,7 +124,10 @@ done | sort >"$OUT/ptf.classes"
 ptf_full=$(echo "$ptf_time * $N / $ptf_done" | bc -l)
 
 # --- 3. tlsgate-probe again, warm cache -------------------------------------
+# As given (IPv4 and IPv6 to every MX address: more connections than
+# posttls-finger -a ipv4 makes), and with -4, the same work as posttls-finger.
 probe_warm=$(probe_run probe-warm)
+probe_warm4=$(probe_run probe-warm4 -4)
 
 # --- 4. compare ---------------------------------------------------------------
 # Only the domains posttls-finger ran; each against the other and against
@@ -134,11 +139,13 @@ agree=$(awk '$2 == $3' "$OUT/compare" | wc -l)
 ptf_right=$(awk '$2 == $4' "$OUT/compare" | wc -l)
 probe_right=$(awk '$3 == $4' "$OUT/compare" | wc -l)
 probe_right_all=$(join "$OUT/probe.classes" "$OUT/expected.classes" | awk '$2 == $3' | wc -l)
-warm_same=$(classes_of "$OUT/probe-warm.json" | cmp -s - "$OUT/probe.classes" && echo yes || echo no)
+same_classes() { classes_of "$OUT/$1.json" | cmp -s - "$OUT/probe.classes" && echo yes || echo no; }
+warm_same="$(same_classes probe-warm), -4: $(same_classes probe-warm4)"
 
 printf '\n%-46s %10s %10s\n' "probe benchmark (issue 4)" "seconds" "domains"
 printf '%-46s %10.2f %10d\n' "tlsgate-probe -j $JOBS, cold resolver cache" "$probe_cold" "$N"
 printf '%-46s %10.2f %10d\n' "tlsgate-probe -j $JOBS, warm resolver cache" "$probe_warm" "$N"
+printf '%-46s %10.2f %10d\n' "tlsgate-probe -j $JOBS -4, warm resolver cache" "$probe_warm4" "$N"
 if [ "$ptf_done" = "$N" ]; then
 	printf '%-46s %10.2f %10d\n' "posttls-finger, one after the other" "$ptf_time" "$N"
 else
@@ -150,11 +157,13 @@ printf '%-46s %10.1fx   (target >= 20x; both on a warm resolver cache)\n' \
 	"ratio posttls-finger / tlsgate-probe" "$(echo "$ptf_full / $probe_warm" | bc -l)"
 printf '%-46s %10.1fx   (the probe on a cold cache, posttls-finger warm)\n' \
 	"  conservative ratio" "$(echo "$ptf_full / $probe_cold" | bc -l)"
+printf '%-46s %10.1fx   (IPv4 only, as posttls-finger -a ipv4; warm cache)\n' \
+	"  ratio with tlsgate-probe -4" "$(echo "$ptf_full / $probe_warm4" | bc -l)"
 echo
 echo "results on the $compared domains both ran ($ptf_done of $N for posttls-finger, random order, seed $SEED):"
 echo "  agreements: $agree, disagreements: $((compared - agree))"
 echo "  right by the zone's design: posttls-finger $ptf_right/$compared, tlsgate-probe $probe_right/$compared" \
-	"(tlsgate-probe on all $N: $probe_right_all/$N; warm run same classes: $warm_same)"
+	"(tlsgate-probe on all $N: $probe_right_all/$N; warm runs, same classes: $warm_same)"
 echo "  classes (expected: count): $(cut -d' ' -f4 "$OUT/compare" | sort | uniq -c | awk '{ printf "%s%s %d", (NR > 1 ? ", " : ""), $2, $1 }')"
 if [ "$agree" != "$compared" ]; then
 	echo "  disagreements (domain posttls-finger tlsgate-probe expected):"
@@ -170,7 +179,7 @@ if [ "$probe_right_all" != "$N" ]; then
 fi
 echo
 echo "commands (in the world's \"in\" namespace, resolver unbound $DNS_REC4 validating from the test root):"
-echo "  tlsgate-probe $PROBE_ARGS"
+echo "  tlsgate-probe $PROBE_ARGS [-4]"
 echo "  for d in \$(cat LIST); do timeout 40 posttls-finger -l dane -a ipv4 \$d; done"
 echo "      (MAIL_CONFIG=$DNS_DIR/ptf: smtp_dns_support_level = dnssec; /etc/resolv.conf -> $DNS_REC4)"
 exit 0
