@@ -102,6 +102,7 @@ echo "# tlsgate-probe -j $JOBS: $probe_lines results in $(printf '%.2f' "$probe_
 # and flatter the probe. Each run is still bounded by timeout(1).
 shuf --random-source=<(openssl enc -aes-128-ctr -pass "pass:$SEED" -nosalt -pbkdf2 </dev/zero 2>/dev/null) \
 	"$LIST" >"$OUT/ptf.order"
+# shellcheck disable=SC2016 # the inner scripts expand their own arguments
 MAIL_CONFIG=$DNS_DIR/ptf unshare -m --propagation private bash -c '
 	mount --bind "$1" /etc/resolv.conf || exit 111
 	exec nsenter --net="$2" bash -c "$3" ptf "$4" "$5" "$6" "$7"' sh \
