@@ -66,6 +66,8 @@ struct gate {
 	struct gate_stats stats;
 	struct flow *cur_flow; /* flow whose segment is being consumed */
 	uint64_t ticks;
+	struct timespec drop_mtime; /* of the drop directory's policy.json seen last */
+	off_t drop_size;
 	struct log_ratelimit rl;
 };
 
@@ -415,6 +417,26 @@ void gate_close(struct gate *g)
 	free(g);
 }
 
+/* Applies DIR/policy.json when its mtime or size changed since the last
+ * look. Both files are written first and then the JSON is renamed into
+ * place by whoever drops a policy; a half-written pair is refused (bad
+ * signature) and retried at the next change. */
+static void gate_drop_dir(struct gate *g)
+{
+	char path[512], err[POLICY_ERR_MAX];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/policy.json", g->cfg.policy_dir);
+	if (stat(path, &st) < 0)
+		return;
+	if (st.st_mtim.tv_sec == g->drop_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == g->drop_mtime.tv_nsec && st.st_size == g->drop_size)
+		return;
+	g->drop_mtime = st.st_mtim;
+	g->drop_size = st.st_size;
+	if (gate_policy_apply(g, path, NULL, err, sizeof(err)) == 0)
+		log_info("policy from the drop directory %s applied", g->cfg.policy_dir);
+}
+
 void gate_tick(struct gate *g)
 {
 	int rc = datapath_heartbeat(g->dp, gate_failclosed_ms(g));
@@ -423,6 +445,8 @@ void gate_tick(struct gate *g)
 	/* The events table is bounded: the oldest rows go first. */
 	if (++g->ticks % 60 == 0)
 		store_event_trim(g->store, GATE_EVENTS_MAX);
+	if (g->cfg.policy_dir && g->ticks % 5 == 0)
+		gate_drop_dir(g);
 }
 
 /* ---- per flow ---------------------------------------------------------- */

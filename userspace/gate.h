@@ -43,6 +43,8 @@ struct gate_config {
 	const char *state_dir;       /* last good policy copy */
 	const char *policy_key_path; /* minisign public key; NULL: no policy */
 	const char *policy_path;     /* applied at start and on SIGHUP; may be NULL */
+	const char *policy_dir;      /* drop directory: DIR/policy.json (+ .minisig)
+					is applied when it changes; may be NULL */
 	uint32_t failclosed_ms;      /* heartbeat age after which secure sources fail closed */
 	int inside_ifindex[DATAPATH_MAX_IFACES];
 	size_t n_inside;
@@ -77,7 +79,9 @@ void gate_before_segment(struct gate *g, struct flow *f);
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		 enum session_action action, bool no_offload);
 
-/* Every second: heartbeat for the fail-closed timer, policy directory. */
+/* Every second: heartbeat for the fail-closed timer; every 5 s the policy
+ * drop directory (a changed DIR/policy.json is applied; a refused one is
+ * reported once per change). */
 void gate_tick(struct gate *g);
 
 /* Applies a signed policy (sig_path NULL: json_path + ".minisig"). On

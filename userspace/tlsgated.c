@@ -68,6 +68,7 @@ struct config {
 	const char *state_dir;
 	const char *policy_key;
 	const char *policy_path;
+	const char *policy_dir;
 	unsigned int failclosed_ms;
 	const char *web_listen; /* NULL: off */
 	const char *web_token_file;
@@ -617,6 +618,8 @@ static void usage(FILE *out)
 		"      --state-dir DIR       last good policy copy (default /var/lib/tlsgate)\n"
 		"      --policy-key FILE     minisign public key that signs policies (none: secure mode off)\n"
 		"      --policy FILE         signed policy (FILE.minisig beside it), re-read on SIGHUP\n"
+		"      --policy-dir DIR      drop directory: DIR/policy.json (+ .minisig) is applied\n"
+		"                            within 5 s of changing\n"
 		"      --failclosed-ms N     secure-mode sources are dropped in the kernel when the\n"
 		"                            daemon misses its heartbeat this long (default 3000)\n"
 		"      --web ADDR:PORT|off   status page and API (default 127.0.0.1:8025)\n"
@@ -693,6 +696,8 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->policy_key = value;
 	} else if (!strcmp(name, "policy")) {
 		cfg->policy_path = value;
+	} else if (!strcmp(name, "policy-dir")) {
+		cfg->policy_dir = value;
 	} else if (!strcmp(name, "failclosed-ms")) {
 		if (!parse_uint(value, 600000, &v) || v < 100)
 			fatalx("failclosed-ms: '%s' is not 100..600000", value);
@@ -794,6 +799,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 1 },
 		{ "policy-key", required_argument, NULL, 1 },
 		{ "policy", required_argument, NULL, 1 },
+		{ "policy-dir", required_argument, NULL, 1 },
 		{ "failclosed-ms", required_argument, NULL, 1 },
 		{ "web", required_argument, NULL, 1 },
 		{ "web-token-file", required_argument, NULL, 1 },
@@ -1014,6 +1020,7 @@ int main(int argc, char **argv)
 		.state_dir = d.cfg.state_dir,
 		.policy_key_path = d.cfg.policy_key,
 		.policy_path = d.cfg.policy_path,
+		.policy_dir = d.cfg.policy_dir,
 		.failclosed_ms = d.cfg.failclosed_ms,
 	};
 	for (size_t i = 0; i < d.cfg.n_ifaces; i++)

@@ -13,7 +13,7 @@
 #     is back; a release through the control socket lets the queued mail go.
 #  5. policy apply: a bad signature, a rollback, an expired policy and an
 #     unknown field are each refused with one line, and the old policy
-#     stays in force.
+#     stays in force; a good one applies, also from the drop directory.
 #  6. inbound: a remote server (outside) that delivers to a secure-mode
 #     recipient without TLS gets 550 5.7.4 at RCPT TO, from the gateway;
 #     an ordinary recipient in the same session is not refused by it.
@@ -53,7 +53,8 @@ sign_policy() {
 }
 sign_policy "$POL/p1.json" 10 2099-01-01T00:00:00Z
 
-world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p1.json"
+mkdir -p "$POL/drop"
+world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p1.json" --policy-dir "$POL/drop"
 rm -f "$POL"/*.tmp
 # The world trap must also remove the policy directory.
 trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
@@ -201,6 +202,14 @@ refuse "unknown field" "$POL/unk.json" 'colour|unknown'
 sign_policy "$POL/p14.json" 14 2099-01-01T00:00:00Z
 ans=$(ctl_raw "policy-apply $POL/p14.json")
 check "a newer good policy applies" [ "$(world_stats 'j["policy"]["serial"]')" = 14 ]
+# The drop directory: signature first, then the policy renamed into place.
+sign_policy "$POL/p15.json" 15 2099-01-01T00:00:00Z
+cp "$POL/p15.json.minisig" "$POL/drop/policy.json.minisig"
+cp "$POL/p15.json" "$POL/drop/.policy.json.tmp" && mv "$POL/drop/.policy.json.tmp" "$POL/drop/policy.json"
+end=$((SECONDS + 15))
+while [ "$SECONDS" -lt "$end" ] && [ "$(world_stats 'j["policy"]["serial"]')" != 15 ]; do sleep 0.5; done
+check "a policy dropped into the drop directory applies (serial 15)" \
+	[ "$(world_stats 'j["policy"]["serial"]')" = 15 ]
 
 # 6. Inbound: a plaintext delivery from outside to a secure-mode recipient.
 inbound() { # inbound RCPT: the reply to RCPT TO, from mx-plain (outside) to in
@@ -243,8 +252,8 @@ sleep 4 # > the 3 s heartbeat timeout
 check "daemon killed: the secure-mode source is refused in the kernel" world_not connect_from $SECURE_SRC
 check "daemon killed: an ordinary source still connects (fail-open)" connect_from 192.0.2.10
 world_gw_start --policy-key "$POL/pub.key" >/dev/null 2>&1
-check "restarted without --policy: the last good policy (serial 14) is back" \
-	[ "$(world_stats 'j["policy"]["serial"]')" = 14 ]
+check "restarted without --policy: the last good policy (serial 15) is back" \
+	[ "$(world_stats 'j["policy"]["serial"]')" = 15 ]
 check "restarted: the secure source connects again" connect_from $SECURE_SRC
 
 done_testing
