@@ -53,8 +53,38 @@ struct gate_flow {
 	bool history_locked;
 };
 
+/* What the store says about one destination address, kept for
+ * GATE_DEST_FRESH_S so that a busy destination costs no SQLite reads per
+ * connection. Direct-mapped by address; written through on locks. */
+#define GATE_DEST_SLOTS 4096
+#define GATE_DEST_FRESH_S 2
+struct gate_dest {
+	char addr[STORE_ADDR_MAX]; /* "" = empty slot */
+	int64_t loaded;            /* monotonic seconds */
+	char mx[STORE_NAME_MAX];
+	bool history_known, history_locked;
+	enum decide_level history_level;
+	uint16_t history_version;
+	enum decide_dane dane;
+	enum decide_probe probe;
+	int64_t probe_time;
+};
+
+/* History observations waiting for one write transaction (flushed after
+ * each batch of queued packets, and when full). */
+#define GATE_PENDING_MAX 1024
+struct gate_pending {
+	char mx[STORE_NAME_MAX];
+	enum store_level level;
+	uint16_t version, cipher;
+	int64_t time;
+};
+
 struct gate {
 	struct gate_config cfg;
+	struct gate_dest *dests;
+	struct gate_pending *pending;
+	size_t n_pending;
 	struct datapath *dp;
 	struct store *store;
 	struct enforce *enforce;
@@ -70,6 +100,8 @@ struct gate {
 	off_t drop_size;
 	struct log_ratelimit rl;
 };
+
+static void gate_dest_flush(struct gate *g);
 
 static int64_t wall_now(void)
 {
@@ -271,6 +303,7 @@ static int gate_install(struct gate *g, const char *name, const char *json, size
 		if (store_history_release(g->store, hosts[i], by, wall_now()) == 0)
 			log_info("history lock on %s released by %s", hosts[i], by);
 	}
+	gate_dest_flush(g); /* history releases may have changed locks */
 	policy_free(g->policy);
 	g->policy = p;
 	memcpy(g->policy_sha256, sha, sizeof(sha));
@@ -376,6 +409,8 @@ struct gate *gate_open(const struct gate_config *cfg, struct datapath *dp)
 	struct gate *g = xcalloc(1, sizeof(*g));
 	char err[POLICY_ERR_MAX];
 	g->cfg = *cfg;
+	g->dests = xcalloc(GATE_DEST_SLOTS, sizeof(*g->dests));
+	g->pending = xcalloc(GATE_PENDING_MAX, sizeof(*g->pending));
 	g->dp = dp;
 	if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
 		log_warn("state directory %s", cfg->state_dir);
@@ -411,9 +446,13 @@ void gate_close(struct gate *g)
 {
 	if (!g)
 		return;
+	if (g->store)
+		gate_flush(g);
 	policy_free(g->policy);
 	enforce_close(g->enforce);
 	store_close(g->store);
+	free(g->dests);
+	free(g->pending);
 	free(g);
 }
 
@@ -442,6 +481,7 @@ void gate_tick(struct gate *g)
 	int rc = datapath_heartbeat(g->dp, gate_failclosed_ms(g));
 	if (rc < 0)
 		log_warnx_rl(&g->rl, "heartbeat: %s", strerror(-rc));
+	gate_flush(g);
 	/* The events table is bounded: the oldest rows go first. */
 	if (++g->ticks % 60 == 0)
 		store_event_trim(g->store, GATE_EVENTS_MAX);
@@ -451,37 +491,77 @@ void gate_tick(struct gate *g)
 
 /* ---- per flow ---------------------------------------------------------- */
 
-static void gate_learn_destination(struct gate *g, struct gate_flow *gf)
+static int64_t mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+static struct gate_dest *gate_dest_slot(struct gate *g, const char *addr)
+{
+	uint32_t h = 2166136261u;
+	for (const char *c = addr; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	return &g->dests[h % GATE_DEST_SLOTS];
+}
+
+/* Forgets every cached destination (after a release or a policy). */
+static void gate_dest_flush(struct gate *g)
+{
+	for (size_t i = 0; i < GATE_DEST_SLOTS; i++)
+		g->dests[i].addr[0] = '\0';
+}
+
+static void gate_dest_load(struct gate *g, struct gate_dest *d, const char *addr)
 {
 	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX], verdict[32];
 	bool secure;
 	int64_t now = wall_now(), when;
 
-	if (store_addr_mx_get(g->store, gf->server_text, now, mx, domain, &secure) == 0)
-		snprintf(gf->mx, sizeof(gf->mx), "%s", mx);
+	memset(d, 0, sizeof(*d));
+	snprintf(d->addr, sizeof(d->addr), "%s", addr);
+	d->loaded = mono_s();
+	if (store_addr_mx_get(g->store, addr, now, mx, domain, &secure) == 0)
+		snprintf(d->mx, sizeof(d->mx), "%s", mx);
 	else
-		snprintf(gf->mx, sizeof(gf->mx), "%s", gf->server_text);
-
+		snprintf(d->mx, sizeof(d->mx), "%s", addr);
 	struct store_history h;
-	if (store_history_get(g->store, gf->mx, &h) == 0) {
-		gf->history_known = true;
-		gf->history_level = level_from_store(h.level);
-		gf->history_version = h.best_version;
-		gf->history_locked = h.locked;
+	if (store_history_get(g->store, d->mx, &h) == 0) {
+		d->history_known = true;
+		d->history_level = level_from_store(h.level);
+		d->history_version = h.best_version;
+		d->history_locked = h.locked;
 	}
-	/* DANE: what the probe found for this address. On-the-wire TLSA
-	 * matching needs the resolver in the daemon (not yet): the probe's
-	 * verification stands in for it, for TLS 1.2 and 1.3 alike. */
-	if (store_probe_addr_latest(g->store, gf->server_text, verdict, &when) == 0) {
-		gf->probe_age_s = now > when ? (uint64_t)(now - when) : 0;
+	/* DANE: what the probe found for this address (its TLSA RRset is used
+	 * on the wire up to TLS 1.2, see gate_wire_dane). */
+	if (store_probe_addr_latest(g->store, addr, verdict, &when) == 0) {
+		d->probe_time = when;
 		if (!strcmp(verdict, "dane")) {
-			gf->dane = DECIDE_DANE_USABLE;
-			gf->probe = DECIDE_PROBE_VERIFIED;
+			d->dane = DECIDE_DANE_USABLE;
+			d->probe = DECIDE_PROBE_VERIFIED;
 		} else if (!strcmp(verdict, "dane-fail")) {
-			gf->dane = DECIDE_DANE_USABLE;
-			gf->probe = DECIDE_PROBE_FAILED;
+			d->dane = DECIDE_DANE_USABLE;
+			d->probe = DECIDE_PROBE_FAILED;
 		}
 	}
+}
+
+static void gate_learn_destination(struct gate *g, struct gate_flow *gf)
+{
+	struct gate_dest *d = gate_dest_slot(g, gf->server_text);
+	if (strcmp(d->addr, gf->server_text) || mono_s() - d->loaded >= GATE_DEST_FRESH_S)
+		gate_dest_load(g, d, gf->server_text);
+	int64_t now = wall_now();
+	snprintf(gf->mx, sizeof(gf->mx), "%s", d->mx);
+	gf->history_known = d->history_known;
+	gf->history_level = d->history_level;
+	gf->history_version = d->history_version;
+	gf->history_locked = d->history_locked;
+	gf->dane = d->dane;
+	gf->probe = d->probe;
+	if (d->probe != DECIDE_PROBE_NONE)
+		gf->probe_age_s = now > d->probe_time ? (uint64_t)(now - d->probe_time) : 0;
 }
 
 static void gate_on_command(void *arg, int verb, const char *addr);
@@ -639,7 +719,20 @@ static void gate_event(struct gate *g, struct flow *f, const struct flowkey_pack
 		 d ? d->text : "");
 }
 
-/* Records what this flow reached in the TLS history (outbound only). */
+void gate_flush(struct gate *g)
+{
+	if (g->n_pending == 0)
+		return;
+	store_begin(g->store);
+	for (size_t i = 0; i < g->n_pending; i++)
+		store_history_record(g->store, g->pending[i].mx, g->pending[i].level,
+				     g->pending[i].version, g->pending[i].cipher, g->pending[i].time);
+	store_commit(g->store);
+	g->n_pending = 0;
+}
+
+/* Records what this flow reached in the TLS history (outbound only):
+ * queued, written by gate_flush() in one transaction per batch. */
 static void gate_record(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 			const struct decision *d)
 {
@@ -651,8 +744,23 @@ static void gate_record(struct gate *g, struct flow *f, const struct flowkey_pac
 		return;
 	const struct session_info *si = session_info(f->session);
 	gf->recorded = true;
-	store_history_record(g->store, gf->mx, level_to_store(d->observed), si->tls_version,
-			     si->tls_cipher, wall_now());
+	if (g->n_pending == GATE_PENDING_MAX)
+		gate_flush(g);
+	struct gate_pending *pe = &g->pending[g->n_pending++];
+	snprintf(pe->mx, sizeof(pe->mx), "%s", gf->mx);
+	pe->level = level_to_store(d->observed);
+	pe->version = si->tls_version;
+	pe->cipher = si->tls_cipher;
+	pe->time = wall_now();
+	/* Later flows to this address see the destination as known. */
+	struct gate_dest *dc = gate_dest_slot(g, gf->server_text);
+	if (!strcmp(dc->addr, gf->server_text)) {
+		dc->history_known = true;
+		if (d->observed > dc->history_level)
+			dc->history_level = d->observed;
+		if (si->tls_version > dc->history_version)
+			dc->history_version = si->tls_version;
+	}
 	if (!gf->history_known) {
 		g->stats.first_seen++;
 		gate_event(g, f, p, "first-seen", NULL);
@@ -708,7 +816,11 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 	if (d->reason < 32)
 		g->stats.by_reason[d->reason]++;
 	if (d->lock_destination && gf->direction == DECIDE_OUTBOUND) {
+		gate_flush(g);
 		store_history_lock(g->store, gf->mx, d->text, wall_now());
+		struct gate_dest *dc = gate_dest_slot(g, gf->server_text);
+		if (!strcmp(dc->addr, gf->server_text))
+			dc->history_locked = true;
 		g->stats.locks++;
 	}
 	gate_event(g, f, p, "block", d);
@@ -856,6 +968,8 @@ struct store *gate_store(struct gate *g)
 
 int gate_release(struct gate *g, const char *mx, const char *by)
 {
+	gate_flush(g);
+	gate_dest_flush(g);
 	int rc = store_history_release(g->store, mx, by, wall_now());
 	if (rc == 0)
 		log_info("history lock on %s released by %s", mx, by);

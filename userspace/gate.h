@@ -79,6 +79,10 @@ void gate_before_segment(struct gate *g, struct flow *f);
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		 enum session_action action, bool no_offload);
 
+/* Writes the queued TLS-history observations in one transaction. Call
+ * after each batch of queued packets (and it is called every second). */
+void gate_flush(struct gate *g);
+
 /* Every second: heartbeat for the fail-closed timer; every 5 s the policy
  * drop directory (a changed DIR/policy.json is applied; a refused one is
  * reported once per change). */

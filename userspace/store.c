@@ -444,3 +444,13 @@ int store_tlsa_get(struct store *s, const char *mx, int64_t now, struct store_tl
 		return store_fail(s, "tlsa get");
 	return (int)n;
 }
+
+int store_begin(struct store *s)
+{
+	return store_exec(s, "BEGIN IMMEDIATE");
+}
+
+int store_commit(struct store *s)
+{
+	return store_exec(s, "COMMIT");
+}

@@ -64,6 +64,11 @@ struct store;
 struct store *store_open(const char *path, bool readonly);
 void store_close(struct store *s); /* accepts NULL */
 
+/* One write transaction around several calls (BEGIN IMMEDIATE / COMMIT).
+ * Return 0 or -EIO. */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+
 /* Records one observation for mx. The level only ever rises; versions and
  * counts are updated. An observation *below* the stored level does not
  * lower it (the caller decides whether that is a downgrade). */

@@ -927,6 +927,7 @@ static int daemon_run(struct daemon *d)
 				int rc = nfqueue_receive(d->queue);
 				if (rc < 0)
 					log_warnx_rl(&d->rl, "queue receive: %s", strerror(-rc));
+				gate_flush(d->gate); /* one transaction per batch */
 			} else if (fd == sfd) {
 				struct signalfd_siginfo si;
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
