@@ -26,6 +26,20 @@ fi
 world_trap
 say "Building the test world (network namespaces, three real Postfix instances)"
 world_up || exit 1
+say "DNS with DNSSEC: a signed test root, NSD, a validating unbound"
+. "$(dirname "$0")/dns.sh"
+dns_up || exit 1
+# Two of the DNS world's domains, routed like the others (by address):
+# dane-ee.test (MX mx-ee.test, TLSA 3 1 1 -> mx-tls) and nostarttls.test
+# (MX -> mx-plain). The MTA's own MX lookups, seen on the wire, tell the
+# gateway which MX and domain an address belongs to.
+printf 'dane-ee.test\tsmtp:[198.51.100.20]\nnostarttls.test\tsmtp:[198.51.100.30]\n' \
+	>>"$WORLD_DIR/in/etc/transport"
+world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
+world_exec mx-tls postconf -c "$WORLD_DIR/mx-tls/etc" -e 'virtual_mailbox_domains = tls.test tls6.test dane-ee.test' &&
+	world_exec mx-tls postfix -c "$WORLD_DIR/mx-tls/etc" reload >/dev/null 2>&1
+world_exec mx-plain postconf -c "$WORLD_DIR/mx-plain/etc" -e 'virtual_mailbox_domains = plain.test plain6.test nostarttls.test' &&
+	world_exec mx-plain postfix -c "$WORLD_DIR/mx-plain/etc" reload >/dev/null 2>&1
 cat <<EOF
    in        192.0.2.10   2001:db8:1::10   sending Postfix
    gw        192.0.2.1    2001:db8:1::1    tlsgated on "inside" and "outside"
@@ -55,7 +69,9 @@ minisign -G -W -p "$POL/pub.key" -s "$POL/sec.key" >/dev/null 2>&1 &&
 echo "   key $POL/pub.key, policy $POL/policy.json (+ .minisig)"
 
 say "Starting tlsgated in the gateway"
-world_gw_start --policy-key "$POL/pub.key" --policy "$POL/policy.json" || exit 1
+world_gw_start --policy-key "$POL/pub.key" --policy "$POL/policy.json" \
+	--probe-resolver 203.0.113.10 --probe-trust-anchor "$DNS_DIR/root.ds" \
+	--probe-arg=--transparent-zone --probe-arg=test. || exit 1
 echo "   pid $(world_gw_pid), log $WORLD_DIR/gw/tlsgated.log"
 
 # The status page listens on 127.0.0.1:8025 inside the gateway namespace;
@@ -66,13 +82,23 @@ socat "TCP-LISTEN:$WEB_PORT,bind=127.0.0.1,reuseaddr,fork" \
 	2>"$WORLD_DIR/socat.log" &
 SOCAT_PID=$!
 TRAFFIC_PID=
+sleep 0.3
+kill -0 "$SOCAT_PID" 2>/dev/null ||
+	echo "demo: cannot listen on 127.0.0.1:$WEB_PORT (in use?); set DEMO_WEB_PORT=N" >&2
 trap 'kill $SOCAT_PID $TRAFFIC_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
+
+say "The sending MTA resolves its recipients' MX (queries cross the gateway)"
+for q in "MX dane-ee.test" "A mx-ee.test" "MX nostarttls.test" "A mx-plain.test"; do
+	# shellcheck disable=SC2086
+	world_exec in dig +time=3 +tries=2 +short @203.0.113.10 $q | sed "s/^/   $q -> /"
+done
+sleep 3 # the gateway has each learned domain probed (DNSSEC, STARTTLS, DANE)
 
 say "Sending mail from in"
 failed=0
 send() {
-	local to=$1 subject=$2 size=${3:-0} id node f
-	node=$(world_node_for "$to")
+	local to=$1 subject=$2 size=${3:-0} node=${4:-} id f
+	[ -n "$node" ] || node=$(world_node_for "$to")
 	id=$(world_send "$to" "$subject" "$size") || { failed=1; return; }
 	if f=$(world_wait_delivered "$node" "$id" 60); then
 		printf '   %-22s %-34s delivered to %s, %s\n' "$to" "$subject" "$node" \
@@ -87,6 +113,8 @@ send user@tls.test "STARTTLS, IPv4, 5 MB" $((5 * 1024 * 1024))
 send user@tls6.test "STARTTLS, IPv6"
 send user@plain.test "plaintext, IPv4"
 send user@plain6.test "plaintext, IPv6"
+send user@dane-ee.test "DANE (TLSA 3 1 1), IPv4" 0 mx-tls
+send user@nostarttls.test "no STARTTLS, IPv4" 0 mx-plain
 
 say "A secure-mode sender to the MX without STARTTLS: refused, bounced"
 sid=$(world_msgid)
@@ -112,6 +140,10 @@ sender's MAIL FROM was withheld and answered with 550 5.7.4.
 
 Status page (this machine's browser):  http://127.0.0.1:$WEB_PORT/
    (the demo keeps sending a message every 20 s so the page moves)
+   dane-ee.test shows "DANE ok" and nostarttls.test "no TLS": the gateway
+   learned them from the MTA's MX lookups and had them probed; plain.test
+   "no TLS" from RCPT TO in the clear; tls.test stays "TLS?": it is routed
+   by address without DNS and its RCPT TO travels encrypted.
 
 Poke at the world from another shell:
    export WORLD_ID=$WORLD_ID
