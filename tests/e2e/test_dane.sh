@@ -23,6 +23,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
 . tests/world/lib.sh
+. tests/e2e/lib.sh
 . tests/world/dns.sh
 
 [ "$(id -u)" = 0 ] || { echo "Bail out! needs root"; exit 1; }
@@ -31,15 +32,6 @@ world_up || { echo "Bail out! world_up failed"; exit 1; }
 dns_up || { echo "Bail out! dns_up failed"; exit 1; }
 diag "world $WORLD_ID, resolver 203.0.113.10"
 DB=$WORLD_DIR/gw/tlsgate.db
-sql() { sqlite3 -batch "$DB" "$1"; }
-flush() { world_exec in postqueue -c "$WORLD_DIR/in/etc" -f >/dev/null 2>&1; }
-queue_id() { grep -F "message-id=<$1>" "$WORLD_DIR/in/maillog" | sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1; }
-wait_for() { # wait_for TIMEOUT CMD...: poll until CMD succeeds
-	local end=$((SECONDS + $1))
-	shift
-	while [ "$SECONDS" -lt "$end" ]; do "$@" && return 0; sleep 0.5; done
-	return 1
-}
 probe_verdict() { sql "select verdict from probe_results where domain='$1' and addr='198.51.100.20' order by id desc limit 1"; }
 has_verdict() { [ -n "$(probe_verdict "$1")" ]; }
 # resolve DOMAIN MXHOST: what the sending MTA's resolver would ask.

@@ -24,6 +24,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
 . tests/world/lib.sh
+. tests/e2e/lib.sh
 
 command -v minisign >/dev/null || { echo "Bail out! minisign missing (make deps)"; exit 1; }
 
@@ -60,9 +61,7 @@ rm -f "$POL"/*.tmp
 trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
 
 DB=$WORLD_DIR/gw/tlsgate.db
-sql() { sqlite3 -batch "$DB" "$1"; }
 maillog() { cat "$WORLD_DIR/in/maillog"; }
-flush() { world_exec in postqueue -c "$WORLD_DIR/in/etc" -f >/dev/null 2>&1; }
 # ctl_raw COMMAND: one line to the control socket, the JSON answer out.
 ctl_raw() {
 	world_exec gw python3 -c '
@@ -75,26 +74,6 @@ while True:
     out += b
 print(out.decode())' "$(world_control)" "$1"
 }
-# wait_log PATTERN [TIMEOUT]: wait until the sender's maillog matches.
-wait_log() {
-	local end=$((SECONDS + ${2:-20}))
-	while [ "$SECONDS" -lt "$end" ]; do
-		grep -qE "$1" "$WORLD_DIR/in/maillog" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	return 1
-}
-# send_as FROM TO SUBJECT: inject a message with that envelope sender;
-# prints its Message-ID.
-send_as() {
-	local id file
-	id=$(world_msgid)
-	file=$WORLD_DIR/msg/${id%@*}
-	mkdir -p "$WORLD_DIR/msg"
-	world_make_message "$file" "$id" "$2" "$3" && world_inject "$file" "$1" "$2" && echo "$id"
-}
-# queue_id MSGID: the sender's queue id of that message.
-queue_id() { grep -F "message-id=<$1>" "$WORLD_DIR/in/maillog" | sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1; }
 
 serial=$(world_stats 'j["policy"]["serial"]')
 check "the signed policy (serial 10) is in force at start" [ "$serial" = 10 ]

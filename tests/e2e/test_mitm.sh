@@ -27,14 +27,12 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
 . tests/world/lib.sh
+. tests/e2e/lib.sh
 
 world_e2e_setup
 
 DB=$WORLD_DIR/gw/tlsgate.db
-sql() { sqlite3 -batch "$DB" "$1"; }
 IN=$WORLD_DIR/in
-flush() { world_exec in postqueue -c "$IN/etc" -f >/dev/null 2>&1; }
-queue_id() { grep -F "message-id=<$1>" "$IN/maillog" | sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1; }
 deferrals() { grep -c "$1: to=<$2>.*status=deferred" "$IN/maillog"; }
 # wait_deferrals QID TO N [TIMEOUT]: until the sender logged more than N
 # deferrals of QID.

@@ -25,6 +25,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
 . tests/world/lib.sh
+. tests/e2e/lib.sh
 
 command -v minisign >/dev/null || { echo "Bail out! minisign missing (make deps)"; exit 1; }
 
@@ -58,18 +59,7 @@ world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p10.json"
 trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
 
 DB=$WORLD_DIR/gw/tlsgate.db
-sql() { sqlite3 -batch "$DB" "$1"; }
 IN=$WORLD_DIR/in
-flush() { world_exec in postqueue -c "$IN/etc" -f >/dev/null 2>&1; }
-# wait_log PATTERN [TIMEOUT]: wait until the sender's maillog matches.
-wait_log() {
-	local end=$((SECONDS + ${2:-20}))
-	while [ "$SECONDS" -lt "$end" ]; do
-		grep -qE "$1" "$IN/maillog" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	return 1
-}
 # send_to TO SUBJECT: a message from sender@in.world.test; its Message-ID.
 send_to() {
 	local id file
@@ -78,7 +68,6 @@ send_to() {
 	mkdir -p "$WORLD_DIR/msg"
 	world_make_message "$file" "$id" "$1" "$2" && world_inject "$file" sender@in.world.test "$1" && echo "$id"
 }
-queue_id() { grep -F "message-id=<$1>" "$IN/maillog" | sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1; }
 blocks() { # blocks MX REASON_TEXT: block events for MX from a secure source
 	sql "select count(*) from events where kind='block' and rule='secure-sender-source' and mx='$1' and verdict='block-perm' and reason like '%$2%'"
 }

@@ -1,0 +1,28 @@
+# shellcheck shell=bash
+# Helpers shared by the end-to-end tests (source after tests/world/lib.sh,
+# once the world is up: they use $WORLD_DIR).
+
+# sql QUERY: one query on the gateway's store.
+sql() { sqlite3 -batch "$WORLD_DIR/gw/tlsgate.db" "$1"; }
+# flush: ask the sending Postfix to retry its deferred mail now.
+flush() { world_exec in postqueue -c "$WORLD_DIR/in/etc" -f >/dev/null 2>&1; }
+# queue_id MSGID: the sender's queue id of that message.
+queue_id() { grep -F "message-id=<$1>" "$WORLD_DIR/in/maillog" | sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1; }
+# wait_for TIMEOUT CMD...: poll until CMD succeeds.
+wait_for() {
+	local end=$((SECONDS + $1))
+	shift
+	while [ "$SECONDS" -lt "$end" ]; do "$@" && return 0; sleep 0.2; done
+	return 1
+}
+# wait_log PATTERN [TIMEOUT]: wait until the sender's maillog matches.
+wait_log() { wait_for "${2:-20}" grep -qE "$1" "$WORLD_DIR/in/maillog"; }
+# send_as FROM TO SUBJECT: inject a message with that envelope sender;
+# prints its Message-ID.
+send_as() {
+	local id file
+	id=$(world_msgid)
+	file=$WORLD_DIR/msg/${id%@*}
+	mkdir -p "$WORLD_DIR/msg"
+	world_make_message "$file" "$id" "$2" "$3" && world_inject "$file" "$1" "$2" && echo "$id"
+}
