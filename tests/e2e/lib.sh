@@ -26,3 +26,17 @@ send_as() {
 	mkdir -p "$WORLD_DIR/msg"
 	world_make_message "$file" "$id" "$2" "$3" && world_inject "$file" "$1" "$2" && echo "$id"
 }
+
+# policy_keys: a throw-away minisign key pair in a new directory $POL
+# (removed by the caller's trap). Bails out when minisign is missing.
+policy_keys() {
+	command -v minisign >/dev/null || { echo "Bail out! minisign missing (make deps)"; exit 1; }
+	POL=$(mktemp -d /tmp/tlsgate-policy.XXXXXX)
+	minisign -G -W -p "$POL/pub.key" -s "$POL/sec.key" >/dev/null 2>&1 ||
+		{ echo "Bail out! minisign -G failed"; exit 1; }
+}
+# policy_sign FILE SERIAL EXPIRES: sign a policy file with $POL's key; the
+# trusted comment carries the serial and expiry, as tlsgated requires.
+policy_sign() {
+	minisign -S -s "$POL/sec.key" -m "$1" -t "serial:$2 expires:$3" >/dev/null 2>&1
+}

@@ -26,13 +26,9 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
 . tests/e2e/lib.sh
 
-command -v minisign >/dev/null || { echo "Bail out! minisign missing (make deps)"; exit 1; }
-
 # A key and a signed policy, before the world: the daemon loads it at start.
-POL=$(mktemp -d /tmp/tlsgate-policy.XXXXXX)
+policy_keys
 trap 'rm -rf "$POL"' EXIT
-minisign -G -W -p "$POL/pub.key" -s "$POL/sec.key" >/dev/null 2>&1 ||
-	{ echo "Bail out! minisign -G failed"; exit 1; }
 SECURE_SRC=192.0.2.25
 # sign_policy FILE SERIAL EXPIRES [EXTRA_JSON]: write and sign a policy.
 sign_policy() {
@@ -50,7 +46,7 @@ sign_policy() {
 			}
 		}
 	EOF
-	minisign -S -s "$POL/sec.key" -m "$f" -t "serial:$serial expires:$exp" >/dev/null 2>&1
+	policy_sign "$f" "$serial" "$exp"
 }
 sign_policy "$POL/p1.json" 10 2099-01-01T00:00:00Z
 

@@ -27,12 +27,9 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
 . tests/e2e/lib.sh
 
-command -v minisign >/dev/null || { echo "Bail out! minisign missing (make deps)"; exit 1; }
-
-POL=$(mktemp -d /tmp/tlsgate-policy.XXXXXX)
+# A key and a signed policy, before the world: the daemon loads it at start.
+policy_keys
 trap 'rm -rf "$POL"' EXIT
-minisign -G -W -p "$POL/pub.key" -s "$POL/sec.key" >/dev/null 2>&1 ||
-	{ echo "Bail out! minisign -G failed"; exit 1; }
 SEC4=192.0.2.25
 SEC6=2001:db8:1::25
 # sign_policy FILE SERIAL TLS_JSON: write and sign a policy.
@@ -50,7 +47,7 @@ sign_policy() {
 			}
 		}
 	EOF
-	minisign -S -s "$POL/sec.key" -m "$f" -t "serial:$serial expires:2099-01-01T00:00:00Z" >/dev/null 2>&1
+	policy_sign "$f" "$serial" 2099-01-01T00:00:00Z
 }
 sign_policy "$POL/p10.json" 10 '{ "min_version": "1.3" }' ||
 	{ echo "Bail out! cannot sign the policy"; exit 1; }
