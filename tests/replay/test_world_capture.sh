@@ -98,7 +98,7 @@ sender_routes() {
 sender_routes || { echo "Bail out! could not reconfigure the sender"; exit 1; }
 sleep 1
 
-nsenter --net="/run/netns/$(world_ns gw)" tcpdump -i inside -U -Z root -w "$CAP/world.pcap" \
+nsenter --net="/run/netns/$(world_ns gw)" tcpdump -i inside --immediate-mode -U -Z root -w "$CAP/world.pcap" \
 	'tcp port 25' 2>"$CAP/tcpdump.err" &
 TCPDUMP_PID=$!
 for i in $(seq 1 50); do grep -q "listening on" "$CAP/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
@@ -149,6 +149,15 @@ send_case plain-v6 user@plain6.test 2001:db8:2::30 mx-plain
 send_case refused-v4 user@refused.test $REFUSE4 mx-refuse
 send_case refused-v6 user@refused6.test $REFUSE6 mx-refuse
 
+# tcpdump drops what it has not yet read from the kernel when it is stopped:
+# stop it only once the file has stopped growing.
+last=-1
+for i in $(seq 1 30); do
+	size=$(stat -c %s "$CAP/world.pcap" 2>/dev/null || echo 0)
+	[ "$size" = "$last" ] && break
+	last=$size
+	sleep 0.5
+done
 kill -TERM "$TCPDUMP_PID"
 wait "$TCPDUMP_PID" 2>/dev/null
 TCPDUMP_PID=
