@@ -193,7 +193,11 @@ static int enforce_send(struct enforce *e, int family, const uint8_t *daddr, con
 	return 0;
 }
 
-int enforce_refuse(struct enforce *e, const struct flowkey_packet *p, const char *refusal)
+/* To the client, as the server: the replies to the withheld segment p,
+ * acknowledging it (the server's next sequence number is the ack the
+ * client sent), with extra flags (FIN). */
+static int send_replies(struct enforce *e, const struct flowkey_packet *p, const char *refusal,
+			uint8_t flags)
 {
 	char replies[ENFORCE_REPLY_MAX];
 	uint8_t pkt[ENFORCE_PACKET_MAX];
@@ -202,24 +206,38 @@ int enforce_refuse(struct enforce *e, const struct flowkey_packet *p, const char
 	if (rlen < 0)
 		return rlen;
 	uint32_t client_next = p->seq + (uint32_t)p->payload_len;
-	/* To the client, as the server: replies + FIN, acknowledging the
-	 * withheld segment. The server's next sequence number is the ack the
-	 * client sent. */
 	int n = enforce_build_segment(p->family, p->daddr, p->dport, p->saddr, p->sport, p->ack,
-				      client_next, TCP_ACK | TCP_PSH | TCP_FIN, replies,
+				      client_next, TCP_ACK | TCP_PSH | flags, replies,
 				      (size_t)rlen, pkt, sizeof(pkt));
 	if (n < 0)
 		return n;
-	int rc = enforce_send(e, p->family, p->saddr, pkt, (size_t)n);
+	return enforce_send(e, p->family, p->saddr, pkt, (size_t)n);
+}
+
+int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p, const char *refusal,
+		      uint32_t server_seq)
+{
+	uint8_t pkt[ENFORCE_PACKET_MAX];
+	int rc = send_replies(e, p, refusal, TCP_FIN);
 	if (rc < 0)
 		return rc;
 	/* To the server, as the client: RST at the sequence number it
-	 * expects (the withheld segment never reached it). */
-	n = enforce_build_segment(p->family, p->saddr, p->sport, p->daddr, p->dport, p->seq, 0,
-				  TCP_RST, NULL, 0, pkt, sizeof(pkt));
+	 * expects (the withheld bytes never reached it). */
+	int n = enforce_build_segment(p->family, p->saddr, p->sport, p->daddr, p->dport, server_seq,
+				      0, TCP_RST, NULL, 0, pkt, sizeof(pkt));
 	if (n < 0)
 		return n;
 	return enforce_send(e, p->family, p->daddr, pkt, (size_t)n);
+}
+
+int enforce_refuse(struct enforce *e, const struct flowkey_packet *p, const char *refusal)
+{
+	return enforce_refuse_at(e, p, refusal, p->seq);
+}
+
+int enforce_answer(struct enforce *e, const struct flowkey_packet *p, const char *reply)
+{
+	return send_replies(e, p, reply, 0);
 }
 
 int enforce_reset(struct enforce *e, const struct flowkey_packet *p)

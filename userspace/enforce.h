@@ -33,6 +33,14 @@ void enforce_close(struct enforce *e); /* accepts NULL */
 /* p: the withheld client->server segment. refusal: one reply line without
  * CRLF, e.g. "451 4.7.5 ...". Returns 0 or -errno. */
 int enforce_refuse(struct enforce *e, const struct flowkey_packet *p, const char *refusal);
+/* The same, when earlier client bytes were withheld too: the server still
+ * expects server_seq, so its RST carries that. */
+int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p, const char *refusal,
+		      uint32_t server_seq);
+/* Answers the withheld segment p as enforce_refuse() does (reply first),
+ * but keeps the connection open: the client goes on, the server never saw
+ * p. Used for a STARTTLS the gateway refuses. */
+int enforce_answer(struct enforce *e, const struct flowkey_packet *p, const char *reply);
 /* Resets both sides of the connection p belongs to (p may go either way). */
 int enforce_reset(struct enforce *e, const struct flowkey_packet *p);
 

@@ -39,6 +39,13 @@ struct gate_flow {
 	bool decided;       /* a final verdict was acted upon */
 	bool block_pending; /* a command in the current segment was refused */
 	struct decision pending; /* that refusal */
+	/* A destination refused before anything is said (locked, DANE lookup
+	 * failed, DANE required but absent) that offers STARTTLS: the
+	 * STARTTLS is withheld and answered 454, so the client's next command
+	 * gets the refusal in SMTP (a reset TLS handshake would hide why). */
+	bool starttls_refuse;   /* the current segment's STARTTLS */
+	bool starttls_withheld; /* answered; the server still expects server_seq */
+	uint32_t server_seq;
 	int af;
 	uint8_t server_addr[16];
 	char server_text[STORE_ADDR_MAX];
@@ -68,6 +75,10 @@ struct gate_dest {
 	enum decide_dane dane;
 	enum decide_probe probe;
 	int64_t probe_time;
+	/* the last RCPT domain hint written for this address, kept across
+	 * reloads: a busy destination costs one write per GATE_RCPT_HINT_TTL/2 */
+	char hint_domain[STORE_NAME_MAX];
+	int64_t hint_until; /* wall seconds */
 };
 
 /* History observations waiting for one write transaction (flushed after
@@ -518,8 +529,14 @@ static void gate_dest_load(struct gate *g, struct gate_dest *d, const char *addr
 	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX], verdict[32];
 	bool secure;
 	int64_t now = wall_now(), when;
+	bool same = !strcmp(d->addr, addr);
+	char hint_domain[STORE_NAME_MAX];
+	int64_t hint_until = same ? d->hint_until : 0;
+	snprintf(hint_domain, sizeof(hint_domain), "%s", same ? d->hint_domain : "");
 
 	memset(d, 0, sizeof(*d));
+	snprintf(d->hint_domain, sizeof(d->hint_domain), "%s", hint_domain);
+	d->hint_until = hint_until;
 	snprintf(d->addr, sizeof(d->addr), "%s", addr);
 	d->loaded = mono_s();
 	if (store_addr_mx_get(g->store, addr, now, mx, domain, &secure) == 0)
@@ -565,6 +582,24 @@ static void gate_learn_destination(struct gate *g, struct gate_flow *gf)
 }
 
 static void gate_on_command(void *arg, int verb, const char *addr);
+
+/* The sending MTA chose this server for this domain: a hint (never
+ * validated) that ties the recipient domain to the MX, for the recipient
+ * lookup. Written again only when the domain changes or half its TTL has
+ * passed, so that mail to a busy destination writes no row per flow. */
+static void gate_hint_rcpt_domain(struct gate *g, struct gate_flow *gf, const char *domain)
+{
+	struct gate_dest *d = gate_dest_slot(g, gf->server_text);
+	bool cached = !strcmp(d->addr, gf->server_text);
+	int64_t now = wall_now();
+	if (cached && now < d->hint_until && !strcmp(d->hint_domain, domain))
+		return;
+	if (store_addr_mx_set(g->store, gf->server_text, gf->mx, domain, false,
+			      now + GATE_RCPT_HINT_TTL) < 0 || !cached)
+		return;
+	snprintf(d->hint_domain, sizeof(d->hint_domain), "%s", domain);
+	d->hint_until = now + GATE_RCPT_HINT_TTL / 2;
+}
 
 void gate_flow_start(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		     uint32_t indev)
@@ -662,23 +697,30 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 			if (gf->direction == DECIDE_INBOUND &&
 			    policy_recipient_domain_secure(g->policy, norm))
 				gf->recipient_secure = true;
-			/* The sending MTA chose this server for this domain: a
-			 * hint (never validated) that ties the recipient domain
-			 * to the MX, for the recipient lookup. */
 			if (gf->direction == DECIDE_OUTBOUND && new_domain)
-				store_addr_mx_set(g->store, gf->server_text, gf->mx, norm, false,
-						  wall_now() + GATE_RCPT_HINT_TTL);
+				gate_hint_rcpt_domain(g, gf, norm);
 		}
 		break;
 	case SMTP_VERB_DATA:
 	case SMTP_VERB_BDAT:
 		phase = DECIDE_PHASE_DATA;
 		break;
+	case SMTP_VERB_STARTTLS:
+		phase = DECIDE_PHASE_CONNECT;
+		break;
 	default:
 		return;
 	}
 	struct decide_input in = gate_input(g, f, phase);
 	struct decision d = decide(&in);
+	if (verb == SMTP_VERB_STARTTLS) {
+		/* only what is known before anything is said blocks here */
+		if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM) {
+			gf->starttls_refuse = true;
+			gf->pending = d;
+		}
+		return;
+	}
 	if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM) {
 		gf->block_pending = true;
 		gf->pending = d;
@@ -795,7 +837,8 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 		char line[DECIDE_REPLY_MAX];
 		snprintf(line, sizeof(line), "%s", d->smtp_reply);
 		line[strcspn(line, "\r\n")] = '\0';
-		rc = enforce_refuse(g->enforce, p, line);
+		rc = enforce_refuse_at(g->enforce, p, line,
+				       gf->starttls_withheld ? gf->server_seq : p->seq);
 		if (rc == 0)
 			g->stats.refusals_injected++;
 	} else {
@@ -827,6 +870,34 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 	session_free(f->session);
 	f->session = NULL;
 	gf->decided = true;
+	return NF_DROP;
+}
+
+/* The client's STARTTLS towards a destination refused before anything is
+ * said: withheld, answered "454 4.7.x <the refusal>" (RFC 3207 "TLS not
+ * available due to temporary reason"). A client that requires TLS gives
+ * up there with this text; one that does not goes on in plaintext and
+ * gets the refusal in reply to MAIL FROM. Nothing reaches the server. */
+static int gate_refuse_starttls(struct gate *g, struct flow *f, const struct flowkey_packet *p)
+{
+	struct gate_flow *gf = f->gate;
+	char line[DECIDE_REPLY_MAX];
+
+	gf->starttls_refuse = false;
+	if (p->dir != TLSGATE_DIR_TO_SERVER)
+		return gate_block(g, f, p, &gf->pending);
+	snprintf(line, sizeof(line), "%s", gf->pending.smtp_reply);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (strlen(line) > 4 && line[0] == '4')
+		memcpy(line, "454", 3);
+	int rc = enforce_answer(g->enforce, p, line);
+	if (rc < 0) {
+		g->stats.inject_errors++;
+		log_warnx_rl(&g->rl, "answering STARTTLS failed: %s", strerror(-rc));
+		return gate_block(g, f, p, &gf->pending);
+	}
+	gf->starttls_withheld = true;
+	gf->server_seq = p->seq;
 	return NF_DROP;
 }
 
@@ -905,6 +976,17 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	if (gf->block_pending) {
 		gf->block_pending = false;
 		return gate_block(g, f, p, &gf->pending);
+	}
+	if (gf->starttls_refuse)
+		return gate_refuse_starttls(g, f, p);
+	if (gf->starttls_withheld) {
+		/* Whatever the client says next (its MAIL FROM, or QUIT when it
+		 * requires TLS) gets the refusal; the server is reset where it
+		 * stopped. */
+		if (p->dir == TLSGATE_DIR_TO_SERVER &&
+		    (p->payload_len || (p->flags & (SESSION_TCP_FIN | SESSION_TCP_RST))))
+			return gate_block(g, f, p, &gf->pending);
+		return NF_ACCEPT;
 	}
 	if (gf->decided) {
 		/* PASS decided on a command: plaintext allowed, nothing later
