@@ -708,6 +708,11 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 	case SMTP_VERB_STARTTLS:
 		phase = DECIDE_PHASE_CONNECT;
 		break;
+	case SMTP_VERB_QUIT:
+		/* Nothing after QUIT can matter: offload what is left (the
+		 * 221 and the closing handshake). */
+		gf->decided = true;
+		return;
 	default:
 		return;
 	}
