@@ -8,7 +8,8 @@
  * MAIL "503 5.5.1", DATA "554 5.5.1", QUIT "221 2.0.0"), acknowledging the
  * withheld bytes, followed by FIN; then a RST to the server at the sequence
  * number it expects. The caller then blocks the flow in the BPF map.
- * After TLS has begun, enforce_reset() resets both sides.
+ * enforce_answer() answers a withheld STARTTLS and leaves the connection
+ * open. After TLS has begun, enforce_reset() resets both sides.
  *
  * Packets are built here (checksums included) and sent through raw IP
  * sockets, so the kernel routes them; they leave through OUTPUT, never
