@@ -321,6 +321,16 @@ int datapath_heartbeat(struct datapath *dp, uint32_t failclosed_after_ms)
 	return 0;
 }
 
+int datapath_heartbeat_stopped(struct datapath *dp, uint32_t failclosed_after_ms)
+{
+	/* heartbeat 0 is always older than failclosed_after_ms */
+	struct tlsgate_daemon_state st = { .failclosed_after_ms = failclosed_after_ms };
+	__u32 zero = 0;
+	if (bpf_map_update_elem(bpf_map__fd(dp->skel->maps.daemon_state), &zero, &st, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
 static bool lpm_key_in(const struct tlsgate_lpm_key *k, const struct tlsgate_lpm_key *keys,
 		       size_t n)
 {

@@ -62,6 +62,9 @@ int datapath_counters(struct datapath *dp, struct tlsgate_counter_value out[TLSG
 /* Writes the heartbeat (now) and the fail-closed timeout (0 disables
  * fail-closed). Called at start and on every tick. Returns 0 or -errno. */
 int datapath_heartbeat(struct datapath *dp, uint32_t failclosed_after_ms);
+/* The daemon stops and leaves the tagger attached: secure-mode sources fail
+ * closed at once (no waiting for the heartbeat to age). */
+int datapath_heartbeat_stopped(struct datapath *dp, uint32_t failclosed_after_ms);
 
 /* Replaces the secure-mode source prefixes: new ones are added before stale
  * ones are removed, so a prefix present in both sets is never absent.

@@ -208,6 +208,17 @@ static uint32_t gate_failclosed_ms(const struct gate *g)
 	return g->cfg.failclosed_ms;
 }
 
+size_t gate_secure_sources(const struct gate *g)
+{
+	const struct policy_prefix *list;
+	return g && g->policy ? policy_sender_prefixes(g->policy, &list) : 0;
+}
+
+void gate_stop_failclosed(struct gate *g)
+{
+	datapath_heartbeat_stopped(g->dp, g->cfg.failclosed_ms);
+}
+
 /* ---- policy ------------------------------------------------------------ */
 
 static int read_file(const char *path, char **buf, size_t *len, size_t max)
@@ -446,6 +457,10 @@ struct gate *gate_open(const struct gate_config *cfg, struct datapath *dp)
 		log_warnx("no policy key (--policy-key): secure mode is off until a key is "
 			  "installed and a signed policy applied");
 	}
+	/* Pinned prefixes of an earlier run that no policy here confirms
+	 * (started without key, or the saved policy did not load). */
+	if (!g->policy)
+		datapath_set_secure_sources(dp, NULL, 0);
 	datapath_heartbeat(dp, gate_failclosed_ms(g));
 	return g;
 fail:

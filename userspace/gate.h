@@ -83,6 +83,12 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
  * after each batch of queued packets (and it is called every second). */
 void gate_flush(struct gate *g);
 
+/* Secure-mode source prefixes of the policy in force (0: none). */
+size_t gate_secure_sources(const struct gate *g);
+/* Marks the daemon as gone in the kernel: secure-mode sources fail closed
+ * now. For a stop that leaves the tagger attached. */
+void gate_stop_failclosed(struct gate *g);
+
 /* Every second: heartbeat for the fail-closed timer; every 5 s the policy
  * drop directory (a changed DIR/policy.json is applied; a refused one is
  * reported once per change). */

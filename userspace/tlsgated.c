@@ -90,6 +90,7 @@ struct config {
 	unsigned int offload_timeout; /* s, offloaded flows without packets */
 	uint32_t mark, mask;
 	bool no_offload; /* diagnostics: inspect everything, never offload */
+	bool remove;     /* --remove: take away what a stop left attached, exit */
 };
 
 struct daemon_stats {
@@ -614,6 +615,8 @@ static void usage(FILE *out)
 		"      --offload-timeout S   forget an offloaded flow idle this long (default 900)\n"
 		"      --mark 0xM/0xMASK     inspection mark (default 0x%x/0x%x)\n"
 		"      --no-offload          inspect every packet (diagnostics, benchmarks)\n"
+		"      --remove              detach the tagger, delete the NFQUEUE rule and the pins\n"
+		"                            that a stop with secure-mode sources left, then exit\n"
 		"      --store FILE          SQLite state (default /var/lib/tlsgate/tlsgate.db)\n"
 		"      --state-dir DIR       last good policy copy (default /var/lib/tlsgate)\n"
 		"      --policy-key FILE     minisign public key that signs policies (none: secure mode off)\n"
@@ -766,6 +769,8 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 			fatalx("mark: '%s' is not MARK/MASK with MARK inside MASK", value);
 		cfg->mark = m;
 		cfg->mask = mask;
+	} else if (!strcmp(name, "remove")) {
+		cfg->remove = true;
 	} else if (!strcmp(name, "no-offload")) {
 		cfg->no_offload = !strcmp(value, "yes") || !strcmp(value, "1") || !*value;
 	} else if (!strcmp(name, "log-level")) {
@@ -795,6 +800,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "offload-timeout", required_argument, NULL, 1 },
 		{ "mark", required_argument, NULL, 1 },
 		{ "no-offload", no_argument, NULL, 1 },
+		{ "remove", no_argument, NULL, 1 },
 		{ "store", required_argument, NULL, 1 },
 		{ "state-dir", required_argument, NULL, 1 },
 		{ "policy-key", required_argument, NULL, 1 },
@@ -857,6 +863,10 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 
 static void daemon_teardown(struct daemon *d)
 {
+	/* A deliberate stop with secure-mode sources in the policy leaves the
+	 * tagger attached, so that those sources stay refused in the kernel
+	 * (fail-closed) while no daemon runs; everything else passes. */
+	size_t secure = d->stop && !d->cfg.remove ? gate_secure_sources(d->gate) : 0;
 	web_close(d->web);
 	dnslearn_close(d->dns);
 	free(d->web_token);
@@ -867,8 +877,19 @@ static void daemon_teardown(struct daemon *d)
 		netfilter_remove(&d->rule);
 	nfqueue_close(d->queue);
 	flow_table_free(d->flows);
+	if (secure)
+		gate_stop_failclosed(d->gate);
 	gate_close(d->gate);
-	datapath_close(d->dp, true);
+	if (secure && d->dp) {
+		log_warnx("stopped with %zu secure-mode source prefix(es) in the policy: the tagger "
+			  "stays attached and refuses their new connections until tlsgated runs "
+			  "again; other mail passes unchecked. 'tlsgated --remove' with the same "
+			  "interfaces and --pin-dir takes it away",
+			  secure);
+		datapath_close(d->dp, false);
+	} else {
+		datapath_close(d->dp, true);
+	}
 }
 
 /* The signals the event loop takes through its signalfd. Blocked in main()
@@ -1016,6 +1037,19 @@ int main(int argc, char **argv)
 	d.dp = datapath_open(&dcfg);
 	if (!d.dp)
 		goto out;
+	if (d.cfg.remove) {
+		/* Attaching (which replaces) and detaching again is the one
+		 * way that works whether a stop left anything or not. */
+		d.rule = (struct netfilter_rule){ .mark = d.cfg.mark, .mask = d.cfg.mask,
+						  .queue_num = d.cfg.queue_num, .chain = "FORWARD" };
+		status = netfilter_remove(&d.rule) < 0;
+		datapath_close(d.dp, true);
+		log_info("removed: tagger detached from %zu interface(s), NFQUEUE rule deleted, "
+			 "%s unpinned",
+			 d.cfg.n_ifaces, d.cfg.pin_dir);
+		flow_table_free(d.flows);
+		return status;
+	}
 	struct gate_config gcfg = {
 		.store_path = d.cfg.store_path,
 		.state_dir = d.cfg.state_dir,

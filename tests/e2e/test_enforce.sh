@@ -19,7 +19,8 @@
 #     an ordinary recipient in the same session is not refused by it.
 #  7. tlsgated killed: a connection from a secure-mode source address is
 #     refused by the BPF program alone (fail-closed) while an ordinary source
-#     still gets through (fail-open).
+#     still gets through (fail-open). The same after a deliberate stop
+#     (SIGTERM), until tlsgated --remove.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
@@ -230,5 +231,19 @@ world_gw_start --policy-key "$POL/pub.key" >/dev/null 2>&1
 check "restarted without --policy: the last good policy (serial 15) is back" \
 	[ "$(world_stats 'j["policy"]["serial"]')" = 15 ]
 check "restarted: the secure source connects again" connect_from $SECURE_SRC
+
+# A deliberate stop (SIGTERM, systemctl stop) keeps secure mode closed too;
+# tlsgated --remove takes the tagger away.
+world_gw_stop
+check "SIGTERM with secure-mode sources: tlsgated exits 0" [ $? -eq 0 ]
+check "stopped: the secure-mode source is refused in the kernel at once" world_not connect_from $SECURE_SRC
+check "stopped: an ordinary source still connects (fail-open)" connect_from 192.0.2.10
+check "stopped: the log says so and how to remove it" \
+	grep -q "tagger stays attached.*tlsgated --remove" "$WORLD_DIR/gw/tlsgated.log"
+world_gw_remove
+check "tlsgated --remove exits 0" [ $? -eq 0 ]
+check "--remove: no NFQUEUE rule and no TC filter left in gw" world_gw_clean
+check "--remove: pin dir removed" [ ! -e "$(world_pin_dir)" ]
+check "--remove: the secure source connects (plain forwarding)" connect_from $SECURE_SRC
 
 done_testing

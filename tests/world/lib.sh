@@ -497,6 +497,14 @@ world_gw_stop() {
 	wait "$pid" 2>/dev/null
 }
 
+# world_gw_remove: tlsgated --remove for the world's gateway (what a stop
+# with secure-mode sources leaves attached).
+world_gw_remove() {
+	nsenter --net="/run/netns/$(world_ns gw)" "$WORLD_TLSGATED" --remove \
+		--inside inside --outside outside --pin-dir "$(world_pin_dir)" \
+		--control "$(world_control)" >>"$WORLD_DIR/gw/tlsgated.log" 2>&1
+}
+
 # world_gw_kill: SIGKILL the daemon (leaves its TC programs, rules, pins).
 world_gw_kill() {
 	local pid
