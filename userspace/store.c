@@ -46,8 +46,19 @@ static const char store_schema[] =
 	"  cipher TEXT, dane TEXT, reason TEXT, detail TEXT);"
 	"CREATE INDEX IF NOT EXISTS probe_results_domain ON probe_results(domain, time);";
 
+/* Prepared statements kept per SQL text (the callers' string literals, so
+ * the pointer is the key): the packet path runs the same few statements
+ * thousands of times a second, and parsing them was most of SQLite's cost. */
+#define STORE_STMT_CACHE 32
+struct store_stmt {
+	const char *sql;
+	sqlite3_stmt *st;
+	bool busy;
+};
+
 struct store {
 	sqlite3 *db;
+	struct store_stmt cache[STORE_STMT_CACHE];
 };
 
 const char *store_level_name(enum store_level level)
@@ -116,19 +127,62 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	for (size_t i = 0; i < STORE_STMT_CACHE; i++)
+		sqlite3_finalize(s->cache[i].st);
 	sqlite3_close(s->db);
 	free(s);
 }
 
-/* Prepares sql; binds text/int64 arguments described by fmt ('s' text, may
- * be NULL; 'i' int64); the caller steps and finalizes. */
-static sqlite3_stmt *store_prepare(struct store *s, const char *sql, const char *fmt, ...)
+/* Gives a statement from store_prepare() back: reset for the next use when
+ * it is a cached one, finalized otherwise. */
+static void store_release(struct store *s, sqlite3_stmt *st)
 {
+	for (size_t i = 0; i < STORE_STMT_CACHE; i++) {
+		if (s->cache[i].st == st && st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			s->cache[i].busy = false;
+			return;
+		}
+	}
+	sqlite3_finalize(st);
+}
+
+/* A prepared statement for sql (a string literal): the cached one when it
+ * is free, else a new one, cached when there is room. */
+static sqlite3_stmt *store_stmt(struct store *s, const char *sql)
+{
+	struct store_stmt *slot = NULL;
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	for (size_t i = 0; i < STORE_STMT_CACHE; i++) {
+		if (s->cache[i].sql == sql) {
+			if (s->cache[i].busy) {
+				slot = NULL; /* in use further up: a one-off */
+				break;
+			}
+			s->cache[i].busy = true;
+			return s->cache[i].st;
+		}
+		if (!slot && !s->cache[i].sql)
+			slot = &s->cache[i];
+	}
+	if (sqlite3_prepare_v3(s->db, sql, -1, slot ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL) !=
+	    SQLITE_OK) {
 		store_fail(s, "prepare");
 		return NULL;
 	}
+	if (slot)
+		*slot = (struct store_stmt){ .sql = sql, .st = st, .busy = true };
+	return st;
+}
+
+/* Prepares sql; binds text/int64 arguments described by fmt ('s' text, may
+ * be NULL; 'i' int64); the caller steps and gives it back (store_release). */
+static sqlite3_stmt *store_prepare(struct store *s, const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *st = store_stmt(s, sql);
+	if (!st)
+		return NULL;
 	va_list ap;
 	va_start(ap, fmt);
 	for (int i = 0; fmt[i]; i++) {
@@ -143,7 +197,7 @@ static sqlite3_stmt *store_prepare(struct store *s, const char *sql, const char 
 		if (rc != SQLITE_OK) {
 			va_end(ap);
 			store_fail(s, "bind");
-			sqlite3_finalize(st);
+			store_release(s, st);
 			return NULL;
 		}
 	}
@@ -157,7 +211,7 @@ static int store_step_done(struct store *s, sqlite3_stmt *st, const char *what)
 	if (!st)
 		return -EIO;
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	return rc == SQLITE_DONE ? 0 : store_fail(s, what);
 }
 
@@ -214,7 +268,7 @@ int store_history_get(struct store *s, const char *mx, struct store_history *out
 		store_copy(out->lock_reason, sizeof(out->lock_reason), sqlite3_column_text(st, 12));
 		out->locked_at = sqlite3_column_int64(st, 13);
 	}
-	sqlite3_finalize(st);
+	store_release(s, st);
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "history get");
@@ -282,7 +336,7 @@ int store_addr_mx_get(struct store *s, const char *addr, int64_t now, char mx[ST
 		store_copy(domain, STORE_NAME_MAX, sqlite3_column_text(st, 1));
 		*secure = sqlite3_column_int(st, 2) != 0;
 	}
-	sqlite3_finalize(st);
+	store_release(s, st);
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "addr_mx get");
@@ -327,7 +381,7 @@ int store_policy_serial(struct store *s, uint64_t *serial)
 	bool have = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
 	if (have)
 		*serial = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	store_release(s, st);
 	if (rc != SQLITE_ROW)
 		return store_fail(s, "policy serial");
 	return have ? 0 : -ENOENT;
@@ -360,7 +414,7 @@ int store_probe_latest(struct store *s, const char *domain, char cls[32], int64_
 		if (time)
 			*time = sqlite3_column_int64(st, 1);
 	}
-	sqlite3_finalize(st);
+	store_release(s, st);
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "probe latest");
@@ -380,7 +434,7 @@ int store_probe_addr_latest(struct store *s, const char *addr, char verdict[32],
 		if (time)
 			*time = sqlite3_column_int64(st, 1);
 	}
-	sqlite3_finalize(st);
+	store_release(s, st);
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "probe addr latest");
@@ -406,7 +460,7 @@ int store_tlsa_set(struct store *s, const char *mx, const struct store_tlsa *rec
 		size_t len = recs[i].len < STORE_TLSA_DATA_MAX ? recs[i].len : STORE_TLSA_DATA_MAX;
 		if (sqlite3_bind_blob(st, 5, recs[i].data, (int)len, SQLITE_TRANSIENT) != SQLITE_OK ||
 		    sqlite3_bind_int64(st, 6, expires) != SQLITE_OK) {
-			sqlite3_finalize(st);
+			store_release(s, st);
 			rc = store_fail(s, "tlsa bind");
 			break;
 		}
@@ -439,7 +493,7 @@ int store_tlsa_get(struct store *s, const char *mx, int64_t now, struct store_tl
 			memcpy(out[n].data, blob, out[n].len);
 		n++;
 	}
-	sqlite3_finalize(st);
+	store_release(s, st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_fail(s, "tlsa get");
 	return (int)n;
@@ -447,10 +501,10 @@ int store_tlsa_get(struct store *s, const char *mx, int64_t now, struct store_tl
 
 int store_begin(struct store *s)
 {
-	return store_exec(s, "BEGIN IMMEDIATE");
+	return store_step_done(s, store_prepare(s, "BEGIN IMMEDIATE", ""), "begin");
 }
 
 int store_commit(struct store *s)
 {
-	return store_exec(s, "COMMIT");
+	return store_step_done(s, store_prepare(s, "COMMIT", ""), "commit");
 }
