@@ -37,6 +37,11 @@ struct log_ratelimit {
 void log_warnx_rl(struct log_ratelimit *rl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Formats an error for the caller's buffer as one line (control
+ * characters from the input become '?') and returns rc. */
+int err_line(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 void *xmalloc(size_t size);
 void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *ptr, size_t size);

@@ -16,6 +16,7 @@
 #include <wolfssl/wolfcrypt/ed25519.h>
 
 #include "minisign.h"
+#include "log.h"
 
 #define UNTRUSTED_PREFIX "untrusted comment: "
 #define TRUSTED_PREFIX "trusted comment: "
@@ -24,24 +25,6 @@
 #define PUBKEY_BLOB_LEN (2 + MINISIGN_KEY_ID_LEN + MINISIGN_PK_LEN)
 #define SIG_BLOB_LEN (2 + MINISIGN_KEY_ID_LEN + MINISIGN_SIG_LEN)
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-		/* one line, whatever the input (JSON text, keys, paths) held */
-		for (char *c = err; *c; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				*c = '?';
-	}
-	return rc;
-}
 
 static int b64_value(unsigned char c)
 {
@@ -166,24 +149,24 @@ int minisign_pubkey_parse(const char *text, size_t len, struct minisign_pubkey *
 	int n;
 
 	if (len > MINISIGN_PUBKEY_MAX_BYTES)
-		return fail(err, errlen, -EFBIG, "public key: larger than %d bytes",
+		return err_line(err, errlen, -EFBIG, "public key: larger than %d bytes",
 			    MINISIGN_PUBKEY_MAX_BYTES);
 	n = split_lines(text, len, lines, 2);
 	if (n < 1)
-		return fail(err, errlen, -EINVAL, "public key: empty or more than two lines");
+		return err_line(err, errlen, -EINVAL, "public key: empty or more than two lines");
 	if (n == 2) {
 		if (!has_prefix(&lines[0], UNTRUSTED_PREFIX))
-			return fail(err, errlen, -EINVAL,
+			return err_line(err, errlen, -EINVAL,
 				    "public key: first line is not an \"untrusted comment:\"");
 		b64 = &lines[1];
 	} else {
 		b64 = &lines[0];
 	}
 	if (b64_decode_exact(b64->p, b64->len, blob, sizeof(blob)) < 0)
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "public key: key line is not base64 of %d bytes", PUBKEY_BLOB_LEN);
 	if (blob[0] != 'E' || blob[1] != 'd')
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "public key: unsupported algorithm (only Ed25519 \"Ed\")");
 	memcpy(pk->key_id, blob + 2, MINISIGN_KEY_ID_LEN);
 	memcpy(pk->pk, blob + 2 + MINISIGN_KEY_ID_LEN, MINISIGN_PK_LEN);
@@ -199,42 +182,42 @@ int minisign_sig_parse(const char *text, size_t len, struct minisign_sig *sig, c
 	int n;
 
 	if (len > MINISIGN_SIG_MAX_BYTES)
-		return fail(err, errlen, -EFBIG, "signature: larger than %d bytes",
+		return err_line(err, errlen, -EFBIG, "signature: larger than %d bytes",
 			    MINISIGN_SIG_MAX_BYTES);
 	n = split_lines(text, len, lines, 4);
 	if (n < 0)
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "signature: more than four lines or a NUL byte");
 	if (n < 4)
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "signature: truncated (%d of 4 lines)", n);
 	if (!has_prefix(&lines[0], UNTRUSTED_PREFIX))
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "signature: line 1 is not an \"untrusted comment:\"");
 	if (b64_decode_exact(lines[1].p, lines[1].len, blob, sizeof(blob)) < 0)
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "signature: line 2 is not base64 of %d bytes", SIG_BLOB_LEN);
 	if (blob[0] == 'E' && blob[1] == 'd')
 		sig->prehashed = false;
 	else if (blob[0] == 'E' && blob[1] == 'D')
 		sig->prehashed = true;
 	else
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "signature: unsupported algorithm (only \"Ed\" and \"ED\")");
 	memcpy(sig->key_id, blob + 2, MINISIGN_KEY_ID_LEN);
 	memcpy(sig->sig, blob + 2 + MINISIGN_KEY_ID_LEN, MINISIGN_SIG_LEN);
 	if (!has_prefix(&lines[2], TRUSTED_PREFIX))
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "signature: line 3 is not a \"trusted comment:\"");
 	tlen = lines[2].len - plen;
 	if (tlen > MINISIGN_COMMENT_MAX)
-		return fail(err, errlen, -EFBIG, "signature: trusted comment longer than %d bytes",
+		return err_line(err, errlen, -EFBIG, "signature: trusted comment longer than %d bytes",
 			    MINISIGN_COMMENT_MAX);
 	memcpy(sig->trusted_comment, lines[2].p + plen, tlen);
 	sig->trusted_comment[tlen] = '\0';
 	sig->trusted_comment_len = tlen;
 	if (b64_decode_exact(lines[3].p, lines[3].len, sig->global_sig, MINISIGN_SIG_LEN) < 0)
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "signature: line 4 is not base64 of %d bytes", MINISIGN_SIG_LEN);
 	return 0;
 }
@@ -266,31 +249,31 @@ int minisign_verify(const struct minisign_pubkey *pk, const struct minisign_sig 
 	if (memcmp(pk->key_id, sig->key_id, MINISIGN_KEY_ID_LEN) != 0) {
 		minisign_key_id_format(pk->key_id, want, sizeof(want));
 		minisign_key_id_format(sig->key_id, got, sizeof(got));
-		return fail(err, errlen, -EKEYREJECTED,
+		return err_line(err, errlen, -EKEYREJECTED,
 			    "signature: made with unknown key %s (trusted key is %s)", got, want);
 	}
 	if (msg_len > MINISIGN_MSG_MAX_BYTES)
-		return fail(err, errlen, -EFBIG, "signed file larger than %u bytes",
+		return err_line(err, errlen, -EFBIG, "signed file larger than %u bytes",
 			    MINISIGN_MSG_MAX_BYTES);
 	if (sig->prehashed) {
 		if (wc_InitBlake2b(&b2, sizeof(hash)) != 0 ||
 		    wc_Blake2bUpdate(&b2, msg, (word32)msg_len) != 0 ||
 		    wc_Blake2bFinal(&b2, hash, sizeof(hash)) != 0)
-			return fail(err, errlen, -EINVAL, "signature: BLAKE2b-512 failed");
+			return err_line(err, errlen, -EINVAL, "signature: BLAKE2b-512 failed");
 		if (ed25519_check(pk->pk, sig->sig, hash, sizeof(hash)) != 0)
-			return fail(err, errlen, -EBADMSG,
+			return err_line(err, errlen, -EBADMSG,
 				    "signature does not match the file (altered or truncated)");
 	} else if (ed25519_check(pk->pk, sig->sig, msg, msg_len) != 0) {
-		return fail(err, errlen, -EBADMSG,
+		return err_line(err, errlen, -EBADMSG,
 			    "signature does not match the file (altered or truncated)");
 	}
 	if (sig->trusted_comment_len > MINISIGN_COMMENT_MAX)
-		return fail(err, errlen, -EINVAL, "signature: trusted comment too long");
+		return err_line(err, errlen, -EINVAL, "signature: trusted comment too long");
 	memcpy(global, sig->sig, MINISIGN_SIG_LEN);
 	memcpy(global + MINISIGN_SIG_LEN, sig->trusted_comment, sig->trusted_comment_len);
 	if (ed25519_check(pk->pk, sig->global_sig, global,
 			  MINISIGN_SIG_LEN + sig->trusted_comment_len) != 0)
-		return fail(err, errlen, -EBADMSG,
+		return err_line(err, errlen, -EBADMSG,
 			    "signature: trusted comment was altered (global signature invalid)");
 	return 0;
 }
@@ -308,20 +291,20 @@ int minisign_file_read(const char *path, size_t max, char **buf, size_t *len, ch
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		rc = -errno;
-		return fail(err, errlen, rc, "%s: %s", path, strerror(-rc));
+		return err_line(err, errlen, rc, "%s: %s", path, strerror(-rc));
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(err, errlen, -EINVAL, "%s: not a regular file", path);
+		return err_line(err, errlen, -EINVAL, "%s: not a regular file", path);
 	}
 	if ((uint64_t)st.st_size > max) {
 		close(fd);
-		return fail(err, errlen, -EFBIG, "%s: larger than %zu bytes", path, max);
+		return err_line(err, errlen, -EFBIG, "%s: larger than %zu bytes", path, max);
 	}
 	b = malloc(max + 1);
 	if (!b) {
 		close(fd);
-		return fail(err, errlen, -ENOMEM, "%s: out of memory", path);
+		return err_line(err, errlen, -ENOMEM, "%s: out of memory", path);
 	}
 	/* read up to max + 1 so a file that grows after fstat is still caught */
 	for (;;) {
@@ -333,7 +316,7 @@ int minisign_file_read(const char *path, size_t max, char **buf, size_t *len, ch
 			rc = -errno;
 			free(b);
 			close(fd);
-			return fail(err, errlen, rc, "%s: %s", path, strerror(-rc));
+			return err_line(err, errlen, rc, "%s: %s", path, strerror(-rc));
 		}
 		if (r == 0)
 			break;
@@ -341,7 +324,7 @@ int minisign_file_read(const char *path, size_t max, char **buf, size_t *len, ch
 		if (got > max) {
 			free(b);
 			close(fd);
-			return fail(err, errlen, -EFBIG, "%s: larger than %zu bytes", path, max);
+			return err_line(err, errlen, -EFBIG, "%s: larger than %zu bytes", path, max);
 		}
 	}
 	close(fd);

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "policy.h"
+#include "log.h"
 #include "tls_parse.h"
 
 #define SERIAL_MAX ((UINT64_C(1) << 53) - 1) /* exact in every JSON reader */
@@ -49,24 +50,6 @@ struct policy {
 };
 
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-		/* one line, whatever the input (JSON text, keys, paths) held */
-		for (char *c = err; *c; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				*c = '?';
-	}
-	return rc;
-}
 
 /* ---- small parsers ---- */
 
@@ -140,29 +123,29 @@ int policy_trusted_comment_parse(const char *tc, uint64_t *serial, time_t *expir
 		len = (size_t)(p - tok);
 		if (len > 7 && memcmp(tok, "serial:", 7) == 0) {
 			if (have_serial)
-				return fail(err, errlen, -EINVAL, "trusted comment: serial given twice");
+				return err_line(err, errlen, -EINVAL, "trusted comment: serial given twice");
 			if (parse_serial(tok + 7, len - 7, serial) < 0)
-				return fail(err, errlen, -EINVAL,
+				return err_line(err, errlen, -EINVAL,
 					    "trusted comment: serial is not an integer 1..2^53-1");
 			have_serial = true;
 		} else if (len > 8 && memcmp(tok, "expires:", 8) == 0) {
 			char buf[32];
 
 			if (have_expires)
-				return fail(err, errlen, -EINVAL, "trusted comment: expires given twice");
+				return err_line(err, errlen, -EINVAL, "trusted comment: expires given twice");
 			if (len - 8 >= sizeof(buf))
-				return fail(err, errlen, -EINVAL,
+				return err_line(err, errlen, -EINVAL,
 					    "trusted comment: expires is not YYYY-MM-DDTHH:MM:SSZ");
 			memcpy(buf, tok + 8, len - 8);
 			buf[len - 8] = '\0';
 			if (policy_time_parse(buf, expires) < 0)
-				return fail(err, errlen, -EINVAL,
+				return err_line(err, errlen, -EINVAL,
 					    "trusted comment: expires is not YYYY-MM-DDTHH:MM:SSZ");
 			have_expires = true;
 		}
 	}
 	if (!have_serial || !have_expires)
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "trusted comment lacks %s (sign with -t \"serial:N expires:YYYY-MM-DDTHH:MM:SSZ\")",
 			    !have_serial ? "serial:" : "expires:");
 	return 0;
@@ -292,7 +275,7 @@ static int bad(struct ctx *c, const char *path, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return fail(c->err, c->errlen, -EINVAL, "%s: %s", path, msg);
+	return err_line(c->err, c->errlen, -EINVAL, "%s: %s", path, msg);
 }
 
 /* Refuses any key of obj not in allowed (NULL-terminated). */
@@ -343,7 +326,7 @@ static int parse_domain_list(struct ctx *c, const char *path, json_t *arr, struc
 		return bad(c, path, "more than %d entries", POLICY_MAX_ENTRIES);
 	set->v = calloc(json_array_size(arr) + 1, sizeof(*set->v));
 	if (!set->v)
-		return fail(c->err, c->errlen, -ENOMEM, "out of memory");
+		return err_line(c->err, c->errlen, -ENOMEM, "out of memory");
 	json_array_foreach(arr, i, el) {
 		json_t *d;
 		int rc;
@@ -361,7 +344,7 @@ static int parse_domain_list(struct ctx *c, const char *path, json_t *arr, struc
 			return rc;
 		set->v[set->n].name = strdup(name);
 		if (!set->v[set->n].name)
-			return fail(c->err, c->errlen, -ENOMEM, "out of memory");
+			return err_line(c->err, c->errlen, -ENOMEM, "out of memory");
 		set->n++;
 	}
 	qsort(set->v, set->n, sizeof(*set->v), dom_cmp);
@@ -435,7 +418,7 @@ static int parse_secure_mode(struct ctx *c, json_t *sm, struct policy *p)
 		return bad(c, "secure_mode.sender_sources", "more than %d entries", POLICY_MAX_ENTRIES);
 	p->prefixes = calloc(json_array_size(v) + 1, sizeof(*p->prefixes));
 	if (!p->prefixes)
-		return fail(c->err, c->errlen, -ENOMEM, "out of memory");
+		return err_line(c->err, c->errlen, -ENOMEM, "out of memory");
 	json_array_foreach(v, i, el) {
 		char path[64];
 
@@ -470,7 +453,7 @@ static int parse_overrides(struct ctx *c, json_t *obj, struct policy *p)
 		return bad(c, "domains", "more than %d entries", POLICY_MAX_ENTRIES);
 	p->overrides.v = calloc(json_object_size(obj) + 1, sizeof(*p->overrides.v));
 	if (!p->overrides.v)
-		return fail(c->err, c->errlen, -ENOMEM, "out of memory");
+		return err_line(c->err, c->errlen, -ENOMEM, "out of memory");
 	json_object_foreach(obj, key, v) {
 		struct dom_entry *e = &p->overrides.v[p->overrides.n];
 		char path[128], name[256];
@@ -494,7 +477,7 @@ static int parse_overrides(struct ctx *c, json_t *obj, struct policy *p)
 			e->ov.require_tls = true;
 		e->name = strdup(name);
 		if (!e->name)
-			return fail(c->err, c->errlen, -ENOMEM, "out of memory");
+			return err_line(c->err, c->errlen, -ENOMEM, "out of memory");
 		p->overrides.n++;
 	}
 	qsort(p->overrides.v, p->overrides.n, sizeof(*p->overrides.v), dom_cmp);
@@ -540,7 +523,7 @@ static int parse_tls(struct ctx *c, json_t *tls, struct policy *p)
 		return bad(c, "tls.banned_ciphers", "more than %d entries", POLICY_MAX_CIPHERS);
 	p->banned = calloc(json_array_size(v) + 1, sizeof(*p->banned));
 	if (!p->banned)
-		return fail(c->err, c->errlen, -ENOMEM, "out of memory");
+		return err_line(c->err, c->errlen, -ENOMEM, "out of memory");
 	json_array_foreach(v, i, el) {
 		char path[64];
 
@@ -572,7 +555,7 @@ static int parse_releases(struct ctx *c, json_t *arr, struct policy *p)
 		return bad(c, "history_releases", "more than %d entries", POLICY_MAX_ENTRIES);
 	p->releases = calloc(json_array_size(arr) + 1, sizeof(*p->releases));
 	if (!p->releases)
-		return fail(c->err, c->errlen, -ENOMEM, "out of memory");
+		return err_line(c->err, c->errlen, -ENOMEM, "out of memory");
 	json_array_foreach(arr, i, el) {
 		char path[64], name[256];
 		uint8_t a[16];
@@ -597,7 +580,7 @@ static int parse_releases(struct ctx *c, json_t *arr, struct policy *p)
 			return bad(c, path, "\"note\" must be a string of at most %d bytes", NOTE_MAX);
 		p->releases[p->n_releases] = strdup(name);
 		if (!p->releases[p->n_releases])
-			return fail(c->err, c->errlen, -ENOMEM, "out of memory");
+			return err_line(c->err, c->errlen, -ENOMEM, "out of memory");
 		p->n_releases++;
 	}
 	return 0;
@@ -706,15 +689,15 @@ int policy_parse(const char *json, size_t len, struct policy **out, char *err, s
 
 	*out = NULL;
 	if (len > POLICY_MAX_BYTES)
-		return fail(err, errlen, -EFBIG, "policy larger than %d bytes", POLICY_MAX_BYTES);
+		return err_line(err, errlen, -EFBIG, "policy larger than %d bytes", POLICY_MAX_BYTES);
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
-		return fail(err, errlen, -EINVAL, "malformed JSON at line %d column %d: %s",
+		return err_line(err, errlen, -EINVAL, "malformed JSON at line %d column %d: %s",
 			    jerr.line, jerr.column, jerr.text);
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		json_decref(root);
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return err_line(err, errlen, -ENOMEM, "out of memory");
 	}
 	p->min_version = POLICY_TLS_1_2;
 	p->fail_normal = POLICY_FAIL_OPEN;
@@ -744,10 +727,10 @@ int policy_load_mem(const char *name, const char *json, size_t json_len, const c
 
 	*out = NULL;
 	if (json_len > POLICY_MAX_BYTES)
-		return fail(err, errlen, -EFBIG, "%s: larger than %d bytes", name, POLICY_MAX_BYTES);
+		return err_line(err, errlen, -EFBIG, "%s: larger than %d bytes", name, POLICY_MAX_BYTES);
 	sig = malloc(sizeof(*sig));
 	if (!sig)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return err_line(err, errlen, -ENOMEM, "out of memory");
 	rc = minisign_sig_parse(sig_text, sig_len, sig, msg, sizeof(msg));
 	if (rc == 0)
 		rc = minisign_verify(pk, sig, (const uint8_t *)json, json_len, msg, sizeof(msg));
@@ -756,24 +739,24 @@ int policy_load_mem(const char *name, const char *json, size_t json_len, const c
 						  sizeof(msg));
 	free(sig);
 	if (rc < 0)
-		return fail(err, errlen, rc, "%s: %s", name, msg);
+		return err_line(err, errlen, rc, "%s: %s", name, msg);
 	if (serial <= applied_serial)
-		return fail(err, errlen, -ESTALE,
+		return err_line(err, errlen, -ESTALE,
 			    "%s: serial %" PRIu64 " is not newer than the applied serial %" PRIu64
 			    " (rollback refused)", name, serial, applied_serial);
 	if (expires <= now) {
 		gmtime_r(&expires, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		return fail(err, errlen, -EKEYEXPIRED, "%s: policy expired at %s", name, when);
+		return err_line(err, errlen, -EKEYEXPIRED, "%s: policy expired at %s", name, when);
 	}
 	rc = policy_parse(json, json_len, &p, msg, sizeof(msg));
 	if (rc < 0)
-		return fail(err, errlen, rc, "%s: %s", name, msg);
+		return err_line(err, errlen, rc, "%s: %s", name, msg);
 	if (p->serial != serial || p->expires != expires) {
 		const char *what = p->serial != serial ? "serial" : "expires";
 
 		policy_free(p);
-		return fail(err, errlen, -EINVAL,
+		return err_line(err, errlen, -EINVAL,
 			    "%s: %s in the JSON differs from the signed trusted comment", name, what);
 	}
 	*out = p;
