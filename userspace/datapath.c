@@ -309,26 +309,29 @@ int datapath_counters(struct datapath *dp, struct tlsgate_counter_value out[TLSG
 	return 0;
 }
 
-int datapath_heartbeat(struct datapath *dp, uint32_t failclosed_after_ms)
+static int datapath_write_state(struct datapath *dp, __u64 heartbeat_ns,
+				uint32_t failclosed_after_ms)
 {
-	struct tlsgate_daemon_state st = { .failclosed_after_ms = failclosed_after_ms };
-	struct timespec now;
+	struct tlsgate_daemon_state st = { .heartbeat_ns = heartbeat_ns,
+					   .failclosed_after_ms = failclosed_after_ms };
 	__u32 zero = 0;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	st.heartbeat_ns = (__u64)now.tv_sec * 1000000000ull + (__u64)now.tv_nsec;
 	if (bpf_map_update_elem(bpf_map__fd(dp->skel->maps.daemon_state), &zero, &st, BPF_ANY) < 0)
 		return -errno;
 	return 0;
 }
 
+int datapath_heartbeat(struct datapath *dp, uint32_t failclosed_after_ms)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return datapath_write_state(dp, (__u64)now.tv_sec * 1000000000ull + (__u64)now.tv_nsec,
+				    failclosed_after_ms);
+}
+
 int datapath_heartbeat_stopped(struct datapath *dp, uint32_t failclosed_after_ms)
 {
 	/* heartbeat 0 is always older than failclosed_after_ms */
-	struct tlsgate_daemon_state st = { .failclosed_after_ms = failclosed_after_ms };
-	__u32 zero = 0;
-	if (bpf_map_update_elem(bpf_map__fd(dp->skel->maps.daemon_state), &zero, &st, BPF_ANY) < 0)
-		return -errno;
-	return 0;
+	return datapath_write_state(dp, 0, failclosed_after_ms);
 }
 
 static bool lpm_key_in(const struct tlsgate_lpm_key *k, const struct tlsgate_lpm_key *keys,

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,8 @@ struct gate_dest {
 	enum decide_probe probe;
 	int64_t probe_time;
 	/* the last RCPT domain hint written for this address, kept across
-	 * reloads: a busy destination costs one write per GATE_RCPT_HINT_TTL/2 */
+	 * reloads: a busy destination costs one write per GATE_RCPT_HINT_TTL/2.
+	 * Last in the struct: gate_dest_load() clears what comes before. */
 	char hint_domain[STORE_NAME_MAX];
 	int64_t hint_until; /* wall seconds */
 };
@@ -200,18 +202,15 @@ static size_t gate_prefix_keys(const struct policy *p, struct tlsgate_lpm_key **
 	return n;
 }
 
-static uint32_t gate_failclosed_ms(const struct gate *g)
-{
-	const struct policy_prefix *list;
-	if (!g->policy || policy_sender_prefixes(g->policy, &list) == 0)
-		return 0;
-	return g->cfg.failclosed_ms;
-}
-
 size_t gate_secure_sources(const struct gate *g)
 {
 	const struct policy_prefix *list;
 	return g && g->policy ? policy_sender_prefixes(g->policy, &list) : 0;
+}
+
+static uint32_t gate_failclosed_ms(const struct gate *g)
+{
+	return gate_secure_sources(g) ? g->cfg.failclosed_ms : 0;
 }
 
 void gate_stop_failclosed(struct gate *g)
@@ -544,14 +543,12 @@ static void gate_dest_load(struct gate *g, struct gate_dest *d, const char *addr
 	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX], verdict[32];
 	bool secure;
 	int64_t now = wall_now(), when;
-	bool same = !strcmp(d->addr, addr);
-	char hint_domain[STORE_NAME_MAX];
-	int64_t hint_until = same ? d->hint_until : 0;
-	snprintf(hint_domain, sizeof(hint_domain), "%s", same ? d->hint_domain : "");
 
-	memset(d, 0, sizeof(*d));
-	snprintf(d->hint_domain, sizeof(d->hint_domain), "%s", hint_domain);
-	d->hint_until = hint_until;
+	/* everything but the RCPT hint memo, which stays with its address */
+	if (strcmp(d->addr, addr))
+		memset(d, 0, sizeof(*d));
+	else
+		memset(d, 0, offsetof(struct gate_dest, hint_domain));
 	snprintf(d->addr, sizeof(d->addr), "%s", addr);
 	d->loaded = mono_s();
 	if (store_addr_mx_get(g->store, addr, now, mx, domain, &secure) == 0)

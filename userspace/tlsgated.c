@@ -861,12 +861,19 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 
 /* ---- main -------------------------------------------------------------- */
 
+/* The NFQUEUE rule for the configured mark and queue. */
+static struct netfilter_rule daemon_rule(const struct config *cfg)
+{
+	return (struct netfilter_rule){ .mark = cfg->mark, .mask = cfg->mask,
+					.queue_num = cfg->queue_num, .chain = "FORWARD" };
+}
+
 static void daemon_teardown(struct daemon *d)
 {
 	/* A deliberate stop with secure-mode sources in the policy leaves the
 	 * tagger attached, so that those sources stay refused in the kernel
 	 * (fail-closed) while no daemon runs; everything else passes. */
-	size_t secure = d->stop && !d->cfg.remove ? gate_secure_sources(d->gate) : 0;
+	size_t secure = d->stop ? gate_secure_sources(d->gate) : 0;
 	web_close(d->web);
 	dnslearn_close(d->dns);
 	free(d->web_token);
@@ -1040,8 +1047,7 @@ int main(int argc, char **argv)
 	if (d.cfg.remove) {
 		/* Attaching (which replaces) and detaching again is the one
 		 * way that works whether a stop left anything or not. */
-		d.rule = (struct netfilter_rule){ .mark = d.cfg.mark, .mask = d.cfg.mask,
-						  .queue_num = d.cfg.queue_num, .chain = "FORWARD" };
+		d.rule = daemon_rule(&d.cfg);
 		status = netfilter_remove(&d.rule) < 0;
 		datapath_close(d.dp, true);
 		log_info("removed: tagger detached from %zu interface(s), NFQUEUE rule deleted, "
@@ -1077,8 +1083,7 @@ int main(int argc, char **argv)
 			       daemon_packet, &d);
 	if (!d.queue)
 		goto out;
-	d.rule = (struct netfilter_rule){ .mark = d.cfg.mark, .mask = d.cfg.mask,
-					  .queue_num = d.cfg.queue_num, .chain = "FORWARD" };
+	d.rule = daemon_rule(&d.cfg);
 	if (netfilter_add(&d.rule) < 0)
 		goto out;
 	d.rule_added = true;
