@@ -6,6 +6,10 @@
  *                         marked packets to NFQUEUE), TC_ACT_OK
  *   PASS               -> TC_ACT_OK untouched; the entry's counters grow
  *   BLOCK              -> TC_ACT_SHOT; the entry's counters grow
+ *   CONTENT            -> message content: a client segment at the expected
+ *                         sequence number without a '.' alone between line
+ *                         ends passes (TC_ACT_OK, counters grow); anything else
+ *                         turns the entry to INSPECT here and is marked
  * What may be SMTP but cannot be judged here - IPv4/IPv6 fragments, headers
  * that are truncated or malformed, VLAN stacks deeper than two, IPv6
  * extension chains longer than PARSE_IPV6_MAX_EXT - is marked too: never a
@@ -89,6 +93,20 @@ struct {
 	__uint(max_entries, TLSGATE_CNT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } counters SEC(".maps");
+
+/* Scratch for scanning message content, one chunk at a time. */
+#define CONTENT_CHUNK 512 /* a power of two, a multiple of 8 */
+
+struct content_chunk {
+	__u8 b[CONTENT_CHUNK + 1 + 8]; /* + the next byte, + LFs after the payload */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct content_chunk);
+	__uint(max_entries, 1);
+} content_scratch SEC(".maps");
 
 /* Headers we want in the linear area: Ethernet, two VLAN tags, IPv6 and a
  * few extension headers, TCP with options. A driver may leave part of them
@@ -232,6 +250,134 @@ static __always_inline int tagger_frag_may_be_tcp(int nexthdr)
 	return 0;
 }
 
+/* ---- message content (TLSGATE_CONTENT) --------------------------------- */
+
+struct content_scan {
+	struct __sk_buff *skb;
+	__u32 off; /* payload start in the frame */
+	__u32 len; /* payload bytes */
+	__u8 line_end; /* the byte before the next one is CR or LF */
+	__u8 stop;     /* a '.' alone between line ends, or a load failure */
+};
+
+/* 1 when c == v, else 0, without a branch. */
+static __always_inline __u32 content_is(__u32 c, __u32 v)
+{
+	return (((c ^ v) - 1) >> 8) & 1;
+}
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the content scan reads 8 bytes as a little-endian word"
+#endif
+#define CONTENT_LOW7 0x7f7f7f7f7f7f7f7full
+#define CONTENT_BYTES(c) (0x0101010101010101ull * (c))
+
+/* The high bit of each byte of w that equals c, exactly (no carries across
+ * bytes). Branch-free: a branch per byte or word would give the verifier
+ * 2^n paths to walk. */
+static __always_inline __u64 content_bytes_eq(__u64 w, __u64 c)
+{
+	__u64 x = w ^ CONTENT_BYTES(c);
+
+	return ~(((x & CONTENT_LOW7) + CONTENT_LOW7) | x | CONTENT_LOW7);
+}
+
+/* bpf_loop callback: scans the payload's 8-byte word i (loading the next
+ * chunk into the scratch buffer at each chunk start). Returns 1 to stop.
+ * One word per call keeps the verifier's work constant: a loop over a
+ * chunk's words would have it walk every path through it. */
+static long content_scan_word(__u64 i, void *arg)
+{
+	struct content_scan *cs = arg;
+	struct content_chunk *buf;
+	__u32 zero = 0, off, at, n, next;
+	__u64 word, eol, next_eol, hits;
+
+	off = (__u32)i * 8;
+	if (off >= cs->len)
+		return 1;
+	at = off & (CONTENT_CHUNK - 1);
+	buf = bpf_map_lookup_elem(&content_scratch, &zero);
+	if (!buf) {
+		cs->stop = 1;
+		return 1;
+	}
+	if (at == 0) {
+		n = cs->len - off;
+		if (n > CONTENT_CHUNK)
+			n = CONTENT_CHUNK;
+		/* n is 1..CONTENT_CHUNK; the mask shows the verifier as much. */
+		n = ((n - 1) & (CONTENT_CHUNK - 1)) + 1;
+		if (bpf_skb_load_bytes(cs->skb, cs->off + off, buf->b, n) < 0) {
+			cs->stop = 1;
+			return 1;
+		}
+		/* After the payload, LFs: no stale byte of an earlier chunk in
+		 * the last word, and a '.' that ends the payload counts as
+		 * followed by a line end (returned: the next byte is unknown).
+		 * Within the payload, the byte after the chunk is loaded. */
+		__builtin_memset(&buf->b[n], '\n', 8);
+		if (cs->len - off > CONTENT_CHUNK &&
+		    bpf_skb_load_bytes(cs->skb, cs->off + off + CONTENT_CHUNK,
+				       &buf->b[CONTENT_CHUNK], 1) < 0) {
+			cs->stop = 1;
+			return 1;
+		}
+	}
+	/* The dots between line ends: the previous byte (the byte below, or
+	 * the last one of the word before) and the next one (the byte above,
+	 * or the first one of the word after) CR or LF. Only such a line can
+	 * end the data, whatever line ending the server honours; a dot-led
+	 * line ("..", ".x") cannot. */
+	word = *(__u64 *)&buf->b[at];
+	next = buf->b[at + 8];
+	eol = content_bytes_eq(word, '\r') | content_bytes_eq(word, '\n');
+	next_eol = (__u64)(content_is(next, '\r') | content_is(next, '\n')) << 63;
+	hits = content_bytes_eq(word, '.') & ((eol << 8) | ((__u64)cs->line_end << 7)) &
+	       ((eol >> 8) | next_eol);
+	if (hits) {
+		cs->stop = 1;
+		return 1;
+	}
+	cs->line_end = eol >> 63;
+	return 0;
+}
+
+/* A segment of a CONTENT flow: 1 when it may pass in the kernel (and the
+ * entry has advanced past it), 0 when it goes to userspace. */
+static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_flow_value *val,
+					  struct tcphdr *tcph, __u32 dir, __u32 off, long len)
+{
+	struct content_scan cs;
+	__u8 last;
+	__u32 seq;
+
+	if (((__u8 *)tcph)[13] & (PARSE_TCP_SYN | PARSE_TCP_FIN | PARSE_TCP_RST))
+		return 0;
+	if (len == 0)
+		return 1; /* an ACK, either way */
+	if (dir != TLSGATE_DIR_TO_SERVER || len < 0 || len > TLSGATE_CONTENT_SCAN_MAX)
+		return 0;
+	seq = bpf_ntohl(tcph->seq);
+	if (seq != val->content_seq)
+		return 0; /* out of order, retransmitted or overlapping */
+	cs.skb = skb;
+	cs.off = off;
+	cs.len = (__u32)len;
+	cs.line_end = val->content_line_end;
+	cs.stop = 0;
+	bpf_loop((cs.len + 7) / 8, content_scan_word, &cs, 0);
+	if (cs.stop)
+		return 0;
+	/* What the next segment starts after: the last byte (the last word
+	 * may be partial). */
+	if (bpf_skb_load_bytes(skb, off + cs.len - 1, &last, 1) < 0)
+		return 0;
+	val->content_seq = seq + (__u32)len;
+	val->content_line_end = content_is(last, '\r') | content_is(last, '\n');
+	return 1;
+}
+
 SEC("tc")
 int tlsgate_tagger(struct __sk_buff *skb)
 {
@@ -351,7 +497,19 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	}
 
 	val = bpf_map_lookup_elem(&flows, &key);
-	if (!val || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_BLOCK) {
+	if (val && val->verdict == TLSGATE_CONTENT) {
+		l4_end = tagger_off(nh.pos, data);
+		if (tagger_content(skb, val, tcph, dir, l4_end, (long)l3_end - (long)l4_end)) {
+			__sync_fetch_and_add(&val->packets, 1);
+			__sync_fetch_and_add(&val->bytes, skb->len);
+			tagger_count(skb, TLSGATE_CNT_CONTENT_PASSED);
+			return TC_ACT_OK;
+		}
+		/* Back to userspace from this segment on. */
+		val->verdict = TLSGATE_INSPECT;
+		tagger_count(skb, TLSGATE_CNT_CONTENT_RETURNED);
+	}
+	if (!val || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_CONTENT) {
 		if (tagger_fail_closed(dir == TLSGATE_DIR_TO_SERVER ? saddr : daddr)) {
 			tagger_count(skb, TLSGATE_CNT_FAILCLOSED);
 			return TC_ACT_SHOT;

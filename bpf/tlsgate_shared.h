@@ -63,7 +63,20 @@ enum tlsgate_verdict {
 	TLSGATE_INSPECT = 0, /* mark: userspace decides */
 	TLSGATE_PASS = 1,    /* verdict final: stays in the kernel */
 	TLSGATE_BLOCK = 2,   /* verdict final: dropped in the program */
+	TLSGATE_CONTENT = 3, /* inside message content (DATA after 354): a client
+				segment passes in the kernel when it starts at
+				content_seq and holds no '.' between a CR or LF
+				and a CR or LF (so no end of data, whatever line
+				ending the server honours; a '.' ending the
+				segment counts as followed by one). Anything else
+				- another sequence number, such a '.', server
+				data, SYN/FIN/RST - turns the entry back to
+				INSPECT in the program and is marked. */
 };
+
+/* Largest payload a CONTENT segment may have to be scanned (GRO/GSO
+ * aggregates included); a larger one is returned to userspace. */
+#define TLSGATE_CONTENT_SCAN_MAX 65536
 
 /* Normalised 5-tuple: both directions of a connection give the same key.
  * Addresses are IPv6 or IPv4-mapped IPv6 (::ffff:a.b.c.d), network order.
@@ -79,10 +92,15 @@ struct tlsgate_flow_key {
 _Static_assert(sizeof(struct tlsgate_flow_key) == 40, "flow key layout");
 
 /* Value of the flow map. Userspace creates entries (with zero counters);
- * the program only bumps the counters of existing entries. */
+ * the program bumps the counters of existing entries and, for CONTENT,
+ * advances content_seq or turns the verdict back to INSPECT. */
 struct tlsgate_flow_value {
 	__u8 verdict; /* enum tlsgate_verdict */
-	__u8 pad[7];
+	/* CONTENT only, written by userspace when it hands the content over
+	 * and by the program as segments pass: */
+	__u8 content_line_end; /* the byte before content_seq is CR or LF */
+	__u8 pad[2];
+	__u32 content_seq;     /* the client's next sequence number (host order) */
 	__u64 packets; /* seen by the program since the entry was written */
 	__u64 bytes;
 	__u64 verdict_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at verdict */
@@ -110,6 +128,8 @@ enum tlsgate_counter {
 	TLSGATE_CNT_FAILCLOSED, /* secure-mode source while the daemon is gone: dropped */
 	TLSGATE_CNT_DNS_COPIED,  /* DNS answers copied to the daemon */
 	TLSGATE_CNT_DNS_DROPPED, /* DNS answers not copied: ring buffer full */
+	TLSGATE_CNT_CONTENT_PASSED,   /* CONTENT segments (and ACKs) passed in the kernel */
+	TLSGATE_CNT_CONTENT_RETURNED, /* CONTENT entries turned back to INSPECT */
 	TLSGATE_CNT_MAX,
 };
 

@@ -257,6 +257,17 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
 	return 0;
 }
 
+int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key, uint32_t seq,
+			 bool line_end)
+{
+	struct tlsgate_flow_value val = { .verdict = TLSGATE_CONTENT,
+					  .content_line_end = line_end,
+					  .content_seq = seq };
+	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
 int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
 		    struct tlsgate_flow_value *val)
 {

@@ -2,7 +2,6 @@
 #include "enforce.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "smtp_parse.h"
 
 #define TCP_FIN 0x01
 #define TCP_RST 0x04
@@ -131,43 +131,73 @@ static bool reply_append(char *out, size_t size, size_t *used, const char *line)
 	return true;
 }
 
-int enforce_build_replies(const uint8_t *payload, size_t len, const char *refusal, char *out,
+/* What the server says to a command pipelined after a refused MAIL FROM;
+ * NULL: the refusal again. */
+static const char *reply_after_refusal(uint16_t verb)
+{
+	switch (verb) {
+	case SMTP_VERB_RCPT:
+		return "503 5.5.1 Error: need MAIL command";
+	case SMTP_VERB_DATA:
+	case SMTP_VERB_BDAT:
+		return "554 5.5.1 Error: no valid recipients";
+	case SMTP_VERB_QUIT:
+		return "221 2.0.0 Bye";
+	case SMTP_VERB_RSET:
+	case SMTP_VERB_NOOP:
+		return "250 2.0.0 Ok";
+	default:
+		return NULL;
+	}
+}
+
+size_t enforce_verbs_from_lines(const uint8_t *payload, size_t len, uint16_t *verb, size_t max,
+				bool *over)
+{
+	size_t n = 0, i = 0;
+	*over = false;
+	while (i < len) {
+		const uint8_t *nl = memchr(payload + i, '\n', len - i);
+		if (!nl)
+			break; /* a command still being typed: withheld, no reply */
+		size_t end = (size_t)(nl - payload), ll = end - i;
+		if (ll && payload[end - 1] == '\r')
+			ll--;
+		struct smtp_command cmd;
+		if (smtp_command_parse((const char *)payload + i, ll, &cmd) < 0)
+			cmd.verb = SMTP_VERB_UNKNOWN;
+		if (n == max) {
+			*over = true;
+			break;
+		}
+		verb[n++] = (uint16_t)cmd.verb;
+		i = end + 1;
+	}
+	return n;
+}
+
+int enforce_build_replies(const struct enforce_verbs *v, const char *refusal, char *out,
 			  size_t size)
 {
 	size_t used = 0;
-	bool refused = false;
-	size_t i = 0;
+	bool refused = false, commands = false;
 	out[0] = '\0';
-	while (i < len) {
-		size_t end = i;
-		while (end < len && payload[end] != '\n')
-			end++;
-		/* A trailing partial line is a command still being typed: it
-		 * is withheld too but gets no reply. */
-		if (end == len && !(len > 0 && payload[len - 1] == '\n'))
-			break;
-		char verb[8] = { 0 };
-		size_t v = 0;
-		for (size_t k = i; k < end && v < sizeof(verb) - 1 && isalpha(payload[k]); k++)
-			verb[v++] = (char)toupper(payload[k]);
-		const char *line;
-		if (!refused) {
-			line = refusal;
+	for (size_t i = 0; i < v->n; i++)
+		commands |= v->verb[i] != SMTP_VERB_END_OF_DATA;
+	for (size_t i = 0; i < v->n; i++) {
+		const char *line = refusal;
+		if (v->verb[i] == SMTP_VERB_END_OF_DATA && commands)
+			/* Ahead of the refused command: that message never
+			 * reached the server, so not "250"; the client keeps
+			 * it and tries again. */
+			line = "451 4.3.0 tlsgate: message not delivered: a command pipelined "
+			       "after it was refused; please try again";
+		else if (refused && reply_after_refusal(v->verb[i]))
+			line = reply_after_refusal(v->verb[i]);
+		if (line == refusal)
 			refused = true;
-		} else if (!strcmp(verb, "RCPT")) {
-			line = "503 5.5.1 Error: need MAIL command";
-		} else if (!strcmp(verb, "DATA") || !strcmp(verb, "BDAT")) {
-			line = "554 5.5.1 Error: no valid recipients";
-		} else if (!strcmp(verb, "QUIT")) {
-			line = "221 2.0.0 Bye";
-		} else if (!strcmp(verb, "RSET") || !strcmp(verb, "NOOP")) {
-			line = "250 2.0.0 Ok";
-		} else {
-			line = refusal;
-		}
 		if (!reply_append(out, size, &used, line))
 			return -ENOSPC;
-		i = end + 1;
 	}
 	if (!refused && !reply_append(out, size, &used, refusal))
 		return -ENOSPC;
@@ -195,30 +225,40 @@ static int enforce_send(struct enforce *e, int family, const uint8_t *daddr, con
 
 /* To the client, as the server: the replies to the withheld segment p,
  * acknowledging it (the server's next sequence number is the ack the
- * client sent), with extra flags (FIN). */
-static int send_replies(struct enforce *e, const struct flowkey_packet *p, const char *refusal,
-			uint8_t flags)
+ * client sent), in segments of at most ENFORCE_SEGMENT_PAYLOAD bytes; the
+ * last one carries the extra flags (FIN). */
+static int send_replies(struct enforce *e, const struct flowkey_packet *p,
+			const struct enforce_verbs *v, const char *refusal, uint8_t flags)
 {
-	char replies[ENFORCE_REPLY_MAX];
+	static char replies[ENFORCE_REPLY_MAX]; /* single-threaded daemon */
 	uint8_t pkt[ENFORCE_PACKET_MAX];
-	int rlen = enforce_build_replies(p->payload, p->payload_len, refusal, replies,
-					 sizeof(replies));
+	int rlen = enforce_build_replies(v, refusal, replies, sizeof(replies));
 	if (rlen < 0)
 		return rlen;
 	uint32_t client_next = p->seq + (uint32_t)p->payload_len;
-	int n = enforce_build_segment(p->family, p->daddr, p->dport, p->saddr, p->sport, p->ack,
-				      client_next, TCP_ACK | TCP_PSH | flags, replies,
-				      (size_t)rlen, pkt, sizeof(pkt));
-	if (n < 0)
-		return n;
-	return enforce_send(e, p->family, p->saddr, pkt, (size_t)n);
+	for (size_t off = 0; off < (size_t)rlen; off += ENFORCE_SEGMENT_PAYLOAD) {
+		size_t len = (size_t)rlen - off;
+		bool last = len <= ENFORCE_SEGMENT_PAYLOAD;
+		if (!last)
+			len = ENFORCE_SEGMENT_PAYLOAD;
+		int n = enforce_build_segment(p->family, p->daddr, p->dport, p->saddr, p->sport,
+					      p->ack + (uint32_t)off, client_next,
+					      TCP_ACK | TCP_PSH | (last ? flags : 0), replies + off,
+					      len, pkt, sizeof(pkt));
+		if (n < 0)
+			return n;
+		int rc = enforce_send(e, p->family, p->saddr, pkt, (size_t)n);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
-int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p, const char *refusal,
-		      uint32_t server_seq)
+int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p,
+		      const struct enforce_verbs *v, const char *refusal, uint32_t server_seq)
 {
 	uint8_t pkt[ENFORCE_PACKET_MAX];
-	int rc = send_replies(e, p, refusal, TCP_FIN);
+	int rc = send_replies(e, p, v, refusal, TCP_FIN);
 	if (rc < 0)
 		return rc;
 	/* To the server, as the client: RST at the sequence number it
@@ -230,14 +270,16 @@ int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p, const c
 	return enforce_send(e, p->family, p->daddr, pkt, (size_t)n);
 }
 
-int enforce_refuse(struct enforce *e, const struct flowkey_packet *p, const char *refusal)
+int enforce_refuse(struct enforce *e, const struct flowkey_packet *p,
+		   const struct enforce_verbs *v, const char *refusal)
 {
-	return enforce_refuse_at(e, p, refusal, p->seq);
+	return enforce_refuse_at(e, p, v, refusal, p->seq);
 }
 
-int enforce_answer(struct enforce *e, const struct flowkey_packet *p, const char *reply)
+int enforce_answer(struct enforce *e, const struct flowkey_packet *p,
+		   const struct enforce_verbs *v, const char *reply)
 {
-	return send_replies(e, p, reply, 0);
+	return send_replies(e, p, v, reply, 0);
 }
 
 int enforce_reset(struct enforce *e, const struct flowkey_packet *p)

@@ -2,12 +2,16 @@
  * SMTP and reset the server, for IPv4 and IPv6.
  *
  * While the dialog is plaintext the daemon withholds the client's offending
- * segment (NF_DROP) and calls enforce_refuse(): it injects, as if from the
- * server, one SMTP reply per command in the withheld segment (pipelined
- * commands get theirs too: the first gets the refusal, RCPT after a refused
- * MAIL "503 5.5.1", DATA "554 5.5.1", QUIT "221 2.0.0"), acknowledging the
- * withheld bytes, followed by FIN; then a RST to the server at the sequence
- * number it expects. The caller then blocks the flow in the BPF map.
+ * segment (NF_DROP) and calls enforce_refuse() with what the session parsed
+ * in it (enum smtp_verb, in order): it injects, as if from the server, one
+ * SMTP reply per command (pipelined commands get theirs too: the first gets
+ * the refusal, RCPT after a refused MAIL "503 5.5.1", DATA "554 5.5.1",
+ * QUIT "221 2.0.0"; the end of a message's DATA pipelined before them
+ * "451 4.3.0": that message never reached the server, the client keeps it
+ * and retries), acknowledging the withheld bytes, in segments of at most
+ * ENFORCE_SEGMENT_PAYLOAD bytes, the last with FIN; then a RST to the server
+ * at the sequence number it expects. The caller then blocks the flow in the
+ * BPF map. Message content in the segment gets no reply of its own.
  * enforce_answer() answers a withheld STARTTLS and leaves the connection
  * open. After TLS has begun, enforce_reset() resets both sides.
  *
@@ -17,13 +21,18 @@
 #ifndef TLSGATE_ENFORCE_H
 #define TLSGATE_ENFORCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "flowkey.h"
 
-#define ENFORCE_REPLY_MAX 2048  /* bytes of injected SMTP replies */
-#define ENFORCE_PACKET_MAX (60 + 20 + ENFORCE_REPLY_MAX)
+#define ENFORCE_REPLY_MAX 65536 /* bytes of injected SMTP replies */
+#define ENFORCE_SEGMENT_PAYLOAD 1200 /* per injected segment: below any MTU here */
+#define ENFORCE_PACKET_MAX (60 + 20 + ENFORCE_SEGMENT_PAYLOAD)
+/* The daemon's record of one segment's commands. More than this: the
+ * caller resets instead of answering (a reply short would hang the client). */
+#define ENFORCE_VERBS_MAX 1024
 
 struct enforce;
 
@@ -31,23 +40,38 @@ struct enforce;
 struct enforce *enforce_open(void);
 void enforce_close(struct enforce *e); /* accepts NULL */
 
-/* p: the withheld client->server segment. refusal: one reply line without
- * CRLF, e.g. "451 4.7.5 ...". Returns 0 or -errno. */
-int enforce_refuse(struct enforce *e, const struct flowkey_packet *p, const char *refusal);
+/* What a withheld segment held: the commands the session parsed in it, in
+ * order (enum smtp_verb, SMTP_VERB_END_OF_DATA included). */
+struct enforce_verbs {
+	const uint16_t *verb;
+	size_t n;
+};
+
+/* p: the withheld client->server segment, v: its commands. refusal: one
+ * reply line without CRLF, e.g. "451 4.7.5 ...". Returns 0 or -errno. */
+int enforce_refuse(struct enforce *e, const struct flowkey_packet *p,
+		   const struct enforce_verbs *v, const char *refusal);
 /* The same, when earlier client bytes were withheld too: the server still
  * expects server_seq, so its RST carries that. */
-int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p, const char *refusal,
-		      uint32_t server_seq);
+int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p,
+		      const struct enforce_verbs *v, const char *refusal, uint32_t server_seq);
 /* Answers the withheld segment p as enforce_refuse() does (reply first),
  * but keeps the connection open: the client goes on, the server never saw
  * p. Used for a STARTTLS the gateway refuses. */
-int enforce_answer(struct enforce *e, const struct flowkey_packet *p, const char *reply);
+int enforce_answer(struct enforce *e, const struct flowkey_packet *p,
+		   const struct enforce_verbs *v, const char *reply);
 /* Resets both sides of the connection p belongs to (p may go either way). */
 int enforce_reset(struct enforce *e, const struct flowkey_packet *p);
 
-/* Builds the replies for the commands in payload (see above) into out.
- * Returns the length, or -ENOSPC. Exposed for tests. */
-int enforce_build_replies(const uint8_t *payload, size_t len, const char *refusal, char *out,
+/* The commands of payload read line by line (complete lines only), for a
+ * segment the session did not parse (the client's words after a STARTTLS
+ * the gateway answered). Returns how many were stored in verb (at most
+ * max); *over is set when there were more. */
+size_t enforce_verbs_from_lines(const uint8_t *payload, size_t len, uint16_t *verb, size_t max,
+				bool *over);
+/* Builds the replies for the commands v (see above) into out; with none,
+ * the refusal once. Returns the length, or -ENOSPC. Exposed for tests. */
+int enforce_build_replies(const struct enforce_verbs *v, const char *refusal, char *out,
 			  size_t size);
 
 /* Builds an IPv4 or IPv6 TCP segment (family of p) from (saddr,sport) to

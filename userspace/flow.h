@@ -26,6 +26,9 @@ struct flow {
 	bool midstream;    /* first packet seen was not a SYN */
 	bool adopted;      /* found in the pinned map at start */
 	uint8_t verdict;   /* enum tlsgate_verdict */
+	bool content;      /* inspecting, with the message content handed to the
+			      kernel (TLSGATE_CONTENT) until it returns */
+	bool content_wanted; /* to be handed over after this batch */
 	struct session *session; /* non-NULL while inspecting */
 	struct gate_flow *gate;  /* gate.c's flat state; freed with the flow */
 	uint64_t first_ns, last_ns;

@@ -108,6 +108,14 @@ struct gate {
 	char last_refusal[POLICY_ERR_MAX];
 	struct gate_stats stats;
 	struct flow *cur_flow; /* flow whose segment is being consumed */
+	/* The commands of the segment being consumed (for the replies to a
+	 * withheld one); beyond ENFORCE_VERBS_MAX, seg_verbs_over. */
+	uint16_t seg_verbs[ENFORCE_VERBS_MAX];
+	size_t n_seg_verbs;
+	bool seg_verbs_over;
+	/* Flows whose content goes to the kernel after this batch. */
+	struct tlsgate_flow_key content_pending[GATE_CONTENT_PENDING_MAX];
+	size_t n_content_pending;
 	uint64_t ticks;
 	struct timespec drop_mtime; /* of the drop directory's policy.json seen last */
 	off_t drop_size;
@@ -680,6 +688,10 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 {
 	struct gate *g = arg;
 	struct flow *f = g->cur_flow;
+	if (g->n_seg_verbs < ENFORCE_VERBS_MAX)
+		g->seg_verbs[g->n_seg_verbs++] = (uint16_t)verb;
+	else
+		g->seg_verbs_over = true;
 	if (!f || !f->gate || f->gate->block_pending || f->gate->decided)
 		return;
 	struct gate_flow *gf = f->gate;
@@ -849,16 +861,23 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 		      const struct decision *d)
 {
 	struct gate_flow *gf = f->gate;
-	int rc;
-	if (d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER) {
+	int rc = -EMSGSIZE;
+	if (d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_verbs_over) {
 		char line[DECIDE_REPLY_MAX];
 		snprintf(line, sizeof(line), "%s", d->smtp_reply);
 		line[strcspn(line, "\r\n")] = '\0';
-		rc = enforce_refuse_at(g->enforce, p, line,
+		struct enforce_verbs v = { g->seg_verbs, g->n_seg_verbs };
+		rc = enforce_refuse_at(g->enforce, p, &v, line,
 				       gf->starttls_withheld ? gf->server_seq : p->seq);
 		if (rc == 0)
 			g->stats.refusals_injected++;
-	} else {
+		else
+			log_warnx_rl(&g->rl, "answering the refused segment failed: %s; resetting",
+				     strerror(-rc));
+	}
+	if (rc < 0) {
+		/* No SMTP answer (after TLS began, from the server side, or
+		 * it could not be sent): resets; the client defers. */
 		rc = enforce_reset(g->enforce, p);
 		if (rc == 0)
 			g->stats.resets_injected++;
@@ -907,7 +926,8 @@ static int gate_refuse_starttls(struct gate *g, struct flow *f, const struct flo
 	line[strcspn(line, "\r\n")] = '\0';
 	if (strlen(line) > 4 && line[0] == '4')
 		memcpy(line, "454", 3);
-	int rc = enforce_answer(g->enforce, p, line);
+	struct enforce_verbs v = { g->seg_verbs, g->n_seg_verbs };
+	int rc = enforce_answer(g->enforce, p, &v, line);
 	if (rc < 0) {
 		g->stats.inject_errors++;
 		log_warnx_rl(&g->rl, "answering STARTTLS failed: %s", strerror(-rc));
@@ -981,6 +1001,86 @@ static enum decide_cert gate_wire_dane(struct gate *g, struct flow *f)
 	}
 }
 
+/* Hands the message content to the kernel when the session is inside
+ * DATA content: most segments then pass there, and the one that may end
+ * the data (a '.' alone between line ends) comes back with all after it.
+ * That keeps the next MAIL FROM in view, so secure-mode senders are still
+ * judged, without the content crossing NFQUEUE. */
+static void gate_content_handover(struct gate *g, struct flow *f)
+{
+	uint32_t seq;
+	bool line_end;
+
+	if (f->content || f->verdict != TLSGATE_INSPECT || !f->session ||
+	    !session_content_ready(f->session, &seq, &line_end))
+		return;
+	int err = datapath_set_content(g->dp, &f->key, seq, line_end);
+	if (err < 0) {
+		log_warnx_rl(&g->rl, "cannot hand message content to the kernel: %s",
+			     strerror(-err));
+		return;
+	}
+	f->content = true;
+	g->stats.content_handovers++;
+}
+
+/* Content is handed over after the batch of queued packets: segments of the
+ * flow still in the batch would otherwise reach the program out of order
+ * and bring it straight back. */
+static void gate_content_want(struct gate *g, struct flow *f, bool no_offload)
+{
+	uint32_t seq;
+	bool line_end;
+
+	if (no_offload || f->content || f->content_wanted || f->verdict != TLSGATE_INSPECT ||
+	    !f->session || !session_content_ready(f->session, &seq, &line_end))
+		return;
+	if (g->n_content_pending == GATE_CONTENT_PENDING_MAX) {
+		gate_content_handover(g, f);
+		return;
+	}
+	f->content_wanted = true;
+	g->content_pending[g->n_content_pending++] = f->key;
+}
+
+void gate_content_flush(struct gate *g, struct flow_table *flows)
+{
+	for (size_t i = 0; i < g->n_content_pending; i++) {
+		struct flow *f = flow_lookup(flows, &g->content_pending[i]);
+		if (!f || !f->content_wanted)
+			continue;
+		f->content_wanted = false;
+		gate_content_handover(g, f);
+	}
+	g->n_content_pending = 0;
+}
+
+/* A queued packet of a flow whose content the kernel held: the program
+ * turned the entry back to INSPECT (or the packet was queued before the
+ * handover took effect: then it is turned back here). The session skips
+ * the client bytes that passed in the kernel. */
+static void gate_content_return(struct gate *g, struct flow *f, const struct flowkey_packet *p)
+{
+	struct tlsgate_flow_value v;
+
+	if (datapath_lookup(g->dp, &f->key, &v) < 0) {
+		/* Evicted from the LRU map: how far the content went is lost.
+		 * Every segment is queued since, so the client's next one
+		 * starts where the kernel stopped. */
+		if (p->dir != TLSGATE_DIR_TO_SERVER)
+			return;
+		f->content = false;
+		g->stats.content_returns++;
+		session_content_skip(f->session, p->seq, true);
+		return;
+	}
+	f->content = false;
+	g->stats.content_returns++;
+	if (v.verdict == TLSGATE_CONTENT)
+		datapath_set_verdict(g->dp, &f->key, TLSGATE_INSPECT);
+	session_content_skip(f->session, v.content_seq, v.content_line_end);
+}
+
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		 enum session_action action, bool no_offload)
 {
@@ -1001,8 +1101,14 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		 * requires TLS) gets the refusal; the server is reset where it
 		 * stopped. */
 		if (p->dir == TLSGATE_DIR_TO_SERVER &&
-		    (p->payload_len || (p->flags & (SESSION_TCP_FIN | SESSION_TCP_RST))))
+		    (p->payload_len || (p->flags & (SESSION_TCP_FIN | SESSION_TCP_RST)))) {
+			/* The session waits for the STARTTLS reply it never
+			 * saw: the commands are read from the lines. */
+			g->n_seg_verbs = enforce_verbs_from_lines(p->payload, p->payload_len,
+								  g->seg_verbs, ENFORCE_VERBS_MAX,
+								  &g->seg_verbs_over);
 			return gate_block(g, f, p, &gf->pending);
+		}
 		return NF_ACCEPT;
 	}
 	if (gf->decided) {
@@ -1036,6 +1142,9 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		d = decide(&in);
 		break;
 	}
+	case SESSION_CONTINUE:
+		gate_content_want(g, f, no_offload);
+		return NF_ACCEPT;
 	default:
 		return NF_ACCEPT;
 	}
@@ -1053,11 +1162,13 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	return NF_ACCEPT;
 }
 
-/* Called by tlsgated before session_segment() so the command callback
- * knows its flow. */
-void gate_before_segment(struct gate *g, struct flow *f)
+void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p)
 {
 	g->cur_flow = f;
+	g->n_seg_verbs = 0;
+	g->seg_verbs_over = false;
+	if (f->content && f->session)
+		gate_content_return(g, f, p);
 }
 
 struct store *gate_store(struct gate *g)
@@ -1095,6 +1206,10 @@ void gate_stats_json(struct gate *g, json_t *obj)
 	json_object_set_new(pol, "applied", json_integer((json_int_t)g->stats.policy_applied));
 	json_object_set_new(pol, "refused", json_integer((json_int_t)g->stats.policy_refused));
 	json_object_set_new(obj, "policy", pol);
+	json_object_set_new(obj, "content",
+			    json_pack("{s:I,s:I}", "handed_over",
+				      (json_int_t)g->stats.content_handovers, "returned",
+				      (json_int_t)g->stats.content_returns));
 	json_object_set_new(
 		obj, "verdicts",
 		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "blocked_temporary",

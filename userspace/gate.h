@@ -37,6 +37,8 @@
 #include "session.h"
 
 #define GATE_FAILCLOSED_MS_DEFAULT 3000
+/* Flows whose content is handed to the kernel after one batch; more: at once. */
+#define GATE_CONTENT_PENDING_MAX 1024
 
 struct gate_config {
 	const char *store_path;      /* SQLite file (created) */
@@ -54,6 +56,7 @@ struct gate_stats {
 	uint64_t blocked_temp, blocked_perm, passed_plaintext, passed_tls;
 	uint64_t refusals_injected, resets_injected, inject_errors;
 	uint64_t first_seen, locks, policy_applied, policy_refused;
+	uint64_t content_handovers, content_returns;
 	uint64_t by_reason[32];
 };
 
@@ -69,15 +72,21 @@ void gate_close(struct gate *g); /* accepts NULL */
  * flow_remove() frees). */
 void gate_flow_start(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		     uint32_t indev);
-/* Call right before session_segment() for f: the session's command
- * callback judges commands against this flow. */
-void gate_before_segment(struct gate *g, struct flow *f);
+/* Call right before session_segment() for f with its packet p: the
+ * session's command callback judges commands against this flow, and a
+ * flow whose content the kernel held is taken back (the session skips
+ * what passed there). */
+void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p);
 
 /* Judges one segment after the session consumed it. Returns the NFQUEUE
  * verdict (NF_ACCEPT or NF_DROP). May set f->verdict to PASS or BLOCK (and
  * free f->session); the caller removes the flow on SESSION_CLOSED. */
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		 enum session_action action, bool no_offload);
+
+/* Hands the message content of the flows that got ready during this batch
+ * of queued packets to the kernel. Call after each batch. */
+void gate_content_flush(struct gate *g, struct flow_table *flows);
 
 /* Writes the queued TLS-history observations in one transaction. Call
  * after each batch of queued packets (and it is called every second). */

@@ -249,6 +249,11 @@ void reasm_skip(struct reasm *r, uint64_t n)
 	r->consumed += n;
 }
 
+bool reasm_in_order(const struct reasm *r)
+{
+	return r->n_isl == 0 || (r->n_isl == 1 && r->isl[0].lo == 0);
+}
+
 bool reasm_eof(const struct reasm *r)
 {
 	return r->fin && (int32_t)(r->base - r->fin_seq) >= 0;

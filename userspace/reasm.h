@@ -74,6 +74,9 @@ const uint8_t *reasm_peek(const struct reasm *r, size_t *len);
 /* Advances base by n bytes; n may exceed what is available (the bytes are
  * skipped as they come). n > REASM_MAX_SKIP sets REASM_F_LOST. */
 void reasm_skip(struct reasm *r, uint64_t n);
+/* True when every byte held is contiguous from base (no islands beyond a
+ * hole): the stream's next byte is base + the peekable length. */
+bool reasm_in_order(const struct reasm *r);
 /* True when the FIN was reached: every byte before it was consumed. */
 bool reasm_eof(const struct reasm *r);
 /* True when the window is full of contiguous data (consumer stuck). */

@@ -122,6 +122,45 @@ const uint8_t *session_cert_der(const struct session *s, unsigned int i, size_t 
 	return s->chain + s->cert[i].off;
 }
 
+bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *line_end)
+{
+	const struct session_dir *d;
+	const uint8_t *p;
+	size_t n;
+
+	if (!s || s->info.phase != SESSION_PHASE_SMTP || s->bdat_pending)
+		return false;
+	d = &s->d[C];
+	if (d->mode != DIR_DATA || d->fin || !d->r.started || !reasm_in_order(&d->r))
+		return false;
+	p = reasm_peek(&d->r, &n);
+	if (n && p[0] == '.' && !d->skipping_line)
+		return false; /* may be the end of data: wait for the whole line */
+	*next_seq = d->r.base + (uint32_t)n;
+	/* Whole lines are consumed up to their LF: with nothing held, the
+	 * last byte was one, unless an overlong line is being dropped. */
+	*line_end = n ? (p[n - 1] == '\r' || p[n - 1] == '\n') : !d->skipping_line;
+	return true;
+}
+
+void session_content_skip(struct session *s, uint32_t seq, bool line_end)
+{
+	struct session_dir *d;
+	size_t n;
+
+	if (!s)
+		return;
+	d = &s->d[C];
+	reasm_peek(&d->r, &n);
+	if (!d->r.started || (int32_t)(seq - (d->r.base + (uint32_t)n)) <= 0)
+		return; /* nothing passed that the session has not seen */
+	if (d->mode != DIR_DATA)
+		flag(s, SESSION_ANOM_OVERLAP_CONFLICT); /* the kernel saw content, we did not */
+	d->bytes += (uint32_t)(seq - (d->r.base + (uint32_t)n));
+	reasm_skip(&d->r, (uint32_t)(seq - d->r.base));
+	d->skipping_line = !line_end;
+}
+
 void session_mark_timeout(struct session *s)
 {
 	s->timeout = true;
@@ -892,6 +931,8 @@ static bool process_lines(struct session *s, int dir)
 				d->mode = DIR_SMTP;
 				s->txn_open = false;
 				pend_push(s, PEND_DATA_END);
+				if (s->command_cb)
+					s->command_cb(s->command_arg, SMTP_VERB_END_OF_DATA, "");
 			} else if (ll + 2 > SMTP_TEXT_LINE_MAX) {
 				flag(s, SESSION_ANOM_LINE_TOO_LONG);
 			}

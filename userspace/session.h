@@ -164,11 +164,24 @@ const uint8_t *session_cert_der(const struct session *s, unsigned int i, size_t 
  * MAIL, RCPT and DATA as the segment that completes them arrives, before it
  * is forwarded. verb is an enum smtp_verb; addr is the MAIL FROM / RCPT TO
  * path without angle brackets ("" for <> and for other verbs, and when the
- * path does not parse), valid only during the call. Nothing is stored, so
+ * path does not parse), valid only during the call. The "." that ends DATA
+ * content is reported too, as SMTP_VERB_END_OF_DATA. Nothing is stored, so
  * any number of pipelined commands is reported. fn NULL: no callback. */
 typedef void (*session_command_fn)(void *arg, int verb, const char *addr);
 void session_set_command_cb(struct session *s, session_command_fn fn, void *arg);
 
+/* Message content in the kernel (TLSGATE_CONTENT). session_content_ready()
+ * is true when the client is inside DATA content (after 354, not BDAT),
+ * everything it sent so far has arrived in order, and no partial line held
+ * here begins with '.': the bytes from *next_seq on may pass unseen until
+ * a '.' follows a CR or LF. *line_end says whether the byte before
+ * *next_seq is a CR or LF.
+ * session_content_skip() then tells the session that the client's bytes
+ * up to seq passed as content (line_end as the kernel saw the last one);
+ * parsing goes on from seq, at a line start only if line_end. A seq at or
+ * before what the session already has changes nothing. */
+bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *line_end);
+void session_content_skip(struct session *s, uint32_t seq, bool line_end);
 /* Records that the caller gave up on the flow (idle timeout): the summary's
  * end becomes "timeout" unless the dialog already ended. */
 void session_mark_timeout(struct session *s);

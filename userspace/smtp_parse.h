@@ -36,6 +36,9 @@ enum smtp_verb {
 	SMTP_VERB_HELP,
 	SMTP_VERB_AUTH,
 	SMTP_VERB_XCLIENT,
+	/* Not a command: the "." that ends DATA content, as the session
+	 * reports it (smtp_command_parse never returns it). */
+	SMTP_VERB_END_OF_DATA,
 };
 
 /* EHLO capabilities (keywords of the EHLO reply). */

@@ -223,7 +223,7 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t ind
 		.len = p.payload_len,
 		.ts_ns = now,
 	};
-	gate_before_segment(d->gate, f);
+	gate_before_segment(d->gate, f, &p);
 	enum session_action action = session_segment(f->session, &seg);
 	int verdict = gate_segment(d->gate, f, &p, action, d->cfg.no_offload);
 	if (action == SESSION_LIMIT)
@@ -253,6 +253,13 @@ static int daemon_expire_one(void *arg, struct flow *f)
 	struct daemon *d = x->d;
 
 	if (f->session) {
+		struct tlsgate_flow_value cv;
+		/* Content passing in the kernel keeps the flow alive. */
+		if (f->content && x->scan_kernel && datapath_lookup(d->dp, &f->key, &cv) == 0 &&
+		    cv.packets != f->kernel_packets) {
+			f->kernel_packets = cv.packets;
+			f->last_ns = x->now;
+		}
 		if (x->now - f->last_ns > (uint64_t)d->cfg.idle_timeout * 1000000000ull) {
 			d->stats.expired++;
 			flow_remove(d->flows, f);
@@ -378,6 +385,13 @@ static char *daemon_stats_json(struct daemon *d)
 		"unparsed", counter_json(&k[TLSGATE_CNT_UNPARSED], NULL), "fragment",
 		counter_json(&k[TLSGATE_CNT_FRAGMENT], NULL), "ack_skipped",
 		counter_json(&k[TLSGATE_CNT_ACK_SKIPPED], NULL));
+	if (root) {
+		json_t *kern = json_object_get(root, "kernel");
+		json_object_set_new(kern, "content",
+				    counter_json(&k[TLSGATE_CNT_CONTENT_PASSED], NULL));
+		json_object_set_new(kern, "content_returned",
+				    counter_json(&k[TLSGATE_CNT_CONTENT_RETURNED], NULL));
+	}
 	if (!root)
 		return NULL;
 	json_object_set_new(json_object_get(root, "flows"), "blocked_total",
@@ -422,7 +436,7 @@ static int flow_json_one(void *arg, struct flow *f)
 	json_array_append_new(
 		arr, json_pack("{s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:s,s:s}", "client", client,
 			       "server", server, "verdict",
-			       f->session ? "inspect" : verdict_name(f->verdict), "adopted",
+			       f->session ? (f->content ? "content" : "inspect") : verdict_name(f->verdict), "adopted",
 			       f->adopted, "midstream", f->midstream, "queued_packets",
 			       (json_int_t)f->queued_packets, "queued_bytes",
 			       (json_int_t)f->queued_bytes, "kernel_packets",
@@ -955,6 +969,7 @@ static int daemon_run(struct daemon *d)
 				int rc = nfqueue_receive(d->queue);
 				if (rc < 0)
 					log_warnx_rl(&d->rl, "queue receive: %s", strerror(-rc));
+				gate_content_flush(d->gate, d->flows);
 				gate_flush(d->gate); /* one transaction per batch */
 			} else if (fd == sfd) {
 				struct signalfd_siginfo si;

@@ -13,14 +13,28 @@
 
 #include "enforce.h"
 #include "flowkey.h"
+#include "smtp_parse.h"
 
 #define REFUSAL "550 5.7.4 Security features not supported: secure-mode sender, no TLS to mx.example.net"
+
+/* Replies for a segment read line by line (as for a segment the session
+ * did not parse). */
+static int replies_for_lines(const char *payload, size_t len, char *out, size_t size)
+{
+	static uint16_t verbs[ENFORCE_VERBS_MAX];
+	bool over;
+	struct enforce_verbs v = { verbs, 0 };
+	v.n = enforce_verbs_from_lines((const uint8_t *)payload, len, verbs, ENFORCE_VERBS_MAX,
+				       &over);
+	assert_false(over);
+	return enforce_build_replies(&v, REFUSAL, out, size);
+}
 
 static void test_replies_single_command(void **state)
 {
 	char out[512];
 	const char *cmd = "MAIL FROM:<a@secure.example.org>\r\n";
-	int n = enforce_build_replies((const uint8_t *)cmd, strlen(cmd), REFUSAL, out, sizeof(out));
+	int n = replies_for_lines(cmd, strlen(cmd), out, sizeof(out));
 	assert_int_equal(n, strlen(REFUSAL) + 2);
 	assert_string_equal(out, REFUSAL "\r\n");
 }
@@ -30,7 +44,7 @@ static void test_replies_pipelined_group(void **state)
 	char out[1024];
 	const char *cmd = "MAIL FROM:<a@secure.example.org>\r\nrcpt TO:<b@example.net>\r\n"
 			  "RCPT TO:<c@example.net>\r\nDATA\r\n";
-	int n = enforce_build_replies((const uint8_t *)cmd, strlen(cmd), REFUSAL, out, sizeof(out));
+	int n = replies_for_lines(cmd, strlen(cmd), out, sizeof(out));
 	assert_true(n > 0);
 	assert_string_equal(out, REFUSAL "\r\n"
 				 "503 5.5.1 Error: need MAIL command\r\n"
@@ -42,11 +56,34 @@ static void test_replies_partial_line_and_bare_lf(void **state)
 {
 	char out[1024];
 	const char *cmd = "MAIL FROM:<a@x>\nQUIT\nRCPT TO:<b"; /* last line incomplete */
-	int n = enforce_build_replies((const uint8_t *)cmd, strlen(cmd), REFUSAL, out, sizeof(out));
+	int n = replies_for_lines(cmd, strlen(cmd), out, sizeof(out));
 	assert_true(n > 0);
 	assert_string_equal(out, REFUSAL "\r\n221 2.0.0 Bye\r\n");
 	/* Nothing complete at all: the refusal still goes out once. */
-	n = enforce_build_replies((const uint8_t *)"MAIL FR", 7, REFUSAL, out, sizeof(out));
+	n = replies_for_lines("MAIL FR", 7, out, sizeof(out));
+	assert_string_equal(out, REFUSAL "\r\n");
+}
+
+/* RFC 2920: the end of a message's content may lead a pipelined group.
+ * What the session parsed is what gets replies: the content none, the end
+ * of data a temporary 451 (that message never reached the server), the
+ * refused MAIL the refusal. */
+static void test_replies_end_of_data_first(void **state)
+{
+	char out[1024];
+	const uint16_t verbs[] = { SMTP_VERB_END_OF_DATA, SMTP_VERB_MAIL, SMTP_VERB_RCPT,
+				   SMTP_VERB_DATA };
+	struct enforce_verbs v = { verbs, 4 };
+	assert_true(enforce_build_replies(&v, REFUSAL, out, sizeof(out)) > 0);
+	assert_true(strncmp(out, "451 4.3.0 ", 10) == 0);
+	const char *rest = strstr(out, "\r\n");
+	assert_non_null(rest);
+	assert_string_equal(rest + 2, REFUSAL "\r\n"
+				      "503 5.5.1 Error: need MAIL command\r\n"
+				      "554 5.5.1 Error: no valid recipients\r\n");
+	/* An end of data with no command after it gets the refusal itself. */
+	v.n = 1;
+	assert_true(enforce_build_replies(&v, REFUSAL, out, sizeof(out)) > 0);
 	assert_string_equal(out, REFUSAL "\r\n");
 }
 
@@ -54,17 +91,28 @@ static void test_replies_bounded(void **state)
 {
 	char out[64];
 	const char *cmd = "MAIL FROM:<a@x>\r\n";
-	assert_int_equal(enforce_build_replies((const uint8_t *)cmd, strlen(cmd), REFUSAL, out,
-					       sizeof(out)),
-			 -ENOSPC);
-	/* Hundreds of pipelined RCPTs: bounded by the buffer, never overrun. */
-	char big[8192] = "MAIL FROM:<a@x>\r\n";
-	while (strlen(big) < sizeof(big) - 32)
+	assert_int_equal(replies_for_lines(cmd, strlen(cmd), out, sizeof(out)), -ENOSPC);
+	/* Hundreds of pipelined RCPTs: one reply each, within the bound. */
+	static char big[8192] = "MAIL FROM:<a@x>\r\n";
+	size_t rcpts = 0;
+	while (strlen(big) < sizeof(big) - 32) {
 		strcat(big, "RCPT TO:<b@y>\r\n");
-	char out2[ENFORCE_REPLY_MAX];
-	assert_int_equal(enforce_build_replies((const uint8_t *)big, strlen(big), REFUSAL, out2,
-					       sizeof(out2)),
-			 -ENOSPC);
+		rcpts++;
+	}
+	static char out2[ENFORCE_REPLY_MAX];
+	int n = replies_for_lines(big, strlen(big), out2, sizeof(out2));
+	assert_int_equal(n, strlen(REFUSAL) + 2 + rcpts * strlen("503 5.5.1 Error: need MAIL command\r\n"));
+	/* More commands than recorded: flagged (the daemon resets instead). */
+	static char huge[ENFORCE_VERBS_MAX * 6 + 16];
+	huge[0] = '\0';
+	for (size_t i = 0; i <= ENFORCE_VERBS_MAX; i++)
+		strcat(huge, "NOOP\r\n");
+	static uint16_t verbs[ENFORCE_VERBS_MAX];
+	bool over;
+	assert_int_equal(enforce_verbs_from_lines((const uint8_t *)huge, strlen(huge), verbs,
+						  ENFORCE_VERBS_MAX, &over),
+			 ENFORCE_VERBS_MAX);
+	assert_true(over);
 }
 
 static uint16_t fold(uint32_t s)
@@ -134,6 +182,7 @@ int main(void)
 		cmocka_unit_test(test_replies_single_command),
 		cmocka_unit_test(test_replies_pipelined_group),
 		cmocka_unit_test(test_replies_partial_line_and_bare_lf),
+		cmocka_unit_test(test_replies_end_of_data_first),
 		cmocka_unit_test(test_replies_bounded),
 		cmocka_unit_test(test_segment_ipv4),
 		cmocka_unit_test(test_segment_ipv6),

@@ -166,10 +166,11 @@ static uint32_t marked(uint32_t mark_in)
 	return (mark_in & ~TLSGATE_MARK_MASK) | TLSGATE_MARK_INSPECT;
 }
 
-/* Runs frame once; checks the verdict, the mark, and that exactly counter
- * cnt (or none) moved by one packet of len bytes. */
-static void expect(const uint8_t *frame, size_t len, uint32_t want_retval, bool want_mark,
-		   int cnt)
+/* Runs frame once; checks the verdict, the mark, and that exactly the
+ * counters cnt_a and cnt_b (NO_COUNTER: none) moved, each by one packet of
+ * len bytes. what names the case in a failure. */
+static void expect_moved(const char *what, const uint8_t *frame, size_t len,
+			 uint32_t want_retval, bool want_mark, int cnt_a, int cnt_b)
 {
 	struct tlsgate_counter_value before[TLSGATE_CNT_MAX], after[TLSGATE_CNT_MAX];
 	struct run_result r;
@@ -178,23 +179,33 @@ static void expect(const uint8_t *frame, size_t len, uint32_t want_retval, bool 
 	read_counters(before);
 	err = try_run_frame(frame, len, FOREIGN_MARK, &r);
 	if (err)
-		fail_msg("bpf_prog_test_run_opts(len %zu): %s", len, strerror(-err));
+		fail_msg("%sbpf_prog_test_run_opts(len %zu): %s", what, len, strerror(-err));
 	read_counters(after);
 	if (r.retval != want_retval)
-		fail_msg("len %zu: retval %u, expected %u", len, r.retval, want_retval);
+		fail_msg("%slen %zu: retval %u, expected %u", what, len, r.retval, want_retval);
 	if (r.mark != (want_mark ? marked(FOREIGN_MARK) : FOREIGN_MARK))
-		fail_msg("len %zu: mark 0x%08x, expected %s", len, r.mark,
+		fail_msg("%slen %zu: mark 0x%08x, expected %s", what, len, r.mark,
 			 want_mark ? "inspection mark" : "untouched");
 	for (i = 0; i < TLSGATE_CNT_MAX; i++) {
 		uint64_t dp = after[i].packets - before[i].packets;
 		uint64_t db = after[i].bytes - before[i].bytes;
+		bool want = i == cnt_a || i == cnt_b;
 
-		if (i == cnt && (dp != 1 || db != len))
-			fail_msg("len %zu: counter %d moved by %lu packets / %lu bytes, expected 1 / %zu",
-				 len, i, (unsigned long)dp, (unsigned long)db, len);
-		if (i != cnt && (dp || db))
-			fail_msg("len %zu: counter %d moved (expected %d)", len, i, cnt);
+		if (want && (dp != 1 || db != len))
+			fail_msg("%slen %zu: counter %d moved by %lu packets / %lu bytes, expected 1 / %zu",
+				 what, len, i, (unsigned long)dp, (unsigned long)db, len);
+		if (!want && (dp || db))
+			fail_msg("%slen %zu: counter %d moved (expected %d and %d)", what, len, i,
+				 cnt_a, cnt_b);
 	}
+}
+
+/* Runs frame once; checks the verdict, the mark, and that exactly counter
+ * cnt (or none) moved by one packet of len bytes. */
+static void expect(const uint8_t *frame, size_t len, uint32_t want_retval, bool want_mark,
+		   int cnt)
+{
+	expect_moved("", frame, len, want_retval, want_mark, cnt, NO_COUNTER);
 }
 
 static size_t build(const struct pkt_spec *s, uint8_t *frame, size_t *l3, size_t *hdr_end)
@@ -903,6 +914,552 @@ static void test_pinned_maps_reused(void **state)
 	assert_int_equal(got.verdict, TLSGATE_BLOCK);
 }
 
+/* ---- message content (TLSGATE_CONTENT) ---------------------------------- */
+
+#define SCAN_CHUNK 512 /* CONTENT_CHUNK in tagger.bpf.c */
+
+/* Zeroes the content scan's per-CPU scratch. The scan reads the whole of
+ * the last chunk's scratch: the bytes past a payload that ends inside it
+ * are left from earlier runs (of any flow), and a CR or LF followed by a
+ * '.' there returns the segment needlessly (allowed: conservative). A pass
+ * asserted for a payload shorter than a chunk starts from a clean scratch. */
+static void clear_content_scratch(void)
+{
+	size_t one = (bpf_map__value_size(skel->maps.content_scratch) + 7) / 8 * 8;
+	uint32_t zero = 0;
+	void *z = calloc((size_t)ncpus, one);
+	int err;
+
+	assert_non_null(z);
+	err = bpf_map_update_elem(bpf_map__fd(skel->maps.content_scratch), &zero, z, BPF_ANY);
+	free(z);
+	assert_int_equal(err, 0);
+}
+
+/* Makes s's flow a CONTENT entry (zero counters): the client's next
+ * sequence number is seq, the byte before it a CR or LF when line_end. */
+static void put_content(const struct pkt_spec *s, uint32_t seq, uint8_t line_end,
+			struct tlsgate_flow_key *key)
+{
+	struct pkt_spec h = *s;
+	struct tlsgate_flow_value val;
+	uint8_t frame[PKT_MAX];
+	size_t n, l3;
+
+	h.payload = "";
+	n = build(&h, frame, &l3, NULL);
+	put_flow(frame, n, l3, TLSGATE_CONTENT, key);
+	val = get_flow(key);
+	val.content_seq = seq;
+	val.content_line_end = line_end;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &val, BPF_EXIST),
+			 0);
+}
+
+/* Checks the entry's verdict, content_seq and (unless -1) line_end. */
+static struct tlsgate_flow_value expect_entry(const char *what, const struct tlsgate_flow_key *key,
+					      uint8_t verdict, uint32_t seq, int line_end)
+{
+	struct tlsgate_flow_value v = get_flow(key);
+
+	if (v.verdict != verdict || v.content_seq != seq ||
+	    (line_end >= 0 && v.content_line_end != line_end))
+		fail_msg("%sentry verdict %u content_seq %u line_end %u, expected %u %u %d", what,
+			 v.verdict, v.content_seq, v.content_line_end, verdict, seq, line_end);
+	return v;
+}
+
+/* Stays in the kernel: unmarked, counted as CONTENT_PASSED alone. */
+static void expect_content_passed(const char *what, const uint8_t *frame, size_t len)
+{
+	expect_moved(what, frame, len, TC_ACT_OK, false, TLSGATE_CNT_CONTENT_PASSED, NO_COUNTER);
+}
+
+/* Returns the flow to userspace: marked, counted as CONTENT_RETURNED and
+ * as inspected in its direction. */
+static void expect_content_returned(const char *what, const uint8_t *frame, size_t len, int dir)
+{
+	expect_moved(what, frame, len, TC_ACT_OK, true, TLSGATE_CNT_CONTENT_RETURNED,
+		     TLSGATE_CNT_INSPECT_TO_SERVER + dir);
+}
+
+static bool is_eol(char c)
+{
+	return c == '\r' || c == '\n';
+}
+
+/* s (a client segment) against a fresh CONTENT entry at s->seq: passes,
+ * content_seq moves past its payload, line_end becomes its last byte's. */
+static void check_passes(const char *what, const struct pkt_spec *s, uint8_t line_end)
+{
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value v;
+	uint8_t frame[PKT_MAX];
+	size_t n, len = strlen(s->payload);
+
+	put_content(s, s->seq, line_end, &key);
+	n = build(s, frame, NULL, NULL);
+	expect_content_passed(what, frame, n);
+	v = expect_entry(what, &key, TLSGATE_CONTENT, s->seq + (uint32_t)len,
+			 len ? is_eol(s->payload[len - 1]) : line_end);
+	assert_int_equal(v.packets, 1);
+	assert_int_equal(v.bytes, n);
+}
+
+/* s (either direction) against a fresh CONTENT entry at (seq, line_end):
+ * returns the flow, content_seq unchanged. */
+static void check_returns(const char *what, const struct pkt_spec *s, uint32_t seq,
+			  uint8_t line_end)
+{
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	size_t n;
+
+	put_content(s, seq, line_end, &key);
+	n = build(s, frame, NULL, NULL);
+	expect_content_returned(what, frame, n,
+				s->dport == 25 ? TLSGATE_DIR_TO_SERVER : TLSGATE_DIR_TO_CLIENT);
+	expect_entry(what, &key, TLSGATE_INSPECT, seq, -1);
+}
+
+/* In-order content without a '.' at a line start stays in the kernel; the
+ * entry follows the client's sequence number and line ends. */
+static void check_content_in_order(struct pkt_spec s)
+{
+	static const char *const segs[] = {
+		"From: <a@example.org>\r\nSubject: hi\r\n\r\nA line. And",
+		" its end, then a dot: .\r\n",
+		"b.c\rd.e\nf..\r\n",
+	};
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value v;
+	uint8_t frame[PKT_MAX];
+	uint64_t bytes = 0;
+	uint32_t seq = s.seq;
+	size_t i, n, len;
+
+	require_loaded();
+	put_content(&s, seq, 1, &key);
+	for (i = 0; i < sizeof(segs) / sizeof(segs[0]); i++) {
+		s.seq = seq;
+		s.payload = segs[i];
+		len = strlen(segs[i]);
+		n = build(&s, frame, NULL, NULL);
+		clear_content_scratch();
+		expect_content_passed("", frame, n);
+		seq += (uint32_t)len;
+		bytes += n;
+		v = expect_entry("", &key, TLSGATE_CONTENT, seq, is_eol(segs[i][len - 1]));
+		assert_int_equal(v.packets, i + 1);
+		assert_int_equal(v.bytes, bytes);
+	}
+}
+
+static void test_content_in_order_v4(void **state)
+{
+	check_content_in_order(spec_v4());
+}
+
+static void test_content_in_order_v6(void **state)
+{
+	check_content_in_order(spec_v6());
+}
+
+/* content_seq wraps like a TCP sequence number. */
+static void test_content_seq_wraps(void **state)
+{
+	struct pkt_spec s = spec_v4();
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	size_t n;
+
+	require_loaded();
+	s.seq = 0xfffffffau;
+	s.payload = "0123456789\r\n";
+	put_content(&s, s.seq, 1, &key);
+	n = build(&s, frame, NULL, NULL);
+	clear_content_scratch();
+	expect_content_passed("", frame, n);
+	expect_entry("", &key, TLSGATE_CONTENT, 6, 1);
+	s.seq = 6;
+	s.payload = "next line\r\n";
+	n = build(&s, frame, NULL, NULL);
+	clear_content_scratch();
+	expect_content_passed("", frame, n);
+	expect_entry("", &key, TLSGATE_CONTENT, 17, 1);
+}
+
+/* The end of data, whatever the line ends, returns the flow (so does a
+ * '.' after a line end that ends the payload: what follows is unknown);
+ * a dot-led line passes. */
+static void check_content_end_of_data(struct pkt_spec s)
+{
+	static const struct {
+		uint8_t line_end;
+		const char *payload;
+	} cases[] = {
+		{ 1, ".\r\n" },
+		{ 1, "." },
+		{ 0, "last line\r\n.\r\n" },
+		{ 1, "a\r\n.\r\nQUIT\r\n" },
+		{ 0, "\r\n.\r\n" },
+		{ 1, "\r\n\r\n.\r\n" },
+		{ 0, "bare LF\n.\n" },
+		{ 0, "bare CR\r.\r" },
+		{ 0, "CR LF\r.\n" },
+		{ 0, "ends in a dot\r\n." },
+	};
+	/* Dot-led lines (dot-stuffed or not) cannot end the data: they pass. */
+	static const struct {
+		uint8_t line_end;
+		const char *payload;
+	} dot_led[] = {
+		{ 1, "..stuffed at the start\r\n" },
+		{ 0, "text\r\n..stuffed\r\n" },
+		{ 0, "text\n.x\n" },
+		{ 1, ".x" },
+	};
+	/* Split: the first segment ends a line (passes), the second's
+	 * leading '.' (or a '.' right after its leading LF) returns. */
+	static const char *const split[][2] = {
+		{ "body\r\n", ".\r\n" },
+		{ "body\n", "." },
+		{ "body\r", ".\r\n" },
+		{ "body\r", "\n.\r\n" },
+	};
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	uint32_t seq = s.seq, mid;
+	char what[64];
+	size_t i, n;
+
+	require_loaded();
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(what, sizeof(what), "end of data case %zu: ", i);
+		s.payload = cases[i].payload;
+		check_returns(what, &s, seq, cases[i].line_end);
+	}
+	for (i = 0; i < sizeof(dot_led) / sizeof(dot_led[0]); i++) {
+		snprintf(what, sizeof(what), "dot-led line case %zu: ", i);
+		s.seq = seq;
+		s.payload = dot_led[i].payload;
+		check_passes(what, &s, dot_led[i].line_end);
+	}
+	for (i = 0; i < sizeof(split) / sizeof(split[0]); i++) {
+		snprintf(what, sizeof(what), "split case %zu: ", i);
+		s.seq = seq;
+		s.payload = split[i][0];
+		put_content(&s, seq, 0, &key);
+		n = build(&s, frame, NULL, NULL);
+		clear_content_scratch();
+		expect_content_passed(what, frame, n);
+		mid = seq + (uint32_t)strlen(split[i][0]);
+		expect_entry(what, &key, TLSGATE_CONTENT, mid, 1);
+		s.seq = mid;
+		s.payload = split[i][1];
+		n = build(&s, frame, NULL, NULL);
+		expect_content_returned(what, frame, n, TLSGATE_DIR_TO_SERVER);
+		expect_entry(what, &key, TLSGATE_INSPECT, mid, -1);
+	}
+}
+
+static void test_content_end_of_data_v4(void **state)
+{
+	check_content_end_of_data(spec_v4());
+}
+
+static void test_content_end_of_data_v6(void **state)
+{
+	check_content_end_of_data(spec_v6());
+}
+
+/* len bytes of 'a' with a '.' at every position k. Between a CR or LF at
+ * k - 1 (or content_line_end 1 at 0) and one at k + 1 (or the payload's
+ * end) it must return. A dot-led line (".a" after a line end), a '.' after
+ * 'a' (or at 0 after content_line_end 0), a lone CR or LF, and a '.' right
+ * before a CR or LF pass. The scratch buffer is not cleared between runs:
+ * bytes of an earlier payload must not matter. */
+static void check_every_position(struct pkt_spec s, size_t len)
+{
+	static const char eols[2] = { '\r', '\n' };
+	static char payload[PKT_MAX];
+	char what[96];
+	size_t k;
+	int e;
+
+	require_loaded();
+	assert_true(len > 0 && len < sizeof(payload));
+	s.payload = payload;
+	payload[len] = '\0';
+	for (k = 0; k < len; k++) {
+		for (e = 0; e < 2; e++) {
+			/* A '.' between line ends, or after one at the end. */
+			memset(payload, 'a', len);
+			payload[k] = '.';
+			if (k)
+				payload[k - 1] = eols[e];
+			if (k + 1 < len)
+				payload[k + 1] = eols[1 - e];
+			snprintf(what, sizeof(what), "v%d len %zu: '.' at %zu after %s: ",
+				 s.family, len, k, k ? (e ? "LF" : "CR") : "line_end 1");
+			if (k || !e)
+				check_returns(what, &s, s.seq, k == 0);
+			/* A dot-led line: after a line end, before 'a'. */
+			if (k + 1 < len && (k || !e)) {
+				payload[k + 1] = 'a';
+				snprintf(what, sizeof(what), "v%d len %zu: \".a\" at %zu after %s: ",
+					 s.family, len, k, k ? (e ? "LF" : "CR") : "line_end 1");
+				check_passes(what, &s, k == 0);
+			}
+
+			memset(payload, 'a', len);
+			payload[k] = eols[e];
+			snprintf(what, sizeof(what), "v%d len %zu: lone %s at %zu: ", s.family,
+				 len, e ? "LF" : "CR", k);
+			check_passes(what, &s, 1);
+
+			if (k + 1 < len) {
+				payload[k] = '.';
+				payload[k + 1] = eols[e];
+				snprintf(what, sizeof(what), "v%d len %zu: '.' at %zu before %s: ",
+					 s.family, len, k, e ? "LF" : "CR");
+				check_passes(what, &s, 0);
+			}
+		}
+		memset(payload, 'a', len);
+		payload[k] = '.';
+		snprintf(what, sizeof(what), "v%d len %zu: '.' at %zu after %s: ", s.family, len, k,
+			 k ? "'a'" : "line_end 0");
+		check_passes(what, &s, 0);
+	}
+}
+
+/* Every length up to three words, both sides of a chunk, and three chunks
+ * with a partial last one. */
+static void check_every_position_lengths(struct pkt_spec s)
+{
+	static const size_t longer[] = { 511, 512, 513, 1100 };
+	size_t len, i;
+
+	for (len = 1; len <= 24; len++)
+		check_every_position(s, len);
+	for (i = 0; i < sizeof(longer) / sizeof(longer[0]); i++)
+		check_every_position(s, longer[i]);
+}
+
+static void test_content_every_position_v4(void **state)
+{
+	check_every_position_lengths(spec_v4());
+}
+
+static void test_content_every_position_v6(void **state)
+{
+	check_every_position_lengths(spec_v6());
+}
+
+/* A client segment that does not start at content_seq (overlapping,
+ * retransmitted, after a gap) returns, whatever it holds. */
+static void check_content_wrong_seq(struct pkt_spec s)
+{
+	static const int64_t delta[] = { -1, 1, -12, 12, -100000, 100000, INT32_MIN };
+	uint32_t seq = s.seq;
+	char what[64];
+	size_t i;
+
+	require_loaded();
+	s.payload = "plain text\r\n"; /* 12 bytes */
+	for (i = 0; i < sizeof(delta) / sizeof(delta[0]); i++) {
+		snprintf(what, sizeof(what), "seq %+lld: ", (long long)delta[i]);
+		s.seq = seq + (uint32_t)delta[i];
+		check_returns(what, &s, seq, 1);
+	}
+}
+
+static void test_content_wrong_seq_v4(void **state)
+{
+	check_content_wrong_seq(spec_v4());
+}
+
+static void test_content_wrong_seq_v6(void **state)
+{
+	check_content_wrong_seq(spec_v6());
+}
+
+/* Pure ACKs either way pass (whatever their sequence number); SYN, FIN
+ * or RST either way, with or without data, and server data return. */
+static void check_content_flags(struct pkt_spec s)
+{
+	static const struct {
+		uint8_t flags;
+		const char *payload;
+	} ret[] = {
+		{ 0x11, "" },		/* FIN|ACK */
+		{ 0x19, "clean\r\n" },	/* FIN|PSH|ACK with data */
+		{ 0x04, "" },		/* RST */
+		{ 0x14, "" },		/* RST|ACK */
+		{ 0x02, "" },		/* SYN */
+		{ 0x12, "" },		/* SYN|ACK */
+		{ 0x18, "250 2.0.0 Ok\r\n" }, /* data: from the server only */
+	};
+	static const struct {
+		int dir;
+		uint8_t flags;
+		uint32_t seq_delta; /* an ACK's sequence number does not matter */
+	} acks[] = {
+		{ TLSGATE_DIR_TO_SERVER, 0x10, 0 },
+		{ TLSGATE_DIR_TO_SERVER, 0x18, 0 },
+		{ TLSGATE_DIR_TO_SERVER, 0x10, 7 },
+		{ TLSGATE_DIR_TO_CLIENT, 0x10, 0 },
+		{ TLSGATE_DIR_TO_CLIENT, 0x18, 0 },
+	};
+	struct pkt_spec r = pkt_reverse(&s), a;
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value v;
+	uint8_t frame[PKT_MAX];
+	uint64_t bytes = 0;
+	uint32_t seq = s.seq;
+	char what[64];
+	size_t i, n;
+	int dir;
+
+	require_loaded();
+	put_content(&s, seq, 1, &key);
+	for (i = 0; i < sizeof(acks) / sizeof(acks[0]); i++) {
+		a = acks[i].dir == TLSGATE_DIR_TO_SERVER ? s : r;
+		a.payload = "";
+		a.flags = acks[i].flags;
+		a.seq += acks[i].seq_delta;
+		snprintf(what, sizeof(what), "ACK %zu: ", i);
+		n = build(&a, frame, NULL, NULL);
+		expect_content_passed(what, frame, n);
+		bytes += n;
+		v = expect_entry(what, &key, TLSGATE_CONTENT, seq, 1);
+		assert_int_equal(v.packets, i + 1);
+		assert_int_equal(v.bytes, bytes);
+	}
+	for (i = 0; i < sizeof(ret) / sizeof(ret[0]); i++) {
+		for (dir = 0; dir < 2; dir++) {
+			if (i == sizeof(ret) / sizeof(ret[0]) - 1 && dir == TLSGATE_DIR_TO_SERVER)
+				continue; /* clean client data passes */
+			a = dir == TLSGATE_DIR_TO_SERVER ? s : r;
+			a.flags = ret[i].flags;
+			a.payload = ret[i].payload;
+			snprintf(what, sizeof(what), "flags 0x%02x dir %d: ", ret[i].flags, dir);
+			check_returns(what, &a, seq, 1);
+		}
+	}
+}
+
+static void test_content_flags_v4(void **state)
+{
+	check_content_flags(spec_v4());
+}
+
+static void test_content_flags_v6(void **state)
+{
+	check_content_flags(spec_v6());
+}
+
+/* With content_line_end 0 a leading '.' is not at a line start. */
+static void check_content_leading_dot(struct pkt_spec s)
+{
+	static const char *const payloads[] = { ".", "..", ".leading dot\r\n", "..x\r\n", "a.b" };
+	char what[64];
+	size_t i;
+
+	require_loaded();
+	for (i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		snprintf(what, sizeof(what), "leading dot case %zu: ", i);
+		s.payload = payloads[i];
+		check_passes(what, &s, 0);
+	}
+}
+
+static void test_content_leading_dot_v4(void **state)
+{
+	check_content_leading_dot(spec_v4());
+}
+
+static void test_content_leading_dot_v6(void **state)
+{
+	check_content_leading_dot(spec_v6());
+}
+
+/* Once returned the flow stays under inspection: a clean in-order segment
+ * is marked, a pure ACK skipped, nothing goes back to CONTENT. */
+static void check_content_returned_stays(struct pkt_spec s)
+{
+	struct pkt_spec r = pkt_reverse(&s);
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	uint32_t seq = s.seq;
+	size_t n;
+
+	require_loaded();
+	put_content(&s, seq, 1, &key);
+	s.payload = ".\r\n";
+	n = build(&s, frame, NULL, NULL);
+	expect_content_returned("", frame, n, TLSGATE_DIR_TO_SERVER);
+	s.payload = "clean\r\n";
+	n = build(&s, frame, NULL, NULL);
+	clear_content_scratch();
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	expect_entry("", &key, TLSGATE_INSPECT, seq, -1);
+	s.payload = "";
+	s.flags = 0x10;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_ACK_SKIPPED);
+	r.payload = "250 2.0.0 Ok\r\n";
+	n = build(&r, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	expect_entry("", &key, TLSGATE_INSPECT, seq, -1);
+}
+
+static void test_content_returned_stays_v4(void **state)
+{
+	check_content_returned_stays(spec_v4());
+}
+
+static void test_content_returned_stays_v6(void **state)
+{
+	check_content_returned_stays(spec_v6());
+}
+
+/* The payload ends where the IP length says: an Ethernet trailer is not
+ * scanned nor counted in content_seq; a frame cut short of the IP length
+ * cannot be scanned and returns. */
+static void check_content_payload_bounds(struct pkt_spec s)
+{
+	static const char trailer[] = "\r\n.\r\n";
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	uint32_t seq = s.seq;
+	size_t n;
+
+	require_loaded();
+	s.payload = "clean text\r\n"; /* 12 bytes */
+	put_content(&s, seq, 1, &key);
+	n = build(&s, frame, NULL, NULL);
+	memcpy(frame + n, trailer, sizeof(trailer) - 1);
+	clear_content_scratch();
+	expect_content_passed("trailer: ", frame, n + sizeof(trailer) - 1);
+	expect_entry("trailer: ", &key, TLSGATE_CONTENT, seq + 12, 1);
+	s.seq = seq + 12;
+	n = build(&s, frame, NULL, NULL);
+	expect_content_returned("cut: ", frame, n - 4, TLSGATE_DIR_TO_SERVER);
+	expect_entry("cut: ", &key, TLSGATE_INSPECT, seq + 12, -1);
+}
+
+static void test_content_payload_bounds_v4(void **state)
+{
+	check_content_payload_bounds(spec_v4());
+}
+
+static void test_content_payload_bounds_v6(void **state)
+{
+	check_content_payload_bounds(spec_v6());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -933,6 +1490,23 @@ int main(void)
 		cmocka_unit_test_setup(test_foreign_mark_bits, reset_flows),
 		cmocka_unit_test_setup(test_mark_tunables, reset_flows),
 		cmocka_unit_test_setup(test_pinned_maps_reused, reset_flows),
+		cmocka_unit_test_setup(test_content_in_order_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_in_order_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_seq_wraps, reset_flows),
+		cmocka_unit_test_setup(test_content_end_of_data_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_end_of_data_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_every_position_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_every_position_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_wrong_seq_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_wrong_seq_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_flags_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_flags_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_leading_dot_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_leading_dot_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_returned_stays_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_returned_stays_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_payload_bounds_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_payload_bounds_v6, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""smtp_pipeline.py - one SMTP session, two transactions, the second one
+pipelined (RFC 2920) right behind the first one's end of data, in the
+same write as the final ".":
+
+    MAIL FROM:<FROM1> RCPT TO:<TO> DATA  <- 354
+    <MESSAGE1, CONTENT_SIZE bytes> "." MAIL FROM:<FROM2> RCPT TO:<TO> DATA
+
+Prints one line per reply, "<command> <code> <text>", and exits 0 when the
+session ran to its end (whatever the codes), 1 when the connection broke
+before a reply. Usage:
+    smtp_pipeline.py SERVER FROM1 FROM2 TO MESSAGE_FILE SUBJECT2
+The message file must already be dot-stuffed and end in CRLF; the second
+message is a short one with the subject SUBJECT2.
+"""
+import socket
+import sys
+
+
+class Conn:
+    def __init__(self, host):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.s = socket.socket(fam, socket.SOCK_STREAM)
+        self.s.settimeout(60)
+        self.s.connect((host, 25))
+        self.buf = b""
+
+    def reply(self):
+        """One (possibly multi-line) reply: (code, last line's text)."""
+        lines = []
+        while True:
+            while b"\n" not in self.buf:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    raise EOFError("connection closed")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            line = line.rstrip(b"\r").decode("utf-8", "replace")
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), line[4:]
+
+
+def main():
+    server, from1, from2, to, path, subject2 = sys.argv[1:7]
+    with open(path, "rb") as f:
+        message = f.read()
+    c = Conn(server)
+    try:
+        out = []
+
+        def expect(cmd):
+            code, text = c.reply()
+            out.append(f"{cmd} {code} {text}")
+            return code
+
+        expect("greeting")
+        c.s.sendall(b"EHLO in.world.test\r\n")
+        expect("EHLO")
+        c.s.sendall(f"MAIL FROM:<{from1}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode())
+        expect("MAIL1")
+        expect("RCPT1")
+        if expect("DATA1") == 354:
+            second = f"MAIL FROM:<{from2}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode()
+            c.s.sendall(message + b".\r\n" + second)
+            expect("DOT1")
+            expect("MAIL2")
+            expect("RCPT2")
+            if expect("DATA2") == 354:
+                c.s.sendall(f"Subject: {subject2}\r\n\r\nsecond\r\n.\r\n".encode())
+                expect("DOT2")
+        c.s.sendall(b"QUIT\r\n")
+        expect("QUIT")
+    except (EOFError, OSError) as e:
+        out.append(f"closed {e}")
+        print("\n".join(out))
+        return 1
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

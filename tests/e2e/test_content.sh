@@ -1,0 +1,110 @@
+#!/bin/bash
+# End-to-end: message content in the kernel. With secure-mode sender
+# domains in the policy, a plaintext session must stay inspected to its end
+# (a later MAIL FROM may name a secure domain), but its message content
+# need not cross NFQUEUE: the daemon hands it to the BPF program
+# (TLSGATE_CONTENT), which passes segments until one holds a '.' alone
+# between line ends and returns the flow there.
+#
+# For IPv4 and IPv6, two sessions to the plaintext MX (Postfix), each with
+# a 4 MiB message with dot-led lines from an ordinary sender and a second
+# transaction pipelined (RFC 2920) in the same write as its final ".":
+#  A. the second sender is ordinary: both messages arrive intact (the
+#     dot-stuffing too); at least 80% of the first passed in the kernel
+#     (the tagger's content counter) and less than 20% crossed NFQUEUE
+#     (what was in flight when the daemon handed it over does).
+#  B. the second sender is in secure mode: its MAIL FROM gets the gateway's
+#     550 5.7.4; the first message, withheld with it, gets 451 4.3.0 (the
+#     client keeps it and retries); nothing reaches the MX; a block event.
+#
+# How this fails when it should: with --no-offload (content never handed
+# over) the counter checks fail; a tagger that passed the final "."
+# would let the secure MAIL FROM through (B's checks fail); replies made
+# from the segment's lines instead of its commands broke B (the content
+# lines were taken for commands: no reply at all).
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+. tests/lib/tap.sh
+. tests/world/lib.sh
+. tests/e2e/lib.sh
+
+policy_keys
+trap 'rm -rf "$POL"' EXIT
+cat >"$POL/p.json" <<-EOF
+	{
+		"policy_version": 1,
+		"serial": 5,
+		"expires": "2099-01-01T00:00:00Z",
+		"secure_mode": {
+			"sender_domains": [ { "domain": "secure.world.test", "subdomains": false } ]
+		}
+	}
+EOF
+policy_sign "$POL/p.json" 5 2099-01-01T00:00:00Z
+world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json"
+trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
+
+SIZE=$((4 * 1024 * 1024))
+
+# make_wire ID TO: a message with dot-led lines every 20000 lines; its body
+# (as delivered) in msg/<id>.body, the SMTP form (CRLF, dot-stuffed) in
+# msg/<id>.wire.
+make_wire() {
+	local file=$WORLD_DIR/msg/${1%@*}
+	mkdir -p "$WORLD_DIR/msg"
+	world_make_message "$file" "$1" "$2" "content in the kernel" "$SIZE" || return 1
+	awk 'NR % 20000 == 0 { print ".dot-led line " NR } { print }' "$file.body" >"$file.b2" &&
+		mv "$file.b2" "$file.body"
+	sed -n '1,/^$/p' "$file" | cat - "$file.body" | sed -e 's/^\./../' -e 's/$/\r/' >"$file.wire"
+}
+
+# session V FROM2 SUBJECT2: one pipelined session for IPv$V; sets id, out.
+session() {
+	id=$(world_msgid)
+	make_wire "$id" "$to" || return 1
+	out=$(world_exec in "$WORLD_PY" tests/e2e/smtp_pipeline.py "$server" \
+		sender@in.world.test "$2" "$to" "$WORLD_DIR/msg/${id%@*}.wire" "$3")
+	diag "IPv$1: $(tr '\n' '|' <<<"$out")"
+}
+inbox() { grep -rlF "$1" "$WORLD_DIR/mx-plain/mail/inbox/new" >/dev/null 2>&1; }
+neither() { ! inbox "$1" && ! inbox "$2"; }
+
+for v in 4 6; do
+	if [ "$v" = 4 ]; then server=198.51.100.30 to=user@plain.test; else server=2001:db8:2::30 to=user@plain6.test; fi
+
+	# A. ordinary second sender.
+	c0=$(world_stats 'j["kernel"]["content"]["bytes"]')
+	q0=$(world_stats 'j["queue"]["bytes"]')
+	h0=$(world_stats 'j["content"]["handed_over"]')
+	second="second-$RANDOM$RANDOM"
+	session $v other@in.world.test "$second" || { not_ok "IPv$v: could not make the message"; continue; }
+	check "IPv$v: the first message was accepted (250 to its end of data)" grep -qE '^DOT1 250 ' <<<"$out"
+	f=$(world_wait_delivered mx-plain "$id" 30)
+	check "IPv$v: ... and arrived intact, dot-led lines included" world_intact "$f" "$id"
+	check "IPv$v: the pipelined second message was accepted" grep -qE '^DOT2 250 ' <<<"$out"
+	check "IPv$v: ... and arrived" wait_for 30 inbox "Subject: $second"
+	c1=$(world_stats 'j["kernel"]["content"]["bytes"]')
+	q1=$(world_stats 'j["queue"]["bytes"]')
+	h1=$(world_stats 'j["content"]["handed_over"]')
+	diag "IPv$v: content in the kernel +$((c1 - c0)) bytes, NFQUEUE +$((q1 - q0)) bytes, handed over +$((h1 - h0)) times"
+	check "IPv$v: at least 80% of the message passed in the kernel" \
+		world_in_range $((c1 - c0)) $((SIZE * 8 / 10))
+	check "IPv$v: less than 20% of it crossed NFQUEUE" world_in_range $((q1 - q0)) 0 $((SIZE / 5))
+	check "IPv$v: the content was handed to the kernel" world_in_range $((h1 - h0)) 1
+
+	# B. secure-mode second sender.
+	second="refused-$RANDOM$RANDOM"
+	session $v alice@secure.world.test "$second" || { not_ok "IPv$v: could not make the message"; continue; }
+	check "IPv$v: the pipelined secure-mode MAIL FROM got the gateway's 550 5.7.4" \
+		grep -qE '^MAIL2 550 5\.7\.4 tlsgate' <<<"$out"
+	check "IPv$v: the first message, withheld with it, got a temporary 451 4.3.0" \
+		grep -qE '^DOT1 451 4\.3\.0 ' <<<"$out"
+	check "IPv$v: its RCPT and DATA got replies too (503, 554)" \
+		grep -qzE 'RCPT2 503 .*DATA2 554 ' <<<"$out"
+	sleep 1
+	check "IPv$v: neither message reached the MX" neither "Message-ID: <$id>" "Subject: $second"
+	check "IPv$v: a block event for the secure-mode sender" \
+		[ "$(sql "select count(*) from events where kind='block' and rule='secure-sender-domain' and sender='secure.world.test' and mx='$server'")" -ge 1 ]
+done
+
+done_testing
