@@ -375,6 +375,7 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
 		return 0;
 	val->content_seq = seq + (__u32)len;
 	val->content_line_end = content_is(last, '\r') | content_is(last, '\n');
+	val->content_lf = content_is(last, '\n');
 	return 1;
 }
 

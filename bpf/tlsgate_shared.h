@@ -99,7 +99,8 @@ struct tlsgate_flow_value {
 	/* CONTENT only, written by userspace when it hands the content over
 	 * and by the program as segments pass: */
 	__u8 content_line_end; /* the byte before content_seq is CR or LF */
-	__u8 pad[2];
+	__u8 content_lf;       /* ... is LF: where userspace's lines end */
+	__u8 pad;
 	__u32 content_seq;     /* the client's next sequence number (host order) */
 	__u64 packets; /* seen by the program since the entry was written */
 	__u64 bytes;

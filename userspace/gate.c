@@ -1078,7 +1078,7 @@ static void gate_content_return(struct gate *g, struct flow *f, const struct flo
 	g->stats.content_returns++;
 	if (v.verdict == TLSGATE_CONTENT)
 		datapath_set_verdict(g->dp, &f->key, TLSGATE_INSPECT);
-	session_content_skip(f->session, v.content_seq, v.content_line_end);
+	session_content_skip(f->session, v.content_seq, v.content_lf);
 }
 
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,

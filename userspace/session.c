@@ -143,7 +143,7 @@ bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *li
 	return true;
 }
 
-void session_content_skip(struct session *s, uint32_t seq, bool line_end)
+void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 {
 	struct session_dir *d;
 	size_t n;
@@ -157,8 +157,18 @@ void session_content_skip(struct session *s, uint32_t seq, bool line_end)
 	if (d->mode != DIR_DATA)
 		flag(s, SESSION_ANOM_OVERLAP_CONFLICT); /* the kernel saw content, we did not */
 	d->bytes += (uint32_t)(seq - (d->r.base + (uint32_t)n));
-	reasm_skip(&d->r, (uint32_t)(seq - d->r.base));
-	d->skipping_line = !line_end;
+	/* In steps the reassembly takes without calling them a loss. */
+	for (uint32_t left = seq - d->r.base; left;) {
+		uint32_t step = left > REASM_MAX_SKIP ? REASM_MAX_SKIP : left;
+		reasm_skip(&d->r, step);
+		left -= step;
+	}
+	d->skipping_line = !after_lf;
+	if (d->r.flags & REASM_F_LOST) {
+		flag(s, SESSION_ANOM_REASM_LOST);
+		if (!s->info.tls_judged)
+			s->limit_hit = true;
+	}
 }
 
 void session_mark_timeout(struct session *s)

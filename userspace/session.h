@@ -177,11 +177,14 @@ void session_set_command_cb(struct session *s, session_command_fn fn, void *arg)
  * a '.' follows a CR or LF. *line_end says whether the byte before
  * *next_seq is a CR or LF.
  * session_content_skip() then tells the session that the client's bytes
- * up to seq passed as content (line_end as the kernel saw the last one);
- * parsing goes on from seq, at a line start only if line_end. A seq at or
- * before what the session already has changes nothing. */
+ * up to seq passed as content, the last one an LF or not (after a lone CR
+ * the line goes on, as the session's lines end at LF); parsing goes on
+ * from seq, at a line start only after an LF. A seq at or before what the
+ * session already has changes nothing; more than 2^31 - 1 bytes ahead is
+ * taken as behind. A skip the reassembly cannot make is flagged as a loss
+ * (SESSION_LIMIT). */
 bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *line_end);
-void session_content_skip(struct session *s, uint32_t seq, bool line_end);
+void session_content_skip(struct session *s, uint32_t seq, bool after_lf);
 /* Records that the caller gave up on the flow (idle timeout): the summary's
  * end becomes "timeout" unless the dialog already ended. */
 void session_mark_timeout(struct session *s);

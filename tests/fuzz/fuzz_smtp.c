@@ -4,7 +4,21 @@
  * Input: byte 0 selects options (bit 0 mid-stream, bits 1-2 small limits);
  * then chunks of [hdr][bytes]: hdr bit 7 = direction (1 = server), bit 6 =
  * deliver out of order (held back until the next chunk of that direction),
- * bits 0-5 = length. Sequence numbers start near 2^32 to exercise wrap. */
+ * bits 0-5 = length. Sequence numbers start near 2^32 to exercise wrap.
+ *
+ * Message content in the kernel: hdr 0x40 (an empty client chunk out of
+ * order) is a control, followed by [ctl]. ctl bit 7: hand the content over
+ * when session_content_ready() says so; a model of the kernel then passes
+ * in-order client chunks without a '.' after CR or LF, and the first other
+ * segment makes the session skip to where it stopped, as the daemon does.
+ * Otherwise a raw skip: bit 0 line_end, bits 1-2 the width of the
+ * little-endian delta that follows (1, 2 or 4 bytes; 3: none, delta 0),
+ * bit 3 backwards. A forward skip moves the client's later chunks after
+ * the skipped bytes.
+ *
+ * A second session sees every byte. While only handovers are used and no
+ * reassembly bound is hit, both must report the same commands, and
+ * session_content_ready() must match the stream (next seq, line end). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -12,6 +26,9 @@
 #include "session.h"
 #include "smtp_parse.h"
 #include "summary.h"
+
+#define C TLSGATE_DIR_TO_SERVER
+#define CONTENT_CTL 0x40
 
 static void parse_lines(const uint8_t *data, size_t size)
 {
@@ -39,12 +56,153 @@ static void parse_lines(const uint8_t *data, size_t size)
 	}
 }
 
+/* The commands a session reported, as a running hash. */
+struct cmd_digest {
+	uint64_t h;
+	unsigned int n;
+};
+
+static void digest_command(void *arg, int verb, const char *addr)
+{
+	struct cmd_digest *d = arg;
+
+	d->h = (d->h ^ (uint64_t)(unsigned int)verb) * 0x100000001b3ull;
+	for (; *addr; addr++)
+		d->h = (d->h ^ (uint8_t)*addr) * 0x100000001b3ull;
+	d->h = (d->h ^ 0x100) * 0x100000001b3ull;
+	d->n++;
+}
+
+struct fuzz {
+	struct session *s;   /* behind the kernel model */
+	struct session *ref; /* sees every byte */
+	struct cmd_digest cmds, ref_cmds;
+	uint32_t seq[2];
+	struct { const uint8_t *p; size_t n; uint32_t seq; bool held; } held[2];
+	uint8_t last_c;      /* the client byte before seq[C] */
+	/* Kernel model: the flow is TLSGATE_CONTENT from content_seq on. */
+	bool content;
+	uint32_t content_seq;
+	bool content_line_end;
+	bool passed;         /* passed bytes in this handover */
+	uint8_t passed_last;
+	/* Where s and ref may legitimately differ. */
+	bool raw_skip;
+};
+
+/* tagger_content(): true when the segment passes in the kernel. */
+static bool kernel_passes(struct fuzz *f, const struct tcp_segment *g)
+{
+	bool line_end = f->content_line_end;
+	size_t i;
+
+	if (g->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN | SESSION_TCP_RST))
+		return false;
+	if (!g->len)
+		return true;
+	if (g->dir != C || g->seq != f->content_seq)
+		return false;
+	for (i = 0; i < g->len; i++) {
+		bool next_eol = i + 1 == g->len || g->payload[i + 1] == '\r' ||
+				g->payload[i + 1] == '\n';
+		if (g->payload[i] == '.' && line_end && next_eol)
+			return false;
+		line_end = g->payload[i] == '\r' || g->payload[i] == '\n';
+	}
+	f->content_seq += (uint32_t)g->len;
+	f->content_line_end = line_end;
+	f->passed = true;
+	f->passed_last = g->payload[g->len - 1];
+	return true;
+}
+
+static void check_memory(const struct session *s)
+{
+	if (session_memory(s) > 8 * 65536 + 65536)
+		__builtin_trap(); /* the documented bound */
+}
+
+static void deliver(struct fuzz *f, const struct tcp_segment *g)
+{
+	uint32_t seq;
+	bool line_end;
+
+	session_segment(f->ref, g);
+	session_content_ready(f->ref, &seq, &line_end);
+	check_memory(f->ref);
+	if (f->content) {
+		if (kernel_passes(f, g))
+			return;
+		/* Back to userspace: first skip what passed in the kernel. */
+		f->content = false;
+		session_content_skip(f->s, f->content_seq, f->passed && f->passed_last == '\n');
+	}
+	session_segment(f->s, g);
+	session_content_ready(f->s, &seq, &line_end);
+	check_memory(f->s);
+}
+
+static bool reasm_lost(const struct fuzz *f)
+{
+	return (session_info(f->s)->anomalies | session_info(f->ref)->anomalies) & SESSION_ANOM_REASM_LOST;
+}
+
+/* With every client byte delivered, the session's next seq is the
+ * client's, and line_end says whether the byte before it ends a line (a
+ * CR may read as mid-line when an overlong line was dropped). */
+static void check_ready(const struct fuzz *f)
+{
+	uint32_t seq;
+	bool line_end, eol = f->last_c == '\r' || f->last_c == '\n';
+
+	if (!session_content_ready(f->s, &seq, &line_end) || f->content || f->raw_skip || reasm_lost(f) ||
+	    (f->held[C].held && f->held[C].n))
+		return;
+	if (seq != f->seq[C] || (line_end && !eol) || (!line_end && eol && f->last_c != '\r'))
+		__builtin_trap();
+}
+
+/* A control chunk; returns the input bytes it used. */
+static size_t control(struct fuzz *f, const uint8_t *p, size_t n)
+{
+	uint32_t delta = 0, seq;
+	size_t width, i;
+	bool line_end;
+	uint8_t ctl;
+
+	if (!n)
+		return 0;
+	ctl = p[0];
+	if (ctl & 0x80) {
+		if (!f->content && session_content_ready(f->s, &seq, &line_end)) {
+			f->content = true;
+			f->content_seq = seq;
+			f->content_line_end = line_end;
+			f->passed = false;
+		}
+		return 1;
+	}
+	width = (ctl >> 1) & 3;
+	width = width == 3 ? 0 : (size_t)1 << width;
+	if (width > n - 1)
+		width = n - 1;
+	for (i = 0; i < width; i++)
+		delta |= (uint32_t)p[1 + i] << (8 * i);
+	f->raw_skip = true;
+	if (ctl & 8) {
+		session_content_skip(f->s, f->seq[C] - delta, ctl & 1);
+	} else {
+		f->seq[C] += delta;
+		session_content_skip(f->s, f->seq[C], ctl & 1);
+	}
+	session_content_ready(f->s, &seq, &line_end);
+	return 1 + width;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct session_limits lim = { 0, 0 };
-	struct session *s;
-	uint32_t seq[2] = { 0xffffff00u, 0x7fffff00u };
-	struct { const uint8_t *p; size_t n; uint32_t seq; bool held; } held[2] = { { 0 } };
+	struct fuzz f = { .seq = { 0xffffff00u, 0x7fffff00u } };
 	size_t i;
 	json_t *o;
 
@@ -55,16 +213,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lim.dialog_bytes = 64;
 	if (data[0] & 4)
 		lim.tls_bytes = 256;
-	s = session_new(&lim, data[0] & 1);
-	if (!s)
-		return 0;
+	f.s = session_new(&lim, data[0] & 1);
+	f.ref = session_new(&lim, data[0] & 1);
+	if (!f.s || !f.ref)
+		goto out;
+	session_set_command_cb(f.s, digest_command, &f.cmds);
+	session_set_command_cb(f.ref, digest_command, &f.ref_cmds);
 	if (!(data[0] & 1)) {
-		struct tcp_segment syn = { .dir = TLSGATE_DIR_TO_SERVER, .seq = seq[0]++, .flags = SESSION_TCP_SYN };
-		struct tcp_segment sa = { .dir = TLSGATE_DIR_TO_CLIENT, .seq = seq[1]++,
+		struct tcp_segment syn = { .dir = C, .seq = f.seq[0]++, .flags = SESSION_TCP_SYN };
+		struct tcp_segment sa = { .dir = TLSGATE_DIR_TO_CLIENT, .seq = f.seq[1]++,
 					  .flags = SESSION_TCP_SYN | SESSION_TCP_ACK };
 
-		session_segment(s, &syn);
-		session_segment(s, &sa);
+		deliver(&f, &syn);
+		deliver(&f, &sa);
 	}
 	for (i = 1; i < size;) {
 		int dir = data[i] >> 7;
@@ -72,34 +233,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = data[i] & 0x3f;
 		struct tcp_segment g = { .dir = (enum tlsgate_dir)dir, .flags = SESSION_TCP_ACK };
 
-		i++;
+		if (data[i++] == CONTENT_CTL) {
+			i += control(&f, data + i, size - i);
+			continue;
+		}
 		if (n > size - i)
 			n = size - i;
-		if (ooo && !held[dir].held) {
-			held[dir].p = data + i;
-			held[dir].n = n;
-			held[dir].seq = seq[dir];
-			held[dir].held = true;
+		if (ooo && !f.held[dir].held) {
+			f.held[dir].p = data + i;
+			f.held[dir].n = n;
+			f.held[dir].seq = f.seq[dir];
+			f.held[dir].held = true;
 		} else {
-			g.seq = seq[dir];
+			g.seq = f.seq[dir];
 			g.payload = data + i;
 			g.len = n;
-			session_segment(s, &g);
-			if (held[dir].held) {
-				g.seq = held[dir].seq;
-				g.payload = held[dir].p;
-				g.len = held[dir].n;
-				session_segment(s, &g);
-				held[dir].held = false;
+			deliver(&f, &g);
+			if (f.held[dir].held) {
+				g.seq = f.held[dir].seq;
+				g.payload = f.held[dir].p;
+				g.len = f.held[dir].n;
+				deliver(&f, &g);
+				f.held[dir].held = false;
 			}
 		}
-		seq[dir] += (uint32_t)n;
+		f.seq[dir] += (uint32_t)n;
+		if (dir == C && n)
+			f.last_c = data[i + n - 1];
 		i += n;
-		if (session_memory(s) > 8 * 65536 + 65536)
-			__builtin_trap(); /* the documented bound */
+		check_ready(&f);
 	}
-	o = session_summary_json(s, NULL);
+	/* The kernel hides content only: the commands are the same. */
+	if (!f.raw_skip && !reasm_lost(&f) &&
+	    (f.cmds.h != f.ref_cmds.h || f.cmds.n != f.ref_cmds.n))
+		__builtin_trap();
+	o = session_summary_json(f.s, NULL);
 	json_decref(o);
-	session_free(s);
+out:
+	session_free(f.s);
+	session_free(f.ref);
 	return 0;
 }

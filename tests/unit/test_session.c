@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "reasm.h"
 #include "session.h"
 #include "summary.h"
 #include "test_certs.h"
@@ -527,7 +528,8 @@ static void test_pipelining_and_bdat(void **state)
 }
 
 /* The command callback sees every command once, in order, with its path,
- * at every split point; message content is never reported as commands. */
+ * at every split point; message content is never reported as commands,
+ * its end is. */
 struct cmd_log {
 	char text[512];
 };
@@ -553,9 +555,9 @@ static void test_command_callback(void **state)
 	char want[256];
 	size_t cut;
 
-	snprintf(want, sizeof(want), "%d:;%d:a@secure.example.org;%d:\"x y\"@example.net;%d:b@example.com;%d:;%d:;",
+	snprintf(want, sizeof(want), "%d:;%d:a@secure.example.org;%d:\"x y\"@example.net;%d:b@example.com;%d:;%d:;%d:;",
 		 SMTP_VERB_EHLO, SMTP_VERB_MAIL, SMTP_VERB_RCPT, SMTP_VERB_RCPT, SMTP_VERB_DATA,
-		 SMTP_VERB_QUIT);
+		 SMTP_VERB_END_OF_DATA, SMTP_VERB_QUIT);
 	for (cut = 0; cut <= 100; cut++) {
 		struct run r;
 		struct cmd_log l = { "" };
@@ -644,6 +646,407 @@ static void test_memory_bounded_long_dialog(void **state)
 	session_free(r.s);
 }
 
+/* ---- message content in the kernel: session_content_ready / _skip ---- */
+
+static const struct step data_head[] = {
+	TXT(SV, "220 mx.example.net ESMTP\r\n"),
+	TXT(CL, "EHLO client.example.org\r\n"),
+	TXT(SV, "250-mx.example.net\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
+	TXT(CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<r@example.net>\r\nDATA\r\n"),
+	TXT(SV, "250 ok\r\n250 ok\r\n354 go\r\n"),
+};
+
+/* Handshake from client ISN isn, then the dialog up to the 354. */
+static void content_start(struct run *r, uint32_t isn, struct cmd_log *l)
+{
+	memset(r, 0, sizeof(*r));
+	r->s = session_new(NULL, false);
+	assert_non_null(r->s);
+	if (l)
+		session_set_command_cb(r->s, log_command, l);
+	r->seq[CL] = isn;
+	r->seq[SV] = 5000;
+	seg(r, CL, r->seq[CL]++, NULL, 0, SESSION_TCP_SYN);
+	seg(r, SV, r->seq[SV]++, NULL, 0, SESSION_TCP_SYN | SESSION_TCP_ACK);
+	run_steps(r, data_head, 5, WHOLE, 0);
+}
+
+static void say(struct run *r, int dir, const char *text)
+{
+	feed_step(r, &(struct step){ dir, (const uint8_t *)text, strlen(text) }, WHOLE, 0);
+}
+
+/* The kernel passed n client bytes, the last one a line end or not. */
+static void kernel_passed(struct run *r, uint32_t n, bool line_end)
+{
+	r->seq[CL] += n;
+	session_content_skip(r->s, r->seq[CL], line_end);
+}
+
+static bool content_ready(const struct run *r)
+{
+	uint32_t seq;
+	bool line_end;
+
+	return session_content_ready(r->s, &seq, &line_end);
+}
+
+static void assert_content_ready(const struct run *r, uint32_t want_seq, bool want_line_end)
+{
+	uint32_t seq = ~want_seq;
+	bool line_end = !want_line_end;
+
+	assert_true(session_content_ready(r->s, &seq, &line_end));
+	assert_int_equal(seq, want_seq);
+	assert_int_equal(line_end, want_line_end);
+}
+
+/* Commands of data_head, then the verbs given (0 ends), addr for MAIL. */
+static void want_commands(char *want, size_t size, const char *addr, ...)
+{
+	va_list ap;
+	size_t n;
+	int verb;
+
+	n = (size_t)snprintf(want, size, "%d:;%d:a@example.org;%d:r@example.net;%d:;", SMTP_VERB_EHLO,
+			     SMTP_VERB_MAIL, SMTP_VERB_RCPT, SMTP_VERB_DATA);
+	va_start(ap, addr);
+	while ((verb = va_arg(ap, int)) != 0 && n < size)
+		n += (size_t)snprintf(want + n, size - n, "%d:%s;", verb, verb == SMTP_VERB_MAIL ? addr : "");
+	va_end(ap);
+}
+
+static void test_content_ready_in_data(void **state)
+{
+	enum feed_mode mode;
+	uint32_t seq = 0;
+	bool line_end = false;
+	size_t cut;
+	struct run r;
+
+	assert_false(session_content_ready(NULL, &seq, &line_end));
+	session_content_skip(NULL, 1, true);
+	/* Not before the 354, ready right after it, at every segmentation. */
+	for (mode = WHOLE; mode <= DUP; mode++) {
+		for (cut = 0; cut <= (mode == WHOLE || mode == BYTES ? 0 : 60); cut++) {
+			run_start(&r, NULL, false);
+			assert_false(content_ready(&r));
+			run_steps(&r, data_head, 4, mode, cut);
+			assert_false(content_ready(&r)); /* DATA sent, no reply yet */
+			run_steps(&r, data_head + 4, 1, mode, cut);
+			assert_content_ready(&r, r.seq[CL], true);
+			assert_int_equal(r.max, SESSION_CONTINUE);
+			session_free(r.s);
+		}
+	}
+	/* next_seq follows the content; line_end the byte before it. */
+	content_start(&r, 0xfffffff0u, NULL);
+	say(&r, CL, "Subject: x\r\n\r\nab");
+	assert_content_ready(&r, r.seq[CL], false);
+	say(&r, CL, "c\r");
+	assert_content_ready(&r, r.seq[CL], true);
+	say(&r, CL, "\n..dot\nbare\r\n");
+	assert_content_ready(&r, r.seq[CL], true);
+	say(&r, CL, ".\r\n");
+	assert_false(content_ready(&r)); /* the end of data */
+	say(&r, SV, "250 queued\r\n");
+	assert_false(content_ready(&r));
+	say(&r, CL, "QUIT\r\n");
+	assert_false(content_ready(&r));
+	session_free(r.s);
+
+	/* Not after the client's FIN, nor after a reset. */
+	content_start(&r, 1, NULL);
+	assert_content_ready(&r, r.seq[CL], true);
+	seg(&r, CL, r.seq[CL], NULL, 0, SESSION_TCP_FIN | SESSION_TCP_ACK);
+	assert_false(content_ready(&r));
+	session_free(r.s);
+	content_start(&r, 1, NULL);
+	seg(&r, SV, r.seq[SV], NULL, 0, SESSION_TCP_RST);
+	assert_false(content_ready(&r));
+	session_free(r.s);
+}
+
+static void test_content_not_ready_outside_data(void **state)
+{
+	struct run r;
+
+	/* BDAT: the chunks are skipped by size, never handed over. */
+	run_start(&r, NULL, false);
+	run_steps(&r, data_head, 3, WHOLE, 0);
+	say(&r, CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<r@example.net>\r\n");
+	say(&r, SV, "250 ok\r\n250 ok\r\n");
+	say(&r, CL, "BDAT 10\r\n0123");
+	assert_false(content_ready(&r));
+	say(&r, CL, "456789");
+	assert_false(content_ready(&r));
+	say(&r, SV, "250 ok\r\n");
+	say(&r, CL, "BDAT 5 LAST\r\n12");
+	assert_false(content_ready(&r));
+	say(&r, CL, "345");
+	assert_false(content_ready(&r));
+	session_free(r.s);
+
+	/* DATA refused. */
+	run_start(&r, NULL, false);
+	run_steps(&r, data_head, 4, WHOLE, 0);
+	say(&r, SV, "250 ok\r\n250 ok\r\n554 no\r\n");
+	assert_false(content_ready(&r));
+	session_free(r.s);
+
+	/* STARTTLS dialog, TLS. */
+	build_tls13();
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 4, WHOLE, 0);
+	assert_false(content_ready(&r));
+	say(&r, SV, "220 go\r\n");
+	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+	assert_false(content_ready(&r));
+	session_free(r.s);
+}
+
+static void test_content_not_ready_out_of_order(void **state)
+{
+	struct run r;
+
+	content_start(&r, 0xfffffff8u, NULL);
+	/* "abc" missing before "def\r\n". */
+	seg(&r, CL, r.seq[CL] + 3, (const uint8_t *)"def\r\n", 5, SESSION_TCP_ACK);
+	assert_false(content_ready(&r));
+	seg(&r, CL, r.seq[CL], (const uint8_t *)"abc", 3, SESSION_TCP_ACK);
+	r.seq[CL] += 8;
+	assert_content_ready(&r, r.seq[CL], true);
+	/* In-order bytes held, then a hole, then an island. */
+	seg(&r, CL, r.seq[CL], (const uint8_t *)"gh", 2, SESSION_TCP_ACK);
+	assert_content_ready(&r, r.seq[CL] + 2, false);
+	seg(&r, CL, r.seq[CL] + 5, (const uint8_t *)"kl\r\n", 4, SESSION_TCP_ACK);
+	assert_false(content_ready(&r));
+	seg(&r, CL, r.seq[CL] + 2, (const uint8_t *)"ij", 2, SESSION_TCP_ACK);
+	assert_false(content_ready(&r)); /* one byte still missing */
+	seg(&r, CL, r.seq[CL] + 4, (const uint8_t *)"x", 1, SESSION_TCP_ACK);
+	r.seq[CL] += 9;
+	assert_content_ready(&r, r.seq[CL], true);
+	session_free(r.s);
+}
+
+static void test_content_not_ready_on_leading_dot(void **state)
+{
+	struct cmd_log l = { "" };
+	char want[512];
+	struct run r;
+
+	/* A held "." or ".x" may still be (or not be) the end of data. */
+	content_start(&r, 100, NULL);
+	say(&r, CL, ".");
+	assert_false(content_ready(&r));
+	say(&r, CL, "x");
+	assert_false(content_ready(&r));
+	say(&r, CL, "\r\n");
+	assert_content_ready(&r, r.seq[CL], true);
+	session_free(r.s);
+
+	content_start(&r, 100, &l);
+	say(&r, CL, "line\r\n.");
+	assert_false(content_ready(&r));
+	say(&r, CL, "\r");
+	assert_false(content_ready(&r));
+	say(&r, CL, "\nQUIT\r\n");
+	assert_false(content_ready(&r));
+	want_commands(want, sizeof(want), "", SMTP_VERB_END_OF_DATA, SMTP_VERB_QUIT, 0);
+	assert_string_equal(l.text, want);
+	session_free(r.s);
+
+	/* A partial line that does not start with '.' is fine. */
+	content_start(&r, 100, NULL);
+	say(&r, CL, "abc");
+	assert_content_ready(&r, r.seq[CL], false);
+	say(&r, CL, "\r");
+	assert_content_ready(&r, r.seq[CL], true);
+	session_free(r.s);
+}
+
+/* After the kernel passed content, "." and the next MAIL FROM are seen. */
+static void test_content_skip_then_resume(void **state)
+{
+	static const uint32_t isns[] = { 0xfffffff0u, 0xffff0000u, 0x7fffff00u, 0 };
+	static const uint32_t passed[] = { 1, 1000, 5000, 0x20000, 64 * 1024 * 1024 };
+	char want[512];
+	size_t i, j;
+	int partial;
+
+	want_commands(want, sizeof(want), "b@example.org", SMTP_VERB_END_OF_DATA, SMTP_VERB_MAIL, 0);
+	for (i = 0; i < sizeof(isns) / sizeof(isns[0]); i++) {
+		for (j = 0; j < sizeof(passed) / sizeof(passed[0]); j++) {
+			for (partial = 0; partial < 2; partial++) {
+				struct cmd_log l = { "" };
+				struct run r;
+				json_t *o, *mf;
+
+				content_start(&r, isns[i], &l);
+				/* With a partial line held: the kernel passed its end. */
+				if (partial) {
+					say(&r, CL, "Subject: x\r\n\r\nbody");
+					assert_content_ready(&r, r.seq[CL], false);
+				} else {
+					assert_content_ready(&r, r.seq[CL], true);
+				}
+				kernel_passed(&r, passed[j], true);
+				say(&r, CL, ".\r\nMAIL FROM:<b@example.org>\r\n");
+				say(&r, SV, "250 ok\r\n250 ok\r\n");
+				assert_string_equal(l.text, want);
+				assert_false(content_ready(&r));
+				assert_int_equal(r.max, SESSION_CONTINUE);
+				assert_int_equal(session_info(r.s)->anomalies, 0);
+				o = summary(r.s);
+				mf = json_object_get(o, "mailfrom");
+				assert_int_equal(json_array_size(mf), 2);
+				assert_string_equal(json_string_value(json_array_get(mf, 1)), "b@example.org");
+				json_decref(o);
+				session_free(r.s);
+			}
+		}
+	}
+}
+
+/* The kernel stopped inside a line: its rest is content. */
+static void test_content_skip_mid_line(void **state)
+{
+	static const char *const resumed[] = {
+		"tail.\r\n.\r\nQUIT\r\n",
+		".\r\nMAIL FROM:<x@example.org>\r\n.\r\nQUIT\r\n", /* the "." ends a line */
+		"\r\n.\r\nQUIT\r\n",
+	};
+	char want[512];
+	size_t i, cut;
+
+	want_commands(want, sizeof(want), "", SMTP_VERB_END_OF_DATA, SMTP_VERB_QUIT, 0);
+	for (i = 0; i < sizeof(resumed) / sizeof(resumed[0]); i++) {
+		for (cut = 0; cut <= strlen(resumed[i]); cut++) {
+			struct step st = { CL, (const uint8_t *)resumed[i], strlen(resumed[i]) };
+			struct cmd_log l = { "" };
+			struct run r;
+			json_t *o;
+
+			content_start(&r, 0xfffffff0u, &l);
+			/* A held partial line, then the rest passed without a line end. */
+			if (cut & 1)
+				say(&r, CL, "abc");
+			kernel_passed(&r, 700, false);
+			feed_step(&r, &st, SPLIT, cut);
+			say(&r, SV, "250 queued\r\n221 bye\r\n");
+			assert_string_equal(l.text, want);
+			assert_false(content_ready(&r));
+			assert_int_equal(session_info(r.s)->anomalies, 0);
+			o = summary(r.s);
+			assert_int_equal(json_array_size(json_object_get(o, "mailfrom")), 1);
+			assert_string_equal(json_string_value(json_object_get(o, "end")), "quit");
+			json_decref(o);
+			session_free(r.s);
+		}
+	}
+}
+
+/* A seq at or before what the session holds changes nothing. */
+static void test_content_skip_backwards(void **state)
+{
+	struct cmd_log l = { "" };
+	char want[512];
+	struct run r;
+	uint32_t x;
+
+	content_start(&r, 0xfffffff0u, &l);
+	say(&r, CL, "abc");
+	x = r.seq[CL];
+	session_content_skip(r.s, x, true);
+	session_content_skip(r.s, x - 2, true);
+	session_content_skip(r.s, x - 200, false);
+	session_content_skip(r.s, x + 0x80000000u, true); /* half the space: behind */
+	assert_content_ready(&r, x, false);
+	say(&r, CL, "def\r\n");
+	assert_content_ready(&r, r.seq[CL], true);
+	/* A held "." survives: with the "\r\n" after it, it ends the data. */
+	say(&r, CL, ".");
+	x = r.seq[CL];
+	session_content_skip(r.s, x, true);
+	session_content_skip(r.s, x - 1, false);
+	assert_false(content_ready(&r));
+	say(&r, CL, "\r\nQUIT\r\n");
+	want_commands(want, sizeof(want), "", SMTP_VERB_END_OF_DATA, SMTP_VERB_QUIT, 0);
+	assert_string_equal(l.text, want);
+	assert_false(has_anomaly(r.s, SESSION_ANOM_OVERLAP_CONFLICT));
+	session_free(r.s);
+
+	/* Nothing received yet (mid-stream): nothing to skip. */
+	r.s = session_new(NULL, true);
+	assert_non_null(r.s);
+	session_content_skip(r.s, 12345, true);
+	assert_false(content_ready(&r));
+	assert_int_equal(session_info(r.s)->anomalies, SESSION_ANOM_MIDSTREAM);
+	session_free(r.s);
+}
+
+/* Hostile skips: bounded, never a crash. */
+static void test_content_skip_hostile(void **state)
+{
+	static const uint32_t deltas[] = { REASM_MAX_SKIP, REASM_MAX_SKIP + 1, 0x7fffffffu, 0x80000000u,
+					   0xffffffffu };
+	struct run r;
+	size_t i, k;
+
+	for (i = 0; i < sizeof(deltas) / sizeof(deltas[0]); i++) {
+		for (k = 0; k < 2; k++) {
+			uint32_t x, seq;
+			bool line_end;
+
+			content_start(&r, 0xfffffff0u, NULL);
+			say(&r, CL, "abc");
+			x = seq = r.seq[CL];
+			session_content_skip(r.s, x + deltas[i], k);
+			session_content_ready(r.s, &seq, &line_end);
+			/* The client goes on where the kernel would have been. */
+			seg(&r, CL, x + deltas[i], (const uint8_t *)".\r\nQUIT\r\n", 9, SESSION_TCP_ACK);
+			session_content_ready(r.s, &seq, &line_end);
+			session_content_skip(r.s, seq + deltas[i], !k);
+			seg(&r, CL, x, (const uint8_t *)"\r\n.\r\n", 5, SESSION_TCP_ACK);
+			say(&r, SV, "250 ok\r\n");
+			session_content_ready(r.s, &seq, &line_end);
+			assert_true(session_memory(r.s) < 64 * 1024);
+			session_free(r.s);
+		}
+	}
+
+	/* Many skips around the whole sequence space. */
+	content_start(&r, 0, NULL);
+	for (i = 0; i < 64; i++) {
+		uint32_t seq = r.seq[CL];
+		bool line_end;
+
+		session_content_ready(r.s, &seq, &line_end);
+		session_content_skip(r.s, seq + 0x7fffffffu, i & 1);
+		seg(&r, CL, seq + (uint32_t)i * 0x12345677u, (const uint8_t *)"x\r\n.\r\n", 6, SESSION_TCP_ACK);
+	}
+	assert_true(session_memory(r.s) < 64 * 1024);
+	session_free(r.s);
+
+	/* Outside DATA content the kernel saw what the session did not. */
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 3, WHOLE, 0);
+	session_content_skip(r.s, r.seq[CL] + 10, true);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_OVERLAP_CONFLICT));
+	session_free(r.s);
+
+	/* In TLS: the records are off, the session copes. */
+	build_tls13();
+	run_start(&r, NULL, false);
+	run_steps(&r, dialog_head, 4, WHOLE, 0);
+	say(&r, SV, "220 go\r\n");
+	session_content_skip(r.s, r.seq[CL] + 3, false);
+	r.seq[CL] += 3;
+	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+	assert_false(content_ready(&r));
+	session_free(r.s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -666,6 +1069,14 @@ int main(void)
 		cmocka_unit_test(test_not_smtp),
 		cmocka_unit_test(test_sslv2_hello),
 		cmocka_unit_test(test_memory_bounded_long_dialog),
+		cmocka_unit_test(test_content_ready_in_data),
+		cmocka_unit_test(test_content_not_ready_outside_data),
+		cmocka_unit_test(test_content_not_ready_out_of_order),
+		cmocka_unit_test(test_content_not_ready_on_leading_dot),
+		cmocka_unit_test(test_content_skip_then_resume),
+		cmocka_unit_test(test_content_skip_mid_line),
+		cmocka_unit_test(test_content_skip_backwards),
+		cmocka_unit_test(test_content_skip_hostile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
