@@ -8,7 +8,8 @@
  *   BLOCK              -> TC_ACT_SHOT; the entry's counters grow
  *   CONTENT            -> message content: a client segment at the expected
  *                         sequence number without a '.' alone between line
- *                         ends passes (TC_ACT_OK, counters grow); anything else
+ *                         ends (a BDAT chunk: within the chunk) passes
+ *                         (TC_ACT_OK, counters grow); anything else
  *                         turns the entry to INSPECT here and is marked
  * What may be SMTP but cannot be judged here - IPv4/IPv6 fragments, headers
  * that are truncated or malformed, VLAN stacks deeper than two, IPv6
@@ -38,6 +39,10 @@
 
 #include "parsing_helpers.h"
 #include "tlsgate_shared.h"
+
+#ifndef READ_ONCE
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#endif
 
 #define PARSE_TCP_FIN 0x01
 #define PARSE_TCP_SYN 0x02
@@ -343,11 +348,30 @@ static long content_scan_word(__u64 i, void *arg)
 	return 0;
 }
 
+/* The first 8 bytes of a flow value - verdict, content_line_end,
+ * content_lf, content_chunk, content_seq - change together, by
+ * compare-and-swap: a segment passes only if nothing changed them while
+ * it was scanned (another CPU passing the segment before it, or turning
+ * the entry back), so what the entry says is exactly what passed. */
+_Static_assert(__builtin_offsetof(struct tlsgate_flow_value, content_line_end) == 1 &&
+		       __builtin_offsetof(struct tlsgate_flow_value, content_lf) == 2 &&
+		       __builtin_offsetof(struct tlsgate_flow_value, content_chunk) == 3 &&
+		       __builtin_offsetof(struct tlsgate_flow_value, content_seq) == 4,
+	       "the flow state word");
+#define STATE_VERDICT(s) ((__u8)(s))
+#define STATE_LINE_END(s) ((__u8)((s) >> 8))
+#define STATE_CHUNK(s) ((__u8)((s) >> 24))
+#define STATE_SEQ(s) ((__u32)((s) >> 32))
+#define STATE(seq, chunk, lf, line_end, verdict)                                   \
+	(((__u64)(seq) << 32) | ((__u64)(chunk) << 24) | ((__u64)(lf) << 16) |       \
+	 ((__u64)(line_end) << 8) | (__u64)(verdict))
+
 /* A segment of a CONTENT flow: 1 when it may pass in the kernel (and the
  * entry has advanced past it), 0 when it goes to userspace. */
 static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_flow_value *val,
 					  struct tcphdr *tcph, __u32 dir, __u32 off, long len)
 {
+	__u64 *state = (__u64 *)val, s0, s1;
 	struct content_scan cs;
 	__u8 last;
 	__u32 seq;
@@ -358,25 +382,48 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
 		return 1; /* an ACK, either way */
 	if (dir != TLSGATE_DIR_TO_SERVER || len < 0 || len > TLSGATE_CONTENT_SCAN_MAX)
 		return 0;
+	s0 = READ_ONCE(*state);
 	seq = bpf_ntohl(tcph->seq);
-	if (seq != val->content_seq)
-		return 0; /* out of order, retransmitted or overlapping */
-	cs.skb = skb;
-	cs.off = off;
-	cs.len = (__u32)len;
-	cs.line_end = val->content_line_end;
-	cs.stop = 0;
-	bpf_loop((cs.len + 7) / 8, content_scan_word, &cs, 0);
-	if (cs.stop)
-		return 0;
-	/* What the next segment starts after: the last byte (the last word
-	 * may be partial). */
-	if (bpf_skb_load_bytes(skb, off + cs.len - 1, &last, 1) < 0)
-		return 0;
-	val->content_seq = seq + (__u32)len;
-	val->content_line_end = content_is(last, '\r') | content_is(last, '\n');
-	val->content_lf = content_is(last, '\n');
-	return 1;
+	if (STATE_VERDICT(s0) != TLSGATE_CONTENT || seq != STATE_SEQ(s0))
+		return 0; /* out of order, retransmitted, overlapping, or back */
+	if (STATE_CHUNK(s0)) {
+		/* BDAT: the chunk's bytes are data whatever they hold; what
+		 * follows its end is the next command. */
+		if ((__s32)(seq + (__u32)len - val->content_end) > 0)
+			return 0;
+		s1 = STATE(seq + (__u32)len, 1, 0, 0, TLSGATE_CONTENT);
+	} else {
+		cs.skb = skb;
+		cs.off = off;
+		cs.len = (__u32)len;
+		cs.line_end = STATE_LINE_END(s0);
+		cs.stop = 0;
+		bpf_loop((cs.len + 7) / 8, content_scan_word, &cs, 0);
+		if (cs.stop)
+			return 0;
+		/* What the next segment starts after: the last byte (the
+		 * last word may be partial). */
+		if (bpf_skb_load_bytes(skb, off + cs.len - 1, &last, 1) < 0)
+			return 0;
+		s1 = STATE(seq + (__u32)len, 0, content_is(last, '\n'),
+			   content_is(last, '\r') | content_is(last, '\n'), TLSGATE_CONTENT);
+	}
+	return __sync_val_compare_and_swap(state, s0, s1) == s0;
+}
+
+/* Turns a CONTENT entry back to INSPECT, keeping where the content got to. */
+static __always_inline void tagger_content_return(struct tlsgate_flow_value *val)
+{
+	__u64 *state = (__u64 *)val, s0;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		s0 = READ_ONCE(*state);
+		if (STATE_VERDICT(s0) != TLSGATE_CONTENT ||
+		    __sync_val_compare_and_swap(state, s0, (s0 & ~0xffull) | TLSGATE_INSPECT) == s0)
+			return;
+	}
+	val->verdict = TLSGATE_INSPECT; /* eight races lost in a row: cannot happen */
 }
 
 SEC("tc")
@@ -507,7 +554,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		}
 		/* Back to userspace from this segment on. */
-		val->verdict = TLSGATE_INSPECT;
+		tagger_content_return(val);
 		tagger_count(skb, TLSGATE_CNT_CONTENT_RETURNED);
 	}
 	if (!val || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_CONTENT) {

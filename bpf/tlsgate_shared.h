@@ -63,7 +63,8 @@ enum tlsgate_verdict {
 	TLSGATE_INSPECT = 0, /* mark: userspace decides */
 	TLSGATE_PASS = 1,    /* verdict final: stays in the kernel */
 	TLSGATE_BLOCK = 2,   /* verdict final: dropped in the program */
-	TLSGATE_CONTENT = 3, /* inside message content (DATA after 354): a client
+	TLSGATE_CONTENT = 3, /* inside message content (DATA after 354; a BDAT
+				chunk: see content_chunk): a client
 				segment passes in the kernel when it starts at
 				content_seq and holds no '.' between a CR or LF
 				and a CR or LF (so no end of data, whatever line
@@ -100,13 +101,16 @@ struct tlsgate_flow_value {
 	 * and by the program as segments pass: */
 	__u8 content_line_end; /* the byte before content_seq is CR or LF */
 	__u8 content_lf;       /* ... is LF: where userspace's lines end */
-	__u8 pad;
+	__u8 content_chunk;    /* a BDAT chunk: bytes before content_end pass
+				  unscanned, a segment reaching past it returns */
 	__u32 content_seq;     /* the client's next sequence number (host order) */
 	__u64 packets; /* seen by the program since the entry was written */
 	__u64 bytes;
 	__u64 verdict_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at verdict */
+	__u32 content_end; /* content_chunk: the chunk's end (host order) */
+	__u32 pad2;
 };
-_Static_assert(sizeof(struct tlsgate_flow_value) == 32, "flow value layout");
+_Static_assert(sizeof(struct tlsgate_flow_value) == 40, "flow value layout");
 
 /* Direction of a packet relative to the SMTP session. */
 enum tlsgate_dir {

@@ -258,10 +258,12 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
 }
 
 int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key, uint32_t seq,
-			 bool line_end)
+			 bool line_end, const uint32_t *chunk_end)
 {
 	struct tlsgate_flow_value val = { .verdict = TLSGATE_CONTENT,
 					  .content_line_end = line_end,
+					  .content_chunk = chunk_end != NULL,
+					  .content_end = chunk_end ? *chunk_end : 0,
 					  .content_seq = seq };
 	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
 		return -errno;

@@ -46,9 +46,11 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
 			 enum tlsgate_verdict verdict);
 /* Hands a flow's message content to the kernel (TLSGATE_CONTENT): client
  * segments from seq on pass there until one holds a '.' alone between CRs
- * or LFs (line_end: the byte before seq is one). Returns 0 or -errno. */
+ * or LFs (line_end: the byte before seq is one); for a BDAT chunk
+ * (chunk_end non-NULL), until one reaches past *chunk_end. Returns 0 or
+ * -errno. */
 int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key, uint32_t seq,
-			 bool line_end);
+			 bool line_end, const uint32_t *chunk_end);
 /* Returns 0 and fills *val, -ENOENT when the flow has no entry, or -errno. */
 int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
 		    struct tlsgate_flow_value *val);

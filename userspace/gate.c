@@ -1002,19 +1002,24 @@ static enum decide_cert gate_wire_dane(struct gate *g, struct flow *f)
 }
 
 /* Hands the message content to the kernel when the session is inside
- * DATA content: most segments then pass there, and the one that may end
- * the data (a '.' alone between line ends) comes back with all after it.
+ * DATA content or a BDAT chunk: most segments then pass there, and the one
+ * that may end the data (a '.' alone between line ends, or what follows
+ * the chunk) comes back with all after it.
  * That keeps the next MAIL FROM in view, so secure-mode senders are still
  * judged, without the content crossing NFQUEUE. */
 static void gate_content_handover(struct gate *g, struct flow *f)
 {
-	uint32_t seq;
-	bool line_end;
+	uint32_t seq, end;
+	bool line_end = false, chunk = false;
 
-	if (f->content || f->verdict != TLSGATE_INSPECT || !f->session ||
-	    !session_content_ready(f->session, &seq, &line_end))
+	if (f->content || f->verdict != TLSGATE_INSPECT || !f->session)
 		return;
-	int err = datapath_set_content(g->dp, &f->key, seq, line_end);
+	if (!session_content_ready(f->session, &seq, &line_end)) {
+		if (!session_chunk_ready(f->session, &seq, &end))
+			return;
+		chunk = true;
+	}
+	int err = datapath_set_content(g->dp, &f->key, seq, line_end, chunk ? &end : NULL);
 	if (err < 0) {
 		log_warnx_rl(&g->rl, "cannot hand message content to the kernel: %s",
 			     strerror(-err));
@@ -1029,11 +1034,12 @@ static void gate_content_handover(struct gate *g, struct flow *f)
  * and bring it straight back. */
 static void gate_content_want(struct gate *g, struct flow *f, bool no_offload)
 {
-	uint32_t seq;
+	uint32_t seq, end;
 	bool line_end;
 
 	if (no_offload || f->content || f->content_wanted || f->verdict != TLSGATE_INSPECT ||
-	    !f->session || !session_content_ready(f->session, &seq, &line_end))
+	    !f->session || (!session_content_ready(f->session, &seq, &line_end) &&
+			    !session_chunk_ready(f->session, &seq, &end)))
 		return;
 	if (g->n_content_pending == GATE_CONTENT_PENDING_MAX) {
 		gate_content_handover(g, f);
@@ -1056,9 +1062,11 @@ void gate_content_flush(struct gate *g, struct flow_table *flows)
 }
 
 /* A queued packet of a flow whose content the kernel held: the program
- * turned the entry back to INSPECT (or the packet was queued before the
- * handover took effect: then it is turned back here). The session skips
- * the client bytes that passed in the kernel. */
+ * turned the entry back to INSPECT, and the session skips the client bytes
+ * that passed in the kernel. A packet queued before the handover took
+ * effect finds the entry still CONTENT: it is inspected as it is, and the
+ * entry left alone (the program changes it by compare-and-swap only; a
+ * write from here could replace it under a segment being passed). */
 static void gate_content_return(struct gate *g, struct flow *f, const struct flowkey_packet *p)
 {
 	struct tlsgate_flow_value v;
@@ -1074,10 +1082,10 @@ static void gate_content_return(struct gate *g, struct flow *f, const struct flo
 		session_content_skip(f->session, p->seq, true);
 		return;
 	}
+	if (v.verdict == TLSGATE_CONTENT)
+		return;
 	f->content = false;
 	g->stats.content_returns++;
-	if (v.verdict == TLSGATE_CONTENT)
-		datapath_set_verdict(g->dp, &f->key, TLSGATE_INSPECT);
 	session_content_skip(f->session, v.content_seq, v.content_lf);
 }
 
@@ -1135,6 +1143,8 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		break;
 	}
 	case SESSION_LIMIT: {
+		log_debug("flow at an inspection bound: anomalies=0x%x phase=%d", si->anomalies,
+			  (int)si->phase);
 		struct decide_input in = gate_input(g, f, si->phase >= SESSION_PHASE_TLS_HANDSHAKE
 								  ? DECIDE_PHASE_TLS
 								  : DECIDE_PHASE_DATA);
@@ -1169,6 +1179,13 @@ void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_pa
 	g->seg_verbs_over = false;
 	if (f->content && f->session)
 		gate_content_return(g, f, p);
+	/* A BDAT chunk that ends in this client segment: if the segment is
+	 * withheld, that chunk's reply is owed too (as for DATA's "."). */
+	uint32_t end;
+	if (f->session && p->dir == TLSGATE_DIR_TO_SERVER &&
+	    session_chunk_pending(f->session, &end) && (int32_t)(end - p->seq) > 0 &&
+	    (int32_t)(end - (p->seq + (uint32_t)p->payload_len)) <= 0)
+		g->seg_verbs[g->n_seg_verbs++] = SMTP_VERB_END_OF_DATA;
 }
 
 struct store *gate_store(struct gate *g)

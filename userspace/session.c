@@ -143,6 +143,30 @@ bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *li
 	return true;
 }
 
+bool session_chunk_pending(const struct session *s, uint32_t *chunk_end)
+{
+	const struct session_dir *d;
+
+	if (!s || s->info.phase != SESSION_PHASE_SMTP)
+		return false;
+	d = &s->d[C];
+	/* The BDAT line is parsed and its chunk skipped ahead: the
+	 * reassembly's base is beyond what has arrived in order. */
+	if (d->mode != DIR_SMTP || !d->r.started || !d->rcv_started ||
+	    (int32_t)(d->r.base - d->rcv_next) <= 0)
+		return false;
+	*chunk_end = d->r.base;
+	return true;
+}
+
+bool session_chunk_ready(const struct session *s, uint32_t *next_seq, uint32_t *chunk_end)
+{
+	if (!session_chunk_pending(s, chunk_end) || s->d[C].fin || s->d[C].r.n_isl)
+		return false; /* nothing may be held beyond a hole */
+	*next_seq = s->d[C].rcv_next;
+	return true;
+}
+
 void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 {
 	struct session_dir *d;
@@ -151,9 +175,15 @@ void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 	if (!s)
 		return;
 	d = &s->d[C];
+	/* What the kernel returns may arrive out of order (two CPUs, GRO
+	 * aggregates of 64 KiB): a window of 4 * tls_bytes keeps it. */
+	reasm_set_limit(&d->r, 4 * s->lim.tls_bytes);
+	if (d->rcv_started && (int32_t)(seq - d->rcv_next) > 0)
+		d->rcv_next = seq;
 	reasm_peek(&d->r, &n);
 	if (!d->r.started || (int32_t)(seq - (d->r.base + (uint32_t)n)) <= 0)
-		return; /* nothing passed that the session has not seen */
+		return; /* nothing passed that the session has not seen (a
+			   BDAT chunk is skipped ahead already) */
 	if (d->mode != DIR_DATA)
 		flag(s, SESSION_ANOM_OVERLAP_CONFLICT); /* the kernel saw content, we did not */
 	d->bytes += (uint32_t)(seq - (d->r.base + (uint32_t)n));
@@ -1060,6 +1090,10 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 	seq = seg->seq;
 	if (seg->flags & SESSION_TCP_SYN) {
 		reasm_start(&d->r, seq + 1);
+		if (!d->rcv_started) {
+			d->rcv_started = true;
+			d->rcv_next = seq + 1;
+		}
 		seq++;
 	}
 	if (seg->flags & SESSION_TCP_RST) {
@@ -1073,6 +1107,13 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 
 		d->seen_data = true;
 		d->bytes += seg->len;
+		if (!d->rcv_started) {
+			d->rcv_started = true;
+			d->rcv_next = seq;
+		}
+		if ((int32_t)(seq - d->rcv_next) <= 0 &&
+		    (int32_t)(seq + (uint32_t)seg->len - d->rcv_next) > 0)
+			d->rcv_next = seq + (uint32_t)seg->len;
 		/* A segment larger than the window (TSO/GRO captures, big
 		 * content) is fed in pieces, parsing in between, so message
 		 * content and encrypted records pass without buffering. */

@@ -182,9 +182,21 @@ void session_set_command_cb(struct session *s, session_command_fn fn, void *arg)
  * from seq, at a line start only after an LF. A seq at or before what the
  * session already has changes nothing; more than 2^31 - 1 bytes ahead is
  * taken as behind. A skip the reassembly cannot make is flagged as a loss
- * (SESSION_LIMIT). */
+ * (SESSION_LIMIT). From the first skip on, the client's reassembly window
+ * is 4 * tls_bytes (256 KiB with the defaults, allocated only as
+ * out-of-order data needs it): segments the kernel returns can arrive out
+ * of order by up to two GRO aggregates. */
 bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *line_end);
 void session_content_skip(struct session *s, uint32_t seq, bool after_lf);
+/* The same for a BDAT chunk (RFC 3030): true when the session has parsed a
+ * BDAT line and skips its chunk, of which the bytes from *next_seq to
+ * *chunk_end have not arrived yet. They may pass in the kernel unseen (and
+ * unscanned: a chunk's bytes are data whatever they hold); the segment that
+ * reaches past *chunk_end comes back. session_content_skip() then is
+ * called as for DATA (the session has skipped ahead already). */
+bool session_chunk_ready(const struct session *s, uint32_t *next_seq, uint32_t *chunk_end);
+/* True while a BDAT chunk has not all arrived; *chunk_end is its end. */
+bool session_chunk_pending(const struct session *s, uint32_t *chunk_end);
 /* Records that the caller gave up on the flow (idle timeout): the summary's
  * end becomes "timeout" unless the dialog already ended. */
 void session_mark_timeout(struct session *s);

@@ -44,6 +44,9 @@ struct session_dir {
 	bool tls_seen;      /* at least one TLS record */
 	bool sslv2_checked;
 	bool synced;        /* mid-stream: found a place to start parsing */
+	bool rcv_started;
+	uint32_t rcv_next;  /* the sequence number after the bytes received in
+			       order (or passed in the kernel) */
 	struct tls_hs_buf hs;
 	uint64_t bytes;
 };

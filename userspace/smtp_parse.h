@@ -37,7 +37,8 @@ enum smtp_verb {
 	SMTP_VERB_AUTH,
 	SMTP_VERB_XCLIENT,
 	/* Not a command: the "." that ends DATA content, as the session
-	 * reports it (smtp_command_parse never returns it). */
+	 * reports it, or the end of a BDAT chunk (smtp_command_parse never
+	 * returns it). */
 	SMTP_VERB_END_OF_DATA,
 };
 

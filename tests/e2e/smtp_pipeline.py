@@ -9,9 +9,13 @@ same write as the final ".":
 Prints one line per reply, "<command> <code> <text>", and exits 0 when the
 session ran to its end (whatever the codes), 1 when the connection broke
 before a reply. Usage:
-    smtp_pipeline.py SERVER FROM1 FROM2 TO MESSAGE_FILE SUBJECT2
+    smtp_pipeline.py SERVER FROM1 FROM2 TO MESSAGE_FILE SUBJECT2 [bdat]
 The message file must already be dot-stuffed and end in CRLF; the second
-message is a short one with the subject SUBJECT2.
+message is a short one with the subject SUBJECT2. With "bdat" (RFC 3030)
+the file is sent as it is (CRLF, not dot-stuffed) in pipelined 1 MiB BDAT
+chunks, the last one "BDAT n LAST", and the second transaction follows it
+in the same write, its message one "BDAT n LAST"; the replies are named
+BDAT1, BDAT2, ... and DOT1 for the last chunk, DOT2 for the second.
 """
 import socket
 import sys
@@ -43,6 +47,7 @@ class Conn:
 
 def main():
     server, from1, from2, to, path, subject2 = sys.argv[1:7]
+    bdat = len(sys.argv) > 7 and sys.argv[7] == "bdat"
     with open(path, "rb") as f:
         message = f.read()
     c = Conn(server)
@@ -57,18 +62,36 @@ def main():
         expect("greeting")
         c.s.sendall(b"EHLO in.world.test\r\n")
         expect("EHLO")
-        c.s.sendall(f"MAIL FROM:<{from1}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode())
-        expect("MAIL1")
-        expect("RCPT1")
-        if expect("DATA1") == 354:
-            second = f"MAIL FROM:<{from2}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode()
-            c.s.sendall(message + b".\r\n" + second)
+        if bdat:
+            second = f"Subject: {subject2}\r\n\r\nsecond\r\n".encode()
+            chunks = [message[i:i + (1 << 20)] for i in range(0, len(message), 1 << 20)]
+            out_chunks = b"".join(
+                f"BDAT {len(ch)}{' LAST' if k == len(chunks) - 1 else ''}\r\n".encode() + ch
+                for k, ch in enumerate(chunks))
+            c.s.sendall(f"MAIL FROM:<{from1}>\r\nRCPT TO:<{to}>\r\n".encode() + out_chunks +
+                        f"MAIL FROM:<{from2}>\r\nRCPT TO:<{to}>\r\n"
+                        f"BDAT {len(second)} LAST\r\n".encode() + second)
+            expect("MAIL1")
+            expect("RCPT1")
+            for k in range(len(chunks) - 1):
+                expect(f"BDAT{k + 1}")
             expect("DOT1")
             expect("MAIL2")
             expect("RCPT2")
-            if expect("DATA2") == 354:
-                c.s.sendall(f"Subject: {subject2}\r\n\r\nsecond\r\n.\r\n".encode())
-                expect("DOT2")
+            expect("DOT2")
+        else:
+            c.s.sendall(f"MAIL FROM:<{from1}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode())
+            expect("MAIL1")
+            expect("RCPT1")
+            if expect("DATA1") == 354:
+                second = f"MAIL FROM:<{from2}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode()
+                c.s.sendall(message + b".\r\n" + second)
+                expect("DOT1")
+                expect("MAIL2")
+                expect("RCPT2")
+                if expect("DATA2") == 354:
+                    c.s.sendall(f"Subject: {subject2}\r\n\r\nsecond\r\n.\r\n".encode())
+                    expect("DOT2")
         c.s.sendall(b"QUIT\r\n")
         expect("QUIT")
     except (EOFError, OSError) as e:

@@ -805,6 +805,57 @@ static void test_content_not_ready_outside_data(void **state)
 	session_free(r.s);
 }
 
+/* BDAT: once the chunk's line is parsed, the chunk bytes not yet arrived
+ * may pass in the kernel; the command after the chunk is parsed again. */
+static void assert_chunk_ready(const struct run *r, uint32_t want_seq, uint32_t want_end)
+{
+	uint32_t seq = ~want_seq, end = ~want_end;
+
+	assert_true(session_chunk_ready(r->s, &seq, &end));
+	assert_int_equal(seq, want_seq);
+	assert_int_equal(end, want_end);
+}
+
+static void test_chunk_ready(void **state)
+{
+	struct cmd_log l = { 0 };
+	uint32_t seq, end;
+	struct run r;
+
+	run_start(&r, NULL, false);
+	session_set_command_cb(r.s, log_command, &l);
+	run_steps(&r, data_head, 3, WHOLE, 0);
+	say(&r, CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<r@example.net>\r\n");
+	assert_false(session_chunk_ready(r.s, &seq, &end));
+	say(&r, SV, "250 ok\r\n250 ok\r\n");
+	say(&r, CL, "BDAT 10\r\n0123");
+	assert_chunk_ready(&r, r.seq[CL], r.seq[CL] + 6);
+	assert_false(content_ready(&r)); /* not DATA */
+	say(&r, CL, "456789");
+	assert_false(session_chunk_ready(r.s, &seq, &end)); /* the chunk is in */
+	say(&r, SV, "250 ok\r\n");
+	say(&r, CL, "BDAT 5000 LAST\r\n12");
+	assert_chunk_ready(&r, r.seq[CL], r.seq[CL] + 4998);
+	/* The kernel passed the rest; the next segment is a command. */
+	kernel_passed(&r, 4998, false);
+	assert_false(session_chunk_ready(r.s, &seq, &end));
+	say(&r, SV, "250 ok\r\n");
+	say(&r, CL, "MAIL FROM:<b@example.org>\r\n");
+	assert_non_null(strstr(l.text, "b@example.org"));
+	session_free(r.s);
+
+	/* Out of order inside the chunk: not ready (a hole is held). */
+	run_start(&r, NULL, false);
+	run_steps(&r, data_head, 3, WHOLE, 0);
+	say(&r, CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<r@example.net>\r\n");
+	say(&r, SV, "250 ok\r\n250 ok\r\n");
+	say(&r, CL, "BDAT 100 LAST\r\n");
+	assert_chunk_ready(&r, r.seq[CL], r.seq[CL] + 100);
+	seg(&r, CL, r.seq[CL] + 150, (const uint8_t *)"QUIT\r\n", 6, SESSION_TCP_ACK);
+	assert_false(session_chunk_ready(r.s, &seq, &end));
+	session_free(r.s);
+}
+
 static void test_content_not_ready_out_of_order(void **state)
 {
 	struct run r;
@@ -1071,6 +1122,7 @@ int main(void)
 		cmocka_unit_test(test_memory_bounded_long_dialog),
 		cmocka_unit_test(test_content_ready_in_data),
 		cmocka_unit_test(test_content_not_ready_outside_data),
+		cmocka_unit_test(test_chunk_ready),
 		cmocka_unit_test(test_content_not_ready_out_of_order),
 		cmocka_unit_test(test_content_not_ready_on_leading_dot),
 		cmocka_unit_test(test_content_skip_then_resume),

@@ -1285,6 +1285,74 @@ static void test_content_wrong_seq_v6(void **state)
 	check_content_wrong_seq(spec_v6());
 }
 
+/* A CONTENT entry for a BDAT chunk from seq to end. */
+static void put_chunk(const struct pkt_spec *s, uint32_t seq, uint32_t end,
+		      struct tlsgate_flow_key *key)
+{
+	struct tlsgate_flow_value v;
+
+	put_content(s, seq, 0, key);
+	v = get_flow(key);
+	v.content_chunk = 1;
+	v.content_end = end;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &v, BPF_EXIST), 0);
+}
+
+/* A BDAT chunk (content_chunk): segments within the chunk pass unscanned
+ * (an end of data inside is chunk data), one ending exactly at its end
+ * passes, one reaching past it returns; across the 2^32 wrap too. */
+static void check_content_chunk(struct pkt_spec s)
+{
+	static const uint32_t starts[] = { 1000, 0xfffffff0u };
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	char what[64];
+	size_t n;
+
+	require_loaded();
+	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+		uint32_t seq = starts[i], end = seq + 40;
+
+		snprintf(what, sizeof(what), "chunk at %u: ", seq);
+		s.seq = seq;
+		s.payload = "\r\n.\r\nMAIL FROM:<x@y>\r\n"; /* 22 bytes of chunk data */
+		put_chunk(&s, seq, end, &key);
+		n = build(&s, frame, NULL, NULL);
+		expect_content_passed(what, frame, n);
+		expect_entry(what, &key, TLSGATE_CONTENT, seq + 22, -1);
+		/* 18 more: exactly to the chunk's end. */
+		s.seq = seq + 22;
+		s.payload = "0123456789abcdefgh";
+		n = build(&s, frame, NULL, NULL);
+		expect_content_passed(what, frame, n);
+		expect_entry(what, &key, TLSGATE_CONTENT, end, -1);
+		/* The next command: past the end. */
+		s.seq = end;
+		s.payload = "BDAT 10 LAST\r\n";
+		n = build(&s, frame, NULL, NULL);
+		expect_content_returned(what, frame, n, TLSGATE_DIR_TO_SERVER);
+		expect_entry(what, &key, TLSGATE_INSPECT, end, -1);
+
+		/* One segment holding the chunk's tail and the next command. */
+		s.seq = seq;
+		s.payload = "tail of the chunk......................." "QUIT\r\n";
+		put_chunk(&s, seq, end, &key);
+		n = build(&s, frame, NULL, NULL);
+		expect_content_returned(what, frame, n, TLSGATE_DIR_TO_SERVER);
+		expect_entry(what, &key, TLSGATE_INSPECT, seq, -1);
+	}
+}
+
+static void test_content_chunk_v4(void **state)
+{
+	check_content_chunk(spec_v4());
+}
+
+static void test_content_chunk_v6(void **state)
+{
+	check_content_chunk(spec_v6());
+}
+
 /* Pure ACKs either way pass (whatever their sequence number); SYN, FIN
  * or RST either way, with or without data, and server data return. */
 static void check_content_flags(struct pkt_spec s)
@@ -1497,6 +1565,8 @@ int main(void)
 		cmocka_unit_test_setup(test_content_end_of_data_v6, reset_flows),
 		cmocka_unit_test_setup(test_content_every_position_v4, reset_flows),
 		cmocka_unit_test_setup(test_content_every_position_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_chunk_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_chunk_v6, reset_flows),
 		cmocka_unit_test_setup(test_content_wrong_seq_v4, reset_flows),
 		cmocka_unit_test_setup(test_content_wrong_seq_v6, reset_flows),
 		cmocka_unit_test_setup(test_content_flags_v4, reset_flows),
