@@ -179,19 +179,23 @@ size_t enforce_verbs_from_lines(const uint8_t *payload, size_t len, uint16_t *ve
 int enforce_build_replies(const struct enforce_verbs *v, const char *refusal, char *out,
 			  size_t size)
 {
-	size_t used = 0;
-	bool refused = false, commands = false;
+	size_t used = 0, last_mail = v->n;
+	bool refused = false;
 	out[0] = '\0';
+	/* What precedes the segment's last MAIL belongs to the transaction
+	 * before it (pipelined, RFC 2920): the end of its data, its last
+	 * BDAT chunk. Withheld with the refused MAIL, it never reached the
+	 * server: not "250" but 451, and the client keeps it and retries. */
 	for (size_t i = 0; i < v->n; i++)
-		commands |= v->verb[i] != SMTP_VERB_END_OF_DATA;
+		if (v->verb[i] == SMTP_VERB_MAIL)
+			last_mail = i;
+	if (last_mail == v->n)
+		last_mail = 0;
 	for (size_t i = 0; i < v->n; i++) {
 		const char *line = refusal;
-		if (v->verb[i] == SMTP_VERB_END_OF_DATA && commands)
-			/* Ahead of the refused command: that message never
-			 * reached the server, so not "250"; the client keeps
-			 * it and tries again. */
-			line = "451 4.3.0 tlsgate: message not delivered: a command pipelined "
-			       "after it was refused; please try again";
+		if (i < last_mail)
+			line = "451 4.3.0 tlsgate: not done: a command pipelined after it was "
+			       "refused; please try again";
 		else if (refused && reply_after_refusal(v->verb[i]))
 			line = reply_after_refusal(v->verb[i]);
 		if (line == refusal)

@@ -6,9 +6,10 @@
  * in it (enum smtp_verb, in order): it injects, as if from the server, one
  * SMTP reply per command (pipelined commands get theirs too: the first gets
  * the refusal, RCPT after a refused MAIL "503 5.5.1", DATA "554 5.5.1",
- * QUIT "221 2.0.0"; the end of a message's DATA pipelined before them
- * "451 4.3.0": that message never reached the server, the client keeps it
- * and retries), acknowledging the withheld bytes, in segments of at most
+ * QUIT "221 2.0.0"; what belongs to the transaction before the refused
+ * MAIL - the end of its DATA, its last BDAT chunk - "451 4.3.0": that
+ * message never reached the server, the client keeps it and retries),
+ * acknowledging the withheld bytes, in segments of at most
  * ENFORCE_SEGMENT_PAYLOAD bytes, the last with FIN; then a RST to the server
  * at the sequence number it expects. The caller then blocks the flow in the
  * BPF map. Message content in the segment gets no reply of its own.

@@ -29,6 +29,7 @@
 
 #define GATE_EVENTS_MAX 100000 /* rows kept in the events table */
 #define GATE_RCPT_HINT_TTL 3600 /* s: address -> domain learned from RCPT TO */
+#define GATE_DEFERRED_VERBS 64  /* commands of a withheld segment whose refusal waits */
 
 /* What the gate knows about one flow while it is inspected. */
 struct gate_flow {
@@ -47,6 +48,12 @@ struct gate_flow {
 	bool starttls_refuse;   /* the current segment's STARTTLS */
 	bool starttls_withheld; /* answered; the server still expects server_seq */
 	uint32_t server_seq;
+	/* A refusal that waits for replies the server owes (gate_block). */
+	bool refusal_deferred;
+	unsigned int deferred_left; /* replies still pending when it is done */
+	struct flowkey_packet deferred; /* the withheld segment (no payload) */
+	uint16_t deferred_verbs[GATE_DEFERRED_VERBS];
+	size_t n_deferred_verbs;
 	int af;
 	uint8_t server_addr[16];
 	char server_text[STORE_ADDR_MAX];
@@ -857,18 +864,18 @@ static void gate_offload(struct gate *g, struct flow *f, bool no_offload)
 }
 
 /* Acts on a block: SMTP refusal or resets, kernel BLOCK, lock, event. */
-static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packet *p,
-		      const struct decision *d)
+/* Injects the refusal for the withheld client segment p (its commands
+ * v; server_seq: where the server still expects the client), or resets
+ * both sides when there is no SMTP answer to give. */
+static void gate_refuse(struct gate *g, const struct flowkey_packet *p, const struct decision *d,
+			const struct enforce_verbs *v, uint32_t server_seq)
 {
-	struct gate_flow *gf = f->gate;
 	int rc = -EMSGSIZE;
-	if (d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_verbs_over) {
+	if (d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER && v) {
 		char line[DECIDE_REPLY_MAX];
 		snprintf(line, sizeof(line), "%s", d->smtp_reply);
 		line[strcspn(line, "\r\n")] = '\0';
-		struct enforce_verbs v = { g->seg_verbs, g->n_seg_verbs };
-		rc = enforce_refuse_at(g->enforce, p, &v, line,
-				       gf->starttls_withheld ? gf->server_seq : p->seq);
+		rc = enforce_refuse_at(g->enforce, p, v, line, server_seq);
 		if (rc == 0)
 			g->stats.refusals_injected++;
 		else
@@ -886,8 +893,43 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 		g->stats.inject_errors++;
 		log_warnx_rl(&g->rl, "injecting the refusal failed: %s", strerror(-rc));
 	}
+}
+
+/* The flow's end after a refusal: dropped in the kernel from now on. */
+static void gate_block_flow(struct gate *g, struct flow *f)
+{
 	datapath_set_verdict(g->dp, &f->key, TLSGATE_BLOCK);
 	f->verdict = TLSGATE_BLOCK;
+	session_free(f->session);
+	f->session = NULL;
+	f->gate->decided = true;
+}
+
+/* Acts on a block: SMTP refusal or resets, kernel BLOCK, lock, event.
+ * When the server still owes replies to commands forwarded before the
+ * withheld segment (pipelining), the refusal waits for them: injected at
+ * once, it would take their place in the client's stream. */
+static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+		      const struct decision *d)
+{
+	struct gate_flow *gf = f->gate;
+	struct enforce_verbs v = { g->seg_verbs, g->n_seg_verbs };
+	unsigned int owed = f->session ? session_replies_owed(f->session) : 0;
+	bool answer = d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_verbs_over;
+	if (answer && !gf->starttls_withheld && owed > g->n_seg_verbs &&
+	    g->n_seg_verbs <= GATE_DEFERRED_VERBS) {
+		gf->refusal_deferred = true;
+		gf->deferred_left = (unsigned int)g->n_seg_verbs;
+		gf->deferred = *p;
+		gf->deferred.payload = NULL;
+		memcpy(gf->deferred_verbs, g->seg_verbs, g->n_seg_verbs * sizeof(g->seg_verbs[0]));
+		gf->n_deferred_verbs = g->n_seg_verbs;
+		gf->pending = *d;
+	} else {
+		gate_refuse(g, p, d, answer ? &v : NULL,
+			    gf->starttls_withheld ? gf->server_seq : p->seq);
+		gate_block_flow(g, f);
+	}
 	if (d->action == DECIDE_BLOCK_PERM)
 		g->stats.blocked_perm++;
 	else
@@ -903,10 +945,28 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 		g->stats.locks++;
 	}
 	gate_event(g, f, p, "block", d);
-	session_free(f->session);
-	f->session = NULL;
-	gf->decided = true;
 	return NF_DROP;
+}
+
+/* A server segment p of a flow whose refusal waits: once the server has
+ * given the replies it owed, the refusal follows them. */
+static void gate_deferred_refusal(struct gate *g, struct flow *f, const struct flowkey_packet *p)
+{
+	struct gate_flow *gf = f->gate;
+	if (p->dir != TLSGATE_DIR_TO_CLIENT ||
+	    session_replies_owed(f->session) > gf->deferred_left)
+		return;
+	struct flowkey_packet q = gf->deferred;
+	q.ack = p->seq + (uint32_t)p->payload_len; /* after the server's last reply */
+	struct enforce_verbs v = { gf->deferred_verbs, gf->n_deferred_verbs };
+	gf->refusal_deferred = false;
+	gate_refuse(g, &q, &gf->pending, &v, q.seq);
+	gate_block_flow(g, f);
+}
+
+bool gate_withholds(const struct flow *f, const struct flowkey_packet *p)
+{
+	return f->gate && f->gate->refusal_deferred && p->dir == TLSGATE_DIR_TO_SERVER;
 }
 
 /* The client's STARTTLS towards a destination refused before anything is
@@ -1098,6 +1158,10 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	g->cur_flow = NULL;
 	if (!gf)
 		return NF_ACCEPT;
+	if (gf->refusal_deferred) {
+		gate_deferred_refusal(g, f, p);
+		return NF_ACCEPT;
+	}
 	if (gf->block_pending) {
 		gf->block_pending = false;
 		return gate_block(g, f, p, &gf->pending);

@@ -78,6 +78,10 @@ void gate_flow_start(struct gate *g, struct flow *f, const struct flowkey_packet
  * what passed there). */
 void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p);
 
+/* True when p is a client segment of a flow whose refusal waits for the
+ * server's owed replies: drop it without feeding the session. */
+bool gate_withholds(const struct flow *f, const struct flowkey_packet *p);
+
 /* Judges one segment after the session consumed it. Returns the NFQUEUE
  * verdict (NF_ACCEPT or NF_DROP). May set f->verdict to PASS or BLOCK (and
  * free f->session); the caller removes the flow on SESSION_CLOSED. */

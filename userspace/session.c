@@ -143,6 +143,11 @@ bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *li
 	return true;
 }
 
+unsigned int session_replies_owed(const struct session *s)
+{
+	return s ? s->pend_n : 0;
+}
+
 bool session_chunk_pending(const struct session *s, uint32_t *chunk_end)
 {
 	const struct session_dir *d;

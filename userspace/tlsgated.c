@@ -223,6 +223,8 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t ind
 		.len = p.payload_len,
 		.ts_ns = now,
 	};
+	if (gate_withholds(f, &p))
+		return NF_DROP;
 	gate_before_segment(d->gate, f, &p);
 	enum session_action action = session_segment(f->session, &seg);
 	int verdict = gate_segment(d->gate, f, &p, action, d->cfg.no_offload);

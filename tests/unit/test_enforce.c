@@ -85,6 +85,26 @@ static void test_replies_end_of_data_first(void **state)
 	v.n = 1;
 	assert_true(enforce_build_replies(&v, REFUSAL, out, sizeof(out)) > 0);
 	assert_string_equal(out, REFUSAL "\r\n");
+	/* BDAT (RFC 3030): the end of a chunk, the last chunk, then the
+	 * refused MAIL: both chunks 451, then as above. */
+	const uint16_t bdat[] = { SMTP_VERB_END_OF_DATA, SMTP_VERB_BDAT, SMTP_VERB_MAIL,
+				  SMTP_VERB_RCPT, SMTP_VERB_BDAT };
+	struct enforce_verbs vb = { bdat, 5 };
+	assert_true(enforce_build_replies(&vb, REFUSAL, out, sizeof(out)) > 0);
+	const char *p = out;
+	for (int i = 0; i < 2; i++) {
+		assert_true(strncmp(p, "451 4.3.0 ", 10) == 0);
+		p = strstr(p, "\r\n") + 2;
+	}
+	assert_string_equal(p, REFUSAL "\r\n"
+			       "503 5.5.1 Error: need MAIL command\r\n"
+			       "554 5.5.1 Error: no valid recipients\r\n");
+	/* A refused BDAT with no MAIL in the segment (a secure recipient)
+	 * gets the refusal itself. */
+	vb.verb = bdat + 4;
+	vb.n = 1;
+	assert_true(enforce_build_replies(&vb, REFUSAL, out, sizeof(out)) > 0);
+	assert_string_equal(out, REFUSAL "\r\n");
 }
 
 static void test_replies_bounded(void **state)
