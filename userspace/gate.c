@@ -29,7 +29,9 @@
 
 #define GATE_EVENTS_MAX 100000 /* rows kept in the events table */
 #define GATE_RCPT_HINT_TTL 3600 /* s: address -> domain learned from RCPT TO */
-#define GATE_DEFERRED_VERBS 64  /* commands of a withheld segment whose refusal waits */
+#define GATE_DEFERRED_VERBS 64  /* commands of a withheld segment whose refusal waits,
+				   and the replies the server owes before them */
+#define GATE_DEFERRED_MAX_NS (10ull * 1000000000ull) /* how long it waits at most */
 
 /* What the gate knows about one flow while it is inspected. */
 struct gate_flow {
@@ -50,6 +52,7 @@ struct gate_flow {
 	uint32_t server_seq;
 	/* A refusal that waits for replies the server owes (gate_block). */
 	bool refusal_deferred;
+	uint64_t deferred_ns;       /* CLOCK_MONOTONIC when it began waiting */
 	unsigned int deferred_left; /* replies still pending when it is done */
 	struct flowkey_packet deferred; /* the withheld segment (no payload) */
 	uint16_t deferred_verbs[GATE_DEFERRED_VERBS];
@@ -134,6 +137,13 @@ static void gate_dest_flush(struct gate *g);
 static int64_t wall_now(void)
 {
 	return (int64_t)time(NULL);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -863,7 +873,6 @@ static void gate_offload(struct gate *g, struct flow *f, bool no_offload)
 	f->session = NULL;
 }
 
-/* Acts on a block: SMTP refusal or resets, kernel BLOCK, lock, event. */
 /* Injects the refusal for the withheld client segment p (its commands
  * v; server_seq: where the server still expects the client), or resets
  * both sides when there is no SMTP answer to give. */
@@ -917,8 +926,9 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 	unsigned int owed = f->session ? session_replies_owed(f->session) : 0;
 	bool answer = d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_verbs_over;
 	if (answer && !gf->starttls_withheld && owed > g->n_seg_verbs &&
-	    g->n_seg_verbs <= GATE_DEFERRED_VERBS) {
+	    owed <= GATE_DEFERRED_VERBS) {
 		gf->refusal_deferred = true;
+		gf->deferred_ns = mono_ns();
 		gf->deferred_left = (unsigned int)g->n_seg_verbs;
 		gf->deferred = *p;
 		gf->deferred.payload = NULL;
@@ -948,16 +958,50 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 	return NF_DROP;
 }
 
+static void gate_deferred_refuse_now(struct gate *g, struct flow *f, uint32_t server_next);
+
 /* A server segment p of a flow whose refusal waits: once the server has
  * given the replies it owed, the refusal follows them. */
 static void gate_deferred_refusal(struct gate *g, struct flow *f, const struct flowkey_packet *p)
 {
-	struct gate_flow *gf = f->gate;
 	if (p->dir != TLSGATE_DIR_TO_CLIENT ||
-	    session_replies_owed(f->session) > gf->deferred_left)
+	    session_replies_owed(f->session) > f->gate->deferred_left)
 		return;
+	gate_deferred_refuse_now(g, f, p->seq + (uint32_t)p->payload_len);
+}
+
+void gate_deferred_timeout(struct gate *g, struct flow *f, uint64_t now_ns)
+{
+	uint32_t server_next;
+	if (!f->gate || !f->gate->refusal_deferred || !f->session ||
+	    now_ns - f->gate->deferred_ns < GATE_DEFERRED_MAX_NS)
+		return;
+	log_warnx_rl(&g->rl, "the server did not give the replies it owed within %llu s: refusing now",
+		     GATE_DEFERRED_MAX_NS / 1000000000ull);
+	if (!session_server_next(f->session, &server_next))
+		server_next = f->gate->deferred.ack;
+	/* The replies the server never gave are owed too: 451 each, ahead
+	 * of the withheld segment's. */
+	struct gate_flow *gf = f->gate;
+	unsigned int owed = session_replies_owed(f->session), extra = 0;
+	if (owed > gf->deferred_left)
+		extra = owed - gf->deferred_left;
+	if (extra > GATE_DEFERRED_VERBS - gf->n_deferred_verbs)
+		extra = (unsigned int)(GATE_DEFERRED_VERBS - gf->n_deferred_verbs);
+	memmove(gf->deferred_verbs + extra, gf->deferred_verbs,
+		gf->n_deferred_verbs * sizeof(gf->deferred_verbs[0]));
+	for (unsigned int i = 0; i < extra; i++)
+		gf->deferred_verbs[i] = SMTP_VERB_END_OF_DATA;
+	gf->n_deferred_verbs += extra;
+	gate_deferred_refuse_now(g, f, server_next);
+}
+
+/* The waiting refusal, at server sequence number server_next. */
+static void gate_deferred_refuse_now(struct gate *g, struct flow *f, uint32_t server_next)
+{
+	struct gate_flow *gf = f->gate;
 	struct flowkey_packet q = gf->deferred;
-	q.ack = p->seq + (uint32_t)p->payload_len; /* after the server's last reply */
+	q.ack = server_next; /* after the server's last reply */
 	struct enforce_verbs v = { gf->deferred_verbs, gf->n_deferred_verbs };
 	gf->refusal_deferred = false;
 	gate_refuse(g, &q, &gf->pending, &v, q.seq);

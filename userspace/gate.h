@@ -81,6 +81,10 @@ void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_pa
 /* True when p is a client segment of a flow whose refusal waits for the
  * server's owed replies: drop it without feeding the session. */
 bool gate_withholds(const struct flow *f, const struct flowkey_packet *p);
+/* A refusal that has waited 10 s for the server's owed replies is given
+ * anyway, after what the server sent. Call for inspected flows now and
+ * then (now_ns: CLOCK_MONOTONIC). */
+void gate_deferred_timeout(struct gate *g, struct flow *f, uint64_t now_ns);
 
 /* Judges one segment after the session consumed it. Returns the NFQUEUE
  * verdict (NF_ACCEPT or NF_DROP). May set f->verdict to PASS or BLOCK (and

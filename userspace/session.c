@@ -143,6 +143,14 @@ bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *li
 	return true;
 }
 
+bool session_server_next(const struct session *s, uint32_t *seq)
+{
+	if (!s || !s->d[S].rcv_started)
+		return false;
+	*seq = s->d[S].rcv_next;
+	return true;
+}
+
 unsigned int session_replies_owed(const struct session *s)
 {
 	return s ? s->pend_n : 0;

@@ -256,6 +256,9 @@ static int daemon_expire_one(void *arg, struct flow *f)
 
 	if (f->session) {
 		struct tlsgate_flow_value cv;
+		gate_deferred_timeout(d->gate, f, x->now);
+		if (!f->session)
+			return 0; /* refused and blocked just now */
 		/* Content passing in the kernel keeps the flow alive. */
 		if (f->content && x->scan_kernel && datapath_lookup(d->dp, &f->key, &cv) == 0 &&
 		    cv.packets != f->kernel_packets) {

@@ -10,13 +10,14 @@ Prints one line per reply, "<command> <code> <text>", and exits 0 when the
 session ran to its end (whatever the codes), 1 when the connection broke
 before a reply. Usage:
     smtp_pipeline.py SERVER FROM1 FROM2 TO MESSAGE_FILE SUBJECT2 [bdat]
-The message file must already be dot-stuffed and end in CRLF; the second
-message is a short one with the subject SUBJECT2. With "bdat" (RFC 3030)
+The server's port is $SMTP_PORT (default 25). The message file must
+already be dot-stuffed and end in CRLF; the second message is a short one with the subject SUBJECT2. With "bdat" (RFC 3030)
 the file is sent as it is (CRLF, not dot-stuffed) in pipelined 1 MiB BDAT
 chunks, the last one "BDAT n LAST", and the second transaction follows it
 in the same write, its message one "BDAT n LAST"; the replies are named
 BDAT1, BDAT2, ... and DOT1 for the last chunk, DOT2 for the second.
 """
+import os
 import socket
 import sys
 
@@ -26,7 +27,7 @@ class Conn:
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.s = socket.socket(fam, socket.SOCK_STREAM)
         self.s.settimeout(60)
-        self.s.connect((host, 25))
+        self.s.connect((host, int(os.environ.get("SMTP_PORT", "25"))))
         self.buf = b""
 
     def reply(self):

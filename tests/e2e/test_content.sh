@@ -21,6 +21,9 @@
 #  C, D. the same with BDAT (RFC 3030) in pipelined 1 MiB chunks: the
 #     chunks pass in the kernel unscanned; the secure MAIL FROM gets 550,
 #     after the server's replies to the chunks forwarded before it.
+#  E. a server that never answers the chunks (IPv4): the refusal waits
+#     10 s for those replies, then answers them itself (451 each) and the
+#     secure MAIL FROM (550), one reply per command.
 #
 # How this fails when it should: with --no-offload (content never handed
 # over) the counter checks fail; a tagger that passed the final "."
@@ -33,6 +36,7 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
 . tests/e2e/lib.sh
 
+MUTE_PORT=2525
 policy_keys
 trap 'rm -rf "$POL"' EXIT
 cat >"$POL/p.json" <<-EOF
@@ -46,10 +50,11 @@ cat >"$POL/p.json" <<-EOF
 	}
 EOF
 policy_sign "$POL/p.json" 5 2099-01-01T00:00:00Z
-world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json"
+world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json" --ports 25,$MUTE_PORT
 trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
 
 SIZE=$((4 * 1024 * 1024))
+MUTE=198.51.100.31 # a server that stops answering (tests/e2e/mute_server.py)
 
 # make_wire ID TO: a message with dot-led lines every 20000 lines; its body
 # (as delivered) in msg/<id>.body, the SMTP form (CRLF, dot-stuffed) in
@@ -154,5 +159,27 @@ for v in 4 6; do
 	fi
 	check "IPv$v BDAT: nothing of the second transaction arrived" world_not inbox "Subject: $second"
 done
+
+# E. The server owes replies it never gives.
+world_exec mx-plain ip addr add $MUTE/24 dev eth0
+world_exec mx-plain "$WORLD_PY" tests/e2e/mute_server.py $MUTE $MUTE_PORT >/dev/null 2>&1 &
+mute_pid=$!
+trap 'kill $mute_pid 2>/dev/null; world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
+wait_for 10 world_exec in "$WORLD_PY" -c "import socket; socket.create_connection(('$MUTE', $MUTE_PORT), 1)"
+id=$(world_msgid)
+to=user@plain.test
+make_wire "$id" "$to"
+t0=$SECONDS
+out=$(SMTP_PORT=$MUTE_PORT world_exec in "$WORLD_PY" tests/e2e/smtp_pipeline.py "$MUTE" \
+	sender@in.world.test alice@secure.world.test "$to" "$WORLD_DIR/msg/${id%@*}.raw" x bdat)
+waited=$((SECONDS - t0))
+diag "mute server, after ${waited} s: $(tr '\n' '|' <<<"$out")"
+check "mute server: each unanswered chunk got the gateway's 451" \
+	eval '[ "$(grep -cE "^(BDAT[0-9]+|DOT1) 451 " <<<"$out")" -ge 2 ]'
+check "mute server: the secure-mode MAIL FROM got 550 5.7.4, in its place" \
+	grep -qE '^MAIL2 550 5\.7\.4 tlsgate' <<<"$out"
+check "mute server: RCPT and BDAT after it got 503 and 554" grep -qzE 'RCPT2 503 .*DOT2 554 ' <<<"$out"
+check "mute server: the refusal waited for the server (>= 9 s)" world_in_range "$waited" 9 60
+kill $mute_pid 2>/dev/null
 
 done_testing
