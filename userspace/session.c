@@ -128,7 +128,7 @@ bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *li
 	const uint8_t *p;
 	size_t n;
 
-	if (!s || s->info.phase != SESSION_PHASE_SMTP || s->bdat_pending)
+	if (!s || s->info.phase != SESSION_PHASE_SMTP)
 		return false;
 	d = &s->d[C];
 	if (d->mode != DIR_DATA || d->fin || !d->r.started || !reasm_in_order(&d->r))
