@@ -246,8 +246,11 @@ struct decision decide(const struct decide_input *in)
 		}
 		if (secure != DECIDE_RULE_NONE)
 			return verdict(in, DECIDE_BLOCK_PERM, how, secure, observed);
-		/* allowed; final only when no later command line can matter */
-		if (outbound ? !policy_has_secure_sender_domains(in->policy)
+		/* allowed; final only when no later command line can matter:
+		 * a secure-mode MAIL FROM, or (outbound) a RCPT TO of a domain
+		 * that requires TLS */
+		if (outbound ? !policy_has_secure_sender_domains(in->policy) &&
+				       !policy_has_required_domains(in->policy)
 			     : !policy_has_secure_recipient_domains(in->policy))
 			return verdict(in, DECIDE_PASS, DECIDE_REASON_PLAINTEXT_ALLOWED, DECIDE_RULE_NONE,
 				       observed);

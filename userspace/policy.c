@@ -865,6 +865,14 @@ bool policy_has_secure_recipient_domains(const struct policy *p)
 	return p && p->recipient_domains.n > 0;
 }
 
+bool policy_has_required_domains(const struct policy *p)
+{
+	for (size_t i = 0; p && i < p->overrides.n; i++)
+		if (p->overrides.v[i].ov.require_tls || p->overrides.v[i].ov.require_dane)
+			return true;
+	return false;
+}
+
 size_t policy_sender_prefixes(const struct policy *p, const struct policy_prefix **list)
 {
 	*list = p ? p->prefixes : NULL;

@@ -105,6 +105,9 @@ bool policy_domain_override(const struct policy *p, const char *domain,
 			    struct policy_override *ov);
 bool policy_has_secure_sender_domains(const struct policy *p);
 bool policy_has_secure_recipient_domains(const struct policy *p);
+/* Some override requires TLS or DANE for a recipient domain: a later RCPT
+ * TO of a plaintext session may still have to be refused. */
+bool policy_has_required_domains(const struct policy *p);
 /* The sender source prefixes (for the BPF LPM map); valid while p lives. */
 size_t policy_sender_prefixes(const struct policy *p, const struct policy_prefix **list);
 /* History releases: host names (lower case, no trailing dot) or address

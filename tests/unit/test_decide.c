@@ -386,6 +386,46 @@ static void test_text_names_rule_and_domain(void **state)
 	assert_non_null(strstr(b.text, "[198.51.100.7]"));
 }
 
+/* A policy whose only rules are per-domain overrides: a plaintext MAIL FROM
+ * must not be final, since the RCPT TO that follows may name a domain that
+ * requires TLS. Overrides that only allow plaintext change nothing. */
+static void test_required_domain_keeps_watching(void **state)
+{
+	static const char *jreq =
+		"{\"policy_version\": 1, \"serial\": 1, \"expires\": \"2027-01-01T00:00:00Z\","
+		" \"domains\": {\"partner.example.com\": {\"require_tls\": true}}}";
+	static const char *jallow =
+		"{\"policy_version\": 1, \"serial\": 1, \"expires\": \"2027-01-01T00:00:00Z\","
+		" \"domains\": {\"legacy.example.com\": {\"allow_plaintext\": true}}}";
+	struct policy *req = NULL, *allow = NULL;
+	struct decide_input in = { .direction = DECIDE_OUTBOUND, PLAIN_NOT_ISSUED, .af = AF_INET };
+	struct decision d;
+
+	assert_int_equal(policy_parse(jreq, strlen(jreq), &req, err, sizeof(err)), 0);
+	assert_int_equal(policy_parse(jallow, strlen(jallow), &allow, err, sizeof(err)), 0);
+	in.policy = req;
+	d = decide(&in);
+	assert_int_equal(d.action, DECIDE_CONTINUE);
+	in.phase = DECIDE_PHASE_RCPT;
+	in.recipient_domain = "partner.example.com";
+	assert_true(policy_domain_override(req, in.recipient_domain, &in.override));
+	d = decide(&in);
+	assert_int_equal(d.action, DECIDE_BLOCK_TEMP);
+	assert_int_equal(d.rule, DECIDE_RULE_POLICY_REQUIRE_TLS);
+	/* inbound: recipient overrides are for outbound mail only */
+	memset(&in.override, 0, sizeof(in.override));
+	in.direction = DECIDE_INBOUND;
+	in.phase = DECIDE_PHASE_MAIL;
+	in.recipient_domain = NULL;
+	assert_int_equal(decide(&in).action, DECIDE_PASS);
+
+	in.direction = DECIDE_OUTBOUND;
+	in.policy = allow;
+	assert_int_equal(decide(&in).action, DECIDE_PASS);
+	policy_free(req);
+	policy_free(allow);
+}
+
 /* decide() depends on its input only: the same input twice gives the same
  * answer, and names exist for every enum value. */
 static void test_pure_and_named(void **state)
@@ -412,6 +452,7 @@ int main(void)
 		cmocka_unit_test(test_table_covers_every_row),
 		cmocka_unit_test(test_hostile_names),
 		cmocka_unit_test(test_text_names_rule_and_domain),
+		cmocka_unit_test(test_required_domain_keeps_watching),
 		cmocka_unit_test(test_pure_and_named),
 	};
 
