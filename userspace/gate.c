@@ -115,6 +115,7 @@ struct gate {
 	bool have_key;
 	struct policy *policy;
 	char policy_sha256[65];
+	char policy_sig_sha256[65]; /* of the signature that came with it */
 	char last_refusal[POLICY_ERR_MAX];
 	struct gate_stats stats;
 	struct flow *cur_flow; /* flow whose segment is being consumed */
@@ -353,6 +354,7 @@ static int gate_install(struct gate *g, const char *name, const char *json, size
 	policy_free(g->policy);
 	g->policy = p;
 	memcpy(g->policy_sha256, sha, sizeof(sha));
+	sha256_hex(sig, sig_len, g->policy_sig_sha256);
 	datapath_heartbeat(g->dp, gate_failclosed_ms(g));
 	log_info("policy serial %llu applied (%s, sha256 %.16s..., %zu secure source prefix(es))",
 		 (unsigned long long)policy_serial(p), name, sha, n);
@@ -384,6 +386,20 @@ int gate_policy_apply(struct gate *g, const char *json_path, const char *sig_pat
 		snprintf(err, errlen, "%s: %s", sig_path,
 			 rc == -EFBIG ? "larger than a signature can be" : strerror(-rc));
 		goto out;
+	}
+	if (g->policy) {
+		/* The very files in force (a restart or SIGHUP with the same
+		 * --policy): nothing to apply, and nothing refused. */
+		char jsha[65], ssha[65];
+		sha256_hex(json, json_len, jsha);
+		sha256_hex(sig, sig_len, ssha);
+		if (!strcmp(jsha, g->policy_sha256) && !strcmp(ssha, g->policy_sig_sha256)) {
+			snprintf(err, errlen, "%s: serial %llu is already in force", json_path,
+				 (unsigned long long)policy_serial(g->policy));
+			free(json);
+			free(sig);
+			return -EALREADY;
+		}
 	}
 	uint64_t applied = g->policy ? policy_serial(g->policy) : 0;
 	uint64_t stored;
@@ -444,8 +460,11 @@ void gate_reload(struct gate *g)
 	char err[POLICY_ERR_MAX];
 	if (!g->cfg.policy_path)
 		return;
-	if (gate_policy_apply(g, g->cfg.policy_path, NULL, err, sizeof(err)) == -ESTALE)
+	int rc = gate_policy_apply(g, g->cfg.policy_path, NULL, err, sizeof(err));
+	if (rc == -ESTALE)
 		log_info("policy %s: not newer than the applied one", g->cfg.policy_path);
+	else if (rc == -EALREADY)
+		log_info("policy %s", err);
 }
 
 /* ---- open / close ------------------------------------------------------ */

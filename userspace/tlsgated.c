@@ -476,7 +476,10 @@ static char *daemon_control(void *arg, const char *command)
 	struct daemon *d = arg;
 	char err[256];
 	if (strncmp(command, "policy-apply ", 13) == 0) {
-		if (gate_policy_apply(d->gate, command + 13, NULL, err, sizeof(err)) < 0)
+		int rc = gate_policy_apply(d->gate, command + 13, NULL, err, sizeof(err));
+		if (rc == -EALREADY)
+			return json_answer(true, "unchanged", err);
+		if (rc < 0)
 			return json_answer(false, "error", err);
 		return json_answer(true, "applied", command + 13);
 	}

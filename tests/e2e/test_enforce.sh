@@ -13,7 +13,9 @@
 #     is back; a release through the control socket lets the queued mail go.
 #  5. policy apply: a bad signature, a rollback, an expired policy and an
 #     unknown field are each refused with one line, and the old policy
-#     stays in force; a good one applies, also from the drop directory.
+#     stays in force; the policy in force applied again is "unchanged", not
+#     a refusal, but with a bad signature it is refused; a good one
+#     applies, also from the drop directory.
 #  6. inbound: a remote server (outside) that delivers to a secure-mode
 #     recipient without TLS gets 550 5.7.4 at RCPT TO, from the gateway;
 #     an ordinary recipient in the same session is not refused by it.
@@ -178,6 +180,22 @@ refuse "unknown field" "$POL/unk.json" 'colour|unknown'
 sign_policy "$POL/p14.json" 14 2099-01-01T00:00:00Z
 ans=$(ctl_raw "policy-apply $POL/p14.json")
 check "a newer good policy applies" [ "$(world_stats 'j["policy"]["serial"]')" = 14 ]
+# The same files again (what a restart or SIGHUP with an unchanged --policy
+# does): nothing to apply, and not counted or logged as a refusal. The same
+# JSON with a signature that does not verify is still refused.
+r0=$(world_stats 'j["policy"]["refused"]')
+ans=$(ctl_raw "policy-apply $POL/p14.json")
+diag "same policy again: $ans"
+check "re-applying the policy in force is answered unchanged" grep -q '"unchanged"' <<<"$ans"
+check "... and is not counted as refused" [ "$(world_stats 'j["policy"]["refused"]')" = "$r0" ]
+cp "$POL/p14.json" "$POL/p14b.json"
+# one base64 character of the signature itself (past the key id) changed
+awk 'NR == 2 { c = substr($0, 60, 1); $0 = substr($0, 1, 59) (c == "A" ? "B" : "A") substr($0, 61) } { print }' \
+	"$POL/p14.json.minisig" >"$POL/p14b.json.minisig"
+ans=$(ctl_raw "policy-apply $POL/p14b.json")
+diag "same JSON, bad signature: $ans"
+check "the policy in force with a bad signature is refused" \
+	grep -qE '"ok": false.*signature|signature.*"ok": false' <<<"$ans"
 # The drop directory: signature first, then the policy renamed into place.
 sign_policy "$POL/p15.json" 15 2099-01-01T00:00:00Z
 cp "$POL/p15.json.minisig" "$POL/drop/policy.json.minisig"
