@@ -11,6 +11,9 @@
  *                         ends (a BDAT chunk: within the chunk) passes
  *                         (TC_ACT_OK, counters grow); anything else
  *                         turns the entry to INSPECT here and is marked
+ * An INSPECT (or returned CONTENT) entry with copy_replies set: a server
+ * segment other than FIN/RST is copied to reply_events and passes; the
+ * daemon reads the copy. Anything else of the flow is marked as usual.
  * What may be SMTP but cannot be judged here - IPv4/IPv6 fragments, headers
  * that are truncated or malformed, VLAN stacks deeper than two, IPv6
  * extension chains longer than PARSE_IPV6_MAX_EXT - is marked too: never a
@@ -73,6 +76,12 @@ struct {
 	__uint(max_entries, TLSGATE_DNS_RING_BYTES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dns_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, TLSGATE_REPLY_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} reply_events SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -419,6 +428,35 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
 	return __sync_val_compare_and_swap(state, s0, s1) == s0;
 }
 
+/* A server segment of a flow whose replies are copied: the IP packet (l3_len
+ * bytes from l3_off) into reply_events. False when it cannot be (too long,
+ * ring full): the segment is then marked like any other. */
+static __always_inline int tagger_copy_reply(struct __sk_buff *skb, __u32 l3_off, __u32 l3_len)
+{
+	struct tlsgate_reply_event *e;
+	__u32 n = l3_len;
+
+	if (n == 0 || n > TLSGATE_REPLY_COPY_MAX)
+		return 0;
+	e = bpf_ringbuf_reserve(&reply_events, sizeof(*e), 0);
+	if (!e) {
+		tagger_count(skb, TLSGATE_CNT_REPLY_QUEUED);
+		return 0;
+	}
+	/* n is 1..TLSGATE_REPLY_COPY_MAX already; the mask (a power of two)
+	 * shows the verifier the bound. */
+	n = ((n - 1) & (TLSGATE_REPLY_COPY_MAX - 1)) + 1;
+	if (bpf_skb_load_bytes(skb, l3_off, e->pkt, n) < 0) {
+		bpf_ringbuf_discard(e, 0);
+		return 0;
+	}
+	e->len = n;
+	e->ifindex = skb->ingress_ifindex;
+	e->ts_ns = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(e, 0);
+	return 1;
+}
+
 /* Turns a CONTENT entry back to INSPECT, keeping where the content got to. */
 static __always_inline void tagger_content_return(struct tlsgate_flow_value *val)
 {
@@ -577,6 +615,18 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		if (payload == 0 && !(((__u8 *)tcph)[13] & (PARSE_TCP_SYN | PARSE_TCP_FIN |
 							     PARSE_TCP_RST))) {
 			tagger_count(skb, TLSGATE_CNT_ACK_SKIPPED);
+			return TC_ACT_OK;
+		}
+		/* The server's side of the plaintext dialog (and its SYN-ACK):
+		 * nothing in it is ever withheld, so the daemon reads a copy
+		 * while the segment goes on. FIN and RST are queued. */
+		if (dir == TLSGATE_DIR_TO_CLIENT && val && READ_ONCE(val->verdict) == TLSGATE_INSPECT &&
+		    val->copy_replies &&
+		    !(((__u8 *)tcph)[13] & (PARSE_TCP_FIN | PARSE_TCP_RST)) &&
+		    tagger_copy_reply(skb, tagger_off(l3, data), l3_len)) {
+			__sync_fetch_and_add(&val->packets, 1);
+			__sync_fetch_and_add(&val->bytes, skb->len);
+			tagger_count(skb, TLSGATE_CNT_REPLY_COPIED);
 			return TC_ACT_OK;
 		}
 		return tagger_mark(skb, TLSGATE_CNT_INSPECT_TO_SERVER + dir);

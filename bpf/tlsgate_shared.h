@@ -57,6 +57,22 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
 /* smtp_ports map: key __u16 port in host byte order, value __u8 (1). */
 
 /* Names under the pin directory (default /sys/fs/bpf/tlsgate). */
+/* Server segments of a flow with copy_replies: the IP packet (at most
+ * TLSGATE_REPLY_COPY_MAX bytes; a larger one is marked) goes to the daemon
+ * through a ring buffer and the segment itself passes at once. The daemon
+ * reads the ring before each queued packet, so a reply is always seen
+ * before the client segment that answers it. */
+#define TLSGATE_REPLY_COPY_MAX 2048 /* a power of two (see the copy) */
+#define TLSGATE_REPLY_RING_BYTES (1024 * 1024)
+
+struct tlsgate_reply_event {
+	__u32 len; /* bytes of pkt: the IP packet */
+	__u32 ifindex;
+	__u64 ts_ns; /* bpf_ktime_get_ns() at the copy */
+	__u8 pkt[TLSGATE_REPLY_COPY_MAX];
+};
+_Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX, "reply event layout");
+
 #define TLSGATE_PIN_DIR_DEFAULT "/sys/fs/bpf/tlsgate"
 
 enum tlsgate_verdict {
@@ -108,7 +124,11 @@ struct tlsgate_flow_value {
 	__u64 bytes;
 	__u64 verdict_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at verdict */
 	__u32 content_end; /* content_chunk: the chunk's end (host order) */
-	__u32 pad2;
+	__u8 copy_replies; /* INSPECT (and CONTENT): the server's segments pass
+			      in the program and a copy goes to the daemon
+			      (reply_events) instead of the queue; set by the
+			      daemon for the plaintext dialog only */
+	__u8 pad2[3];
 };
 _Static_assert(sizeof(struct tlsgate_flow_value) == 40, "flow value layout");
 
@@ -135,6 +155,8 @@ enum tlsgate_counter {
 	TLSGATE_CNT_DNS_DROPPED, /* DNS answers not copied: ring buffer full */
 	TLSGATE_CNT_CONTENT_PASSED,   /* CONTENT segments (and ACKs) passed in the kernel */
 	TLSGATE_CNT_CONTENT_RETURNED, /* CONTENT entries turned back to INSPECT */
+	TLSGATE_CNT_REPLY_COPIED,  /* server segments passed, a copy to the daemon */
+	TLSGATE_CNT_REPLY_QUEUED,  /* ... not copied (ring full): marked instead */
 	TLSGATE_CNT_MAX,
 };
 

@@ -81,7 +81,8 @@ static bool datapath_pinned(const char *pin_dir, const char *name)
 static void datapath_unpin(const char *pin_dir)
 {
 	static const char *const names[] = { "flows", "smtp_ports", "counters",
-					     "secure_sources", "daemon_state", "dns_events" };
+					     "secure_sources", "daemon_state", "dns_events",
+					     "reply_events" };
 	char path[320];
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, names[i]);
@@ -257,14 +258,25 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
 	return 0;
 }
 
+int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key,
+			 bool copy_replies)
+{
+	struct tlsgate_flow_value val = { .verdict = TLSGATE_INSPECT,
+					  .copy_replies = copy_replies };
+	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
 int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key, uint32_t seq,
-			 bool line_end, const uint32_t *chunk_end)
+			 bool line_end, const uint32_t *chunk_end, bool copy_replies)
 {
 	struct tlsgate_flow_value val = { .verdict = TLSGATE_CONTENT,
 					  .content_line_end = line_end,
 					  .content_chunk = chunk_end != NULL,
 					  .content_end = chunk_end ? *chunk_end : 0,
-					  .content_seq = seq };
+					  .content_seq = seq,
+					  .copy_replies = copy_replies };
 	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
 		return -errno;
 	return 0;
@@ -388,4 +400,9 @@ int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_ke
 int datapath_dns_ring_fd(const struct datapath *dp)
 {
 	return bpf_map__fd(dp->skel->maps.dns_events);
+}
+
+int datapath_reply_ring_fd(const struct datapath *dp)
+{
+	return bpf_map__fd(dp->skel->maps.reply_events);
 }

@@ -50,7 +50,12 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
  * (chunk_end non-NULL), until one reaches past *chunk_end. Returns 0 or
  * -errno. */
 int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key, uint32_t seq,
-			 bool line_end, const uint32_t *chunk_end);
+			 bool line_end, const uint32_t *chunk_end, bool copy_replies);
+/* A flow under inspection; with copy_replies, the server's segments pass in
+ * the kernel and are read from the reply ring (datapath_reply_ring_fd).
+ * Returns 0 or -errno. */
+int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key,
+			 bool copy_replies);
 /* Returns 0 and fills *val, -ENOENT when the flow has no entry, or -errno. */
 int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
 		    struct tlsgate_flow_value *val);
@@ -81,6 +86,7 @@ int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_ke
 
 /* The fd of the dns_events ring buffer (for dnslearn). */
 int datapath_dns_ring_fd(const struct datapath *dp);
+int datapath_reply_ring_fd(const struct datapath *dp);
 
 /* True when this start found pinned maps from an earlier daemon. */
 bool datapath_adopted(const struct datapath *dp);

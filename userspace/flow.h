@@ -29,10 +29,13 @@ struct flow {
 	bool content;      /* inspecting, with the message content handed to the
 			      kernel (TLSGATE_CONTENT) until it returns */
 	bool content_wanted; /* to be handed over after this batch */
+	bool copy_replies; /* the kernel entry says so: server segments come
+			      from the reply ring, not the queue */
 	struct session *session; /* non-NULL while inspecting */
 	struct gate_flow *gate;  /* gate.c's flat state; freed with the flow */
 	uint64_t first_ns, last_ns;
 	uint64_t queued_packets, queued_bytes;
+	uint64_t copied_packets, copied_bytes; /* read from the reply ring */
 	uint16_t tls_version, tls_cipher;
 	/* For offloaded flows: the kernel counters as last read, and when they
 	 * last changed (idle expiry). */

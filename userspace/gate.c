@@ -1142,7 +1142,8 @@ static void gate_content_handover(struct gate *g, struct flow *f)
 			return;
 		chunk = true;
 	}
-	int err = datapath_set_content(g->dp, &f->key, seq, line_end, chunk ? &end : NULL);
+	int err = datapath_set_content(g->dp, &f->key, seq, line_end, chunk ? &end : NULL,
+				       f->copy_replies);
 	if (err < 0) {
 		log_warnx_rl(&g->rl, "cannot hand message content to the kernel: %s",
 			     strerror(-err));

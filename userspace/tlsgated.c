@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/libbpf.h>
 #include <jansson.h>
 #include <linux/netfilter.h>
 
@@ -113,6 +114,9 @@ struct daemon {
 	struct control *ctl;
 	struct gate *gate;
 	struct dnslearn *dns;
+	struct ring_buffer *replies; /* server segments copied by the tagger */
+	bool replies_stale;          /* draining a previous run's copies */
+	uint64_t replies_read, replies_bad;
 	struct web *web;
 	char *web_token;
 	/* Probes run as child processes (tlsgate-probe --db), bounded. */
@@ -173,9 +177,79 @@ static void flow_endpoints(const struct flow *f, char *client, char *server, siz
 
 /* ---- per packet -------------------------------------------------------- */
 
+/* A flow the daemon stops tracking while it is inspected: an entry it wrote
+ * for the flow (reply copies, content) goes too. */
+static void daemon_forget(struct daemon *d, struct flow *f)
+{
+	if (f->copy_replies || f->content)
+		datapath_delete(d->dp, &f->key);
+	flow_remove(d->flows, f);
+}
+
+/* Server segments of the plaintext dialog are copied, not queued (see
+ * tlsgate_reply_event): from the client's SYN until the session leaves the
+ * dialog (STARTTLS, not SMTP, closed). The entry is written while the
+ * segment that changes it is still queued, so the server cannot answer
+ * that segment before the kernel knows. */
+static void daemon_copy_replies(struct daemon *d, struct flow *f)
+{
+	if (!f->session || f->verdict != TLSGATE_INSPECT || f->content || f->content_wanted)
+		return;
+	bool want = d->replies && !d->cfg.no_offload && !f->midstream &&
+		    session_info(f->session)->phase <= SESSION_PHASE_SMTP;
+	if (want == f->copy_replies)
+		return;
+	int err = datapath_set_inspect(d->dp, &f->key, want);
+	if (err < 0) {
+		log_warnx_rl(&d->rl, "cannot %s reply copies for a flow: %s",
+			     want ? "start" : "stop", strerror(-err));
+		if (want)
+			return; /* queued as before */
+	}
+	f->copy_replies = want;
+}
+
+static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint32_t indev,
+			  bool copied);
+
+static int daemon_reply_copy(void *arg, void *data, size_t size)
+{
+	struct daemon *d = arg;
+	const struct tlsgate_reply_event *e = data;
+
+	if (d->replies_stale)
+		return 0;
+	if (size < offsetof(struct tlsgate_reply_event, pkt) ||
+	    e->len > TLSGATE_REPLY_COPY_MAX || e->len > size - offsetof(struct tlsgate_reply_event, pkt)) {
+		d->replies_bad++;
+		return 0;
+	}
+	d->replies_read++;
+	daemon_segment(d, e->pkt, e->len, e->ifindex, true);
+	return 0;
+}
+
+/* Copies the tagger made before now: read before any queued packet, so
+ * the server's reply is always known before the client's answer to it. */
+static void daemon_read_replies(struct daemon *d)
+{
+	if (d->replies && ring_buffer__consume(d->replies) < 0)
+		log_warnx_rl(&d->rl, "reading the reply ring failed");
+}
+
 static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t indev)
 {
 	struct daemon *d = arg;
+
+	daemon_read_replies(d);
+	return daemon_segment(d, pkt, len, indev, false);
+}
+
+/* One segment, queued (the verdict is returned) or copied (already passed:
+ * the verdict is ignored; what the gate decides acts on the flow). */
+static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint32_t indev,
+			  bool copied)
+{
 	struct flowkey_packet p;
 
 	if (flowkey_from_ip(pkt, len, &d->ports, &p) < 0) {
@@ -206,8 +280,13 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t ind
 		gate_flow_start(d->gate, f, &p, indev);
 	}
 	flow_touch(d->flows, f, now);
-	f->queued_packets++;
-	f->queued_bytes += len;
+	if (copied) {
+		f->copied_packets++;
+		f->copied_bytes += len;
+	} else {
+		f->queued_packets++;
+		f->queued_bytes += len;
+	}
 	if (f->verdict == TLSGATE_PASS)
 		return NF_ACCEPT; /* queued before the offload took effect */
 	if (f->verdict == TLSGATE_BLOCK || !f->session)
@@ -236,8 +315,10 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t ind
 		d->stats.blocked++;
 	else if (action == SESSION_CLOSED) {
 		d->stats.closed++;
-		flow_remove(d->flows, f);
+		daemon_forget(d, f);
+		return verdict;
 	}
+	daemon_copy_replies(d, f);
 	return verdict;
 }
 
@@ -267,7 +348,7 @@ static int daemon_expire_one(void *arg, struct flow *f)
 		}
 		if (x->now - f->last_ns > (uint64_t)d->cfg.idle_timeout * 1000000000ull) {
 			d->stats.expired++;
-			flow_remove(d->flows, f);
+			daemon_forget(d, f);
 		}
 		return 0;
 	}
@@ -396,6 +477,14 @@ static char *daemon_stats_json(struct daemon *d)
 				    counter_json(&k[TLSGATE_CNT_CONTENT_PASSED], NULL));
 		json_object_set_new(kern, "content_returned",
 				    counter_json(&k[TLSGATE_CNT_CONTENT_RETURNED], NULL));
+		json_object_set_new(kern, "reply_copied",
+				    counter_json(&k[TLSGATE_CNT_REPLY_COPIED], NULL));
+		json_object_set_new(kern, "reply_queued",
+				    counter_json(&k[TLSGATE_CNT_REPLY_QUEUED], NULL));
+		json_object_set_new(root, "replies",
+				    json_pack("{s:b,s:I,s:I}", "enabled", d->replies != NULL,
+					      "read", (json_int_t)d->replies_read, "malformed",
+					      (json_int_t)d->replies_bad));
 	}
 	if (!root)
 		return NULL;
@@ -439,12 +528,14 @@ static int flow_json_one(void *arg, struct flow *f)
 	snprintf(vs, sizeof(vs), "0x%04x", ver);
 	snprintf(cs, sizeof(cs), "0x%04x", cipher);
 	json_array_append_new(
-		arr, json_pack("{s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:s,s:s}", "client", client,
+		arr, json_pack("{s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:s}", "client", client,
 			       "server", server, "verdict",
 			       f->session ? (f->content ? "content" : "inspect") : verdict_name(f->verdict), "adopted",
 			       f->adopted, "midstream", f->midstream, "queued_packets",
 			       (json_int_t)f->queued_packets, "queued_bytes",
-			       (json_int_t)f->queued_bytes, "kernel_packets",
+			       (json_int_t)f->queued_bytes, "copied_packets",
+			       (json_int_t)f->copied_packets, "copied_bytes",
+			       (json_int_t)f->copied_bytes, "kernel_packets",
 			       (json_int_t)val.packets, "kernel_bytes", (json_int_t)val.bytes,
 			       "tls_version", vs, "tls_cipher", cs));
 	return 0;
@@ -898,6 +989,7 @@ static void daemon_teardown(struct daemon *d)
 	size_t secure = d->stop ? gate_secure_sources(d->gate) : 0;
 	web_close(d->web);
 	dnslearn_close(d->dns);
+	ring_buffer__free(d->replies);
 	free(d->web_token);
 	for (size_t i = 0; i < d->probe_queued; i++)
 		free(d->probe_queue[i]);
@@ -947,8 +1039,9 @@ static int daemon_run(struct daemon *d)
 	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
 	timerfd_settime(tfd, 0, &its, NULL);
 	int fds[] = { nfqueue_fd(d->queue), sfd, tfd, control_fd(d->ctl),
-		      d->web ? web_fd(d->web) : -1, d->dns ? dnslearn_fd(d->dns) : -1 };
-	for (int i = 0; i < 6; i++) {
+		      d->web ? web_fd(d->web) : -1, d->dns ? dnslearn_fd(d->dns) : -1,
+		      d->replies ? ring_buffer__epoll_fd(d->replies) : -1 };
+	for (int i = 0; i < 7; i++) {
 		if (fds[i] < 0)
 			continue;
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
@@ -1013,6 +1106,10 @@ static int daemon_run(struct daemon *d)
 				web_process(d->web);
 			} else if (fd == fds[5]) {
 				dnslearn_process(d->dns);
+			} else if (fd == fds[6]) {
+				daemon_read_replies(d);
+				gate_content_flush(d->gate, d->flows);
+				gate_flush(d->gate);
 			}
 		}
 	}
@@ -1097,6 +1194,18 @@ int main(int argc, char **argv)
 			      d.cfg.learn_probe ? daemon_schedule_probe : NULL, &d);
 	if (!d.dns)
 		goto out;
+	if (!d.cfg.no_offload) {
+		d.replies = ring_buffer__new(datapath_reply_ring_fd(d.dp), daemon_reply_copy, &d, NULL);
+		if (!d.replies) {
+			log_warnx("server segments are queued, not copied: reply ring: %s",
+				  strerror(errno));
+		} else {
+			/* Copies a previous run left: their flows are unknown. */
+			d.replies_stale = true;
+			ring_buffer__consume(d.replies);
+			d.replies_stale = false;
+		}
+	}
 	if (datapath_adopted(d.dp)) {
 		size_t n = datapath_for_each_flow(d.dp, daemon_adopt_one, &d);
 		log_info("adopted %llu offloaded flow(s) of %zu in the pinned map %s",

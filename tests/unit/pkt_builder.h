@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define PKT_MAX 2048
+#define PKT_MAX 4096
 #define PKT_MAX_EXT 10
 
 struct pkt_spec {

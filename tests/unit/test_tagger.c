@@ -1528,6 +1528,245 @@ static void test_content_payload_bounds_v6(void **state)
 	check_content_payload_bounds(spec_v6());
 }
 
+
+/* ---- reply copies --------------------------------------------------------- */
+
+struct ring_read {
+	size_t n;
+	uint32_t len[4];
+	uint8_t pkt[4][TLSGATE_REPLY_COPY_MAX];
+};
+
+static int ring_read_one(void *ctx, void *data, size_t size)
+{
+	struct ring_read *rr = ctx;
+	const struct tlsgate_reply_event *e = data;
+
+	assert_true(size >= sizeof(*e));
+	if (rr->n < 4) {
+		assert_true(e->len <= TLSGATE_REPLY_COPY_MAX);
+		rr->len[rr->n] = e->len;
+		memcpy(rr->pkt[rr->n], e->pkt, e->len);
+	}
+	rr->n++;
+	return 0;
+}
+
+/* Everything the reply ring holds now (and empties it). */
+static struct ring_read *ring_drain(void)
+{
+	static struct ring_read rr;
+	struct ring_buffer *rb;
+
+	memset(&rr, 0, sizeof(rr));
+	rb = ring_buffer__new(bpf_map__fd(skel->maps.reply_events), ring_read_one, &rr, NULL);
+	assert_non_null(rb);
+	assert_true(ring_buffer__consume(rb) >= 0);
+	ring_buffer__free(rb);
+	return &rr;
+}
+
+/* Writes s's flow as an INSPECT entry with copy_replies. */
+static void put_copying(const struct pkt_spec *s, uint8_t verdict, uint8_t copy,
+			struct tlsgate_flow_key *key)
+{
+	struct tlsgate_flow_value val;
+	uint8_t frame[PKT_MAX];
+	size_t n, l3;
+
+	n = build(s, frame, &l3, NULL);
+	put_flow(frame, n, l3, verdict, key);
+	val = get_flow(key);
+	val.copy_replies = copy;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &val, BPF_EXIST),
+			 0);
+}
+
+/* A server segment is copied whole (from its IP header) and passes; the
+ * client's segments, the server's FIN and RST, and a copy that does not fit
+ * are marked; a pure ACK is skipped as before. */
+static void check_reply_copy(struct pkt_spec s)
+{
+	struct pkt_spec r = pkt_reverse(&s), v;
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	static char big[TLSGATE_REPLY_COPY_MAX + 1];
+	struct ring_read *rr;
+	size_t n, l3, hdrs, sent = 0;
+
+	require_loaded();
+	ring_drain();
+	r.payload = "250-mx.example.net\r\n250-PIPELINING\r\n250 STARTTLS\r\n";
+	put_copying(&s, TLSGATE_INSPECT, 1, &key);
+
+	n = build(&r, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED);
+	sent += n;
+	rr = ring_drain();
+	assert_int_equal(rr->n, 1);
+	assert_int_equal(rr->len[0], n - l3);
+	assert_memory_equal(rr->pkt[0], frame + l3, n - l3);
+
+	v = r; /* the SYN-ACK */
+	v.flags = 0x12;
+	v.payload = "";
+	n = build(&v, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED);
+	sent += n;
+	rr = ring_drain();
+	assert_int_equal(rr->n, 1);
+	assert_memory_equal(rr->pkt[0], frame + l3, n - l3);
+
+	n = build(&s, frame, NULL, NULL); /* the client: always marked */
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	v = r;
+	v.flags = 0x11; /* FIN with data */
+	n = build(&v, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	v.flags = 0x14; /* RST */
+	v.payload = "";
+	n = build(&v, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	v.flags = 0x10; /* a pure ACK carries nothing */
+	n = build(&v, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_ACK_SKIPPED);
+
+	/* the largest IP packet that fits is copied, one byte more is marked */
+	v = r;
+	n = build(&v, frame, &l3, NULL);
+	hdrs = n - l3 - strlen(v.payload); /* IP and TCP headers */
+	memset(big, 'x', sizeof(big) - 1);
+	big[TLSGATE_REPLY_COPY_MAX - hdrs] = '\0';
+	v.payload = big;
+	n = build(&v, frame, &l3, NULL);
+	assert_int_equal(n - l3, TLSGATE_REPLY_COPY_MAX);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED);
+	sent += n;
+	rr = ring_drain();
+	assert_int_equal(rr->n, 1);
+	assert_int_equal(rr->len[0], TLSGATE_REPLY_COPY_MAX);
+	assert_memory_equal(rr->pkt[0], frame + l3, n - l3);
+	big[TLSGATE_REPLY_COPY_MAX - hdrs] = 'x';
+	big[TLSGATE_REPLY_COPY_MAX - hdrs + 1] = '\0';
+	n = build(&v, frame, &l3, NULL);
+	assert_int_equal(n - l3, TLSGATE_REPLY_COPY_MAX + 1);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	assert_int_equal(ring_drain()->n, 0);
+	/* the copies count on the entry like passed packets */
+	assert_int_equal(get_flow(&key).packets, 3);
+	assert_int_equal(get_flow(&key).bytes, sent);
+
+	/* without copy_replies, or on a PASS entry, nothing is copied */
+	n = build(&r, frame, NULL, NULL);
+	put_copying(&s, TLSGATE_INSPECT, 0, &key);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	put_copying(&s, TLSGATE_PASS, 1, &key);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_CLIENT);
+	put_copying(&s, TLSGATE_BLOCK, 1, &key);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_BLOCK_TO_CLIENT);
+	assert_int_equal(ring_drain()->n, 0);
+}
+
+static void test_reply_copy_v4(void **state)
+{
+	check_reply_copy(spec_v4());
+}
+
+static void test_reply_copy_v6(void **state)
+{
+	check_reply_copy(spec_v6());
+}
+
+/* Behind two VLAN tags the copy still starts at the IP header. */
+static void test_reply_copy_vlan(void **state)
+{
+	struct pkt_spec s = spec_v6(), r;
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	struct ring_read *rr;
+	size_t n, l3;
+
+	require_loaded();
+	ring_drain();
+	s.vlans = 2;
+	put_copying(&s, TLSGATE_INSPECT, 1, &key);
+	r = pkt_reverse(&s);
+	r.payload = "220 mx.example.net ESMTP\r\n";
+	n = build(&r, frame, &l3, NULL);
+	assert_true(l3 > 14);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED);
+	rr = ring_drain();
+	assert_int_equal(rr->n, 1);
+	assert_int_equal(rr->len[0], n - l3);
+	assert_memory_equal(rr->pkt[0], frame + l3, n - l3);
+}
+
+/* The server's data ends a CONTENT entry's content; with copy_replies it is
+ * copied rather than marked, and the entry is INSPECT again. */
+static void test_reply_copy_content_return(void **state)
+{
+	struct pkt_spec s = spec_v4(), r;
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value v;
+	uint8_t frame[PKT_MAX];
+	size_t n;
+
+	require_loaded();
+	ring_drain();
+	put_content(&s, s.seq, 1, &key);
+	v = get_flow(&key);
+	v.copy_replies = 1;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	r = pkt_reverse(&s);
+	r.payload = "421 4.4.2 timeout\r\n";
+	n = build(&r, frame, NULL, NULL);
+	expect_moved("", frame, n, TC_ACT_OK, false, TLSGATE_CNT_CONTENT_RETURNED,
+		     TLSGATE_CNT_REPLY_COPIED);
+	expect_entry("", &key, TLSGATE_INSPECT, s.seq, 1);
+	assert_int_equal(ring_drain()->n, 1);
+}
+
+/* A full ring: the segment is marked instead (counted), never lost. */
+static void test_reply_copy_ring_full(void **state)
+{
+	struct pkt_spec s = spec_v4(), r;
+	struct tlsgate_flow_key key;
+	struct tlsgate_counter_value before[TLSGATE_CNT_MAX], after[TLSGATE_CNT_MAX];
+	struct run_result res;
+	uint8_t frame[PKT_MAX];
+	size_t n, i, copied = 0, marked_n = 0;
+
+	require_loaded();
+	ring_drain();
+	put_copying(&s, TLSGATE_INSPECT, 1, &key);
+	r = pkt_reverse(&s);
+	r.payload = "250 2.0.0 Ok\r\n";
+	n = build(&r, frame, NULL, NULL);
+	read_counters(before);
+	for (i = 0; i < TLSGATE_REPLY_RING_BYTES / TLSGATE_REPLY_COPY_MAX + 8; i++) {
+		assert_int_equal(try_run_frame(frame, n, FOREIGN_MARK, &res), 0);
+		assert_int_equal(res.retval, TC_ACT_OK);
+		if (res.mark == FOREIGN_MARK)
+			copied++;
+		else if (res.mark == marked(FOREIGN_MARK))
+			marked_n++;
+		else
+			fail_msg("mark 0x%08x", res.mark);
+	}
+	read_counters(after);
+	assert_true(copied > 0 && marked_n > 0);
+	assert_int_equal(after[TLSGATE_CNT_REPLY_COPIED].packets -
+				 before[TLSGATE_CNT_REPLY_COPIED].packets, copied);
+	assert_int_equal(after[TLSGATE_CNT_REPLY_QUEUED].packets -
+				 before[TLSGATE_CNT_REPLY_QUEUED].packets, marked_n);
+	assert_int_equal(after[TLSGATE_CNT_INSPECT_TO_CLIENT].packets -
+				 before[TLSGATE_CNT_INSPECT_TO_CLIENT].packets, marked_n);
+	assert_int_equal(ring_drain()->n, copied);
+	/* room again */
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED);
+	assert_int_equal(ring_drain()->n, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1577,6 +1816,11 @@ int main(void)
 		cmocka_unit_test_setup(test_content_returned_stays_v6, reset_flows),
 		cmocka_unit_test_setup(test_content_payload_bounds_v4, reset_flows),
 		cmocka_unit_test_setup(test_content_payload_bounds_v6, reset_flows),
+		cmocka_unit_test_setup(test_reply_copy_v4, reset_flows),
+		cmocka_unit_test_setup(test_reply_copy_v6, reset_flows),
+		cmocka_unit_test_setup(test_reply_copy_vlan, reset_flows),
+		cmocka_unit_test_setup(test_reply_copy_content_return, reset_flows),
+		cmocka_unit_test_setup(test_reply_copy_ring_full, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
