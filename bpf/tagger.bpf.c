@@ -453,7 +453,13 @@ static __always_inline int tagger_copy_reply(struct __sk_buff *skb, __u32 l3_off
 	e->len = n;
 	e->ifindex = skb->ingress_ifindex;
 	e->ts_ns = bpf_ktime_get_ns();
-	bpf_ringbuf_submit(e, 0);
+	/* No wake-up per copy (an interrupt each): the daemon reads the ring
+	 * before every queued packet and once a second, and is woken when
+	 * the ring is half full. */
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&reply_events, BPF_RB_AVAIL_DATA) >
+				      TLSGATE_REPLY_RING_BYTES / 2
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP);
 	return 1;
 }
 

@@ -1027,6 +1027,11 @@ static void gate_deferred_refuse_now(struct gate *g, struct flow *f, uint32_t se
 	gate_block_flow(g, f);
 }
 
+bool gate_refusal_waits(const struct flow *f)
+{
+	return f->gate && f->gate->refusal_deferred;
+}
+
 bool gate_withholds(const struct flow *f, const struct flowkey_packet *p)
 {
 	return f->gate && f->gate->refusal_deferred && p->dir == TLSGATE_DIR_TO_SERVER;

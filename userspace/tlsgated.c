@@ -116,6 +116,7 @@ struct daemon {
 	struct dnslearn *dns;
 	struct ring_buffer *replies; /* server segments copied by the tagger */
 	bool replies_stale;          /* draining a previous run's copies */
+	bool reading_replies;
 	uint64_t replies_read, replies_bad;
 	struct web *web;
 	char *web_token;
@@ -186,17 +187,21 @@ static void daemon_forget(struct daemon *d, struct flow *f)
 	flow_remove(d->flows, f);
 }
 
+static void daemon_read_replies(struct daemon *d);
+
 /* Server segments of the plaintext dialog are copied, not queued (see
  * tlsgate_reply_event): from the client's SYN until the session leaves the
  * dialog (STARTTLS, not SMTP, closed). The entry is written while the
  * segment that changes it is still queued, so the server cannot answer
- * that segment before the kernel knows. */
+ * that segment before the kernel knows. A refusal that waits for the
+ * server's replies wants each at once: the copies wake nobody, the queue
+ * does, so they are queued again meanwhile. */
 static void daemon_copy_replies(struct daemon *d, struct flow *f)
 {
 	if (!f->session || f->verdict != TLSGATE_INSPECT || f->content || f->content_wanted)
 		return;
 	bool want = d->replies && !d->cfg.no_offload && !f->midstream &&
-		    session_info(f->session)->phase <= SESSION_PHASE_SMTP;
+		    session_info(f->session)->phase <= SESSION_PHASE_SMTP && !gate_refusal_waits(f);
 	if (want == f->copy_replies)
 		return;
 	int err = datapath_set_inspect(d->dp, &f->key, want);
@@ -207,6 +212,8 @@ static void daemon_copy_replies(struct daemon *d, struct flow *f)
 			return; /* queued as before */
 	}
 	f->copy_replies = want;
+	if (!want)
+		daemon_read_replies(d); /* copies made before the change */
 }
 
 static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint32_t indev,
@@ -230,11 +237,17 @@ static int daemon_reply_copy(void *arg, void *data, size_t size)
 }
 
 /* Copies the tagger made before now: read before any queued packet, so
- * the server's reply is always known before the client's answer to it. */
+ * the server's reply is always known before the client's answer to it;
+ * also once a second and when the tagger wakes us (ring half full). Not
+ * from within a copy's own handling (the ring would hand it out again). */
 static void daemon_read_replies(struct daemon *d)
 {
-	if (d->replies && ring_buffer__consume(d->replies) < 0)
+	if (!d->replies || d->reading_replies)
+		return;
+	d->reading_replies = true;
+	if (ring_buffer__consume(d->replies) < 0)
 		log_warnx_rl(&d->rl, "reading the reply ring failed");
+	d->reading_replies = false;
 }
 
 static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t indev)
@@ -1093,6 +1106,8 @@ static int daemon_run(struct daemon *d)
 			} else if (fd == tfd) {
 				uint64_t ticks;
 				if (read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks)) {
+					daemon_read_replies(d);
+					gate_content_flush(d->gate, d->flows);
 					daemon_tick(d);
 					gate_tick(d->gate);
 					notify("WATCHDOG=1");
