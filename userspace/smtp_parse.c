@@ -38,16 +38,28 @@ static const struct {
 	{ "AUTH", SMTP_VERB_AUTH },	{ "XCLIENT", SMTP_VERB_XCLIENT },
 };
 
+/* What separates an SMTP command's words for the server: Postfix's smtpd
+ * splits on isspace() and skips it before the verb too, so " MAIL" and
+ * "MAIL\vFROM:" are MAIL to it, and must be to us. */
+static bool smtp_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == '\n';
+}
+
 int smtp_command_parse(const char *line, size_t len, struct smtp_command *out)
 {
-	size_t v = 0, i, a;
+	size_t v, i, a;
 
-	while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+	while (len && smtp_space(line[len - 1]))
 		len--;
+	while (len && smtp_space(line[0])) {
+		line++;
+		len--;
+	}
 	if (!len)
 		return -EINVAL;
-	while (v < len && line[v] != ' ' && line[v] != '\t')
-		v++;
+	for (v = 0; v < len && !smtp_space(line[v]); v++)
+		;
 	out->verb = SMTP_VERB_UNKNOWN;
 	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		if (strlen(verbs[i].name) == v && !strncasecmp(line, verbs[i].name, v)) {
@@ -56,7 +68,7 @@ int smtp_command_parse(const char *line, size_t len, struct smtp_command *out)
 		}
 	}
 	a = v;
-	while (a < len && (line[a] == ' ' || line[a] == '\t'))
+	while (a < len && smtp_space(line[a]))
 		a++;
 	out->arg = line + a;
 	out->arg_len = len - a;
@@ -109,12 +121,12 @@ int smtp_path_parse(const char *arg, size_t len, const char *prefix, char *addr,
 	if (len < plen || strncasecmp(arg, prefix, plen))
 		return -EINVAL;
 	i = plen;
-	while (i < len && arg[i] == ' ')
+	while (i < len && smtp_space(arg[i]))
 		i++;
 	if (i >= len || arg[i] != ':')
 		return -EINVAL;
 	i++;
-	while (i < len && arg[i] == ' ')
+	while (i < len && smtp_space(arg[i]))
 		i++;
 	if (i < len && arg[i] == '<') {
 		start = ++i;
@@ -134,14 +146,14 @@ int smtp_path_parse(const char *arg, size_t len, const char *prefix, char *addr,
 	} else {
 		/* No brackets: tolerated, up to the first space. */
 		start = i;
-		while (i < len && arg[i] != ' ')
+		while (i < len && !smtp_space(arg[i]))
 			i++;
 		end = i;
 		if (start == end)
 			return -EINVAL;
 	}
 	copy_addr(addr, addr_size, arg + start, end - start, truncated);
-	while (i < len && arg[i] == ' ')
+	while (i < len && smtp_space(arg[i]))
 		i++;
 	*params = arg + i;
 	*params_len = len - i;

@@ -46,6 +46,18 @@ static void test_command_parse(void **state)
 	assert_int_equal(c.verb, SMTP_VERB_UNKNOWN);
 	assert_int_equal(smtp_command_parse("   ", 3, &c), -EINVAL);
 	assert_int_equal(smtp_command_parse("", 0, &c), -EINVAL);
+	/* Whitespace as Postfix's smtpd tokenizer sees it (isspace()): before
+	 * the verb and between the words, a MAIL is a MAIL. */
+	assert_int_equal(smtp_command_parse(" \tMAIL FROM:<a@b>", strlen(" \tMAIL FROM:<a@b>"), &c), 0);
+	assert_int_equal(c.verb, SMTP_VERB_MAIL);
+	assert_memory_equal(c.arg, "FROM:<a@b>", 10);
+	assert_int_equal(smtp_command_parse("\vMail\fFROM:<a@b>\r", strlen("\vMail\fFROM:<a@b>\r"), &c), 0);
+	assert_int_equal(c.verb, SMTP_VERB_MAIL);
+	assert_int_equal(c.arg_len, 10);
+	assert_memory_equal(c.arg, "FROM:<a@b>", 10);
+	assert_int_equal(smtp_command_parse("\rRCPT\vTO:<a@b>", strlen("\rRCPT\vTO:<a@b>"), &c), 0);
+	assert_int_equal(c.verb, SMTP_VERB_RCPT);
+	assert_int_equal(smtp_command_parse(" \v\f\r", 4, &c), -EINVAL);
 }
 
 static void test_reply_parse(void **state)
@@ -93,6 +105,11 @@ static void test_path_parse(void **state)
 	assert_string_equal(params, "NOTIFY=NEVER");
 	assert_int_equal(path("TO : b@example.net", "TO:", a, sizeof(a), &params), 0);
 	assert_string_equal(a, "b@example.net");
+	assert_int_equal(path("FROM\t:\v<c@example.org>\tSIZE=1", "FROM:", a, sizeof(a), &params), 0);
+	assert_string_equal(a, "c@example.org");
+	assert_string_equal(params, "SIZE=1");
+	assert_int_equal(path("TO:\td@example.net\fNOTIFY=NEVER", "TO:", a, sizeof(a), &params), 0);
+	assert_string_equal(a, "d@example.net");
 	assert_int_equal(path("FROM:<unterminated", "FROM:", a, sizeof(a), &params), -EINVAL);
 	assert_int_equal(path("FROM:<\"quoted>", "FROM:", a, sizeof(a), &params), -EINVAL);
 	assert_int_equal(path("TO:<a@b>", "FROM:", a, sizeof(a), &params), -EINVAL);
