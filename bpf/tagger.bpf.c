@@ -11,9 +11,10 @@
  *                         ends (a BDAT chunk: within the chunk) passes
  *                         (TC_ACT_OK, counters grow); anything else
  *                         turns the entry to INSPECT here and is marked
- * An INSPECT (or returned CONTENT) entry with copy_replies set: a server
- * segment other than FIN/RST is copied to reply_events and passes; the
- * daemon reads the copy. Anything else of the flow is marked as usual.
+ * An INSPECT (or returned CONTENT) entry with copy flags: a server segment
+ * other than FIN/RST (COPY_REPLIES), a client segment without a line the
+ * daemon may have to withhold (COPY_COMMANDS) is copied to reply_events and
+ * passes; the daemon reads the copy. Anything else is marked as usual.
  * What may be SMTP but cannot be judged here - IPv4/IPv6 fragments, headers
  * that are truncated or malformed, VLAN stacks deeper than two, IPv6
  * extension chains longer than PARSE_IPV6_MAX_EXT - is marked too: never a
@@ -273,6 +274,8 @@ struct content_scan {
 	__u32 len; /* payload bytes */
 	__u8 line_end; /* the byte before the next one is CR or LF */
 	__u8 stop;     /* a '.' alone between line ends, or a load failure */
+	__u64 commands; /* ~0: look for command lines to withhold instead
+			   (see TLSGATE_COPY_COMMANDS), 0: for a '.' */
 };
 
 /* 1 when c == v, else 0, without a branch. */
@@ -308,7 +311,7 @@ static long content_scan_block(__u64 i, void *arg)
 	struct content_scan *cs = arg;
 	struct content_chunk *buf;
 	__u32 zero = 0, off, at, n, w, next;
-	__u64 word, eol, next_eol, hits = 0, line_end;
+	__u64 word, eol, next_eol, hits = 0, line_end, starts, folded, lead;
 
 	off = (__u32)i * CONTENT_BLOCK;
 	if (off >= cs->len)
@@ -346,6 +349,10 @@ static long content_scan_block(__u64 i, void *arg)
 	 * or the first one of the word after) CR or LF. Only such a line can
 	 * end the data, whatever line ending the server honours; a dot-led
 	 * line ("..", ".x") cannot. */
+	/* A command line to withhold: one that starts (after a CR or LF, or
+	 * at the payload's start) with m, r or s in either case (OR 0x20
+	 * folds only 'M' onto 'm', and so on) or with white space. The LFs
+	 * after the payload start no such line. */
 	line_end = cs->line_end;
 #pragma unroll
 	for (w = 0; w < CONTENT_BLOCK / 8; w++) {
@@ -353,8 +360,15 @@ static long content_scan_block(__u64 i, void *arg)
 		next = buf->b[at + w * 8 + 8];
 		eol = content_bytes_eq(word, '\r') | content_bytes_eq(word, '\n');
 		next_eol = (__u64)(content_is(next, '\r') | content_is(next, '\n')) << 63;
-		hits |= content_bytes_eq(word, '.') & ((eol << 8) | (line_end << 7)) &
-			((eol >> 8) | next_eol);
+		starts = (eol << 8) | (line_end << 7);
+		folded = word | CONTENT_BYTES(0x20);
+		lead = content_bytes_eq(folded, 'm') | content_bytes_eq(folded, 'r') |
+		       content_bytes_eq(folded, 's') | content_bytes_eq(word, ' ') |
+		       content_bytes_eq(word, '\t') | content_bytes_eq(word, '\v') |
+		       content_bytes_eq(word, '\f');
+		hits |= (content_bytes_eq(word, '.') & starts & ((eol >> 8) | next_eol) &
+			 ~cs->commands) |
+			(lead & starts & cs->commands);
 		line_end = eol >> 63;
 	}
 	if (hits) {
@@ -415,6 +429,7 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
 		cs.len = (__u32)len;
 		cs.line_end = STATE_LINE_END(s0);
 		cs.stop = 0;
+		cs.commands = 0;
 		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
 		if (cs.stop)
 			return 0;
@@ -476,6 +491,28 @@ static __always_inline void tagger_content_return(struct tlsgate_flow_value *val
 			return;
 	}
 	val->verdict = TLSGATE_INSPECT; /* eight races lost in a row: cannot happen */
+}
+
+/* A client segment of a flow whose commands are copied: copied and passed
+ * unless a line in it may be one the daemon must withhold (or the copy
+ * cannot be made); then it is marked. */
+static __always_inline int tagger_copy_command(struct __sk_buff *skb, __u32 l3_off, __u32 l3_len,
+					       __u32 off, long len)
+{
+	struct content_scan cs;
+
+	if (len <= 0 || len > TLSGATE_REPLY_COPY_MAX)
+		return 0;
+	cs.skb = skb;
+	cs.off = off;
+	cs.len = (__u32)len;
+	cs.line_end = 1; /* the payload's start counts as a line's */
+	cs.stop = 0;
+	cs.commands = ~0ull;
+	bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
+	if (cs.stop)
+		return 0;
+	return tagger_copy_reply(skb, l3_off, l3_len);
 }
 
 SEC("tc")
@@ -625,15 +662,26 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		}
 		/* The server's side of the plaintext dialog (and its SYN-ACK):
 		 * nothing in it is ever withheld, so the daemon reads a copy
-		 * while the segment goes on. FIN and RST are queued. */
-		if (dir == TLSGATE_DIR_TO_CLIENT && val && READ_ONCE(val->verdict) == TLSGATE_INSPECT &&
-		    val->copy_replies &&
-		    !(((__u8 *)tcph)[13] & (PARSE_TCP_FIN | PARSE_TCP_RST)) &&
-		    tagger_copy_reply(skb, tagger_off(l3, data), l3_len)) {
-			__sync_fetch_and_add(&val->packets, 1);
-			__sync_fetch_and_add(&val->bytes, skb->len);
-			tagger_count(skb, TLSGATE_CNT_REPLY_COPIED);
-			return TC_ACT_OK;
+		 * while the segment goes on; so are the client's segments that
+		 * hold no line the daemon may have to withhold. FIN and RST
+		 * are queued. */
+		if (val && READ_ONCE(val->verdict) == TLSGATE_INSPECT && val->copy &&
+		    !(((__u8 *)tcph)[13] & (PARSE_TCP_FIN | PARSE_TCP_RST))) {
+			if (dir == TLSGATE_DIR_TO_CLIENT && (val->copy & TLSGATE_COPY_REPLIES) &&
+			    tagger_copy_reply(skb, tagger_off(l3, data), l3_len)) {
+				__sync_fetch_and_add(&val->packets, 1);
+				__sync_fetch_and_add(&val->bytes, skb->len);
+				tagger_count(skb, TLSGATE_CNT_REPLY_COPIED);
+				return TC_ACT_OK;
+			}
+			if (dir == TLSGATE_DIR_TO_SERVER && (val->copy & TLSGATE_COPY_COMMANDS) &&
+			    !(((__u8 *)tcph)[13] & PARSE_TCP_SYN) &&
+			    tagger_copy_command(skb, tagger_off(l3, data), l3_len, l4_end, payload)) {
+				__sync_fetch_and_add(&val->packets, 1);
+				__sync_fetch_and_add(&val->bytes, skb->len);
+				tagger_count(skb, TLSGATE_CNT_COMMAND_COPIED);
+				return TC_ACT_OK;
+			}
 		}
 		return tagger_mark(skb, TLSGATE_CNT_INSPECT_TO_SERVER + dir);
 	}

@@ -57,11 +57,19 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
 /* smtp_ports map: key __u16 port in host byte order, value __u8 (1). */
 
 /* Names under the pin directory (default /sys/fs/bpf/tlsgate). */
-/* Server segments of a flow with copy_replies: the IP packet (at most
+/* Segments of a flow with copy flags: the IP packet (at most
  * TLSGATE_REPLY_COPY_MAX bytes; a larger one is marked) goes to the daemon
  * through a ring buffer and the segment itself passes at once. The daemon
  * reads the ring before each queued packet, so a reply is always seen
- * before the client segment that answers it. */
+ * before the client segment that answers it.
+ *   REPLIES:  the server's segments other than FIN/RST.
+ *   COMMANDS: the client's segments other than SYN/FIN/RST in which no
+ *             line - the payload's start, or after a CR or LF - begins
+ *             with M, R or S (either case: MAIL, RCPT, STARTTLS, and
+ *             whatever else) or with white space (" MAIL" is a MAIL to
+ *             Postfix). Those may have to be withheld, and are marked. */
+#define TLSGATE_COPY_REPLIES 0x01
+#define TLSGATE_COPY_COMMANDS 0x02
 #define TLSGATE_REPLY_COPY_MAX 2048 /* a power of two (see the copy) */
 #define TLSGATE_REPLY_RING_BYTES (1024 * 1024)
 
@@ -124,10 +132,10 @@ struct tlsgate_flow_value {
 	__u64 bytes;
 	__u64 verdict_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at verdict */
 	__u32 content_end; /* content_chunk: the chunk's end (host order) */
-	__u8 copy_replies; /* INSPECT (and CONTENT): the server's segments pass
-			      in the program and a copy goes to the daemon
-			      (reply_events) instead of the queue; set by the
-			      daemon for the plaintext dialog only */
+	__u8 copy; /* TLSGATE_COPY_*, INSPECT (and CONTENT): segments that
+		      pass in the program with a copy to the daemon
+		      (reply_events) instead of the queue; set by the daemon
+		      for the plaintext dialog only */
 	__u8 pad2[3];
 };
 _Static_assert(sizeof(struct tlsgate_flow_value) == 40, "flow value layout");
@@ -157,6 +165,7 @@ enum tlsgate_counter {
 	TLSGATE_CNT_CONTENT_RETURNED, /* CONTENT entries turned back to INSPECT */
 	TLSGATE_CNT_REPLY_COPIED,  /* server segments passed, a copy to the daemon */
 	TLSGATE_CNT_REPLY_QUEUED,  /* ... not copied (ring full): marked instead */
+	TLSGATE_CNT_COMMAND_COPIED, /* client segments passed, a copy to the daemon */
 	TLSGATE_CNT_MAX,
 };
 

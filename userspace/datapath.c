@@ -258,25 +258,23 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
 	return 0;
 }
 
-int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key,
-			 bool copy_replies)
+int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t copy)
 {
-	struct tlsgate_flow_value val = { .verdict = TLSGATE_INSPECT,
-					  .copy_replies = copy_replies };
+	struct tlsgate_flow_value val = { .verdict = TLSGATE_INSPECT, .copy = copy };
 	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
 		return -errno;
 	return 0;
 }
 
 int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key, uint32_t seq,
-			 bool line_end, const uint32_t *chunk_end, bool copy_replies)
+			 bool line_end, const uint32_t *chunk_end, uint8_t copy)
 {
 	struct tlsgate_flow_value val = { .verdict = TLSGATE_CONTENT,
 					  .content_line_end = line_end,
 					  .content_chunk = chunk_end != NULL,
 					  .content_end = chunk_end ? *chunk_end : 0,
 					  .content_seq = seq,
-					  .copy_replies = copy_replies };
+					  .copy = copy };
 	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
 		return -errno;
 	return 0;

@@ -50,12 +50,11 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
  * (chunk_end non-NULL), until one reaches past *chunk_end. Returns 0 or
  * -errno. */
 int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key, uint32_t seq,
-			 bool line_end, const uint32_t *chunk_end, bool copy_replies);
-/* A flow under inspection; with copy_replies, the server's segments pass in
+			 bool line_end, const uint32_t *chunk_end, uint8_t copy);
+/* A flow under inspection; copy (TLSGATE_COPY_*): the segments that pass in
  * the kernel and are read from the reply ring (datapath_reply_ring_fd).
  * Returns 0 or -errno. */
-int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key,
-			 bool copy_replies);
+int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t copy);
 /* Returns 0 and fills *val, -ENOENT when the flow has no entry, or -errno. */
 int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
 		    struct tlsgate_flow_value *val);

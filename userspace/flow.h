@@ -29,8 +29,8 @@ struct flow {
 	bool content;      /* inspecting, with the message content handed to the
 			      kernel (TLSGATE_CONTENT) until it returns */
 	bool content_wanted; /* to be handed over after this batch */
-	bool copy_replies; /* the kernel entry says so: server segments come
-			      from the reply ring, not the queue */
+	uint8_t copy; /* TLSGATE_COPY_*, as the kernel entry says: which
+			 segments come from the reply ring, not the queue */
 	struct session *session; /* non-NULL while inspecting */
 	struct gate_flow *gate;  /* gate.c's flat state; freed with the flow */
 	uint64_t first_ns, last_ns;

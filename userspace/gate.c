@@ -1148,7 +1148,7 @@ static void gate_content_handover(struct gate *g, struct flow *f)
 		chunk = true;
 	}
 	int err = datapath_set_content(g->dp, &f->key, seq, line_end, chunk ? &end : NULL,
-				       f->copy_replies);
+				       f->copy);
 	if (err < 0) {
 		log_warnx_rl(&g->rl, "cannot hand message content to the kernel: %s",
 			     strerror(-err));
@@ -1305,13 +1305,18 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	return NF_ACCEPT;
 }
 
+void gate_content_sync(struct gate *g, struct flow *f, const struct flowkey_packet *p)
+{
+	if (f->content && f->session)
+		gate_content_return(g, f, p);
+}
+
 void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p)
 {
 	g->cur_flow = f;
 	g->n_seg_verbs = 0;
 	g->seg_verbs_over = false;
-	if (f->content && f->session)
-		gate_content_return(g, f, p);
+	gate_content_sync(g, f, p);
 	/* A BDAT chunk that ends in this client segment: if the segment is
 	 * withheld, that chunk's reply is owed too (as for DATA's "."). */
 	uint32_t end;

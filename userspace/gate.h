@@ -81,6 +81,9 @@ void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_pa
 /* True when p is a client segment of a flow whose refusal waits for the
  * server's owed replies: drop it without feeding the session. */
 bool gate_withholds(const struct flow *f, const struct flowkey_packet *p);
+/* A flow whose content the kernel held: the session skips what passed
+ * there (gate_before_segment() does this too). */
+void gate_content_sync(struct gate *g, struct flow *f, const struct flowkey_packet *p);
 /* A refusal of the flow waits for replies the server owes. */
 bool gate_refusal_waits(const struct flow *f);
 /* A refusal that has waited 10 s for the server's owed replies is given

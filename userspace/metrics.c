@@ -62,7 +62,7 @@ static const struct metric_field metric_fields[] = {
 /* Kernel (tagger) counters become one family per unit with an action label. */
 static const char *const metric_kernel_actions[] = {
 	"inspect", "pass", "block", "ack_skipped", "fragment", "unparsed", "content",
-	"content_returned", "reply_copied", "reply_queued",
+	"content_returned", "reply_copied", "reply_queued", "command_copied",
 };
 
 static json_t *metric_get(json_t *root, const char *path)

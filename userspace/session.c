@@ -151,6 +151,27 @@ bool session_server_next(const struct session *s, uint32_t *seq)
 	return true;
 }
 
+bool session_client_next(const struct session *s, uint32_t *seq)
+{
+	const struct session_dir *d;
+	size_t n = 0;
+
+	if (!s)
+		return false;
+	d = &s->d[C];
+	if (!d->r.started && !d->rcv_started)
+		return false;
+	*seq = d->rcv_next;
+	if (d->r.started) {
+		/* in order from the reassembly's base on: what arrived ahead
+		 * and has been filled in since counts too */
+		reasm_peek(&d->r, &n);
+		if (!d->rcv_started || (int32_t)(d->r.base + (uint32_t)n - *seq) > 0)
+			*seq = d->r.base + (uint32_t)n;
+	}
+	return true;
+}
+
 unsigned int session_replies_owed(const struct session *s)
 {
 	return s ? s->pend_n : 0;

@@ -197,6 +197,9 @@ void session_content_skip(struct session *s, uint32_t seq, bool after_lf);
 bool session_chunk_ready(const struct session *s, uint32_t *next_seq, uint32_t *chunk_end);
 /* The server's next sequence number after what arrived in order. */
 bool session_server_next(const struct session *s, uint32_t *seq);
+/* The client's next sequence number after what the session has without a
+ * hole (arrived in order, or filled in since). */
+bool session_client_next(const struct session *s, uint32_t *seq);
 /* Client commands (and ends of data) the server has not answered yet. */
 unsigned int session_replies_owed(const struct session *s);
 /* True while a BDAT chunk has not all arrived; *chunk_end is its end. */

@@ -57,6 +57,9 @@
 
 #define TLSGATED_MAX_PORTS TLSGATE_MAX_PORTS
 #define KERNEL_SCAN_INTERVAL_NS (10ull * 1000000000ull)
+/* Reads of the reply ring (10 us apart) for a copy a queued client
+ * segment must not overtake. */
+#define DAEMON_GAP_TRIES 20
 
 #define PROBES_RUNNING_MAX 4
 #define PROBES_QUEUED_MAX 64
@@ -117,7 +120,7 @@ struct daemon {
 	struct ring_buffer *replies; /* server segments copied by the tagger */
 	bool replies_stale;          /* draining a previous run's copies */
 	bool reading_replies;
-	uint64_t replies_read, replies_bad;
+	uint64_t replies_read, replies_bad, gap_drops;
 	struct web *web;
 	char *web_token;
 	/* Probes run as child processes (tlsgate-probe --db), bounded. */
@@ -182,38 +185,62 @@ static void flow_endpoints(const struct flow *f, char *client, char *server, siz
  * for the flow (reply copies, content) goes too. */
 static void daemon_forget(struct daemon *d, struct flow *f)
 {
-	if (f->copy_replies || f->content)
+	if (f->copy || f->content)
 		datapath_delete(d->dp, &f->key);
 	flow_remove(d->flows, f);
 }
 
 static void daemon_read_replies(struct daemon *d);
 
-/* Server segments of the plaintext dialog are copied, not queued (see
- * tlsgate_reply_event): from the client's SYN until the session leaves the
- * dialog (STARTTLS, not SMTP, closed). The entry is written while the
- * segment that changes it is still queued, so the server cannot answer
- * that segment before the kernel knows. A refusal that waits for the
- * server's replies wants each at once: the copies wake nobody, the queue
- * does, so they are queued again meanwhile. */
-static void daemon_copy_replies(struct daemon *d, struct flow *f)
+/* The plaintext dialog's segments that are never withheld are copied, not
+ * queued (see TLSGATE_COPY_*): from the client's SYN until the session
+ * leaves the dialog (STARTTLS, not SMTP, closed). The entry is written
+ * while the segment that changes it is still queued, so the server cannot
+ * answer that segment before the kernel knows. A refusal that waits for
+ * the server's replies wants each at once (the copies wake nobody, the
+ * queue does) and withholds all the client says: queued meanwhile. */
+static void daemon_copy_flags(struct daemon *d, struct flow *f)
 {
 	if (!f->session || f->verdict != TLSGATE_INSPECT || f->content || f->content_wanted)
 		return;
-	bool want = d->replies && !d->cfg.no_offload && !f->midstream &&
-		    session_info(f->session)->phase <= SESSION_PHASE_SMTP && !gate_refusal_waits(f);
-	if (want == f->copy_replies)
+	uint8_t want = 0;
+	if (d->replies && !d->cfg.no_offload && !f->midstream &&
+	    session_info(f->session)->phase <= SESSION_PHASE_SMTP && !gate_refusal_waits(f))
+		want = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	if (want == f->copy)
 		return;
 	int err = datapath_set_inspect(d->dp, &f->key, want);
 	if (err < 0) {
-		log_warnx_rl(&d->rl, "cannot %s reply copies for a flow: %s",
-			     want ? "start" : "stop", strerror(-err));
+		log_warnx_rl(&d->rl, "cannot %s copies for a flow: %s", want ? "start" : "stop",
+			     strerror(-err));
 		if (want)
 			return; /* queued as before */
 	}
-	f->copy_replies = want;
+	f->copy = want;
 	if (!want)
 		daemon_read_replies(d); /* copies made before the change */
+}
+
+/* A queued client segment that starts beyond what the session has: the copy
+ * of a segment before it may not be in the ring yet (made on another CPU).
+ * Judged without it, a command line behind it could reach the server
+ * unjudged. Waits a little for the copy; true when it is still missing
+ * (the segment is dropped, and the client sends it again). */
+static bool daemon_client_gap(struct daemon *d, struct flow *f, const struct flowkey_packet *p)
+{
+	for (int i = 0; i < DAEMON_GAP_TRIES; i++) {
+		uint32_t next;
+		gate_content_sync(d->gate, f, p);
+		if (!f->session || f->verdict != TLSGATE_INSPECT ||
+		    !session_client_next(f->session, &next) || (int32_t)(p->seq - next) <= 0)
+			return false;
+		if (i) {
+			struct timespec ts = { 0, 10000 };
+			nanosleep(&ts, NULL);
+		}
+		daemon_read_replies(d);
+	}
+	return true;
 }
 
 static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint32_t indev,
@@ -299,6 +326,13 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	} else {
 		f->queued_packets++;
 		f->queued_bytes += len;
+		if (p.dir == TLSGATE_DIR_TO_SERVER && p.payload_len &&
+		    (f->copy & TLSGATE_COPY_COMMANDS) && daemon_client_gap(d, f, &p)) {
+			d->gap_drops++;
+			log_warnx_rl(&d->rl, "a client segment queued ahead of one copied is dropped "
+					     "(the client sends it again)");
+			return NF_DROP;
+		}
 	}
 	if (f->verdict == TLSGATE_PASS)
 		return NF_ACCEPT; /* queued before the offload took effect */
@@ -331,7 +365,7 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		daemon_forget(d, f);
 		return verdict;
 	}
-	daemon_copy_replies(d, f);
+	daemon_copy_flags(d, f);
 	return verdict;
 }
 
@@ -494,10 +528,13 @@ static char *daemon_stats_json(struct daemon *d)
 				    counter_json(&k[TLSGATE_CNT_REPLY_COPIED], NULL));
 		json_object_set_new(kern, "reply_queued",
 				    counter_json(&k[TLSGATE_CNT_REPLY_QUEUED], NULL));
+		json_object_set_new(kern, "command_copied",
+				    counter_json(&k[TLSGATE_CNT_COMMAND_COPIED], NULL));
 		json_object_set_new(root, "replies",
-				    json_pack("{s:b,s:I,s:I}", "enabled", d->replies != NULL,
+				    json_pack("{s:b,s:I,s:I,s:I}", "enabled", d->replies != NULL,
 					      "read", (json_int_t)d->replies_read, "malformed",
-					      (json_int_t)d->replies_bad));
+					      (json_int_t)d->replies_bad, "gap_drops",
+					      (json_int_t)d->gap_drops));
 	}
 	if (!root)
 		return NULL;

@@ -4,9 +4,10 @@
 # daemon must have inspected its flow: while a connection is held open the
 # flow is listed, not blocked, without TLS, with the start of its dialog
 # (handshake, banner, EHLO and reply: >= 5 packets) read by the daemon: the
-# client's segments queued, the server's copied from the reply ring while
-# they pass (see tlsgate_reply_event); a Postfix delivery raises those
-# counters by at least as much. (Whether
+# client's commands that may be withheld (MAIL FROM) queued, the rest - the
+# server's side, EHLO - copied from the reply ring while they pass (see
+# TLSGATE_COPY_*); a Postfix delivery raises those counters by at least as
+# much. (Whether
 # the daemon keeps inspecting a plaintext flow to its end or offloads it once
 # the policy has decided is the daemon's choice; both are accepted.)
 #
@@ -49,14 +50,14 @@ for v in 4 6; do
 	q1=$(world_stats 'j["queue"]["packets"]')
 	k1=$(world_stats 'j["kernel"]["inspect"]["packets"]')
 	r1=$(world_stats 'j["replies"]["read"]')
-	diag "IPv$v Postfix delivery: queue packets +$((q1 - q0)), kernel inspect packets +$((k1 - k0)), replies copied +$((r1 - r0))"
+	diag "IPv$v Postfix delivery: queue packets +$((q1 - q0)), kernel inspect packets +$((k1 - k0)), copied +$((r1 - r0))"
 	check "IPv$v: the daemon read the dialog (>= 5 packets queued or copied)" \
 		world_in_range $((q1 - q0 + r1 - r0)) 5
-	check "IPv$v: the client's segments went through NFQUEUE (>= 2: SYN, EHLO)" \
+	check "IPv$v: the client's segments went through NFQUEUE (>= 2: SYN, MAIL FROM)" \
 		world_in_range $((q1 - q0)) 2
 	check "IPv$v: the tagger marked them for inspection (>= 2 packets)" world_in_range $((k1 - k0)) 2
-	check "IPv$v: the server's replies were copied, not queued (>= 2: SYN-ACK, banner)" \
-		world_in_range $((r1 - r0)) 2
+	check "IPv$v: the server's replies and EHLO were copied, not queued (>= 3)" \
+		world_in_range $((r1 - r0)) 3
 
 	# 2. A connection held open after delivery, to see the live flow.
 	hid=$(world_msgid)

@@ -1037,6 +1037,40 @@ static void test_content_skip_backwards(void **state)
 }
 
 /* Hostile skips: bounded, never a crash. */
+/* The client's next sequence number as the daemon's copy check needs it:
+ * after what arrived without a hole - in order, or filled in since - and
+ * not beyond a hole. */
+static void test_client_next(void **state)
+{
+	struct run r;
+	uint32_t next, isn;
+	const uint8_t *a = (const uint8_t *)"EHLO a\r\n", *b = (const uint8_t *)"NOOP\r\n",
+		      *c = (const uint8_t *)"QUIT\r\n";
+
+	assert_false(session_client_next(NULL, &next));
+	run_start(&r, NULL, false);
+	isn = r.seq[CL];
+	assert_true(session_client_next(r.s, &next));
+	assert_int_equal(next, isn); /* after the SYN */
+	seg(&r, SV, r.seq[SV], (const uint8_t *)"220 x\r\n", 7, 0);
+	seg(&r, CL, isn, a, 8, 0);
+	assert_true(session_client_next(r.s, &next));
+	assert_int_equal(next, isn + 8);
+	/* c ahead of b: the hole holds next back */
+	seg(&r, CL, isn + 14, c, 6, 0);
+	assert_true(session_client_next(r.s, &next));
+	assert_int_equal(next, isn + 8);
+	/* b fills it: next is after c (the wrap of the ISN included) */
+	seg(&r, CL, isn + 8, b, 6, 0);
+	assert_true(session_client_next(r.s, &next));
+	assert_int_equal(next, isn + 20);
+	/* a retransmission moves nothing */
+	seg(&r, CL, isn, a, 8, 0);
+	assert_true(session_client_next(r.s, &next));
+	assert_int_equal(next, isn + 20);
+	session_free(r.s);
+}
+
 static void test_content_skip_hostile(void **state)
 {
 	static const uint32_t deltas[] = { REASM_MAX_SKIP, REASM_MAX_SKIP + 1, 0x7fffffffu, 0x80000000u,
@@ -1129,6 +1163,7 @@ int main(void)
 		cmocka_unit_test(test_content_skip_mid_line),
 		cmocka_unit_test(test_content_skip_backwards),
 		cmocka_unit_test(test_content_skip_hostile),
+		cmocka_unit_test(test_client_next),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1566,7 +1566,7 @@ static struct ring_read *ring_drain(void)
 	return &rr;
 }
 
-/* Writes s's flow as an INSPECT entry with copy_replies. */
+/* Writes s's flow as an entry with copy flags (TLSGATE_COPY_*). */
 static void put_copying(const struct pkt_spec *s, uint8_t verdict, uint8_t copy,
 			struct tlsgate_flow_key *key)
 {
@@ -1577,7 +1577,7 @@ static void put_copying(const struct pkt_spec *s, uint8_t verdict, uint8_t copy,
 	n = build(s, frame, &l3, NULL);
 	put_flow(frame, n, l3, verdict, key);
 	val = get_flow(key);
-	val.copy_replies = copy;
+	val.copy = copy;
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &val, BPF_EXIST),
 			 0);
 }
@@ -1597,7 +1597,7 @@ static void check_reply_copy(struct pkt_spec s)
 	require_loaded();
 	ring_drain();
 	r.payload = "250-mx.example.net\r\n250-PIPELINING\r\n250 STARTTLS\r\n";
-	put_copying(&s, TLSGATE_INSPECT, 1, &key);
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES, &key);
 
 	n = build(&r, frame, &l3, NULL);
 	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED);
@@ -1660,9 +1660,9 @@ static void check_reply_copy(struct pkt_spec s)
 	n = build(&r, frame, NULL, NULL);
 	put_copying(&s, TLSGATE_INSPECT, 0, &key);
 	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
-	put_copying(&s, TLSGATE_PASS, 1, &key);
+	put_copying(&s, TLSGATE_PASS, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
 	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_CLIENT);
-	put_copying(&s, TLSGATE_BLOCK, 1, &key);
+	put_copying(&s, TLSGATE_BLOCK, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
 	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_BLOCK_TO_CLIENT);
 	assert_int_equal(ring_drain()->n, 0);
 }
@@ -1689,7 +1689,7 @@ static void test_reply_copy_vlan(void **state)
 	require_loaded();
 	ring_drain();
 	s.vlans = 2;
-	put_copying(&s, TLSGATE_INSPECT, 1, &key);
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES, &key);
 	r = pkt_reverse(&s);
 	r.payload = "220 mx.example.net ESMTP\r\n";
 	n = build(&r, frame, &l3, NULL);
@@ -1715,7 +1715,7 @@ static void test_reply_copy_content_return(void **state)
 	ring_drain();
 	put_content(&s, s.seq, 1, &key);
 	v = get_flow(&key);
-	v.copy_replies = 1;
+	v.copy = TLSGATE_COPY_REPLIES;
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
 	r = pkt_reverse(&s);
 	r.payload = "421 4.4.2 timeout\r\n";
@@ -1738,7 +1738,7 @@ static void test_reply_copy_ring_full(void **state)
 
 	require_loaded();
 	ring_drain();
-	put_copying(&s, TLSGATE_INSPECT, 1, &key);
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES, &key);
 	r = pkt_reverse(&s);
 	r.payload = "250 2.0.0 Ok\r\n";
 	n = build(&r, frame, NULL, NULL);
@@ -1765,6 +1765,153 @@ static void test_reply_copy_ring_full(void **state)
 	/* room again */
 	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED);
 	assert_int_equal(ring_drain()->n, 1);
+}
+
+
+/* Client segments with COPY_COMMANDS: copied unless a line may be one to
+ * withhold - it starts (payload start, after CR or LF) with M, R, S in
+ * either case or with white space. */
+static void expect_command(const char *what, struct pkt_spec s, const char *payload, bool copied)
+{
+	uint8_t frame[PKT_MAX];
+	struct ring_read *rr;
+	size_t n, l3;
+
+	s.payload = payload;
+	n = build(&s, frame, &l3, NULL);
+	if (copied) {
+		expect_moved(what, frame, n, TC_ACT_OK, false, TLSGATE_CNT_COMMAND_COPIED, NO_COUNTER);
+		rr = ring_drain();
+		if (rr->n != 1 || rr->len[0] != n - l3 || memcmp(rr->pkt[0], frame + l3, n - l3))
+			fail_msg("%scopy missing or not the IP packet", what);
+	} else {
+		expect_moved(what, frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER, NO_COUNTER);
+		if (ring_drain()->n)
+			fail_msg("%sa withheld-class segment was copied", what);
+	}
+}
+
+static void check_command_copy(struct pkt_spec s)
+{
+	static const char *const copied[] = {
+		"EHLO client.example.org\r\n", "HELO x\r\n", "DATA\r\n", "QUIT\r\n",
+		"NOOP\r\nQUIT\r\n", "BDAT 5 LAST\r\nxmrsx", "hello\r\n.\r\n", "x MAIL FROM:<a@b>\r\n",
+		"EHLO mail.example.org\r\n", "AUTH PLAIN dGVzdA==\r\n", ".\r\nQUIT\r\n", "\r\n",
+	};
+	static const char *const marked_[] = {
+		"MAIL FROM:<a@example.org>\r\n", "mail from:<a@example.org>\r\n",
+		"RCPT TO:<b@example.net>\r\n", "rcpt to:<b@example.net>\r\n", "STARTTLS\r\n",
+		"starttls\r\n", "EHLO x\r\nMAIL FROM:<a>\r\n", "NOOP\rMAIL FROM:<a>\r\n",
+		"NOOP\nmail from:<a>\n", " MAIL FROM:<a>\r\n", "\tMAIL FROM:<a>\r\n",
+		"\vMAIL\r\n", "\fMAIL\r\n", "DATA\r\n RCPT TO:<b>\r\n", "QUIT\r\nR",
+		"RSET\r\n", "SEND FROM:<a>\r\n", "SAML FROM:<a>\r\n", "M", "s",
+		"hello\r\n.\r\nMAIL FROM:<a@secure.example.org>\r\n",
+	};
+	struct tlsgate_flow_key key;
+	struct pkt_spec v;
+	uint8_t frame[PKT_MAX];
+	char what[64], buf[700];
+	size_t i, n, len, j, k;
+
+	require_loaded();
+	ring_drain();
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
+	for (i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
+		snprintf(what, sizeof(what), "copied[%zu]: ", i);
+		expect_command(what, s, copied[i], true);
+	}
+	for (i = 0; i < sizeof(marked_) / sizeof(marked_[0]); i++) {
+		snprintf(what, sizeof(what), "marked[%zu]: ", i);
+		expect_command(what, s, marked_[i], false);
+	}
+	/* An 'M' at every position of payloads up to 600 bytes (words,
+	 * 32-byte blocks, the 512-byte chunk), with a line end before it or
+	 * not: marked exactly when it starts a line. */
+	for (len = 1; len <= 600; len += (len < 80 ? 1 : 37)) {
+		for (k = 0; k < len; k += (len < 80 ? 1 : 7)) {
+			for (j = 0; j < 3; j++) {
+				memset(buf, 'x', len);
+				buf[len] = '\0';
+				buf[k] = 'M';
+				if (k > 0 && j == 1)
+					buf[k - 1] = '\n';
+				if (k > 0 && j == 2)
+					buf[k - 1] = '\r';
+				snprintf(what, sizeof(what), "len %zu M at %zu eol %zu: ", len, k, j);
+				expect_command(what, s, buf, k > 0 && j == 0 ? true : false);
+			}
+		}
+	}
+	/* the client's SYN, FIN and RST, and a copy that does not fit: marked */
+	v = s;
+	v.flags = 0x02;
+	v.payload = "";
+	n = build(&v, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	v.flags = 0x11;
+	v.payload = "QUIT\r\n";
+	n = build(&v, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	v.flags = 0x14;
+	n = build(&v, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	{
+		static char big[TLSGATE_REPLY_COPY_MAX + 1];
+		memset(big, 'x', sizeof(big) - 1);
+		expect_command("too long to copy: ", s, big, false);
+	}
+	/* COPY_REPLIES alone leaves the client's segments queued */
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES, &key);
+	expect_command("replies only: ", s, "EHLO x\r\n", false);
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_COMMANDS, &key);
+	v = pkt_reverse(&s);
+	v.payload = "250 ok\r\n";
+	n = build(&v, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	assert_int_equal(ring_drain()->n, 0);
+}
+
+static void test_command_copy_v4(void **state)
+{
+	check_command_copy(spec_v4());
+}
+
+static void test_command_copy_v6(void **state)
+{
+	check_command_copy(spec_v6());
+}
+
+/* A CONTENT entry's end of data comes back; without a command line after
+ * it, it is copied rather than marked. */
+static void test_command_copy_content_end(void **state)
+{
+	struct pkt_spec s = spec_v4();
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value v;
+	uint8_t frame[PKT_MAX];
+	size_t n;
+
+	require_loaded();
+	ring_drain();
+	put_content(&s, s.seq, 1, &key);
+	v = get_flow(&key);
+	v.copy = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	s.payload = "last line\r\n.\r\nQUIT\r\n";
+	n = build(&s, frame, NULL, NULL);
+	expect_moved("", frame, n, TC_ACT_OK, false, TLSGATE_CNT_CONTENT_RETURNED,
+		     TLSGATE_CNT_COMMAND_COPIED);
+	expect_entry("", &key, TLSGATE_INSPECT, s.seq, 1);
+	assert_int_equal(ring_drain()->n, 1);
+	/* with a MAIL FROM pipelined behind it: marked */
+	put_content(&s, s.seq, 1, &key);
+	v = get_flow(&key);
+	v.copy = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	s.payload = "last line\r\n.\r\nMAIL FROM:<a@secure.example.org>\r\n";
+	n = build(&s, frame, NULL, NULL);
+	expect_content_returned("", frame, n, TLSGATE_DIR_TO_SERVER);
+	assert_int_equal(ring_drain()->n, 0);
 }
 
 int main(void)
@@ -1821,6 +1968,9 @@ int main(void)
 		cmocka_unit_test_setup(test_reply_copy_vlan, reset_flows),
 		cmocka_unit_test_setup(test_reply_copy_content_return, reset_flows),
 		cmocka_unit_test_setup(test_reply_copy_ring_full, reset_flows),
+		cmocka_unit_test_setup(test_command_copy_v4, reset_flows),
+		cmocka_unit_test_setup(test_command_copy_v6, reset_flows),
+		cmocka_unit_test_setup(test_command_copy_content_end, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
