@@ -47,6 +47,9 @@
 #ifndef READ_ONCE
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 #endif
+#ifndef WRITE_ONCE
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+#endif
 
 #define PARSE_TCP_FIN 0x01
 #define PARSE_TCP_SYN 0x02
@@ -494,14 +497,23 @@ static __always_inline void tagger_content_return(struct tlsgate_flow_value *val
 }
 
 /* A client segment of a flow whose commands are copied: copied and passed
- * unless a line in it may be one the daemon must withhold (or the copy
- * cannot be made); then it is marked. */
-static __always_inline int tagger_copy_command(struct __sk_buff *skb, __u32 l3_off, __u32 l3_len,
-					       __u32 off, long len)
+ * when it continues no line (the client segment before it in sequence
+ * ended with LF) and no line in it may be one the daemon must withhold
+ * (and the copy can be made); else marked. Either way it becomes the
+ * segment the next one is checked against. */
+static __always_inline int tagger_copy_command(struct __sk_buff *skb,
+					       struct tlsgate_flow_value *val, __u32 seq,
+					       __u32 l3_off, __u32 l3_len, __u32 off, long len)
 {
 	struct content_scan cs;
+	__u64 st = READ_ONCE(val->client_state);
+	__u8 last;
 
-	if (len <= 0 || len > TLSGATE_REPLY_COPY_MAX)
+	if (len <= 0 || len > TLSGATE_CONTENT_SCAN_MAX ||
+	    bpf_skb_load_bytes(skb, off + (__u32)len - 1, &last, 1) < 0)
+		return 0;
+	WRITE_ONCE(val->client_state, TLSGATE_CLIENT_STATE(seq + (__u32)len, last == '\n'));
+	if ((__u32)st != seq || !(st >> 32) || len > TLSGATE_REPLY_COPY_MAX)
 		return 0;
 	cs.skb = skb;
 	cs.off = off;
@@ -676,7 +688,8 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			}
 			if (dir == TLSGATE_DIR_TO_SERVER && (val->copy & TLSGATE_COPY_COMMANDS) &&
 			    !(((__u8 *)tcph)[13] & PARSE_TCP_SYN) &&
-			    tagger_copy_command(skb, tagger_off(l3, data), l3_len, l4_end, payload)) {
+			    tagger_copy_command(skb, val, bpf_ntohl(tcph->seq), tagger_off(l3, data),
+						l3_len, l4_end, payload)) {
 				__sync_fetch_and_add(&val->packets, 1);
 				__sync_fetch_and_add(&val->bytes, skb->len);
 				tagger_count(skb, TLSGATE_CNT_COMMAND_COPIED);

@@ -63,11 +63,13 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
  * reads the ring before each queued packet, so a reply is always seen
  * before the client segment that answers it.
  *   REPLIES:  the server's segments other than FIN/RST.
- *   COMMANDS: the client's segments other than SYN/FIN/RST in which no
- *             line - the payload's start, or after a CR or LF - begins
- *             with M, R or S (either case: MAIL, RCPT, STARTTLS, and
- *             whatever else) or with white space (" MAIL" is a MAIL to
- *             Postfix). Those may have to be withheld, and are marked. */
+ *   COMMANDS: the client's segments other than SYN/FIN/RST that follow,
+ *             in sequence, a client segment that ended with LF (so no
+ *             command line continues into them; see client_state) and in
+ *             which no line - the payload's start, or after a CR or LF -
+ *             begins with M, R or S (either case: MAIL, RCPT, STARTTLS,
+ *             and whatever else) or with white space (" MAIL" is a MAIL
+ *             to Postfix). Others may have to be withheld, and are marked. */
 #define TLSGATE_COPY_REPLIES 0x01
 #define TLSGATE_COPY_COMMANDS 0x02
 #define TLSGATE_REPLY_COPY_MAX 2048 /* a power of two (see the copy) */
@@ -137,8 +139,14 @@ struct tlsgate_flow_value {
 		      (reply_events) instead of the queue; set by the daemon
 		      for the plaintext dialog only */
 	__u8 pad2[3];
+	/* COPY_COMMANDS: the client's next sequence number after the last
+	 * client segment the program saw (low 32 bits), and bit 32 set when
+	 * that segment ended with LF. Written by the daemon at the SYN and by
+	 * the program for each client segment; one word, so it is read whole. */
+	__u64 client_state;
 };
-_Static_assert(sizeof(struct tlsgate_flow_value) == 40, "flow value layout");
+_Static_assert(sizeof(struct tlsgate_flow_value) == 48, "flow value layout");
+#define TLSGATE_CLIENT_STATE(next, lf) ((__u64)(__u32)(next) | ((__u64)!!(lf) << 32))
 
 /* Direction of a packet relative to the SMTP session. */
 enum tlsgate_dir {

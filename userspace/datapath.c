@@ -258,9 +258,11 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
 	return 0;
 }
 
-int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t copy)
+int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t copy,
+			 uint64_t client_state)
 {
-	struct tlsgate_flow_value val = { .verdict = TLSGATE_INSPECT, .copy = copy };
+	struct tlsgate_flow_value val = { .verdict = TLSGATE_INSPECT, .copy = copy,
+					  .client_state = client_state };
 	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
 		return -errno;
 	return 0;

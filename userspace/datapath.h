@@ -52,9 +52,10 @@ int datapath_set_verdict(struct datapath *dp, const struct tlsgate_flow_key *key
 int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key, uint32_t seq,
 			 bool line_end, const uint32_t *chunk_end, uint8_t copy);
 /* A flow under inspection; copy (TLSGATE_COPY_*): the segments that pass in
- * the kernel and are read from the reply ring (datapath_reply_ring_fd).
- * Returns 0 or -errno. */
-int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t copy);
+ * the kernel and are read from the reply ring (datapath_reply_ring_fd);
+ * client_state: TLSGATE_CLIENT_STATE(). Returns 0 or -errno. */
+int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t copy,
+			 uint64_t client_state);
 /* Returns 0 and fills *val, -ENOENT when the flow has no entry, or -errno. */
 int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
 		    struct tlsgate_flow_value *val);

@@ -204,12 +204,17 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
 	if (!f->session || f->verdict != TLSGATE_INSPECT || f->content || f->content_wanted)
 		return;
 	uint8_t want = 0;
+	uint32_t next = 0;
 	if (d->replies && !d->cfg.no_offload && !f->midstream &&
-	    session_info(f->session)->phase <= SESSION_PHASE_SMTP && !gate_refusal_waits(f))
+	    session_info(f->session)->phase <= SESSION_PHASE_SMTP && !gate_refusal_waits(f) &&
+	    session_client_next(f->session, &next))
 		want = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
 	if (want == f->copy)
 		return;
-	int err = datapath_set_inspect(d->dp, &f->key, want);
+	/* At the SYN the client's stream is at a line start; later (a write
+	 * that failed before) the kernel learns it from the next segment. */
+	bool fresh = f->queued_packets + f->copied_packets <= 1;
+	int err = datapath_set_inspect(d->dp, &f->key, want, TLSGATE_CLIENT_STATE(next, fresh));
 	if (err < 0) {
 		log_warnx_rl(&d->rl, "cannot %s copies for a flow: %s", want ? "start" : "stop",
 			     strerror(-err));

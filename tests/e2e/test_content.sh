@@ -24,6 +24,9 @@
 #  E. a server that never answers the chunks (IPv4): the refusal waits
 #     10 s for those replies, then answers them itself (451 each) and the
 #     secure MAIL FROM (550), one reply per command.
+#  F. a secure-mode MAIL FROM split across segments (in its address, its
+#     CRLF alone, a leading space) is refused; an ordinary one split the
+#     same way gets the server's 250 (IPv4 and IPv6).
 #
 # How this fails when it should: with --no-offload (content never handed
 # over) the counter checks fail; a tagger that passed the final "."
@@ -173,5 +176,27 @@ check "mute server: the secure-mode MAIL FROM got 550 5.7.4, in its place" \
 check "mute server: RCPT and BDAT after it got 503 and 554" grep -qzE 'RCPT2 503 .*DOT2 554 ' <<<"$out"
 check "mute server: the refusal waited for the server (>= 9 s)" world_in_range "$waited" 9 60
 kill $mute_pid 2>/dev/null
+
+# F. Command lines split across segments, IPv4 and IPv6. The tagger copies
+# and passes client segments that hold no line to withhold, but never one
+# that continues a line: the end of a secure-mode MAIL FROM sent alone (or
+# just its CRLF) is withheld with it, and refused.
+for v in 4 6; do
+	if [ "$v" = 4 ]; then server=198.51.100.30; else server=2001:db8:2::30; fi
+	split() { world_exec in "$WORLD_PY" tests/e2e/split_command.py "$server" "$@"; }
+	out=$(split 'MAIL FROM:<alice@sec' 'ure.world.test>\r\n')
+	diag "IPv$v split in the address: $out"
+	check "IPv$v: a secure MAIL FROM split in its address is refused" grep -qE '^550 5\.7\.4 tlsgate' <<<"$out"
+	out=$(split 'MAIL FROM:<alice@secure.world.test>' '\r\n')
+	diag "IPv$v CRLF alone: $out"
+	check "IPv$v: a secure MAIL FROM whose CRLF comes alone is refused" grep -qE '^550 5\.7\.4 tlsgate' <<<"$out"
+	out=$(split 'NOOP\r\n M' 'AIL FROM:<alice@secure.world.test>\r\n')
+	diag "IPv$v leading space, split: $out"
+	check "IPv$v: ' MAIL FROM' (Postfix reads MAIL) split after its M is refused" \
+		grep -qE '^550 5\.7\.4 tlsgate' <<<"$out"
+	out=$(split 'MAIL FROM:<bob@in.wo' 'rld.test>\r\n')
+	diag "IPv$v ordinary, split: $out"
+	check "IPv$v: an ordinary MAIL FROM split the same way is the server's 250" grep -qE '^250 ' <<<"$out"
+done
 
 done_testing

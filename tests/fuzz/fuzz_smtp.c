@@ -18,7 +18,13 @@
  *
  * A second session sees every byte. While only handovers are used and no
  * reassembly bound is hit, both must report the same commands, and
- * session_content_ready() must match the stream (next seq, line end). */
+ * session_content_ready() must match the stream (next seq, line end).
+ *
+ * Command copies (TLSGATE_COPY_COMMANDS): a model of the tagger's rule says
+ * which client chunks would pass as copies; no line that the command parser
+ * reads as MAIL, RCPT or STARTTLS may end (its LF) in such a chunk, since
+ * the daemon withholds the segment that completes the line. */
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -199,6 +205,48 @@ static size_t control(struct fuzz *f, const uint8_t *p, size_t n)
 	return 1 + width;
 }
 
+/* The tagger's command-copy rule, for a client segment p[0..n) that follows
+ * the stream's byte prev (or starts it: prev '\n'). */
+static bool command_copy_model(const uint8_t *p, size_t n, uint8_t prev)
+{
+	size_t i;
+
+	if (!n || prev != '\n')
+		return false;
+	for (i = 0; i < n; i++) {
+		uint8_t c = p[i], f = c | 0x20;
+		bool start = i == 0 || p[i - 1] == '\r' || p[i - 1] == '\n';
+		if (start && (f == 'm' || f == 'r' || f == 's' || c == ' ' || c == '\t' ||
+			      c == '\v' || c == '\f'))
+			return false;
+	}
+	return true;
+}
+
+/* stream[0..len): the client's bytes in order; chunk_of[i]: the client
+ * chunk byte i came in; copied[k]: the model's answer for chunk k. */
+static void check_command_copies(const uint8_t *stream, size_t len, const size_t *chunk_of,
+				 const bool *copied)
+{
+	size_t start = 0, i;
+
+	for (i = 0; i < len; i++) {
+		struct smtp_command c;
+		size_t ll = i - start;
+
+		if (stream[i] != '\n')
+			continue;
+		if (ll && stream[i - 1] == '\r')
+			ll--;
+		if (!smtp_command_parse((const char *)stream + start, ll, &c) &&
+		    (c.verb == SMTP_VERB_MAIL || c.verb == SMTP_VERB_RCPT ||
+		     c.verb == SMTP_VERB_STARTTLS) &&
+		    copied[chunk_of[i]])
+			__builtin_trap(); /* would reach the server unjudged */
+		start = i + 1;
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct session_limits lim = { 0, 0 };
@@ -227,6 +275,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		deliver(&f, &syn);
 		deliver(&f, &sa);
 	}
+	uint8_t *stream = malloc(size);
+	size_t *chunk_of = malloc(size * sizeof(*chunk_of)), slen = 0, nchunks = 0;
+	bool *copied = malloc(size * sizeof(*copied));
+	if (!stream || !chunk_of || !copied)
+		goto out_free;
 	for (i = 1; i < size;) {
 		int dir = data[i] >> 7;
 		bool ooo = data[i] & 0x40;
@@ -239,6 +292,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (n > size - i)
 			n = size - i;
+		if (dir == C && n) {
+			copied[nchunks] = command_copy_model(data + i, n, slen ? stream[slen - 1] : '\n');
+			for (size_t k = 0; k < n; k++) {
+				chunk_of[slen] = nchunks;
+				stream[slen++] = data[i + k];
+			}
+			nchunks++;
+		}
 		if (ooo && !f.held[dir].held) {
 			f.held[dir].p = data + i;
 			f.held[dir].n = n;
@@ -267,8 +328,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!f.raw_skip && !reasm_lost(&f) &&
 	    (f.cmds.h != f.ref_cmds.h || f.cmds.n != f.ref_cmds.n))
 		__builtin_trap();
+	if (!f.raw_skip)
+		check_command_copies(stream, slen, chunk_of, copied);
 	o = session_summary_json(f.s, NULL);
 	json_decref(o);
+out_free:
+	free(stream);
+	free(chunk_of);
+	free(copied);
 out:
 	session_free(f.s);
 	session_free(f.ref);

@@ -1771,6 +1771,15 @@ static void test_reply_copy_ring_full(void **state)
 /* Client segments with COPY_COMMANDS: copied unless a line may be one to
  * withhold - it starts (payload start, after CR or LF) with M, R, S in
  * either case or with white space. */
+static void set_client_state(const struct tlsgate_flow_key *key, uint32_t next, bool lf)
+{
+	struct tlsgate_flow_value v = get_flow(key);
+
+	v.client_state = TLSGATE_CLIENT_STATE(next, lf);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &v, BPF_EXIST), 0);
+}
+
+/* Runs a client segment s with payload against the entry as it is. */
 static void expect_command(const char *what, struct pkt_spec s, const char *payload, bool copied)
 {
 	uint8_t frame[PKT_MAX];
@@ -1818,11 +1827,57 @@ static void check_command_copy(struct pkt_spec s)
 	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
 	for (i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
 		snprintf(what, sizeof(what), "copied[%zu]: ", i);
+		set_client_state(&key, s.seq, true);
 		expect_command(what, s, copied[i], true);
+		/* what the next segment is checked against */
+		assert_true(get_flow(&key).client_state ==
+			    TLSGATE_CLIENT_STATE(s.seq + strlen(copied[i]),
+						 copied[i][strlen(copied[i]) - 1] == '\n'));
 	}
 	for (i = 0; i < sizeof(marked_) / sizeof(marked_[0]); i++) {
 		snprintf(what, sizeof(what), "marked[%zu]: ", i);
+		set_client_state(&key, s.seq, true);
 		expect_command(what, s, marked_[i], false);
+		assert_true(get_flow(&key).client_state ==
+			    TLSGATE_CLIENT_STATE(s.seq + strlen(marked_[i]),
+						 marked_[i][strlen(marked_[i]) - 1] == '\n'));
+	}
+	/* Only in sequence after a segment that ended with LF: a command line
+	 * split across segments is marked in both, and a segment out of
+	 * order, retransmitted or after a lost one is marked. */
+	{
+		struct pkt_spec t = s;
+		const char *a = "MAIL FROM:<x@sec", *b = "ure.example.org>\r\n", *c = "QUIT\r\n";
+
+		set_client_state(&key, t.seq, true);
+		expect_command("split 1: ", t, a, false);
+		t.seq += (uint32_t)strlen(a);
+		expect_command("split 2: ", t, b, false);
+		t.seq += (uint32_t)strlen(b);
+		expect_command("after the split line: ", t, c, true);
+		expect_command("retransmitted: ", t, c, false);
+		t.seq += (uint32_t)strlen(c);
+		expect_command("after the same again: ", t, c, true);
+		t.seq -= (uint32_t)strlen(c);
+		expect_command("an older one again: ", t, c, false);
+		t.seq += (uint32_t)strlen(c);
+		expect_command("after it (the state went back): ", t, c, true);
+		t.seq -= 2 * (uint32_t)strlen(c);
+		expect_command("two back: ", t, c, false);
+		t.seq += 3 * (uint32_t)strlen(c);
+		expect_command("a newer one after that: ", t, c, false);
+		t.seq += (uint32_t)strlen(c);
+		expect_command("in sequence again: ", t, c, true);
+		t.seq += 100;
+		expect_command("after a hole: ", t, c, false);
+		t.seq += (uint32_t)strlen(c);
+		expect_command("NOOP ending in CR: ", t, "NOOP\r", true);
+		t.seq += 5;
+		expect_command("after a CR without LF: ", t, "\nQUIT\r\n", false);
+		set_client_state(&key, t.seq - 1, true);
+		expect_command("one byte off: ", t, c, false);
+		set_client_state(&key, t.seq + 1, true);
+		expect_command("one byte ahead: ", t, c, false);
 	}
 	/* An 'M' at every position of payloads up to 600 bytes (words,
 	 * 32-byte blocks, the 512-byte chunk), with a line end before it or
@@ -1838,6 +1893,7 @@ static void check_command_copy(struct pkt_spec s)
 				if (k > 0 && j == 2)
 					buf[k - 1] = '\r';
 				snprintf(what, sizeof(what), "len %zu M at %zu eol %zu: ", len, k, j);
+				set_client_state(&key, s.seq, true);
 				expect_command(what, s, buf, k > 0 && j == 0 ? true : false);
 			}
 		}
@@ -1858,10 +1914,12 @@ static void check_command_copy(struct pkt_spec s)
 	{
 		static char big[TLSGATE_REPLY_COPY_MAX + 1];
 		memset(big, 'x', sizeof(big) - 1);
+		set_client_state(&key, s.seq, true);
 		expect_command("too long to copy: ", s, big, false);
 	}
 	/* COPY_REPLIES alone leaves the client's segments queued */
 	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES, &key);
+	set_client_state(&key, s.seq, true);
 	expect_command("replies only: ", s, "EHLO x\r\n", false);
 	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_COMMANDS, &key);
 	v = pkt_reverse(&s);
@@ -1896,6 +1954,7 @@ static void test_command_copy_content_end(void **state)
 	put_content(&s, s.seq, 1, &key);
 	v = get_flow(&key);
 	v.copy = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	v.client_state = TLSGATE_CLIENT_STATE(s.seq, 1);
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
 	s.payload = "last line\r\n.\r\nQUIT\r\n";
 	n = build(&s, frame, NULL, NULL);
@@ -1907,8 +1966,20 @@ static void test_command_copy_content_end(void **state)
 	put_content(&s, s.seq, 1, &key);
 	v = get_flow(&key);
 	v.copy = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	v.client_state = TLSGATE_CLIENT_STATE(s.seq, 1);
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
 	s.payload = "last line\r\n.\r\nMAIL FROM:<a@secure.example.org>\r\n";
+	n = build(&s, frame, NULL, NULL);
+	expect_content_returned("", frame, n, TLSGATE_DIR_TO_SERVER);
+	assert_int_equal(ring_drain()->n, 0);
+	/* the client state as the content left it (not where the kernel's
+	 * content passing got to): marked */
+	put_content(&s, s.seq, 1, &key);
+	v = get_flow(&key);
+	v.copy = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	v.client_state = TLSGATE_CLIENT_STATE(s.seq - 1000, 1);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	s.payload = "last line\r\n.\r\nQUIT\r\n";
 	n = build(&s, frame, NULL, NULL);
 	expect_content_returned("", frame, n, TLSGATE_DIR_TO_SERVER);
 	assert_int_equal(ring_drain()->n, 0);

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""split_command.py SERVER PART [PART...]: an SMTP client that says EHLO,
+then sends each PART in its own TCP segment (TCP_NODELAY, 0.3 s apart), and
+prints the server's reply to the last command the parts make up ("CODE
+TEXT"). Parts are Python string literals' escapes decoded (\\r\\n)."""
+import socket
+import sys
+import time
+
+
+def reply(f):
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            return "closed connection closed"
+        lines.append(line.decode(errors="replace").rstrip("\r\n"))
+        if len(line) < 4 or line[3:4] != b"-":
+            return lines[-1]
+
+
+def main():
+    server, parts = sys.argv[1], sys.argv[2:]
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect((server, 25))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    reply(f)
+    s.sendall(b"EHLO in.world.test\r\n")
+    reply(f)
+    data = [p.encode().decode("unicode_escape").encode("latin-1") for p in parts]
+    for i, p in enumerate(data):
+        if i:
+            time.sleep(0.3)
+        s.sendall(p)
+    last = ""
+    for _ in range(b"".join(data).count(b"\n")):
+        last = reply(f)
+    print(last)
+    try:
+        s.sendall(b"QUIT\r\n")
+        reply(f)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    main()
