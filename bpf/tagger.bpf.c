@@ -449,21 +449,31 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
 /* A server segment of a flow whose replies are copied: the IP packet (l3_len
  * bytes from l3_off) into reply_events. False when it cannot be (too long,
  * ring full): the segment is then marked like any other. */
+static __always_inline int tagger_copy_fill(struct __sk_buff *skb, struct tlsgate_reply_event *e,
+					    __u32 l3_off, __u32 l3_len);
+
 static __always_inline int tagger_copy_reply(struct __sk_buff *skb, __u32 l3_off, __u32 l3_len)
 {
 	struct tlsgate_reply_event *e;
-	__u32 n = l3_len;
 
-	if (n == 0 || n > TLSGATE_REPLY_COPY_MAX)
+	if (l3_len == 0 || l3_len > TLSGATE_REPLY_COPY_MAX)
 		return 0;
 	e = bpf_ringbuf_reserve(&reply_events, sizeof(*e), 0);
 	if (!e) {
 		tagger_count(skb, TLSGATE_CNT_REPLY_QUEUED);
 		return 0;
 	}
-	/* n is 1..TLSGATE_REPLY_COPY_MAX already; the mask (a power of two)
-	 * shows the verifier the bound. */
-	n = ((n - 1) & (TLSGATE_REPLY_COPY_MAX - 1)) + 1;
+	return tagger_copy_fill(skb, e, l3_off, l3_len);
+}
+
+/* Fills and submits a reserved copy (l3_len 1..TLSGATE_REPLY_COPY_MAX), or
+ * discards it when the packet cannot be read. */
+static __always_inline int tagger_copy_fill(struct __sk_buff *skb, struct tlsgate_reply_event *e,
+					    __u32 l3_off, __u32 l3_len)
+{
+	/* The mask (a power of two) shows the verifier the bound. */
+	__u32 n = ((l3_len - 1) & (TLSGATE_REPLY_COPY_MAX - 1)) + 1;
+
 	if (bpf_skb_load_bytes(skb, l3_off, e->pkt, n) < 0) {
 		bpf_ringbuf_discard(e, 0);
 		return 0;
@@ -505,26 +515,42 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 					       struct tlsgate_flow_value *val, __u32 seq,
 					       __u32 l3_off, __u32 l3_len, __u32 off, long len)
 {
+	struct tlsgate_reply_event *e = NULL;
 	struct content_scan cs;
-	__u64 st = READ_ONCE(val->client_state);
+	__u64 st;
 	__u8 last;
 
 	if (len <= 0 || len > TLSGATE_CONTENT_SCAN_MAX ||
 	    bpf_skb_load_bytes(skb, off + (__u32)len - 1, &last, 1) < 0)
 		return 0;
-	WRITE_ONCE(val->client_state, TLSGATE_CLIENT_STATE(seq + (__u32)len, last == '\n'));
-	if ((__u32)st != seq || !(st >> 32) || len > TLSGATE_REPLY_COPY_MAX)
+	cs.stop = 1;
+	if (l3_len <= TLSGATE_REPLY_COPY_MAX) {
+		cs.skb = skb;
+		cs.off = off;
+		cs.len = (__u32)len;
+		cs.line_end = 1; /* the payload's start counts as a line's */
+		cs.stop = 0;
+		cs.commands = ~0ull;
+		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
+	}
+	/* The copy is reserved before the state moves on (an exchange, fully
+	 * ordered): whoever sees the new state - a later segment, marked and
+	 * queued - finds this copy's place in the ring taken already, so the
+	 * daemon knows to wait for it (see daemon_client_gap()). */
+	if (!cs.stop) {
+		e = bpf_ringbuf_reserve(&reply_events, sizeof(*e), 0);
+		if (!e)
+			tagger_count(skb, TLSGATE_CNT_REPLY_QUEUED);
+	}
+	st = __sync_lock_test_and_set(&val->client_state,
+				      TLSGATE_CLIENT_STATE(seq + (__u32)len, last == '\n'));
+	if (!e)
 		return 0;
-	cs.skb = skb;
-	cs.off = off;
-	cs.len = (__u32)len;
-	cs.line_end = 1; /* the payload's start counts as a line's */
-	cs.stop = 0;
-	cs.commands = ~0ull;
-	bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
-	if (cs.stop)
+	if ((__u32)st != seq || !(st >> 32)) {
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return 0;
-	return tagger_copy_reply(skb, l3_off, l3_len);
+	}
+	return tagger_copy_fill(skb, e, l3_off, l3_len);
 }
 
 SEC("tc")

@@ -29,6 +29,7 @@
 #include <spawn.h>
 #include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -57,9 +58,10 @@
 
 #define TLSGATED_MAX_PORTS TLSGATE_MAX_PORTS
 #define KERNEL_SCAN_INTERVAL_NS (10ull * 1000000000ull)
-/* Reads of the reply ring (10 us apart) for a copy a queued client
- * segment must not overtake. */
-#define DAEMON_GAP_TRIES 20
+/* Reads of the reply ring (1 us apart) for a copy a queued client segment
+ * must not overtake: a copy is filled within microseconds of its place
+ * being taken. */
+#define DAEMON_GAP_TRIES 1000
 
 #define PROBES_RUNNING_MAX 4
 #define PROBES_QUEUED_MAX 64
@@ -119,6 +121,7 @@ struct daemon {
 	struct dnslearn *dns;
 	struct ring_buffer *replies; /* server segments copied by the tagger */
 	bool replies_stale;          /* draining a previous run's copies */
+	void *ring_cons, *ring_prod; /* its consumer and producer position pages */
 	bool reading_replies;
 	uint64_t replies_read, replies_bad, gap_drops;
 	struct web *web;
@@ -226,24 +229,41 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
 		daemon_read_replies(d); /* copies made before the change */
 }
 
-/* A queued client segment that starts beyond what the session has: the copy
- * of a segment before it may not be in the ring yet (made on another CPU).
- * Judged without it, a command line behind it could reach the server
- * unjudged. Waits a little for the copy; true when it is still missing
- * (the segment is dropped, and the client sends it again). */
+/* The reply ring's positions (read-only mappings of its first two pages). */
+static uint64_t ring_pos(const void *page)
+{
+	return page ? __atomic_load_n((const unsigned long *)page, __ATOMIC_ACQUIRE) : 0;
+}
+
+static bool daemon_client_behind(struct flow *f, const struct flowkey_packet *p)
+{
+	uint32_t next;
+	return f->session && f->verdict == TLSGATE_INSPECT &&
+	       session_client_next(f->session, &next) && (int32_t)(p->seq - next) > 0;
+}
+
+/* A queued client segment that starts beyond what the session has. If the
+ * bytes before it were a copy, judging it without them could let a
+ * command line reach the server unjudged. The tagger reserves a copy's
+ * place in the ring before the segment after it can be marked, so every
+ * copy that may be missing sits before the ring's producer position now:
+ * once the ring is read up to there, what is still missing was queued (or
+ * lost) and the segment is taken as before - held by the reassembly until
+ * the hole is filled. True only if that does not happen within a bound
+ * (the segment is dropped; the client sends it again). */
 static bool daemon_client_gap(struct daemon *d, struct flow *f, const struct flowkey_packet *p)
 {
+	gate_content_sync(d->gate, f, p);
+	if (!daemon_client_behind(f, p))
+		return false;
+	uint64_t upto = ring_pos(d->ring_prod);
 	for (int i = 0; i < DAEMON_GAP_TRIES; i++) {
-		uint32_t next;
-		gate_content_sync(d->gate, f, p);
-		if (!f->session || f->verdict != TLSGATE_INSPECT ||
-		    !session_client_next(f->session, &next) || (int32_t)(p->seq - next) <= 0)
-			return false;
-		if (i) {
-			struct timespec ts = { 0, 10000 };
-			nanosleep(&ts, NULL);
-		}
 		daemon_read_replies(d);
+		gate_content_sync(d->gate, f, p);
+		if (!daemon_client_behind(f, p) || (int64_t)(ring_pos(d->ring_cons) - upto) >= 0)
+			return false;
+		struct timespec ts = { 0, 1000 };
+		nanosleep(&ts, NULL);
 	}
 	return true;
 }
@@ -1045,6 +1065,10 @@ static void daemon_teardown(struct daemon *d)
 	web_close(d->web);
 	dnslearn_close(d->dns);
 	ring_buffer__free(d->replies);
+	if (d->ring_cons && d->ring_cons != MAP_FAILED)
+		munmap(d->ring_cons, (size_t)sysconf(_SC_PAGESIZE));
+	if (d->ring_prod && d->ring_prod != MAP_FAILED)
+		munmap(d->ring_prod, (size_t)sysconf(_SC_PAGESIZE));
 	free(d->web_token);
 	for (size_t i = 0; i < d->probe_queued; i++)
 		free(d->probe_queue[i]);
@@ -1261,6 +1285,18 @@ int main(int argc, char **argv)
 			d.replies_stale = true;
 			ring_buffer__consume(d.replies);
 			d.replies_stale = false;
+			long ps = sysconf(_SC_PAGESIZE);
+			int rfd = datapath_reply_ring_fd(d.dp);
+			d.ring_cons = mmap(NULL, (size_t)ps, PROT_READ, MAP_SHARED, rfd, 0);
+			d.ring_prod = mmap(NULL, (size_t)ps, PROT_READ, MAP_SHARED, rfd, ps);
+			if (d.ring_cons == MAP_FAILED || d.ring_prod == MAP_FAILED) {
+				/* Without the positions a copy cannot be told from
+				 * a queued segment: no copies at all. */
+				log_warn("server segments are queued, not copied: reply ring positions");
+				ring_buffer__free(d.replies);
+				d.replies = NULL;
+				d.ring_cons = d.ring_prod = NULL;
+			}
 		}
 	}
 	if (datapath_adopted(d.dp)) {

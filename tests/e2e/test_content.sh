@@ -177,6 +177,8 @@ check "mute server: RCPT and BDAT after it got 503 and 554" grep -qzE 'RCPT2 503
 check "mute server: the refusal waited for the server (>= 9 s)" world_in_range "$waited" 9 60
 kill $mute_pid 2>/dev/null
 
+diag "client segments dropped for a copy not yet read (replies.gap_drops): $(world_stats 'j["replies"]["gap_drops"]')"
+
 # F. Command lines split across segments, IPv4 and IPv6. The tagger copies
 # and passes client segments that hold no line to withhold, but never one
 # that continues a line: the end of a secure-mode MAIL FROM sent alone (or
