@@ -515,9 +515,9 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 					       struct tlsgate_flow_value *val, __u32 seq,
 					       __u32 l3_off, __u32 l3_len, __u32 off, long len)
 {
-	struct tlsgate_reply_event *e = NULL;
+	struct tlsgate_reply_event *e;
 	struct content_scan cs;
-	__u64 st;
+	__u64 st, next;
 	__u8 last;
 
 	if (len <= 0 || len > TLSGATE_CONTENT_SCAN_MAX ||
@@ -533,19 +533,23 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 		cs.commands = ~0ull;
 		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
 	}
+	next = TLSGATE_CLIENT_STATE(seq + (__u32)len, last == '\n');
+	if (cs.stop) {
+		__sync_lock_test_and_set(&val->client_state, next);
+		return 0;
+	}
 	/* The copy is reserved before the state moves on (an exchange, fully
 	 * ordered): whoever sees the new state - a later segment, marked and
 	 * queued - finds this copy's place in the ring taken already, so the
-	 * daemon knows to wait for it (see daemon_client_gap()). */
-	if (!cs.stop) {
-		e = bpf_ringbuf_reserve(&reply_events, sizeof(*e), 0);
-		if (!e)
-			tagger_count(skb, TLSGATE_CNT_REPLY_QUEUED);
-	}
-	st = __sync_lock_test_and_set(&val->client_state,
-				      TLSGATE_CLIENT_STATE(seq + (__u32)len, last == '\n'));
-	if (!e)
+	 * daemon knows to wait for it (see daemon_client_gap()). The pointer
+	 * is tested once (the 6.1 verifier loses a reference tested twice). */
+	e = bpf_ringbuf_reserve(&reply_events, sizeof(*e), 0);
+	if (!e) {
+		tagger_count(skb, TLSGATE_CNT_REPLY_QUEUED);
+		__sync_lock_test_and_set(&val->client_state, next);
 		return 0;
+	}
+	st = __sync_lock_test_and_set(&val->client_state, next);
 	if ((__u32)st != seq || !(st >> 32)) {
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return 0;

@@ -103,6 +103,11 @@ else
 	not_ok "status page on $web within ${BOOT_TMO} s"
 	diag "qemu: $(tail -5 "$VMDIR/qemu.log")"
 	tail -40 "$VMDIR/console.log" | sed 's/^/# console: /'
+	if kill -0 "$QEMU_PID" 2>/dev/null; then
+		# Why the daemon is not up, from inside (a verifier's refusal, say).
+		"$HERE/console.py" "$VMDIR/serial.sock" "$PW" \
+			"journalctl -u tlsgated --no-pager -n 60 | cut -c1-400" 120 2>&1 | sed 's/^/# vm journal: /'
+	fi
 	IMAGE_KEEP=1
 	done_testing
 	exit 1
