@@ -23,6 +23,9 @@
 #     refused by the BPF program alone (fail-closed) while an ordinary source
 #     still gets through (fail-open). The same after a deliberate stop
 #     (SIGTERM), until tlsgated --remove.
+#  8. a policy with a require_tls override as its only rule: mail to that
+#     domain's plaintext MX is deferred (451 4.7.x, policy-require-tls) and
+#     never reaches it; another domain on the same MX is delivered.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
@@ -263,5 +266,37 @@ check "tlsgated --remove exits 0" [ $? -eq 0 ]
 check "--remove: no NFQUEUE rule and no TC filter left in gw" world_gw_clean
 check "--remove: pin dir removed" [ ! -e "$(world_pin_dir)" ]
 check "--remove: the secure source connects (plain forwarding)" connect_from $SECURE_SRC
+
+# 8. A policy whose only rule is a per-domain override (no secure mode):
+# require_tls for plain.test, whose MX has no STARTTLS. The MAIL FROM
+# cannot be final there: the RCPT TO that names the domain is refused.
+cat >"$POL/p20.json" <<-EOF2
+	{
+		"policy_version": 1,
+		"serial": 20,
+		"expires": "2099-01-01T00:00:00Z",
+		"domains": { "plain.test": { "require_tls": true } }
+	}
+EOF2
+policy_sign "$POL/p20.json" 20 2099-01-01T00:00:00Z
+world_gw_start --policy-key "$POL/pub.key" --policy "$POL/p20.json" >/dev/null 2>&1
+check "restarted with an override-only policy (serial 20)" \
+	[ "$(world_stats 'j["policy"]["serial"]')" = 20 ]
+id=$(world_send user@plain.test "required TLS, plaintext MX")
+qid=$(queue_id "$id")
+if wait_log "$qid: to=<user@plain.test>.*status=deferred" 30; then
+	ok "require_tls for the recipient domain, plaintext MX: deferred"
+else
+	not_ok "require_tls for the recipient domain, plaintext MX: deferred"
+	world_dump_log in "$id"
+fi
+line=$(grep "$qid: to=<user@plain.test>.*deferred" "$WORLD_DIR/in/maillog" | tail -1)
+diag "$line"
+check "the deferral carries 451 4.7 and the rule policy-require-tls" \
+	grep -qE 'said: 451 4\.7\.[0-9] .*policy-require-tls' <<<"$line"
+check "nothing of it reached the MX" world_not world_find_message mx-plain "$id"
+id=$(world_send user@plain6.test "no override, plaintext MX")
+f=$(world_wait_delivered mx-plain "$id" 30)
+check "another domain on the same MX, no override: delivered" [ -n "$f" ]
 
 done_testing
