@@ -353,7 +353,7 @@ static long content_scan_block(__u64 i, void *arg)
 	 * end the data, whatever line ending the server honours; a dot-led
 	 * line ("..", ".x") cannot. */
 	/* A command line to withhold: one that starts (after a CR or LF, or
-	 * at the payload's start) with m, r or s in either case (OR 0x20
+	 * at the payload's start) with m, r, s or b in either case (OR 0x20
 	 * folds only 'M' onto 'm', and so on) or with white space. The LFs
 	 * after the payload start no such line. */
 	line_end = cs->line_end;
@@ -366,7 +366,8 @@ static long content_scan_block(__u64 i, void *arg)
 		starts = (eol << 8) | (line_end << 7);
 		folded = word | CONTENT_BYTES(0x20);
 		lead = content_bytes_eq(folded, 'm') | content_bytes_eq(folded, 'r') |
-		       content_bytes_eq(folded, 's') | content_bytes_eq(word, ' ') |
+		       content_bytes_eq(folded, 's') | content_bytes_eq(folded, 'b') |
+		       content_bytes_eq(word, ' ') |
 		       content_bytes_eq(word, '\t') | content_bytes_eq(word, '\v') |
 		       content_bytes_eq(word, '\f');
 		hits |= (content_bytes_eq(word, '.') & starts & ((eol >> 8) | next_eol) &

@@ -67,9 +67,10 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
  *             in sequence, a client segment that ended with LF (so no
  *             command line continues into them; see client_state) and in
  *             which no line - the payload's start, or after a CR or LF -
- *             begins with M, R or S (either case: MAIL, RCPT, STARTTLS,
- *             and whatever else) or with white space (" MAIL" is a MAIL
- *             to Postfix). Others may have to be withheld, and are marked. */
+ *             begins with M, R, S or B (either case: MAIL, RCPT, STARTTLS,
+ *             and BDAT, after whose chunk the daemon stops these copies),
+ *             or with white space (" MAIL" is a MAIL to Postfix). Others
+ *             may have to be withheld, and are marked. */
 #define TLSGATE_COPY_REPLIES 0x01
 #define TLSGATE_COPY_COMMANDS 0x02
 #define TLSGATE_REPLY_COPY_MAX 2048 /* a power of two (see the copy) */

@@ -52,6 +52,7 @@ struct gate_flow {
 	uint32_t server_seq;
 	/* A refusal that waits for replies the server owes (gate_block). */
 	bool refusal_deferred;
+	bool chunking; /* a BDAT line was seen: no more command copies */
 	uint64_t deferred_ns;       /* CLOCK_MONOTONIC when it began waiting */
 	unsigned int deferred_left; /* replies still pending when it is done */
 	struct flowkey_packet deferred; /* the withheld segment (no payload) */
@@ -728,6 +729,8 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 		g->seg_verbs[g->n_seg_verbs++] = (uint16_t)verb;
 	else
 		g->seg_verbs_over = true;
+	if (verb == SMTP_VERB_BDAT && f && f->gate)
+		f->gate->chunking = true;
 	if (!f || !f->gate || f->gate->block_pending || f->gate->decided)
 		return;
 	struct gate_flow *gf = f->gate;
@@ -1025,6 +1028,11 @@ static void gate_deferred_refuse_now(struct gate *g, struct flow *f, uint32_t se
 	gf->refusal_deferred = false;
 	gate_refuse(g, &q, &gf->pending, &v, q.seq);
 	gate_block_flow(g, f);
+}
+
+bool gate_chunking(const struct flow *f)
+{
+	return f->gate && f->gate->chunking;
 }
 
 bool gate_refusal_waits(const struct flow *f)

@@ -84,6 +84,9 @@ bool gate_withholds(const struct flow *f, const struct flowkey_packet *p);
 /* A flow whose content the kernel held: the session skips what passed
  * there (gate_before_segment() does this too). */
 void gate_content_sync(struct gate *g, struct flow *f, const struct flowkey_packet *p);
+/* The client has used BDAT (RFC 3030): a command may then start where a
+ * chunk ends, not after a line end. */
+bool gate_chunking(const struct flow *f);
 /* A refusal of the flow waits for replies the server owes. */
 bool gate_refusal_waits(const struct flow *f);
 /* A refusal that has waited 10 s for the server's owed replies is given

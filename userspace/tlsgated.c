@@ -212,6 +212,11 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
 	    session_info(f->session)->phase <= SESSION_PHASE_SMTP && !gate_refusal_waits(f) &&
 	    session_client_next(f->session, &next))
 		want = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	/* After a BDAT chunk the next command starts where the chunk ends,
+	 * after any byte: the tagger's line rule no longer finds it. The BDAT
+	 * line itself is queued (it starts with B). */
+	if (gate_chunking(f))
+		want &= (uint8_t)~TLSGATE_COPY_COMMANDS;
 	if (want == f->copy)
 		return;
 	/* At the SYN the client's stream is at a line start; later (a write

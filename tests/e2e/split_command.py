@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """split_command.py SERVER PART [PART...]: an SMTP client that says EHLO,
-then sends each PART in its own TCP segment (TCP_NODELAY, 0.3 s apart), and
+then sends each PART in its own TCP segment (TCP_NODELAY, SPLIT_DELAY
+seconds apart: 0.3 unless set), and
 prints the server's reply to the last command the parts make up ("CODE
 TEXT"). Parts are Python string literals' escapes decoded (\\r\\n)."""
+import os
 import socket
 import sys
 import time
@@ -33,7 +35,7 @@ def main():
     data = [p.encode().decode("unicode_escape").encode("latin-1") for p in parts]
     for i, p in enumerate(data):
         if i:
-            time.sleep(0.3)
+            time.sleep(float(os.environ.get("SPLIT_DELAY", "0.3")))
         s.sendall(p)
     last = ""
     for _ in range(b"".join(data).count(b"\n")):

@@ -216,7 +216,7 @@ static bool command_copy_model(const uint8_t *p, size_t n, uint8_t prev)
 	for (i = 0; i < n; i++) {
 		uint8_t c = p[i], f = c | 0x20;
 		bool start = i == 0 || p[i - 1] == '\r' || p[i - 1] == '\n';
-		if (start && (f == 'm' || f == 'r' || f == 's' || c == ' ' || c == '\t' ||
+		if (start && (f == 'm' || f == 'r' || f == 's' || f == 'b' || c == ' ' || c == '\t' ||
 			      c == '\v' || c == '\f'))
 			return false;
 	}

@@ -1804,7 +1804,7 @@ static void check_command_copy(struct pkt_spec s)
 {
 	static const char *const copied[] = {
 		"EHLO client.example.org\r\n", "HELO x\r\n", "DATA\r\n", "QUIT\r\n",
-		"NOOP\r\nQUIT\r\n", "BDAT 5 LAST\r\nxmrsx", "hello\r\n.\r\n", "x MAIL FROM:<a@b>\r\n",
+		"NOOP\r\nQUIT\r\n", "DATA\r\nxmrsbx", "hello\r\n.\r\n", "x MAIL FROM:<a@b>\r\n",
 		"EHLO mail.example.org\r\n", "AUTH PLAIN dGVzdA==\r\n", ".\r\nQUIT\r\n", "\r\n",
 	};
 	static const char *const marked_[] = {
@@ -1814,6 +1814,7 @@ static void check_command_copy(struct pkt_spec s)
 		"NOOP\nmail from:<a>\n", " MAIL FROM:<a>\r\n", "\tMAIL FROM:<a>\r\n",
 		"\vMAIL\r\n", "\fMAIL\r\n", "DATA\r\n RCPT TO:<b>\r\n", "QUIT\r\nR",
 		"RSET\r\n", "SEND FROM:<a>\r\n", "SAML FROM:<a>\r\n", "M", "s",
+		"BDAT 5 LAST\r\nxmrsx", "bdat 4\r\n", "NOOP\r\nBDAT 1\r\nx",
 		"hello\r\n.\r\nMAIL FROM:<a@secure.example.org>\r\n",
 	};
 	struct tlsgate_flow_key key;
