@@ -123,7 +123,7 @@ links=$(vm ip -br link)
 diag "$(tr '\n' ';' <<<"$links")"
 check "NICs named inside, outside, mgmt from /etc/tlsgate/interfaces" \
 	bash -c 'for n in inside outside mgmt; do grep -q "^$n " <<<"$1" || exit 1; done' _ "$links"
-fw=$(vm sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding | tr -d '\n')
+fw=$(vm sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding | tr -d ' \r\n')
 diag "forwarding (v4 v6): $fw"
 check "IP forwarding on (v4, v6)" [ "$fw" = 11 ]
 svc=$(vm systemctl show -p ActiveState,SubState,NRestarts,Type tlsgated.service | tr '\n' ' ')
