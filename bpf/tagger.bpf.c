@@ -277,6 +277,7 @@ struct content_scan {
 	__u32 len; /* payload bytes */
 	__u8 line_end; /* the byte before the next one is CR or LF */
 	__u8 stop;     /* a '.' alone between line ends, or a load failure */
+	__u8 bdat;     /* commands: a line starts with B (BDAT) */
 	__u64 commands; /* ~0: look for command lines to withhold instead
 			   (see TLSGATE_COPY_COMMANDS), 0: for a '.' */
 };
@@ -314,7 +315,7 @@ static long content_scan_block(__u64 i, void *arg)
 	struct content_scan *cs = arg;
 	struct content_chunk *buf;
 	__u32 zero = 0, off, at, n, w, next;
-	__u64 word, eol, next_eol, hits = 0, line_end, starts, folded, lead;
+	__u64 word, eol, next_eol, hits = 0, line_end, starts, folded, lead, bhits = 0;
 
 	off = (__u32)i * CONTENT_BLOCK;
 	if (off >= cs->len)
@@ -373,11 +374,15 @@ static long content_scan_block(__u64 i, void *arg)
 		hits |= (content_bytes_eq(word, '.') & starts & ((eol >> 8) | next_eol) &
 			 ~cs->commands) |
 			(lead & starts & cs->commands);
+		bhits |= content_bytes_eq(folded, 'b') & starts & cs->commands;
 		line_end = eol >> 63;
 	}
+	/* Commands: the whole payload is read, for a BDAT line after others. */
+	cs->bdat |= bhits != 0;
 	if (hits) {
 		cs->stop = 1;
-		return 1;
+		if (!cs->commands)
+			return 1;
 	}
 	cs->line_end = line_end;
 	return 0;
@@ -433,6 +438,7 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
 		cs.len = (__u32)len;
 		cs.line_end = STATE_LINE_END(s0);
 		cs.stop = 0;
+		cs.bdat = 0;
 		cs.commands = 0;
 		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
 		if (cs.stop)
@@ -522,20 +528,27 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	__u8 last;
 
 	if (len <= 0 || len > TLSGATE_CONTENT_SCAN_MAX ||
-	    bpf_skb_load_bytes(skb, off + (__u32)len - 1, &last, 1) < 0)
+	    bpf_skb_load_bytes(skb, off + (__u32)len - 1, &last, 1) < 0) {
+		/* not scanned: it may hold a BDAT line */
+		WRITE_ONCE(val->copy, READ_ONCE(val->copy) & ~(__u32)TLSGATE_COPY_COMMANDS);
 		return 0;
-	cs.stop = 1;
-	if (l3_len <= TLSGATE_REPLY_COPY_MAX) {
-		cs.skb = skb;
-		cs.off = off;
-		cs.len = (__u32)len;
-		cs.line_end = 1; /* the payload's start counts as a line's */
-		cs.stop = 0;
-		cs.commands = ~0ull;
-		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
 	}
+	cs.skb = skb;
+	cs.off = off;
+	cs.len = (__u32)len;
+	cs.line_end = 1; /* the payload's start counts as a line's */
+	cs.stop = 0;
+	cs.bdat = 0;
+	cs.commands = ~0ull;
+	bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
+	/* After a BDAT chunk a command starts after any byte, where the line
+	 * rule cannot see it: no more command copies for the flow. Cleared
+	 * before the state exchange below, so a later segment that matches
+	 * the new state reads it cleared (see the check after its exchange). */
+	if (cs.bdat)
+		WRITE_ONCE(val->copy, READ_ONCE(val->copy) & ~(__u32)TLSGATE_COPY_COMMANDS);
 	next = TLSGATE_CLIENT_STATE(seq + (__u32)len, last == '\n');
-	if (cs.stop) {
+	if (cs.stop || l3_len > TLSGATE_REPLY_COPY_MAX) {
 		__sync_lock_test_and_set(&val->client_state, next);
 		return 0;
 	}
@@ -551,7 +564,7 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 		return 0;
 	}
 	st = __sync_lock_test_and_set(&val->client_state, next);
-	if ((__u32)st != seq || !(st >> 32)) {
+	if ((__u32)st != seq || !(st >> 32) || !(READ_ONCE(val->copy) & TLSGATE_COPY_COMMANDS)) {
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return 0;
 	}

@@ -135,11 +135,11 @@ struct tlsgate_flow_value {
 	__u64 bytes;
 	__u64 verdict_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at verdict */
 	__u32 content_end; /* content_chunk: the chunk's end (host order) */
-	__u8 copy; /* TLSGATE_COPY_*, INSPECT (and CONTENT): segments that
-		      pass in the program with a copy to the daemon
-		      (reply_events) instead of the queue; set by the daemon
-		      for the plaintext dialog only */
-	__u8 pad2[3];
+	__u32 copy; /* TLSGATE_COPY_*, INSPECT (and CONTENT): segments that
+		       pass in the program with a copy to the daemon
+		       (reply_events) instead of the queue; set by the daemon
+		       for the plaintext dialog only; the program clears
+		       COMMANDS at a BDAT line */
 	/* COPY_COMMANDS: the client's next sequence number after the last
 	 * client segment the program saw (low 32 bits), and bit 32 set when
 	 * that segment ended with LF. Written by the daemon at the SYN and by

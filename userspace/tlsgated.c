@@ -204,7 +204,9 @@ static void daemon_read_replies(struct daemon *d);
  * queue does) and withholds all the client says: queued meanwhile. */
 static void daemon_copy_flags(struct daemon *d, struct flow *f)
 {
-	if (!f->session || f->verdict != TLSGATE_INSPECT || f->content || f->content_wanted)
+	/* Not while the kernel holds the content (it advances that entry);
+	 * a handover still to come writes f->copy as set here. */
+	if (!f->session || f->verdict != TLSGATE_INSPECT || f->content)
 		return;
 	uint8_t want = 0;
 	uint32_t next = 0;

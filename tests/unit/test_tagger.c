@@ -1836,13 +1836,30 @@ static void check_command_copy(struct pkt_spec s)
 						 copied[i][strlen(copied[i]) - 1] == '\n'));
 	}
 	for (i = 0; i < sizeof(marked_) / sizeof(marked_[0]); i++) {
+		bool bdat = strcasestr(marked_[i], "bdat") != NULL;
+
 		snprintf(what, sizeof(what), "marked[%zu]: ", i);
+		put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
 		set_client_state(&key, s.seq, true);
 		expect_command(what, s, marked_[i], false);
 		assert_true(get_flow(&key).client_state ==
 			    TLSGATE_CLIENT_STATE(s.seq + strlen(marked_[i]),
 						 marked_[i][strlen(marked_[i]) - 1] == '\n'));
+		/* a BDAT line (also after other lines) ends command copies */
+		if (bdat != !(get_flow(&key).copy & TLSGATE_COPY_COMMANDS))
+			fail_msg("%scommand copies %s", what, bdat ? "still on after BDAT" : "off");
 	}
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
+	set_client_state(&key, s.seq, true);
+	expect_command("MAIL, RCPT, then BDAT: ", s,
+		       "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 4 LAST\r\n", false);
+	assert_int_equal(get_flow(&key).copy, TLSGATE_COPY_REPLIES);
+	{
+		struct pkt_spec t = s;
+		t.seq += (uint32_t)strlen("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 4 LAST\r\n");
+		expect_command("right after it: ", t, "abcdQUIT\r\n", false);
+	}
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
 	/* Only in sequence after a segment that ended with LF: a command line
 	 * split across segments is marked in both, and a segment out of
 	 * order, retransmitted or after a lost one is marked. */
