@@ -235,6 +235,10 @@ _dns_unbound() {
 		  harden-referral-path: no
 		  aggressive-nsec: no
 		  prefetch: no
+		  # dns-dead must time out every time: without this, unbound soon
+		  # answers SERVFAIL at once for a server it has found down, and a
+		  # test of the probe's own DNS timeout sees no timeout.
+		  infra-keep-probing: yes
 		  # "test." is a special-use name unbound answers itself by default.
 		  local-zone: "test." nodefault
 		remote-control:
