@@ -17,6 +17,20 @@ wait_for() {
 }
 # wait_log PATTERN [TIMEOUT]: wait until the sender's maillog matches.
 wait_log() { wait_for "${2:-20}" grep -qE "$1" "$WORLD_DIR/in/maillog"; }
+# expect_deferred MSGID RCPT DESCRIPTION: one result, ok when the sending
+# Postfix defers the message to RCPT within 30 s; sets DEFERRED_QID and
+# DEFERRED_LINE (its last deferral line, also shown as a diag).
+expect_deferred() {
+	DEFERRED_QID=$(queue_id "$1")
+	if wait_log "$DEFERRED_QID: to=<$2>.*status=deferred" 30; then
+		ok "$3"
+	else
+		not_ok "$3"
+		world_dump_log in "$1"
+	fi
+	DEFERRED_LINE=$(grep "$DEFERRED_QID: to=<$2>.*deferred" "$WORLD_DIR/in/maillog" | tail -1)
+	diag "$DEFERRED_LINE"
+}
 # send_as FROM TO SUBJECT: inject a message with that envelope sender;
 # prints its Message-ID.
 send_as() {

@@ -128,17 +128,10 @@ tls_off() {
 tls_off none
 sleep 1
 id=$(world_send user@tls.test "downgrade")
-qid=$(queue_id "$id")
-if wait_log "$qid: to=<user@tls.test>.*status=deferred" 30; then
-	ok "STARTTLS missing at a TLS-history MX: deferred"
-else
-	not_ok "STARTTLS missing at a TLS-history MX: deferred"
-	world_dump_log in "$id"
-fi
-line=$(grep "$qid: to=<user@tls.test>.*deferred" "$WORLD_DIR/in/maillog" | tail -1)
-diag "$line"
+expect_deferred "$id" user@tls.test "STARTTLS missing at a TLS-history MX: deferred"
+qid=$DEFERRED_QID
 check "the deferral carries 451 4.7.4 and the rule tls-history" \
-	grep -qE 'said: 451 4\.7\.4 .*tls-history' <<<"$line"
+	grep -qE 'said: 451 4\.7\.4 .*tls-history' <<<"$DEFERRED_LINE"
 check "the destination is locked in the store" \
 	[ "$(sql "select locked from tls_history where mx='198.51.100.20'")" = 1 ]
 tls_off may
@@ -283,17 +276,9 @@ world_gw_start --policy-key "$POL/pub.key" --policy "$POL/p20.json" >/dev/null 2
 check "restarted with an override-only policy (serial 20)" \
 	[ "$(world_stats 'j["policy"]["serial"]')" = 20 ]
 id=$(world_send user@plain.test "required TLS, plaintext MX")
-qid=$(queue_id "$id")
-if wait_log "$qid: to=<user@plain.test>.*status=deferred" 30; then
-	ok "require_tls for the recipient domain, plaintext MX: deferred"
-else
-	not_ok "require_tls for the recipient domain, plaintext MX: deferred"
-	world_dump_log in "$id"
-fi
-line=$(grep "$qid: to=<user@plain.test>.*deferred" "$WORLD_DIR/in/maillog" | tail -1)
-diag "$line"
+expect_deferred "$id" user@plain.test "require_tls for the recipient domain, plaintext MX: deferred"
 check "the deferral carries 451 4.7 and the rule policy-require-tls" \
-	grep -qE 'said: 451 4\.7\.[0-9] .*policy-require-tls' <<<"$line"
+	grep -qE 'said: 451 4\.7\.[0-9] .*policy-require-tls' <<<"$DEFERRED_LINE"
 check "nothing of it reached the MX" world_not world_find_message mx-plain "$id"
 id=$(world_send user@plain6.test "no override, plaintext MX")
 f=$(world_wait_delivered mx-plain "$id" 30)
