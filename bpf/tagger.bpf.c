@@ -3,7 +3,8 @@
  * outside interfaces. For TCP on an SMTP port (smtp_ports) it looks the
  * connection up in the flow map, keyed the same way in both directions:
  *   no entry / INSPECT -> set the inspection mark (one netfilter rule sends
- *                         marked packets to NFQUEUE), TC_ACT_OK
+ *                         marked packets to NFQUEUE), TC_ACT_OK; so is a
+ *                         client's SYN whatever the entry (a new connection)
  *   PASS               -> TC_ACT_OK untouched; the entry's counters grow
  *   BLOCK              -> TC_ACT_SHOT; the entry's counters grow
  *   CONTENT            -> message content: a client segment at the expected
@@ -54,6 +55,7 @@
 #define PARSE_TCP_FIN 0x01
 #define PARSE_TCP_SYN 0x02
 #define PARSE_TCP_RST 0x04
+#define PARSE_TCP_ACK 0x10
 
 /* Set through rodata by the loader before load. */
 const volatile __u32 inspect_mark = TLSGATE_MARK_INSPECT;
@@ -588,6 +590,8 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	void *l3;
 	long payload;
 	__u16 sport, dport;
+	__u8 tcp_flags;
+	int reopen;
 	int proto;
 
 	/* Rarely taken; the only helper that moves packet data, so data and
@@ -702,7 +706,14 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		tagger_content_return(val);
 		tagger_count(skb, TLSGATE_CNT_CONTENT_RETURNED);
 	}
-	if (!val || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_CONTENT) {
+	/* A client's SYN opens a new connection, whatever the entry says of
+	 * an old one on the same addresses and ports (it closed unseen:
+	 * offloaded, blocked, or forgotten by the daemon): the daemon judges
+	 * the new one from the start. */
+	tcp_flags = ((__u8 *)tcph)[13];
+	reopen = val && dir == TLSGATE_DIR_TO_SERVER && (tcp_flags & PARSE_TCP_SYN) &&
+		 !(tcp_flags & PARSE_TCP_ACK);
+	if (!val || reopen || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_CONTENT) {
 		if (tagger_fail_closed(dir == TLSGATE_DIR_TO_SERVER ? saddr : daddr)) {
 			tagger_count(skb, TLSGATE_CNT_FAILCLOSED);
 			return TC_ACT_SHOT;

@@ -25,6 +25,8 @@ struct flow {
 	bool client_is_lo; /* the client is the key's (addr_lo, port_lo) side */
 	bool midstream;    /* first packet seen was not a SYN */
 	bool adopted;      /* found in the pinned map at start */
+	bool syn_seen;     /* began with the client's SYN, sequence syn_seq */
+	uint32_t syn_seq;
 	uint8_t verdict;   /* enum tlsgate_verdict */
 	bool content;      /* inspecting, with the message content handed to the
 			      kernel (TLSGATE_CONTENT) until it returns */

@@ -104,6 +104,7 @@ struct daemon_stats {
 	uint64_t offloaded;     /* flows handed to the kernel as PASS */
 	uint64_t blocked;       /* flows blocked */
 	uint64_t closed;        /* ended while inspected */
+	uint64_t reopened;      /* a new connection on a known flow's key */
 	uint64_t expired;       /* removed after idle timeout */
 	uint64_t adopted;       /* found in the pinned map at start */
 	uint64_t limit;         /* judged at a buffer bound */
@@ -332,6 +333,18 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	}
 	uint64_t now = now_ns();
 	struct flow *f = flow_lookup(d->flows, &p.key);
+	bool opening = p.dir == TLSGATE_DIR_TO_SERVER && (p.flags & SESSION_TCP_SYN) &&
+		       !(p.flags & SESSION_TCP_ACK);
+	if (f && opening && !(f->syn_seen && f->syn_seq == p.seq)) {
+		/* Not the SYN this flow began with (again): a new connection on
+		 * the same addresses and ports, the old one closed unseen (its
+		 * close passed in the kernel). The old entry may say PASS or
+		 * BLOCK; the new connection is judged from the start. */
+		d->stats.reopened++;
+		datapath_delete(d->dp, &f->key);
+		flow_remove(d->flows, f);
+		f = NULL;
+	}
 	if (!f) {
 		/* A bare ACK, FIN or RST of a flow we do not know carries
 		 * nothing to inspect (e.g. the last ACK after a close). */
@@ -341,7 +354,9 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		bool src_is_lo = memcmp(p.saddr, p.key.addr_lo, 16) == 0 &&
 				 p.sport == ntohs(p.key.port_lo);
 		f->client_is_lo = (p.dir == TLSGATE_DIR_TO_SERVER) == src_is_lo;
-		f->midstream = !((p.flags & SESSION_TCP_SYN) && !(p.flags & SESSION_TCP_ACK));
+		f->midstream = !opening;
+		f->syn_seen = opening;
+		f->syn_seq = p.seq;
 		f->session = session_new(&d->limits, f->midstream);
 		d->stats.flows_total++;
 		if (!f->session) {
@@ -398,6 +413,12 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		return verdict;
 	}
 	daemon_copy_flags(d, f);
+	/* The tagger queues a client's SYN whatever the entry says: one left
+	 * by an old connection the daemon forgot (evicted from its table)
+	 * must not pass the new one on its verdict. Copies write over it;
+	 * without them it goes. */
+	if (opening && !copied && !f->copy && f->verdict == TLSGATE_INSPECT)
+		datapath_delete(d->dp, &f->key);
 	return verdict;
 }
 
@@ -524,14 +545,14 @@ static char *daemon_stats_json(struct daemon *d)
 	nfqueue_kernel_stats(d->queue, &ks);
 	flow_for_each(d->flows, count_one, &c);
 	json_t *root = json_pack(
-		"{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+		"{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 		" s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}",
 		"flows", "tracked", (json_int_t)flow_count(d->flows), "inspecting",
 		(json_int_t)c.inspecting, "offloaded", (json_int_t)c.pass, "blocked",
 		(json_int_t)c.block, "total", (json_int_t)d->stats.flows_total,
 		"offloaded_total", (json_int_t)d->stats.offloaded, "closed",
-		(json_int_t)d->stats.closed, "evicted", (json_int_t)flow_evicted(d->flows),
+		(json_int_t)d->stats.closed, "reopened", (json_int_t)d->stats.reopened, "evicted", (json_int_t)flow_evicted(d->flows),
 		"expired", (json_int_t)d->stats.expired, "adopted",
 		(json_int_t)d->stats.adopted, "limit", (json_int_t)d->stats.limit,
 		"queue", "packets", (json_int_t)qs->packets, "bytes", (json_int_t)qs->bytes,

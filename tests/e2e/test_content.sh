@@ -28,6 +28,9 @@
 #     CRLF alone, a leading space) or sent right after a BDAT chunk's last
 #     byte is refused; an ordinary one split the same way gets the
 #     server's 250 (IPv4 and IPv6).
+#  G. a new session from the address and port of an offloaded one that
+#     closed with a RST (passed in the kernel): a secure-mode MAIL FROM in
+#     it is refused, not passed on the old verdict (IPv4 and IPv6).
 #
 # How this fails when it should: with --no-offload (content never handed
 # over) the counter checks fail; a tagger that passed the final "."
@@ -214,6 +217,25 @@ for v in 4 6; do
 	out=$(split 'MAIL FROM:<bob@in.wo' 'rld.test>\r\n')
 	diag "IPv$v ordinary, split: $out"
 	check "IPv$v: an ordinary MAIL FROM split the same way is the server's 250" grep -qE '^250 ' <<<"$out"
+done
+
+# G. A new connection from the same address and port as one that was
+# offloaded (its RST passed in the kernel, so the daemon never saw it
+# close): the SYN is queued whatever the old entry says, and the new
+# session is judged from the start. Before, it passed on the old PASS
+# entry, and a secure-mode MAIL FROM reached the MX in plaintext.
+for v in 4 6; do
+	if [ "$v" = 4 ]; then server=198.51.100.30; else server=2001:db8:2::30; fi
+	r0=$(world_stats 'j["flows"]["reopened"]')
+	out=$(world_exec in "$WORLD_PY" tests/e2e/reuse_port.py "$server" \
+		bob@in.world.test alice@secure.world.test)
+	diag "IPv$v same port twice: $(tr '\n' '|' <<<"$out")"
+	check "IPv$v: the first session (ordinary sender) is the server's 250" \
+		grep -qE '^250 ' <<<"$(sed -n 1p <<<"$out")"
+	check "IPv$v: a secure MAIL FROM on the reused port is refused" \
+		grep -qE '^550 5\.7\.4 tlsgate' <<<"$(sed -n 2p <<<"$out")"
+	r1=$(world_stats 'j["flows"]["reopened"]')
+	check "IPv$v: the daemon counts the reopened flow ($r0 -> $r1)" test "$r1" -gt "$r0"
 done
 
 done_testing

@@ -442,6 +442,31 @@ static void check_verdict(struct pkt_spec s, uint8_t verdict)
 	assert_int_equal(v.verdict, verdict);
 	assert_int_equal(v.packets, 2);
 	assert_int_equal(v.bytes, n1 + n2);
+
+	/* A client's SYN on the same addresses and ports opens a new
+	 * connection: marked, the entry left to the daemon. The server's
+	 * SYN-ACK, a client SYN-ACK (simultaneous open) and the rest keep the
+	 * verdict. */
+	struct pkt_spec syn = s;
+	syn.flags = 0x02;
+	syn.payload = "";
+	n1 = build(&syn, frame, NULL, NULL);
+	expect(frame, n1, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	syn.flags = 0xc2; /* with ECE|CWR (RFC 3168) */
+	n1 = build(&syn, frame, NULL, NULL);
+	expect(frame, n1, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	assert_int_equal(get_flow(&key).verdict, verdict);
+	assert_int_equal(get_flow(&key).packets, 2);
+	syn.flags = 0x12;
+	n1 = build(&syn, frame, NULL, NULL);
+	expect(frame, n1, want, false,
+	       pass ? TLSGATE_CNT_PASS_TO_SERVER : TLSGATE_CNT_BLOCK_TO_SERVER);
+	syn = r;
+	syn.flags = 0x12;
+	syn.payload = "";
+	n1 = build(&syn, frame, NULL, NULL);
+	expect(frame, n1, want, false,
+	       pass ? TLSGATE_CNT_PASS_TO_CLIENT : TLSGATE_CNT_BLOCK_TO_CLIENT);
 }
 
 static void test_pass_v4(void **state)
