@@ -13,9 +13,10 @@
  *                         (TC_ACT_OK, counters grow); anything else
  *                         turns the entry to INSPECT here and is marked
  * An INSPECT (or returned CONTENT) entry with copy flags: a server segment
- * other than FIN/RST (COPY_REPLIES), a client segment without a line the
- * daemon may have to withhold (COPY_COMMANDS) is copied to reply_events and
- * passes; the daemon reads the copy. Anything else is marked as usual.
+ * other than FIN/RST with data (COPY_REPLIES), a client segment without a
+ * line the daemon may have to withhold (COPY_COMMANDS), a client FIN or RST
+ * without data (COPY_REPLIES) is copied to reply_events and passes; the
+ * daemon reads the copy. Anything else is marked as usual.
  * What may be SMTP but cannot be judged here - IPv4/IPv6 fragments, headers
  * that are truncated or malformed, VLAN stacks deeper than two, IPv6
  * extension chains longer than PARSE_IPV6_MAX_EXT - is marked too: never a
@@ -730,15 +731,19 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		/* The server's side of the plaintext dialog (and its SYN-ACK):
 		 * nothing in it is ever withheld, so the daemon reads a copy
 		 * while the segment goes on; so are the client's segments that
-		 * hold no line the daemon may have to withhold. FIN and RST
-		 * are queued. */
+		 * hold no line the daemon may have to withhold, and a FIN or
+		 * RST without data either way. FIN or RST with data is queued. */
 		if (val && READ_ONCE(val->verdict) == TLSGATE_INSPECT && val->copy &&
-		    !(((__u8 *)tcph)[13] & (PARSE_TCP_FIN | PARSE_TCP_RST))) {
-			if (dir == TLSGATE_DIR_TO_CLIENT && (val->copy & TLSGATE_COPY_REPLIES) &&
+		    (payload == 0 || !(tcp_flags & (PARSE_TCP_FIN | PARSE_TCP_RST)))) {
+			if ((dir == TLSGATE_DIR_TO_CLIENT ||
+			     (payload == 0 && !(tcp_flags & PARSE_TCP_SYN))) &&
+			    (val->copy & TLSGATE_COPY_REPLIES) &&
 			    tagger_copy_reply(skb, tagger_off(l3, data), l3_len)) {
 				__sync_fetch_and_add(&val->packets, 1);
 				__sync_fetch_and_add(&val->bytes, skb->len);
-				tagger_count(skb, TLSGATE_CNT_REPLY_COPIED);
+				tagger_count(skb, dir == TLSGATE_DIR_TO_CLIENT
+							  ? TLSGATE_CNT_REPLY_COPIED
+							  : TLSGATE_CNT_COMMAND_COPIED);
 				return TC_ACT_OK;
 			}
 			if (dir == TLSGATE_DIR_TO_SERVER && (val->copy & TLSGATE_COPY_COMMANDS) &&

@@ -62,7 +62,8 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
  * through a ring buffer and the segment itself passes at once. The daemon
  * reads the ring before each queued packet, so a reply is always seen
  * before the client segment that answers it.
- *   REPLIES:  the server's segments other than FIN/RST.
+ *   REPLIES:  the server's segments other than FIN/RST with data, and
+ *             the client's FIN or RST without data (nothing to withhold).
  *   COMMANDS: the client's segments other than SYN/FIN/RST that follow,
  *             in sequence, a client segment that ended with LF (so no
  *             command line continues into them; see client_state) and in

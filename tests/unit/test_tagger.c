@@ -1607,9 +1607,10 @@ static void put_copying(const struct pkt_spec *s, uint8_t verdict, uint8_t copy,
 			 0);
 }
 
-/* A server segment is copied whole (from its IP header) and passes; the
- * client's segments, the server's FIN and RST, and a copy that does not fit
- * are marked; a pure ACK is skipped as before. */
+/* A server segment is copied whole (from its IP header) and passes, and
+ * so are a FIN or RST without data either way; the client's data, a FIN
+ * with data, and a copy that does not fit are marked; a pure ACK is skipped
+ * as before. */
 static void check_reply_copy(struct pkt_spec s)
 {
 	struct pkt_spec r = pkt_reverse(&s), v;
@@ -1648,10 +1649,28 @@ static void check_reply_copy(struct pkt_spec s)
 	v.flags = 0x11; /* FIN with data */
 	n = build(&v, frame, NULL, NULL);
 	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
-	v.flags = 0x14; /* RST */
+	v.flags = 0x19; /* FIN|PSH with data, and RST with data (RFC 9293 3.5.3) */
+	expect(frame, build(&v, frame, NULL, NULL), TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	v.flags = 0x14;
+	expect(frame, build(&v, frame, NULL, NULL), TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	assert_int_equal(ring_drain()->n, 0);
+	/* without data, a close carries nothing to withhold: copied either way */
 	v.payload = "";
-	n = build(&v, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	{
+		static const uint8_t closes[] = { 0x11, 0x14, 0x04 }; /* FIN|ACK, RST|ACK, RST */
+		for (size_t i = 0; i < 2 * sizeof(closes); i++) {
+			struct pkt_spec c = i % 2 ? s : r;
+			c.flags = closes[i / 2];
+			c.payload = "";
+			n = build(&c, frame, &l3, NULL);
+			expect(frame, n, TC_ACT_OK, false,
+			       i % 2 ? TLSGATE_CNT_COMMAND_COPIED : TLSGATE_CNT_REPLY_COPIED);
+			sent += n;
+			rr = ring_drain();
+			assert_int_equal(rr->n, 1);
+			assert_memory_equal(rr->pkt[0], frame + l3, n - l3);
+		}
+	}
 	v.flags = 0x10; /* a pure ACK carries nothing */
 	n = build(&v, frame, NULL, NULL);
 	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_ACK_SKIPPED);
@@ -1678,13 +1697,19 @@ static void check_reply_copy(struct pkt_spec s)
 	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
 	assert_int_equal(ring_drain()->n, 0);
 	/* the copies count on the entry like passed packets */
-	assert_int_equal(get_flow(&key).packets, 3);
+	assert_int_equal(get_flow(&key).packets, 9);
 	assert_int_equal(get_flow(&key).bytes, sent);
 
 	/* without copy_replies, or on a PASS entry, nothing is copied */
 	n = build(&r, frame, NULL, NULL);
 	put_copying(&s, TLSGATE_INSPECT, 0, &key);
 	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_COMMANDS, &key);
+	v = s; /* the client's close needs COPY_REPLIES */
+	v.flags = 0x11;
+	v.payload = "";
+	expect(frame, build(&v, frame, NULL, NULL), TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	n = build(&r, frame, NULL, NULL);
 	put_copying(&s, TLSGATE_PASS, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
 	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_CLIENT);
 	put_copying(&s, TLSGATE_BLOCK, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
@@ -1941,7 +1966,8 @@ static void check_command_copy(struct pkt_spec s)
 			}
 		}
 	}
-	/* the client's SYN, FIN and RST, and a copy that does not fit: marked */
+	/* the client's SYN, FIN and RST with data, and a copy that does not
+	 * fit: marked */
 	v = s;
 	v.flags = 0x02;
 	v.payload = "";
