@@ -403,9 +403,13 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	int verdict = gate_segment(d->gate, f, &p, action, d->cfg.no_offload);
 	if (action == SESSION_LIMIT)
 		d->stats.limit++;
-	if (f->verdict == TLSGATE_PASS)
+	if (f->verdict == TLSGATE_PASS) {
 		d->stats.offloaded++;
-	else if (f->verdict == TLSGATE_BLOCK)
+		/* the idle clock starts now, not at boot (the entry's
+		 * counters start at zero) */
+		f->kernel_packets = f->kernel_bytes = 0;
+		f->kernel_change_ns = now;
+	} else if (f->verdict == TLSGATE_BLOCK)
 		d->stats.blocked++;
 	else if (action == SESSION_CLOSED) {
 		d->stats.closed++;
