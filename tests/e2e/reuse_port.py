@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """reuse_port.py SERVER FIRST_SENDER SECOND_SENDER: two SMTP sessions to
 SERVER:25 from the same source address and port. The first says EHLO,
-MAIL FROM:<FIRST_SENDER> and QUIT, and is closed with a RST (no TIME_WAIT
+MAIL FROM:<FIRST_SENDER> and QUIT, waits 1.5 s, and is closed with a RST (no TIME_WAIT
 on either side, so the port is free at once); the second says EHLO and
 MAIL FROM:<SECOND_SENDER>. Prints the two MAIL FROM replies, one line
 each ("CODE TEXT")."""
@@ -37,6 +37,9 @@ def session(server, family, port, sender, quit):
     if quit:
         s.sendall(b"QUIT\r\n")
         reply(f)
+        # the daemon reads the QUIT (a copy) within its 1 s tick and
+        # offloads the flow: the RST then passes on the PASS entry
+        time.sleep(1.5)
     port = s.getsockname()[1]
     # linger 0: close() sends a RST
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
