@@ -409,6 +409,27 @@ _Static_assert(__builtin_offsetof(struct tlsgate_flow_value, content_line_end) =
 	(((__u64)(seq) << 32) | ((__u64)(chunk) << 24) | ((__u64)(lf) << 16) |       \
 	 ((__u64)(line_end) << 8) | (__u64)(verdict))
 
+/* 1 when the payload (len bytes at off) ends with "." CRLF on a line of
+ * its own: after an LF in the payload, or alone when the byte before it
+ * was an LF (start_lf). */
+static __always_inline int tagger_content_end(struct __sk_buff *skb, __u32 off, long len,
+					      int start_lf)
+{
+	__u8 tail[4];
+
+	if (len >= 4) {
+		if (bpf_skb_load_bytes(skb, off + (__u32)len - 4, tail, 4) < 0)
+			return 0;
+	} else if (len == 3 && start_lf) {
+		tail[0] = '\n';
+		if (bpf_skb_load_bytes(skb, off, &tail[1], 3) < 0)
+			return 0;
+	} else {
+		return 0;
+	}
+	return tail[0] == '\n' && tail[1] == '.' && tail[2] == '\r' && tail[3] == '\n';
+}
+
 /* A segment of a CONTENT flow: 1 when it may pass in the kernel (and the
  * entry has advanced past it), 0 when it goes to userspace. */
 static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_flow_value *val,
@@ -418,6 +439,7 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
 	struct content_scan cs;
 	__u8 last;
 	__u32 seq;
+	int ended;
 
 	if (((__u8 *)tcph)[13] & (PARSE_TCP_SYN | PARSE_TCP_FIN | PARSE_TCP_RST))
 		return 0;
@@ -443,9 +465,27 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
 		cs.stop = 0;
 		cs.bdat = 0;
 		cs.commands = 0;
+		/* END_OF_DATA: a segment that ends with the end of data - after
+		 * an LF in it, or alone after one - and holds no other passes;
+		 * the rest of it is scanned. */
+		ended = (READ_ONCE(val->copy) & TLSGATE_COPY_END_OF_DATA) &&
+			tagger_content_end(skb, off, len, (__u8)(s0 >> 16) & TLSGATE_CONTENT_LF);
+		if (ended)
+			cs.len -= 3;
 		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
 		if (cs.stop)
 			return 0;
+		if (ended) {
+			s1 = STATE(seq + (__u32)len, 0, TLSGATE_CONTENT_LF | TLSGATE_CONTENT_ENDED, 1,
+				   TLSGATE_INSPECT);
+			if (__sync_val_compare_and_swap(state, s0, s1) != s0)
+				return 0;
+			/* The next client segment is a command again. */
+			__sync_lock_test_and_set(&val->client_state,
+						 TLSGATE_CLIENT_STATE(seq + (__u32)len, 1));
+			tagger_count(skb, TLSGATE_CNT_CONTENT_ENDED);
+			return 1;
+		}
 		/* What the next segment starts after: the last byte (the
 		 * last word may be partial). */
 		if (bpf_skb_load_bytes(skb, off + cs.len - 1, &last, 1) < 0)
@@ -460,11 +500,13 @@ static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_
  * bytes from l3_off) into reply_events. False when it cannot be (too long,
  * ring full): the segment is then marked like any other. */
 static __always_inline int tagger_copy_fill(struct __sk_buff *skb, struct tlsgate_reply_event *e,
-					    __u32 l3_off, __u32 l3_len);
+					    __u32 l3_off, __u32 l3_len, int wake);
 
-static __always_inline int tagger_copy_reply(struct __sk_buff *skb, __u32 l3_off, __u32 l3_len)
+static __always_inline int tagger_copy_reply(struct __sk_buff *skb, __u32 l3_off, __u32 l3_len,
+					     __u32 off, long len)
 {
 	struct tlsgate_reply_event *e;
+	__u8 head[3];
 
 	if (l3_len == 0 || l3_len > TLSGATE_REPLY_COPY_MAX)
 		return 0;
@@ -473,13 +515,18 @@ static __always_inline int tagger_copy_reply(struct __sk_buff *skb, __u32 l3_off
 		tagger_count(skb, TLSGATE_CNT_REPLY_QUEUED);
 		return 0;
 	}
-	return tagger_copy_fill(skb, e, l3_off, l3_len);
+	/* A 354, most likely to DATA: the daemon hands the content over when
+	 * it reads this, which had better be before the content comes. Only
+	 * a hint (the daemon judges what it reads). */
+	return tagger_copy_fill(skb, e, l3_off, l3_len,
+				len >= 3 && bpf_skb_load_bytes(skb, off, head, 3) == 0 &&
+					head[0] == '3' && head[1] == '5' && head[2] == '4');
 }
 
 /* Fills and submits a reserved copy (l3_len 1..TLSGATE_REPLY_COPY_MAX), or
- * discards it when the packet cannot be read. */
+ * discards it when the packet cannot be read. wake: wake the daemon. */
 static __always_inline int tagger_copy_fill(struct __sk_buff *skb, struct tlsgate_reply_event *e,
-					    __u32 l3_off, __u32 l3_len)
+					    __u32 l3_off, __u32 l3_len, int wake)
 {
 	/* The mask (a power of two) shows the verifier the bound. */
 	__u32 n = ((l3_len - 1) & (TLSGATE_REPLY_COPY_MAX - 1)) + 1;
@@ -494,8 +541,8 @@ static __always_inline int tagger_copy_fill(struct __sk_buff *skb, struct tlsgat
 	/* No wake-up per copy (an interrupt each): the daemon reads the ring
 	 * before every queued packet and once a second, and is woken when
 	 * the ring is half full. */
-	bpf_ringbuf_submit(e, bpf_ringbuf_query(&reply_events, BPF_RB_AVAIL_DATA) >
-				      TLSGATE_REPLY_RING_BYTES / 2
+	bpf_ringbuf_submit(e, wake || bpf_ringbuf_query(&reply_events, BPF_RB_AVAIL_DATA) >
+					      TLSGATE_REPLY_RING_BYTES / 2
 			      ? BPF_RB_FORCE_WAKEUP
 			      : BPF_RB_NO_WAKEUP);
 	return 1;
@@ -571,7 +618,7 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return 0;
 	}
-	return tagger_copy_fill(skb, e, l3_off, l3_len);
+	return tagger_copy_fill(skb, e, l3_off, l3_len, 0);
 }
 
 SEC("tc")
@@ -738,7 +785,8 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			if ((dir == TLSGATE_DIR_TO_CLIENT ||
 			     (payload == 0 && !(tcp_flags & PARSE_TCP_SYN))) &&
 			    (val->copy & TLSGATE_COPY_REPLIES) &&
-			    tagger_copy_reply(skb, tagger_off(l3, data), l3_len)) {
+			    tagger_copy_reply(skb, tagger_off(l3, data), l3_len, l4_end,
+					      dir == TLSGATE_DIR_TO_CLIENT ? payload : 0)) {
 				__sync_fetch_and_add(&val->packets, 1);
 				__sync_fetch_and_add(&val->bytes, skb->len);
 				tagger_count(skb, dir == TLSGATE_DIR_TO_CLIENT

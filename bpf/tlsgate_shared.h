@@ -71,9 +71,16 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
  *             begins with M, R, S or B (either case: MAIL, RCPT, STARTTLS,
  *             and BDAT, after whose chunk the daemon stops these copies),
  *             or with white space (" MAIL" is a MAIL to Postfix). Others
- *             may have to be withheld, and are marked. */
+ *             may have to be withheld, and are marked.
+ *   END_OF_DATA: (CONTENT entries) a client segment that ends with the end
+ *             of data - LF "." CRLF - and holds no other '.' alone between
+ *             line ends passes too; the entry turns back to INSPECT with
+ *             TLSGATE_CONTENT_ENDED and client_state after it.
+ * A copied server segment that starts with "354" wakes the daemon: it
+ * hands the message content over sooner (the copies wake nobody else). */
 #define TLSGATE_COPY_REPLIES 0x01
 #define TLSGATE_COPY_COMMANDS 0x02
+#define TLSGATE_COPY_END_OF_DATA 0x04
 #define TLSGATE_REPLY_COPY_MAX 2048 /* a power of two (see the copy) */
 #define TLSGATE_REPLY_RING_BYTES (1024 * 1024)
 
@@ -128,7 +135,10 @@ struct tlsgate_flow_value {
 	/* CONTENT only, written by userspace when it hands the content over
 	 * and by the program as segments pass: */
 	__u8 content_line_end; /* the byte before content_seq is CR or LF */
-	__u8 content_lf;       /* ... is LF: where userspace's lines end */
+	__u8 content_lf;       /* TLSGATE_CONTENT_LF: ... is LF (where
+				  userspace's lines end); TLSGATE_CONTENT_ENDED:
+				  back to INSPECT after passing the end of data
+				  (content_seq is after its CRLF) */
 	__u8 content_chunk;    /* a BDAT chunk: bytes before content_end pass
 				  unscanned, a segment reaching past it returns */
 	__u32 content_seq;     /* the client's next sequence number (host order) */
@@ -149,6 +159,8 @@ struct tlsgate_flow_value {
 };
 _Static_assert(sizeof(struct tlsgate_flow_value) == 48, "flow value layout");
 #define TLSGATE_CLIENT_STATE(next, lf) ((__u64)(__u32)(next) | ((__u64)!!(lf) << 32))
+#define TLSGATE_CONTENT_LF 0x01
+#define TLSGATE_CONTENT_ENDED 0x04
 
 /* Direction of a packet relative to the SMTP session. */
 enum tlsgate_dir {
@@ -176,6 +188,7 @@ enum tlsgate_counter {
 	TLSGATE_CNT_REPLY_COPIED,  /* server segments passed, a copy to the daemon */
 	TLSGATE_CNT_REPLY_QUEUED,  /* ... not copied (ring full): marked instead */
 	TLSGATE_CNT_COMMAND_COPIED, /* client segments passed, a copy to the daemon */
+	TLSGATE_CNT_CONTENT_ENDED,  /* end-of-data segments passed (CONTENT_ENDED) */
 	TLSGATE_CNT_MAX,
 };
 

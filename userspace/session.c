@@ -201,6 +201,28 @@ bool session_chunk_ready(const struct session *s, uint32_t *next_seq, uint32_t *
 	return true;
 }
 
+static void pend_push(struct session *s, int v);
+
+/* The client's end of data: commands follow, the server owes a reply. */
+static void data_end(struct session *s)
+{
+	s->d[C].mode = DIR_SMTP;
+	s->txn_open = false;
+	pend_push(s, PEND_DATA_END);
+}
+
+bool session_in_data(const struct session *s)
+{
+	return s && s->d[C].mode == DIR_DATA;
+}
+
+void session_content_ended(struct session *s)
+{
+	if (!s || s->d[C].mode != DIR_DATA || s->info.phase != SESSION_PHASE_SMTP)
+		return;
+	data_end(s);
+}
+
 void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 {
 	struct session_dir *d;
@@ -1002,9 +1024,7 @@ static bool process_lines(struct session *s, int dir)
 			flag(s, SESSION_ANOM_BARE_LF);
 		if (d->mode == DIR_DATA) {
 			if (ll == 1 && p[0] == '.') {
-				d->mode = DIR_SMTP;
-				s->txn_open = false;
-				pend_push(s, PEND_DATA_END);
+				data_end(s);
 				if (s->command_cb)
 					s->command_cb(s->command_arg, SMTP_VERB_END_OF_DATA, "");
 			} else if (ll + 2 > SMTP_TEXT_LINE_MAX) {

@@ -188,6 +188,14 @@ void session_set_command_cb(struct session *s, session_command_fn fn, void *arg)
  * of order by up to two GRO aggregates. */
 bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *line_end);
 void session_content_skip(struct session *s, uint32_t seq, bool after_lf);
+/* After session_content_skip(): the bytes the kernel passed ended with the
+ * end of data (TLSGATE_CONTENT_ENDED). The session is back in commands and
+ * owes the server's reply to it; no END_OF_DATA command is reported (the
+ * data was not withheld). Nothing unless the session was in content. */
+void session_content_ended(struct session *s);
+/* The client is inside message content (DATA after 354) as this session
+ * reads it. */
+bool session_in_data(const struct session *s);
 /* The same for a BDAT chunk (RFC 3030): true when the session has parsed a
  * BDAT line and skips its chunk, of which the bytes from *next_seq to
  * *chunk_end have not arrived yet. They may pass in the kernel unseen (and

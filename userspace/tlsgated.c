@@ -214,12 +214,17 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
 	if (d->replies && !d->cfg.no_offload && !f->midstream &&
 	    session_info(f->session)->phase <= SESSION_PHASE_SMTP && !gate_refusal_waits(f) &&
 	    session_client_next(f->session, &next))
-		want = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+		want = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS | TLSGATE_COPY_END_OF_DATA;
 	/* After a BDAT chunk the next command starts where the chunk ends,
 	 * after any byte: the tagger's line rule no longer finds it. The BDAT
 	 * line itself is queued (it starts with B). */
 	if (gate_chunking(f))
 		want &= (uint8_t)~TLSGATE_COPY_COMMANDS;
+	/* Inside content the daemon reads (returned by the kernel), lines
+	 * that start with B make the tagger stop command copies: restored
+	 * once commands follow, not for each such segment. */
+	if (session_in_data(f->session))
+		want = (uint8_t)((want & ~TLSGATE_COPY_COMMANDS) | (f->copy & TLSGATE_COPY_COMMANDS));
 	if (want == f->copy)
 		return;
 	/* At the SYN the client's stream is at a line start; later (a write
@@ -318,6 +323,23 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t ind
 	return daemon_segment(d, pkt, len, indev, false);
 }
 
+/* A client segment at which the tagger clears COPY_COMMANDS: one it does
+ * not scan (over TLSGATE_CONTENT_SCAN_MAX), or with a line (the payload's
+ * start, or after a CR or LF) that starts with b or B. Lines after a bare
+ * CR are not looked at: missing one only delays restoring the copies. */
+static bool tagger_stops_commands(const uint8_t *p, size_t n)
+{
+	if (n > TLSGATE_CONTENT_SCAN_MAX)
+		return true;
+	if (n && (p[0] | 0x20) == 'b')
+		return true;
+	for (const uint8_t *lf = memchr(p, '\n', n); lf && lf + 1 < p + n;
+	     lf = memchr(lf + 1, '\n', (size_t)(p + n - lf - 1)))
+		if ((lf[1] | 0x20) == 'b')
+			return true;
+	return false;
+}
+
 /* One segment, queued (the verdict is returned) or copied (already passed:
  * the verdict is ignored; what the gate decides acts on the flow). */
 static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint32_t indev,
@@ -396,6 +418,9 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		.len = p.payload_len,
 		.ts_ns = now,
 	};
+	if (!copied && p.dir == TLSGATE_DIR_TO_SERVER && (f->copy & TLSGATE_COPY_COMMANDS) &&
+	    tagger_stops_commands(p.payload, p.payload_len))
+		f->copy &= (uint8_t)~TLSGATE_COPY_COMMANDS; /* as the tagger did */
 	if (gate_withholds(f, &p))
 		return NF_DROP;
 	gate_before_segment(d->gate, f, &p);
@@ -587,6 +612,8 @@ static char *daemon_stats_json(struct daemon *d)
 				    counter_json(&k[TLSGATE_CNT_REPLY_QUEUED], NULL));
 		json_object_set_new(kern, "command_copied",
 				    counter_json(&k[TLSGATE_CNT_COMMAND_COPIED], NULL));
+		json_object_set_new(kern, "content_ended",
+				    counter_json(&k[TLSGATE_CNT_CONTENT_ENDED], NULL));
 		json_object_set_new(root, "replies",
 				    json_pack("{s:b,s:I,s:I,s:I}", "enabled", d->replies != NULL,
 					      "read", (json_int_t)d->replies_read, "malformed",

@@ -959,6 +959,52 @@ static void test_content_skip_then_resume(void **state)
 	}
 }
 
+/* The kernel passed the content and its end (TLSGATE_CONTENT_ENDED): the
+ * session is back in commands and owes the server's reply to the end of
+ * data, which it does not report as a command (nothing was withheld). A
+ * second message in the same session is read as usual. */
+static void test_content_ended_in_kernel(void **state)
+{
+	static const uint32_t isns[] = { 0xfffffff0u, 0x7fffff00u, 0 };
+	char want[512];
+
+	/* the first DATA has no END_OF_DATA after it */
+	snprintf(want, sizeof(want), "%d:;%d:a@example.org;%d:r@example.net;%d:;%d:b@example.org;"
+		 "%d:c@example.net;%d:;%d:;%d:;", SMTP_VERB_EHLO, SMTP_VERB_MAIL, SMTP_VERB_RCPT,
+		 SMTP_VERB_DATA, SMTP_VERB_MAIL, SMTP_VERB_RCPT, SMTP_VERB_DATA,
+		 SMTP_VERB_END_OF_DATA, SMTP_VERB_QUIT);
+	for (size_t i = 0; i < sizeof(isns) / sizeof(isns[0]); i++) {
+		struct cmd_log l = { "" };
+		struct run r;
+		json_t *o;
+
+		content_start(&r, isns[i], &l);
+		assert_content_ready(&r, r.seq[CL], true);
+		kernel_passed(&r, 3000, true);
+		session_content_ended(r.s);
+		assert_false(content_ready(&r));
+		assert_int_equal(session_replies_owed(r.s), 1);
+		say(&r, SV, "250 2.0.0 queued\r\n");
+		assert_int_equal(session_replies_owed(r.s), 0);
+		say(&r, CL, "MAIL FROM:<b@example.org>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n");
+		say(&r, SV, "250 ok\r\n250 ok\r\n354 go\r\n");
+		assert_content_ready(&r, r.seq[CL], true);
+		say(&r, CL, "x\r\n.\r\nQUIT\r\n");
+		say(&r, SV, "250 queued\r\n221 bye\r\n");
+		assert_string_equal(l.text, want);
+		assert_int_equal(session_info(r.s)->anomalies, 0);
+		o = summary(r.s);
+		assert_int_equal(json_array_size(json_object_get(o, "mailfrom")), 2);
+		assert_string_equal(json_string_value(json_object_get(o, "end")), "quit");
+		json_decref(o);
+		/* not in content: nothing happens */
+		session_content_ended(r.s);
+		assert_int_equal(session_replies_owed(r.s), 0);
+		session_free(r.s);
+	}
+	session_content_ended(NULL);
+}
+
 /* The kernel stopped inside a line: its rest is content. */
 static void test_content_skip_mid_line(void **state)
 {
@@ -1161,6 +1207,7 @@ int main(void)
 		cmocka_unit_test(test_content_not_ready_on_leading_dot),
 		cmocka_unit_test(test_content_skip_then_resume),
 		cmocka_unit_test(test_content_skip_mid_line),
+		cmocka_unit_test(test_content_ended_in_kernel),
 		cmocka_unit_test(test_content_skip_backwards),
 		cmocka_unit_test(test_content_skip_hostile),
 		cmocka_unit_test(test_client_next),

@@ -981,6 +981,18 @@ static void put_content(const struct pkt_spec *s, uint32_t seq, uint8_t line_end
 			 0);
 }
 
+/* put_content(), line end before seq, with copy flags. */
+static void put_content_copying(const struct pkt_spec *s, uint32_t seq, uint32_t copy,
+				struct tlsgate_flow_key *key)
+{
+	struct tlsgate_flow_value v;
+
+	put_content(s, seq, 1, key);
+	v = get_flow(key);
+	v.copy = copy;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &v, BPF_EXIST), 0);
+}
+
 /* Checks the entry's verdict, content_seq and (unless -1) line_end. */
 static struct tlsgate_flow_value expect_entry(const char *what, const struct tlsgate_flow_key *key,
 					      uint8_t verdict, uint32_t seq, int line_end)
@@ -1757,16 +1769,12 @@ static void test_reply_copy_content_return(void **state)
 {
 	struct pkt_spec s = spec_v4(), r;
 	struct tlsgate_flow_key key;
-	struct tlsgate_flow_value v;
 	uint8_t frame[PKT_MAX];
 	size_t n;
 
 	require_loaded();
 	ring_drain();
-	put_content(&s, s.seq, 1, &key);
-	v = get_flow(&key);
-	v.copy = TLSGATE_COPY_REPLIES;
-	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	put_content_copying(&s, s.seq, TLSGATE_COPY_REPLIES, &key);
 	r = pkt_reverse(&s);
 	r.payload = "421 4.4.2 timeout\r\n";
 	n = build(&r, frame, NULL, NULL);
@@ -2010,6 +2018,118 @@ static void test_command_copy_v6(void **state)
 
 /* A CONTENT entry's end of data comes back; without a command line after
  * it, it is copied rather than marked. */
+/* ---- the end of data passed in the kernel (TLSGATE_COPY_END_OF_DATA) ----- */
+
+#define COPY_ALL (TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS | TLSGATE_COPY_END_OF_DATA)
+
+/* With END_OF_DATA, a content segment that ends with the end of data, and
+ * holds no other, passes and turns the entry back (ENDED, client_state
+ * after it); anything else about its end returns it as before. */
+static void check_content_ended(struct pkt_spec c)
+{
+	static const struct {
+		const char *payload;
+		uint8_t lf; /* content_lf before */
+		uint8_t copy;
+		bool ended;
+	} cases[] = {
+		{ "abc\r\n.\r\n", 0, COPY_ALL, true },
+		{ "abc\n.\r\n", 0, COPY_ALL, true }, /* a bare LF ends the line for Postfix */
+		{ ".\r\n", TLSGATE_CONTENT_LF, COPY_ALL, true },
+		{ ".\r\n", 0, COPY_ALL, false }, /* after a CR alone */
+		{ "abc\r.\r\n", 0, COPY_ALL, false },
+		{ "abc\r\n.\n", 0, COPY_ALL, false },
+		{ "abc\r\n.\r\nQUIT\r\n", 0, COPY_ALL, false },
+		{ "a\r\n.\r\nb\r\n.\r\n", 0, COPY_ALL, false },
+		{ "a\r\n.\rb\r\n.\r\n", 0, COPY_ALL, false },
+		{ "abc\r\n.\r\n", 0, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, false },
+	};
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value v;
+	uint8_t frame[PKT_MAX];
+	char what[96];
+	size_t i, n;
+
+	require_loaded();
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(what, sizeof(what), "case %zu: ", i);
+		put_content(&c, c.seq, 1, &key);
+		v = get_flow(&key);
+		v.content_lf = cases[i].lf;
+		v.copy = cases[i].copy;
+		v.client_state = TLSGATE_CLIENT_STATE(c.seq - 100, 0);
+		assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+		c.payload = cases[i].payload;
+		n = build(&c, frame, NULL, NULL);
+		if (cases[i].ended) {
+			expect_moved(what, frame, n, TC_ACT_OK, false, TLSGATE_CNT_CONTENT_PASSED,
+				     TLSGATE_CNT_CONTENT_ENDED);
+			v = expect_entry(what, &key, TLSGATE_INSPECT, c.seq + strlen(c.payload), 1);
+			assert_int_equal(v.content_lf, TLSGATE_CONTENT_LF | TLSGATE_CONTENT_ENDED);
+			assert_true(v.client_state ==
+				    TLSGATE_CLIENT_STATE(c.seq + strlen(c.payload), 1));
+		} else {
+			expect_content_returned(what, frame, n, TLSGATE_DIR_TO_SERVER);
+			v = expect_entry(what, &key, TLSGATE_INSPECT, c.seq, -1);
+			assert_int_equal(v.content_lf & TLSGATE_CONTENT_ENDED, 0);
+		}
+		ring_drain();
+	}
+	/* a dot-stuffed line at the end is content, not its end */
+	put_content_copying(&c, c.seq, COPY_ALL, &key);
+	c.payload = "abc\r\n..\r\n";
+	expect_content_passed("dot-stuffed: ", frame, build(&c, frame, NULL, NULL));
+	expect_entry("dot-stuffed: ", &key, TLSGATE_CONTENT, c.seq + strlen(c.payload), 1);
+}
+
+static void test_content_ended_v4(void **state)
+{
+	check_content_ended(spec_v4());
+}
+
+static void test_content_ended_v6(void **state)
+{
+	check_content_ended(spec_v6());
+}
+
+/* After the end of data passed, the next client segment is judged by the
+ * command rule from there: QUIT copied, a MAIL FROM queued. */
+static void check_content_ended_then(struct pkt_spec c)
+{
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	const char *msg = "Subject: x\r\nMessage-Id: <1@x>\r\n\r\n..dot\r\nbody\r\n.\r\n";
+	size_t n;
+
+	require_loaded();
+	ring_drain();
+	put_content_copying(&c, c.seq, COPY_ALL, &key);
+	c.payload = msg;
+	n = build(&c, frame, NULL, NULL);
+	expect_moved("message: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_CONTENT_PASSED,
+		     TLSGATE_CNT_CONTENT_ENDED);
+	c.seq += strlen(msg);
+	c.payload = "QUIT\r\n";
+	n = build(&c, frame, NULL, NULL);
+	expect_moved("QUIT: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_COMMAND_COPIED, NO_COUNTER);
+	assert_int_equal(ring_drain()->n, 1);
+	c.seq += 6;
+	c.payload = "MAIL FROM:<a@secure.example.org>\r\n";
+	n = build(&c, frame, NULL, NULL);
+	expect_moved("MAIL: ", frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER, NO_COUNTER);
+	assert_int_equal(ring_drain()->n, 0);
+}
+
+static void test_content_ended_then_v4(void **state)
+{
+	check_content_ended_then(spec_v4());
+}
+
+static void test_content_ended_then_v6(void **state)
+{
+	check_content_ended_then(spec_v6());
+}
+
 static void test_command_copy_content_end(void **state)
 {
 	struct pkt_spec s = spec_v4();
@@ -2111,6 +2231,10 @@ int main(void)
 		cmocka_unit_test_setup(test_command_copy_v4, reset_flows),
 		cmocka_unit_test_setup(test_command_copy_v6, reset_flows),
 		cmocka_unit_test_setup(test_command_copy_content_end, reset_flows),
+		cmocka_unit_test_setup(test_content_ended_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_ended_v6, reset_flows),
+		cmocka_unit_test_setup(test_content_ended_then_v4, reset_flows),
+		cmocka_unit_test_setup(test_content_ended_then_v6, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
