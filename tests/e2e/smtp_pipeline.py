@@ -16,6 +16,9 @@ the file is sent as it is (CRLF, not dot-stuffed) in pipelined 1 MiB BDAT
 chunks, the last one "BDAT n LAST", and the second transaction follows it
 in the same write, its message one "BDAT n LAST"; the replies are named
 BDAT1, BDAT2, ... and DOT1 for the last chunk, DOT2 for the second.
+With "serial" nothing is pipelined: each command waits for its reply,
+and each message with its "." goes in one write of its own (so its end of
+data ends the write), the second transaction after the first one's 250.
 """
 import os
 import socket
@@ -48,7 +51,8 @@ class Conn:
 
 def main():
     server, from1, from2, to, path, subject2 = sys.argv[1:7]
-    bdat = len(sys.argv) > 7 and sys.argv[7] == "bdat"
+    mode = sys.argv[7] if len(sys.argv) > 7 else ""
+    bdat = mode == "bdat"
     with open(path, "rb") as f:
         message = f.read()
     c = Conn(server)
@@ -63,7 +67,21 @@ def main():
         expect("greeting")
         c.s.sendall(b"EHLO in.world.test\r\n")
         expect("EHLO")
-        if bdat:
+        if mode == "serial":
+            for k, (sender, body) in enumerate(
+                    ((from1, message),
+                     (from2, f"Subject: {subject2}\r\n\r\nsecond\r\n".encode())), 1):
+                c.s.sendall(f"MAIL FROM:<{sender}>\r\n".encode())
+                if expect(f"MAIL{k}") != 250:
+                    break
+                c.s.sendall(f"RCPT TO:<{to}>\r\n".encode())
+                expect(f"RCPT{k}")
+                c.s.sendall(b"DATA\r\n")
+                if expect(f"DATA{k}") != 354:
+                    break
+                c.s.sendall(body + b".\r\n")
+                expect(f"DOT{k}")
+        elif bdat:
             second = f"Subject: {subject2}\r\n\r\nsecond\r\n".encode()
             chunks = [message[i:i + (1 << 20)] for i in range(0, len(message), 1 << 20)]
             out_chunks = b"".join(
