@@ -11,6 +11,9 @@
  * when session_content_ready() says so; a model of the kernel then passes
  * in-order client chunks without a '.' after CR or LF, and the first other
  * segment makes the session skip to where it stopped, as the daemon does.
+ * A segment that ends with LF "." CRLF and holds no other such dot passes
+ * as the end of data (COPY_END_OF_DATA): the session skips past it and is
+ * told the data ended (session_content_ended()), as the daemon does.
  * Otherwise a raw skip: bit 0 line_end, bits 1-2 the width of the
  * little-endian delta that follows (1, 2 or 4 bytes; 3: none, delta 0),
  * bit 3 backwards. A forward skip moves the client's later chunks after
@@ -90,30 +93,43 @@ struct fuzz {
 	bool content;
 	uint32_t content_seq;
 	bool content_line_end;
+	bool content_lf;     /* the byte before content_seq is an LF */
 	bool passed;         /* passed bytes in this handover */
 	uint8_t passed_last;
 	/* Where s and ref may legitimately differ. */
 	bool raw_skip;
 };
 
-/* tagger_content(): true when the segment passes in the kernel. */
-static bool kernel_passes(struct fuzz *f, const struct tcp_segment *g)
+/* tagger_content(): true when the segment passes in the kernel; *ended
+ * when it passed as the end of data (TLSGATE_COPY_END_OF_DATA). */
+static bool kernel_passes(struct fuzz *f, const struct tcp_segment *g, bool *ended)
 {
 	bool line_end = f->content_line_end;
-	size_t i;
+	size_t i, n = g->len;
 
+	*ended = false;
 	if (g->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN | SESSION_TCP_RST))
 		return false;
 	if (!g->len)
 		return true;
 	if (g->dir != C || g->seq != f->content_seq)
 		return false;
-	for (i = 0; i < g->len; i++) {
+	/* LF "." CRLF at the end: the rest is scanned */
+	if (n >= 3 && !memcmp(g->payload + n - 3, ".\r\n", 3) &&
+	    (n > 3 ? g->payload[n - 4] == '\n' : f->passed ? f->passed_last == '\n' : f->content_lf)) {
+		*ended = true;
+		n -= 3;
+	}
+	for (i = 0; i < n; i++) {
 		bool next_eol = i + 1 == g->len || g->payload[i + 1] == '\r' ||
 				g->payload[i + 1] == '\n';
 		if (g->payload[i] == '.' && line_end && next_eol)
 			return false;
 		line_end = g->payload[i] == '\r' || g->payload[i] == '\n';
+	}
+	if (*ended) {
+		f->content_seq += (uint32_t)g->len;
+		return true;
 	}
 	f->content_seq += (uint32_t)g->len;
 	f->content_line_end = line_end;
@@ -128,6 +144,17 @@ static void check_memory(const struct session *s)
 		__builtin_trap(); /* the documented bound */
 }
 
+/* A return from the kernel widens the session's client window (see
+ * session_content_skip()); ref gets the same, with nothing skipped, so
+ * that both drop the same overlong lines. */
+static void ref_window(struct fuzz *f)
+{
+	uint32_t next;
+
+	if (session_client_next(f->ref, &next))
+		session_content_skip(f->ref, next, true);
+}
+
 static void deliver(struct fuzz *f, const struct tcp_segment *g)
 {
 	uint32_t seq;
@@ -137,11 +164,23 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 	session_content_ready(f->ref, &seq, &line_end);
 	check_memory(f->ref);
 	if (f->content) {
-		if (kernel_passes(f, g))
+		bool ended;
+		if (kernel_passes(f, g, &ended)) {
+			if (ended) {
+				/* back to INSPECT after it, as gate_content_return() */
+				f->content = false;
+				session_content_skip(f->s, f->content_seq, true);
+				session_content_ended(f->s);
+				ref_window(f);
+				/* not reported (nothing was withheld); ref saw the "." */
+				digest_command(&f->cmds, SMTP_VERB_END_OF_DATA, "");
+			}
 			return;
+		}
 		/* Back to userspace: first skip what passed in the kernel. */
 		f->content = false;
 		session_content_skip(f->s, f->content_seq, f->passed && f->passed_last == '\n');
+		ref_window(f);
 	}
 	session_segment(f->s, g);
 	session_content_ready(f->s, &seq, &line_end);
@@ -184,6 +223,7 @@ static size_t control(struct fuzz *f, const uint8_t *p, size_t n)
 			f->content = true;
 			f->content_seq = seq;
 			f->content_line_end = line_end;
+			f->content_lf = false; /* as datapath_set_content() writes it */
 			f->passed = false;
 		}
 		return 1;
