@@ -10,16 +10,7 @@ import struct
 import sys
 import time
 
-
-def reply(f):
-    lines = []
-    while True:
-        line = f.readline()
-        if not line:
-            return "closed connection closed"
-        lines.append(line.decode(errors="replace").rstrip("\r\n"))
-        if len(line) < 4 or line[3:4] != b"-":
-            return lines[-1]
+from split_command import reply
 
 
 def session(server, family, port, sender, quit):

@@ -19,10 +19,13 @@ BDAT1, BDAT2, ... and DOT1 for the last chunk, DOT2 for the second.
 With "serial" nothing is pipelined: each command waits for its reply,
 and each message with its "." goes in one write of its own (so its end of
 data ends the write), the second transaction after the first one's 250.
+With SPLIT_END=SECONDS, each message waits that long after the 354, and
+its last line and "." go in a second write that long after the rest.
 """
 import os
 import socket
 import sys
+import time
 
 
 class Conn:
@@ -79,7 +82,18 @@ def main():
                 c.s.sendall(b"DATA\r\n")
                 if expect(f"DATA{k}") != 354:
                     break
-                c.s.sendall(body + b".\r\n")
+                pause = float(os.environ.get("SPLIT_END", "0"))
+                cut = body.rfind(b"\n", 0, len(body) - 1) + 1
+                if pause and cut:
+                    # after a pause (the content handed over meanwhile),
+                    # all but the last line, then the last line with the
+                    # end of data
+                    time.sleep(pause)
+                    c.s.sendall(body[:cut])
+                    time.sleep(pause)
+                    c.s.sendall(body[cut:] + b".\r\n")
+                else:
+                    c.s.sendall(body + b".\r\n")
                 expect(f"DOT{k}")
         elif bdat:
             second = f"Subject: {subject2}\r\n\r\nsecond\r\n".encode()

@@ -28,9 +28,10 @@
 #     CRLF alone, a leading space) or sent right after a BDAT chunk's last
 #     byte is refused; an ordinary one split the same way gets the
 #     server's 250 (IPv4 and IPv6).
-#  H. nothing pipelined: the next transaction's secure MAIL FROM is
-#     refused after a message; a 4 MiB message and one after it arrive
-#     intact, an end of data passed in the kernel (IPv4 and IPv6).
+#  H. nothing pipelined: a message sent a second after the 354, its last
+#     line and "." a second after the rest, has its end of data passed in
+#     the kernel, and the next transaction's secure MAIL FROM is refused;
+#     a 4 MiB message and one after it arrive intact (IPv4 and IPv6).
 #  G. a new session from the address and port of an offloaded one that
 #     closed with a RST (passed in the kernel): a secure-mode MAIL FROM in
 #     it is refused, not passed on the old verdict (IPv4 and IPv6).
@@ -229,24 +230,32 @@ done
 for v in 4 6; do
 	if [ "$v" = 4 ]; then server=198.51.100.30 to=user@plain.test; else server=2001:db8:2::30 to=user@plain6.test; fi
 	e0=$(world_stats 'j["kernel"]["content_ended"]["packets"]')
-	h0=$(world_stats 'j["content"]["handed_over"]')
 	id=$(world_msgid)
 	SIZE=1000 make_wire "$id" "$to" || { not_ok "IPv$v: could not make the message"; continue; }
 	second="refused-$RANDOM$RANDOM"
-	out=$(world_exec in "$WORLD_PY" tests/e2e/smtp_pipeline.py "$server" sender@in.world.test \
-		alice@secure.world.test "$to" "$WORLD_DIR/msg/${id%@*}.wire" "$second" serial)
+	# The message a second after the 354 (the daemon has handed the content
+	# over by then, at the 354's wake-up or its tick), its last line and "."
+	# a second after the rest: that segment ends with the end of data.
+	out=$(world_exec in env SPLIT_END=1 "$WORLD_PY" tests/e2e/smtp_pipeline.py "$server" \
+		sender@in.world.test alice@secure.world.test "$to" "$WORLD_DIR/msg/${id%@*}.wire" \
+		"$second" serial)
 	diag "IPv$v serial: $(tr '\n' '|' <<<"$out")"
 	check "IPv$v serial: the message was accepted" grep -qE '^DOT1 250 ' <<<"$out"
 	f=$(world_wait_delivered mx-plain "$id" 30)
 	check "IPv$v serial: ... and arrived intact" world_intact "$f" "$id"
 	check "IPv$v serial: the secure MAIL FROM after its end of data got the gateway's 550 5.7.4" \
 		grep -qE '^MAIL2 550 5\.7\.4 tlsgate' <<<"$out"
+	e1=$(world_stats 'j["kernel"]["content_ended"]["packets"]')
+	check "IPv$v serial: its end of data passed in the kernel ($((e1 - e0)))" world_in_range $((e1 - e0)) 1
 	sleep 1
 	check "IPv$v serial: nothing of the refused transaction arrived" world_not inbox "Subject: $second"
 
-	# 4 MiB, then an ordinary second transaction: both arrive intact, and
-	# the content passed in the kernel to its end (how often the daemon's
-	# handover beats the client's first segment is make bench's figure).
+	# 4 MiB, then an ordinary second transaction: both arrive intact. How
+	# much of it, and how often its end, passes in the kernel varies (the
+	# daemon's handover races the client's first segment; segments on two
+	# CPUs return the content): make bench's figures, not a test's.
+	e0=$(world_stats 'j["kernel"]["content_ended"]["packets"]')
+	h0=$(world_stats 'j["content"]["handed_over"]')
 	id=$(world_msgid)
 	make_wire "$id" "$to" || { not_ok "IPv$v: could not make the message"; continue; }
 	second="second-$RANDOM$RANDOM"
@@ -259,7 +268,6 @@ for v in 4 6; do
 	e1=$(world_stats 'j["kernel"]["content_ended"]["packets"]')
 	h1=$(world_stats 'j["content"]["handed_over"]')
 	diag "IPv$v serial: handed over +$((h1 - h0)), end of data passed in the kernel +$((e1 - e0))"
-	check "IPv$v serial: an end of data passed in the kernel" world_in_range $((e1 - e0)) 1
 done
 
 # G. A new connection from the same address and port as one that was
