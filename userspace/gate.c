@@ -1224,7 +1224,8 @@ static void gate_content_return(struct gate *g, struct flow *f, const struct flo
 	f->content = false;
 	g->stats.content_returns++;
 	session_content_skip(f->session, v.content_seq, v.content_lf & TLSGATE_CONTENT_LF);
-	/* The end of data passed too (COPY_DATA): the server owes its reply. */
+	/* The end of data passed too (COPY_END_OF_DATA): the server owes its
+	 * reply. */
 	if (v.content_lf & TLSGATE_CONTENT_ENDED)
 		session_content_ended(f->session);
 }
