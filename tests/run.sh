@@ -33,6 +33,9 @@ run_tap() {
 		echo "    not ok - $name exited with status $rc (see $log)"
 		tail -20 "$log" | sed 's/^/    | /'
 		f=1
+	elif [ "$f" -ne 0 ]; then
+		# what the failing script printed besides TAP (its stderr)
+		grep -vE '^ *(ok|not ok|#|Bail)' "$log" | tail -40 | sed 's/^/    | /'
 	fi
 	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && [ "$k" -eq 0 ]; then
 		echo "    not ok - $name reported no results (see $log)"

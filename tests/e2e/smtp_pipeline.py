@@ -7,8 +7,9 @@ same write as the final ".":
     <MESSAGE1, CONTENT_SIZE bytes> "." MAIL FROM:<FROM2> RCPT TO:<TO> DATA
 
 Prints one line per reply, "<command> <code> <text>", and exits 0 when the
-session ran to its end (whatever the codes), 1 when the connection broke
-before a reply. Usage:
+session ran to its end (whatever the codes), 1 when it could not connect,
+the connection broke before a reply or a line was no reply (a last line
+"closed <why> (after N s)"). Usage:
     smtp_pipeline.py SERVER FROM1 FROM2 TO MESSAGE_FILE SUBJECT2 [bdat]
 The server's port is $SMTP_PORT (default 25). The message file must
 already be dot-stuffed and end in CRLF; the second message is a short one with the subject SUBJECT2. With "bdat" (RFC 3030)
@@ -48,6 +49,8 @@ class Conn:
             line, self.buf = self.buf.split(b"\n", 1)
             line = line.rstrip(b"\r").decode("utf-8", "replace")
             lines.append(line)
+            if not (line[:3].isdigit() and line[3:4] in ("", " ", "-")):
+                raise ValueError(f"not a reply line: {line!r}")
             if len(line) < 4 or line[3] != "-":
                 return int(line[:3]), line[4:]
 
@@ -58,9 +61,10 @@ def main():
     bdat = mode == "bdat"
     with open(path, "rb") as f:
         message = f.read()
-    c = Conn(server)
+    out = []
+    t0 = time.monotonic()
     try:
-        out = []
+        c = Conn(server)
 
         def expect(cmd):
             code, text = c.reply()
@@ -127,8 +131,8 @@ def main():
                     expect("DOT2")
         c.s.sendall(b"QUIT\r\n")
         expect("QUIT")
-    except (EOFError, OSError) as e:
-        out.append(f"closed {e}")
+    except (EOFError, OSError, ValueError) as e:
+        out.append(f"closed {e} (after {time.monotonic() - t0:.1f} s)")
         print("\n".join(out))
         return 1
     print("\n".join(out))
