@@ -936,6 +936,21 @@ static void gate_block_flow(struct gate *g, struct flow *f)
 	f->gate->decided = true;
 }
 
+/* Where replies injected to the client start: after all of the server's
+ * stream the gateway has passed (at least at_least). The withheld segment
+ * may acknowledge less: the client sent it before the server's last
+ * replies reached it. Injected at its ack, the refusal would overlap
+ * those replies: the client keeps the bytes it got first and reads a cut
+ * line, or the refusal in the place of a reply. */
+static uint32_t gate_server_next(const struct flow *f, uint32_t at_least)
+{
+	uint32_t next;
+	if (f->session && session_server_next(f->session, &next) &&
+	    (int32_t)(next - at_least) > 0)
+		return next;
+	return at_least;
+}
+
 /* Acts on a block: SMTP refusal or resets, kernel BLOCK, lock, event.
  * When the server still owes replies to commands forwarded before the
  * withheld segment (pipelining), the refusal waits for them: injected at
@@ -958,7 +973,10 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 		gf->n_deferred_verbs = g->n_seg_verbs;
 		gf->pending = *d;
 	} else {
-		gate_refuse(g, p, d, answer ? &v : NULL,
+		struct flowkey_packet q = *p;
+		if (answer && !gf->starttls_withheld)
+			q.ack = gate_server_next(f, p->ack);
+		gate_refuse(g, &q, d, answer ? &v : NULL,
 			    gf->starttls_withheld ? gf->server_seq : p->seq);
 		gate_block_flow(g, f);
 	}
@@ -989,7 +1007,7 @@ static void gate_deferred_refusal(struct gate *g, struct flow *f, const struct f
 	if (p->dir != TLSGATE_DIR_TO_CLIENT ||
 	    session_replies_owed(f->session) > f->gate->deferred_left)
 		return;
-	gate_deferred_refuse_now(g, f, p->seq + (uint32_t)p->payload_len);
+	gate_deferred_refuse_now(g, f, gate_server_next(f, p->seq + (uint32_t)p->payload_len));
 }
 
 void gate_deferred_timeout(struct gate *g, struct flow *f, uint64_t now_ns)

@@ -35,6 +35,10 @@
 #  G. a new session from the address and port of an offloaded one that
 #     closed with a RST (passed in the kernel): a secure-mode MAIL FROM in
 #     it is refused, not passed on the old verdict (IPv4 and IPv6).
+#  I. a refused segment that acknowledges less of the server than the
+#     gateway has seen (held up behind the client's egress backlog): the
+#     client reads the server's reply to the command before it, then the
+#     gateway's 550 5.7.4 (IPv4 and IPv6).
 #
 # How this fails when it should: with --no-offload (content never handed
 # over) the counter checks fail; a tagger that passed the final "."
@@ -151,14 +155,15 @@ for v in 4 6; do
 
 	# D. BDAT, secure-mode second sender. The server still owes replies
 	# to chunks forwarded before the refused MAIL FROM: the gateway's
-	# replies wait for them, so that each answers its own command. Checked
-	# here is what must hold: the refusal is said and nothing of the
-	# secure transaction arrives. (Reply order: mostly right, but one CI
-	# run in about ten had the gateway's replies one place early, under
-	# investigation; the order is in the diag line.)
+	# replies wait for them, so that each answers its own command, and
+	# follow them in the stream (I below).
 	second="refused-$RANDOM$RANDOM"
 	session $v alice@secure.world.test "$second" bdat || { not_ok "IPv$v: could not make the message"; continue; }
-	check "IPv$v BDAT: the session got the gateway's 550 5.7.4" grep -qE ' 550 5\.7\.4 tlsgate' <<<"$out"
+	check "IPv$v BDAT: the secure MAIL FROM got the gateway's 550 5.7.4" \
+		grep -qE '^MAIL2 550 5\.7\.4 tlsgate' <<<"$out"
+	chunks=$((($(stat -c %s "$WORLD_DIR/msg/${id%@*}.raw") + 1048575) / 1048576))
+	check "IPv$v BDAT: each chunk but the last got the server's 250" \
+		eval '[ "$(grep -cE "^BDAT[0-9]+ 250 " <<<"$out")" -eq $((chunks - 1)) ]'
 	sleep 1
 	check "IPv$v BDAT: nothing of the second transaction arrived" world_not inbox "Subject: $second"
 done
@@ -284,5 +289,23 @@ for v in 4 6; do
 	r1=$(world_stats 'j["flows"]["reopened"]')
 	check "IPv$v: the daemon counts the reopened flow ($r0 -> $r1)" test "$r1" -gt "$r0"
 done
+
+# I. A refused segment that acknowledges less of the server's stream than
+# the gateway has seen: sent before the reply to the command ahead of it
+# arrived, it is held up behind the client's own egress backlog (a tbf
+# qdisc and UDP datagrams, see stale_ack.py) and reaches the gateway after
+# that reply. The refusal must follow the reply, not overwrite it: the
+# client reads the server's 250 to NOOP, then the gateway's 550 5.7.4.
+world_exec in tc qdisc add dev eth0 root tbf rate 1mbit burst 4kb latency 2s
+for v in 4 6; do
+	if [ "$v" = 4 ]; then server=198.51.100.30; else server=2001:db8:2::30; fi
+	out=$(world_exec in "$WORLD_PY" tests/e2e/stale_ack.py "$server" 'NOOP\r\n' \
+		'MAIL FROM:<alice@secure.world.test>\r\n')
+	diag "IPv$v stale ack: $(tr '\n' '|' <<<"$out")"
+	check "IPv$v: with a stale ack, the server's 250 to NOOP, then the gateway's 550 5.7.4" \
+		eval '{ read -r a; read -r b; read -r c; } <<<"$out";
+		[[ $a == "250 "* && $b == "550 5.7.4 tlsgate"* && $c == closed ]]'
+done
+world_exec in tc qdisc del dev eth0 root
 
 done_testing
