@@ -307,12 +307,14 @@ static __always_inline __u64 content_bytes_eq(__u64 w, __u64 c)
 	return ~(((x & CONTENT_LOW7) + CONTENT_LOW7) | x | CONTENT_LOW7);
 }
 
-#define CONTENT_BLOCK 32 /* bytes per callback: four words, unrolled */
+#define CONTENT_BLOCK 32 /* bytes per callback: four words */
 
 /* bpf_loop callback: scans the payload's 32-byte block i (loading the
  * next chunk into the scratch buffer at each chunk start). Returns 1 to
- * stop. Straight-line code: the verifier walks it once, and the calls
- * cost a quarter of one per word. */
+ * stop. Branch-free within a word; the calls cost a quarter of one per
+ * word. The word loop stays a loop: unrolled, its spills took 272 bytes
+ * of stack, and with a caller's frames the chain passed the 512 bytes
+ * the verifier allows. */
 static long content_scan_block(__u64 i, void *arg)
 {
 	struct content_scan *cs = arg;
@@ -361,7 +363,7 @@ static long content_scan_block(__u64 i, void *arg)
 	 * folds only 'M' onto 'm', and so on) or with white space. The LFs
 	 * after the payload start no such line. */
 	line_end = cs->line_end;
-#pragma unroll
+#pragma clang loop unroll(disable)
 	for (w = 0; w < CONTENT_BLOCK / 8; w++) {
 		word = *(__u64 *)&buf->b[at + w * 8];
 		next = buf->b[at + w * 8 + 8];
@@ -430,25 +432,43 @@ static __always_inline int tagger_content_end(struct __sk_buff *skb, __u32 off, 
 	return tail[0] == '\n' && tail[1] == '.' && tail[2] == '\r' && tail[3] == '\n';
 }
 
+/* A segment's place in the frame, for the functions the verifier checks
+ * on their own (global: once, not for every path that calls them). */
+struct tagger_seg {
+	__u32 seq;    /* TCP sequence number (host order) */
+	__u32 l3_off; /* the IP header's offset */
+	__u32 l3_len; /* the IP packet's length */
+	__u32 off;    /* the payload's offset */
+	long len;     /* payload bytes */
+	__u32 dir;    /* enum tlsgate_dir */
+	__u8 tcp_flags;
+};
+
 /* A segment of a CONTENT flow: 1 when it may pass in the kernel (and the
- * entry has advanced past it), 0 when it goes to userspace. */
-static __always_inline int tagger_content(struct __sk_buff *skb, struct tlsgate_flow_value *val,
-					  struct tcphdr *tcph, __u32 dir, __u32 off, long len)
+ * entry has advanced past it), 0 when it goes to userspace. Global: the
+ * verifier checks it once, not on every path to it (the scan's loop made
+ * this the bulk of the program's verification). */
+__attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsgate_flow_value *val,
+					     const struct tagger_seg *seg)
 {
-	__u64 *state = (__u64 *)val, s0, s1;
+	__u64 *state, s0, s1;
 	struct content_scan cs;
+	__u32 seq, off;
 	__u8 last;
-	__u32 seq;
+	long len;
 	int ended;
 
-	if (((__u8 *)tcph)[13] & (PARSE_TCP_SYN | PARSE_TCP_FIN | PARSE_TCP_RST))
+	if (!val || !seg || (seg->tcp_flags & (PARSE_TCP_SYN | PARSE_TCP_FIN | PARSE_TCP_RST)))
 		return 0;
+	state = (__u64 *)val;
+	off = seg->off;
+	len = seg->len;
 	if (len == 0)
 		return 1; /* an ACK, either way */
-	if (dir != TLSGATE_DIR_TO_SERVER || len < 0 || len > TLSGATE_CONTENT_SCAN_MAX)
+	if (seg->dir != TLSGATE_DIR_TO_SERVER || len < 0 || len > TLSGATE_CONTENT_SCAN_MAX)
 		return 0;
 	s0 = READ_ONCE(*state);
-	seq = bpf_ntohl(tcph->seq);
+	seq = seg->seq;
 	if (STATE_VERDICT(s0) != TLSGATE_CONTENT || seq != STATE_SEQ(s0))
 		return 0; /* out of order, retransmitted, overlapping, or back */
 	if (STATE_CHUNK(s0)) {
@@ -639,6 +659,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	long payload;
 	__u16 sport, dport;
 	__u8 tcp_flags;
+	struct tagger_seg seg;
 	int reopen;
 	int proto;
 
@@ -741,10 +762,16 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		key.port_hi = tcph->source;
 	}
 
+	tcp_flags = ((__u8 *)tcph)[13];
 	val = bpf_map_lookup_elem(&flows, &key);
 	if (val && val->verdict == TLSGATE_CONTENT) {
 		l4_end = tagger_off(nh.pos, data);
-		if (tagger_content(skb, val, tcph, dir, l4_end, (long)l3_end - (long)l4_end)) {
+		seg.seq = bpf_ntohl(tcph->seq);
+		seg.off = l4_end;
+		seg.len = (long)l3_end - (long)l4_end;
+		seg.dir = dir;
+		seg.tcp_flags = tcp_flags;
+		if (tagger_content(skb, val, &seg)) {
 			__sync_fetch_and_add(&val->packets, 1);
 			__sync_fetch_and_add(&val->bytes, skb->len);
 			tagger_count(skb, TLSGATE_CNT_CONTENT_PASSED);
@@ -758,7 +785,6 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	 * an old one on the same addresses and ports (it closed unseen:
 	 * offloaded, blocked, or forgotten by the daemon): the daemon judges
 	 * the new one from the start. */
-	tcp_flags = ((__u8 *)tcph)[13];
 	reopen = val && dir == TLSGATE_DIR_TO_SERVER && (tcp_flags & PARSE_TCP_SYN) &&
 		 !(tcp_flags & PARSE_TCP_ACK);
 	if (!val || reopen || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_CONTENT) {
