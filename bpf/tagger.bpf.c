@@ -70,6 +70,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows SEC(".maps");
 
+/* Not pinned: the daemon rewrites it as its sessions go (see
+ * struct tlsgate_await). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct tlsgate_flow_key);
+	__type(value, struct tlsgate_await);
+	__uint(max_entries, TLSGATE_MAX_AWAITS);
+} awaits SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u16);
@@ -516,37 +525,10 @@ __attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsga
 	return __sync_val_compare_and_swap(state, s0, s1) == s0;
 }
 
-/* A server segment of a flow whose replies are copied: the IP packet (l3_len
- * bytes from l3_off) into reply_events. False when it cannot be (too long,
- * ring full): the segment is then marked like any other. */
-static __always_inline int tagger_copy_fill(struct __sk_buff *skb, struct tlsgate_reply_event *e,
-					    __u32 l3_off, __u32 l3_len, int wake);
-
-static __always_inline int tagger_copy_reply(struct __sk_buff *skb, __u32 l3_off, __u32 l3_len,
-					     __u32 off, long len)
-{
-	struct tlsgate_reply_event *e;
-	__u8 head[3];
-
-	if (l3_len == 0 || l3_len > TLSGATE_REPLY_COPY_MAX)
-		return 0;
-	e = bpf_ringbuf_reserve(&reply_events, sizeof(*e), 0);
-	if (!e) {
-		tagger_count(skb, TLSGATE_CNT_REPLY_QUEUED);
-		return 0;
-	}
-	/* A 354, most likely to DATA: the daemon hands the content over when
-	 * it reads this, which had better be before the content comes. Only
-	 * a hint (the daemon judges what it reads). */
-	return tagger_copy_fill(skb, e, l3_off, l3_len,
-				len >= 3 && bpf_skb_load_bytes(skb, off, head, 3) == 0 &&
-					head[0] == '3' && head[1] == '5' && head[2] == '4');
-}
-
-/* Fills and submits a reserved copy (l3_len 1..TLSGATE_REPLY_COPY_MAX), or
- * discards it when the packet cannot be read. wake: wake the daemon. */
-static __always_inline int tagger_copy_fill(struct __sk_buff *skb, struct tlsgate_reply_event *e,
-					    __u32 l3_off, __u32 l3_len, int wake)
+/* Reads the IP packet (l3_len bytes from l3_off, 1..TLSGATE_REPLY_COPY_MAX)
+ * into a reserved copy; discards the copy when it cannot be read (0). */
+static __always_inline int tagger_copy_load(struct __sk_buff *skb, struct tlsgate_reply_event *e,
+					    __u32 l3_off, __u32 l3_len)
 {
 	/* The mask (a power of two) shows the verifier the bound. */
 	__u32 n = ((l3_len - 1) & (TLSGATE_REPLY_COPY_MAX - 1)) + 1;
@@ -557,15 +539,97 @@ static __always_inline int tagger_copy_fill(struct __sk_buff *skb, struct tlsgat
 	}
 	e->len = n;
 	e->ifindex = skb->ingress_ifindex;
-	e->ts_ns = bpf_ktime_get_ns();
-	/* No wake-up per copy (an interrupt each): the daemon reads the ring
-	 * before every queued packet and once a second, and is woken when
-	 * the ring is half full. */
+	e->flags = 0;
+	e->content_seq = 0;
+	return 1;
+}
+
+/* Submits a loaded copy. No wake-up per copy (an interrupt each): the
+ * daemon reads the ring before every queued packet and once a second, and
+ * is woken when the ring is half full, or when wake asks for it. */
+static __always_inline int tagger_copy_submit(struct tlsgate_reply_event *e, int wake)
+{
 	bpf_ringbuf_submit(e, wake || bpf_ringbuf_query(&reply_events, BPF_RB_AVAIL_DATA) >
 					      TLSGATE_REPLY_RING_BYTES / 2
 			      ? BPF_RB_FORCE_WAKEUP
 			      : BPF_RB_NO_WAKEUP);
 	return 1;
+}
+
+/* A server segment (payload len bytes at off; in_order: it starts where
+ * the one before it ended) that is the 354 the daemon awaits (see struct
+ * tlsgate_await) turns the entry CONTENT at the awaited client_seq, stored
+ * in *content_seq: 1. Called with the segment's copy loaded: its
+ * submission cannot fail, so the daemon learns of the change from it. */
+static __always_inline int tagger_switch_at_354(struct __sk_buff *skb,
+						struct tlsgate_flow_value *val,
+						struct tlsgate_flow_key *key, struct tcphdr *tcph,
+						__u32 off, long len, int in_order,
+						__u32 *content_seq)
+{
+	const __u32 both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	struct tlsgate_await *a;
+	__u8 head[4], last;
+	__u32 cseq;
+	__u64 s0;
+
+	if (!in_order || (READ_ONCE(val->copy) & both) != both || len < 5 ||
+	    len > TLSGATE_REPLY_LINE_MAX)
+		return 0;
+	a = bpf_map_lookup_elem(&awaits, key);
+	if (!a)
+		return 0;
+	cseq = READ_ONCE(a->client_seq);
+	if (bpf_ntohl(tcph->seq) != READ_ONCE(a->server_seq) || bpf_ntohl(tcph->ack_seq) != cseq ||
+	    READ_ONCE(val->client_state) != TLSGATE_CLIENT_STATE(cseq, 1))
+		return 0; /* not where DATA's reply starts, or the client sent more */
+	if (bpf_skb_load_bytes(skb, off, head, 4) < 0 ||
+	    bpf_skb_load_bytes(skb, off + (__u32)len - 1, &last, 1) < 0 || last != '\n' ||
+	    head[0] != '3' || head[1] != '5' || head[2] != '4' ||
+	    (head[3] != ' ' && (head[3] != '\r' || len != 5)))
+		return 0;
+	s0 = READ_ONCE(*(__u64 *)val);
+	if (STATE_VERDICT(s0) != TLSGATE_INSPECT ||
+	    __sync_val_compare_and_swap((__u64 *)val, s0,
+					STATE(cseq, 0, TLSGATE_CONTENT_LF, 1, TLSGATE_CONTENT)) != s0)
+		return 0;
+	bpf_map_delete_elem(&awaits, key);
+	*content_seq = cseq;
+	tagger_count(skb, TLSGATE_CNT_CONTENT_SWITCHED);
+	return 1;
+}
+
+/* A server segment of a flow whose replies are copied (payload len bytes
+ * at off; 0 for the client's FIN or RST): the IP packet (l3_len bytes from
+ * l3_off) into reply_events. False when it cannot be (too long, ring
+ * full): the segment is then marked like any other. */
+static __always_inline int tagger_copy_reply(struct __sk_buff *skb, struct tlsgate_flow_value *val,
+					     struct tlsgate_flow_key *key, struct tcphdr *tcph,
+					     __u32 l3_off, __u32 l3_len, __u32 off, long len,
+					     int in_order)
+{
+	struct tlsgate_reply_event *e;
+	__u32 content_seq = 0;
+	__u8 head[3];
+
+	if (l3_len == 0 || l3_len > TLSGATE_REPLY_COPY_MAX)
+		return 0;
+	e = bpf_ringbuf_reserve(&reply_events, sizeof(*e), 0);
+	if (!e) {
+		tagger_count(skb, TLSGATE_CNT_REPLY_QUEUED);
+		return 0;
+	}
+	if (!tagger_copy_load(skb, e, l3_off, l3_len))
+		return 0;
+	if (tagger_switch_at_354(skb, val, key, tcph, off, len, in_order, &content_seq)) {
+		e->flags = TLSGATE_REPLY_CONTENT;
+		e->content_seq = content_seq;
+	}
+	/* A 354, most likely to DATA: the daemon hands the content over when
+	 * it reads this (unless done here), which had better be before the
+	 * content comes. Only a hint (the daemon judges what it reads). */
+	return tagger_copy_submit(e, len >= 3 && bpf_skb_load_bytes(skb, off, head, 3) == 0 &&
+					     head[0] == '3' && head[1] == '5' && head[2] == '4');
 }
 
 /* Turns a CONTENT entry back to INSPECT, keeping where the content got to. */
@@ -583,19 +647,45 @@ static __always_inline void tagger_content_return(struct tlsgate_flow_value *val
 	val->verdict = TLSGATE_INSPECT; /* eight races lost in a row: cannot happen */
 }
 
+/* 1 when the payload (len bytes at off) ends with a line "DATA" CRLF,
+ * either case: alone, or after an LF. */
+static __always_inline int tagger_ends_with_data(struct __sk_buff *skb, __u32 off, long len)
+{
+	__u8 b[7];
+
+	if (len == 6) {
+		b[0] = '\n';
+		if (bpf_skb_load_bytes(skb, off, &b[1], 6) < 0)
+			return 0;
+	} else if (len < 6 || bpf_skb_load_bytes(skb, off + (__u32)len - 7, b, 7) < 0) {
+		return 0;
+	}
+	return b[0] == '\n' && (b[1] | 0x20) == 'd' && (b[2] | 0x20) == 'a' && (b[3] | 0x20) == 't' &&
+	       (b[4] | 0x20) == 'a' && b[5] == '\r' && b[6] == '\n';
+}
+
+
 /* A client segment of a flow whose commands are copied: copied and passed
  * when it continues no line (the client segment before it in sequence
  * ended with LF) and no line in it may be one the daemon must withhold
  * (and the copy can be made); else marked. Either way it becomes the
  * segment the next one is checked against. */
 static __always_inline int tagger_copy_command(struct __sk_buff *skb,
-					       struct tlsgate_flow_value *val, __u32 seq,
-					       __u32 l3_off, __u32 l3_len, __u32 off, long len)
+					       struct tlsgate_flow_value *val,
+					       const struct tagger_seg *seg)
 {
 	struct tlsgate_reply_event *e;
 	struct content_scan cs;
+	__u32 seq, l3_off, l3_len, off;
 	__u64 st, next;
+	long len;
 	__u8 last;
+
+	seq = seg->seq;
+	l3_off = seg->l3_off;
+	l3_len = seg->l3_len;
+	off = seg->off;
+	len = seg->len;
 
 	if (len <= 0 || len > TLSGATE_CONTENT_SCAN_MAX ||
 	    bpf_skb_load_bytes(skb, off + (__u32)len - 1, &last, 1) < 0) {
@@ -638,7 +728,10 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return 0;
 	}
-	return tagger_copy_fill(skb, e, l3_off, l3_len, 0);
+	if (!tagger_copy_load(skb, e, l3_off, l3_len))
+		return 0;
+	/* It follows an LF (checked above): a "DATA" at its end starts a line. */
+	return tagger_copy_submit(e, last == '\n' && tagger_ends_with_data(skb, off, len));
 }
 
 SEC("tc")
@@ -660,7 +753,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	__u16 sport, dport;
 	__u8 tcp_flags;
 	struct tagger_seg seg;
-	int reopen;
+	int reopen, in_order;
 	int proto;
 
 	/* Rarely taken; the only helper that moves packet data, so data and
@@ -801,6 +894,16 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			tagger_count(skb, TLSGATE_CNT_ACK_SKIPPED);
 			return TC_ACT_OK;
 		}
+		/* Where the server's stream got to (see struct tlsgate_await):
+		 * this segment is the first server data since one that ended
+		 * where it starts. */
+		in_order = 0;
+		if (val && dir == TLSGATE_DIR_TO_CLIENT && payload > 0 &&
+		    (READ_ONCE(val->copy) & TLSGATE_COPY_REPLIES))
+			in_order = __sync_lock_test_and_set(
+					   &val->server_state,
+					   TLSGATE_SERVER_STATE(bpf_ntohl(tcph->seq) + (__u32)payload)) ==
+				   TLSGATE_SERVER_STATE(bpf_ntohl(tcph->seq));
 		/* The server's side of the plaintext dialog (and its SYN-ACK):
 		 * nothing in it is ever withheld, so the daemon reads a copy
 		 * while the segment goes on; so are the client's segments that
@@ -808,11 +911,17 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		 * RST without data either way. FIN or RST with data is queued. */
 		if (val && READ_ONCE(val->verdict) == TLSGATE_INSPECT && val->copy &&
 		    (payload == 0 || !(tcp_flags & (PARSE_TCP_FIN | PARSE_TCP_RST)))) {
+			seg.seq = bpf_ntohl(tcph->seq);
+			seg.l3_off = tagger_off(l3, data);
+			seg.l3_len = l3_len;
+			seg.off = l4_end;
+			seg.len = payload;
 			if ((dir == TLSGATE_DIR_TO_CLIENT ||
 			     (payload == 0 && !(tcp_flags & PARSE_TCP_SYN))) &&
 			    (val->copy & TLSGATE_COPY_REPLIES) &&
-			    tagger_copy_reply(skb, tagger_off(l3, data), l3_len, l4_end,
-					      dir == TLSGATE_DIR_TO_CLIENT ? payload : 0)) {
+			    tagger_copy_reply(skb, val, &key, tcph, tagger_off(l3, data), l3_len,
+					      l4_end, dir == TLSGATE_DIR_TO_CLIENT ? payload : 0,
+					      in_order)) {
 				__sync_fetch_and_add(&val->packets, 1);
 				__sync_fetch_and_add(&val->bytes, skb->len);
 				tagger_count(skb, dir == TLSGATE_DIR_TO_CLIENT
@@ -822,8 +931,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			}
 			if (dir == TLSGATE_DIR_TO_SERVER && (val->copy & TLSGATE_COPY_COMMANDS) &&
 			    !(((__u8 *)tcph)[13] & PARSE_TCP_SYN) &&
-			    tagger_copy_command(skb, val, bpf_ntohl(tcph->seq), tagger_off(l3, data),
-						l3_len, l4_end, payload)) {
+			    tagger_copy_command(skb, val, &seg)) {
 				__sync_fetch_and_add(&val->packets, 1);
 				__sync_fetch_and_add(&val->bytes, skb->len);
 				tagger_count(skb, TLSGATE_CNT_COMMAND_COPIED);

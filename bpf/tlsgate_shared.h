@@ -76,8 +76,11 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
  *             of data - LF "." CRLF - and holds no other '.' alone between
  *             line ends passes too; the entry turns back to INSPECT with
  *             TLSGATE_CONTENT_ENDED and client_state after it.
- * A copied server segment that starts with "354" wakes the daemon: it
- * hands the message content over sooner (the copies wake nobody else). */
+ * A copied client segment that ends with a line "DATA" wakes the daemon,
+ * so that it can write the flow's awaits entry before the server answers
+ * (see struct tlsgate_await); a copied server segment that starts with
+ * "354" too: it hands the message content over sooner (the copies wake
+ * nobody else). */
 #define TLSGATE_COPY_REPLIES 0x01
 #define TLSGATE_COPY_COMMANDS 0x02
 #define TLSGATE_COPY_END_OF_DATA 0x04
@@ -87,9 +90,34 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
 struct tlsgate_reply_event {
 	__u32 len; /* bytes of pkt: the IP packet */
 	__u32 ifindex;
-	__u64 ts_ns; /* bpf_ktime_get_ns() at the copy */
+	__u32 flags;       /* TLSGATE_REPLY_* */
+	__u32 content_seq; /* REPLY_CONTENT: where the content starts */
 	__u8 pkt[TLSGATE_REPLY_COPY_MAX];
 };
+/* The program turned the entry CONTENT at this segment (awaits map). */
+#define TLSGATE_REPLY_CONTENT 0x01
+
+/* awaits map (key: the flow key): written by the daemon when its session
+ * of an INSPECT flow with REPLIES and COMMANDS copies owes the server one
+ * reply, to DATA, and has read both streams to their ends. The program
+ * then hands the message content over itself, as the daemon would at
+ * that reply: at a copied server segment that
+ *   - starts at server_seq, and right after the server segment before it
+ *     (server_state: so it is the first server data since),
+ *   - is "354" CRLF, or starts with "354 " and ends with LF, in at most
+ *     TLSGATE_REPLY_LINE_MAX bytes (RFC 5321's reply line: the daemon's
+ *     session reads a line so begun as the last of a 354 reply),
+ *   - acknowledges client_seq,
+ * while client_state is client_seq after an LF (the client sent nothing
+ * since DATA), the entry turns CONTENT at client_seq and the awaits entry
+ * goes. The copy says so (TLSGATE_REPLY_CONTENT). A separate map, so that
+ * writing it does not reset the flow entry's server_state. */
+struct tlsgate_await {
+	__u32 client_seq; /* the client's byte after DATA */
+	__u32 server_seq; /* where the server's reply to DATA starts */
+};
+#define TLSGATE_MAX_AWAITS 16384 /* LRU: an evicted entry only means no switch */
+#define TLSGATE_REPLY_LINE_MAX 512
 _Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX, "reply event layout");
 
 #define TLSGATE_PIN_DIR_DEFAULT "/sys/fs/bpf/tlsgate"
@@ -156,9 +184,14 @@ struct tlsgate_flow_value {
 	 * that segment ended with LF. Written by the daemon at the SYN and by
 	 * the program for each client segment; one word, so it is read whole. */
 	__u64 client_state;
+	/* COPY_REPLIES: the server's next sequence number after the last
+	 * server segment with data the program saw, with bit 32 set (the
+	 * daemon writes 0: unknown). */
+	__u64 server_state;
 };
-_Static_assert(sizeof(struct tlsgate_flow_value) == 48, "flow value layout");
+_Static_assert(sizeof(struct tlsgate_flow_value) == 56, "flow value layout");
 #define TLSGATE_CLIENT_STATE(next, lf) ((__u64)(__u32)(next) | ((__u64)!!(lf) << 32))
+#define TLSGATE_SERVER_STATE(next) ((__u64)(__u32)(next) | (1ull << 32))
 #define TLSGATE_CONTENT_LF 0x01
 #define TLSGATE_CONTENT_ENDED 0x04
 
@@ -189,6 +222,7 @@ enum tlsgate_counter {
 	TLSGATE_CNT_REPLY_QUEUED,  /* ... not copied (ring full): marked instead */
 	TLSGATE_CNT_COMMAND_COPIED, /* client segments passed, a copy to the daemon */
 	TLSGATE_CNT_CONTENT_ENDED,  /* end-of-data segments passed (CONTENT_ENDED) */
+	TLSGATE_CNT_CONTENT_SWITCHED, /* entries the program turned CONTENT at a 354 */
 	TLSGATE_CNT_MAX,
 };
 

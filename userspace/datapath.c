@@ -29,6 +29,7 @@ struct datapath {
 	bool adopted;
 	int ncpus;
 	int flows_fd;
+	int awaits_fd;
 	int counters_fd;
 };
 
@@ -189,6 +190,7 @@ struct datapath *datapath_open(const struct datapath_config *cfg)
 		goto fail;
 	}
 	dp->flows_fd = bpf_map__fd(dp->skel->maps.flows);
+	dp->awaits_fd = bpf_map__fd(dp->skel->maps.awaits);
 	dp->counters_fd = bpf_map__fd(dp->skel->maps.counters);
 	dp->ncpus = libbpf_num_possible_cpus();
 	if (dp->ncpus <= 0) {
@@ -263,7 +265,24 @@ int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key
 {
 	struct tlsgate_flow_value val = { .verdict = TLSGATE_INSPECT, .copy = copy,
 					  .client_state = client_state };
+
 	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+int datapath_set_await(struct datapath *dp, const struct tlsgate_flow_key *key,
+		       uint32_t client_seq, uint32_t server_seq)
+{
+	struct tlsgate_await a = { .client_seq = client_seq, .server_seq = server_seq };
+	if (bpf_map_update_elem(dp->awaits_fd, key, &a, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+int datapath_clear_await(struct datapath *dp, const struct tlsgate_flow_key *key)
+{
+	if (bpf_map_delete_elem(dp->awaits_fd, key) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;
 }
@@ -292,6 +311,7 @@ int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
 
 int datapath_delete(struct datapath *dp, const struct tlsgate_flow_key *key)
 {
+	datapath_clear_await(dp, key);
 	if (bpf_map_delete_elem(dp->flows_fd, key) < 0)
 		return -errno;
 	return 0;

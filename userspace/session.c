@@ -390,6 +390,30 @@ static int pend_pop(struct session *s)
 	return v;
 }
 
+bool session_awaits_354(const struct session *s, uint32_t *client_next, uint32_t *server_next)
+{
+	size_t n;
+	int i;
+
+	if (!s || s->info.phase != SESSION_PHASE_SMTP || s->pend_n != 1 ||
+	    pend_peek(s) != SMTP_VERB_DATA || s->in_reply || s->http_server ||
+	    s->d[C].mode != DIR_WAIT)
+		return false;
+	for (i = 0; i < 2; i++) {
+		const struct session_dir *d = &s->d[i];
+		if (!d->rcv_started || d->fin || d->skipping_line || d->r.n_isl)
+			return false;
+		if (d->r.started) {
+			reasm_peek(&d->r, &n);
+			if (n || d->r.base != d->rcv_next)
+				return false;
+		}
+	}
+	*client_next = s->d[C].rcv_next;
+	*server_next = s->d[S].rcv_next;
+	return true;
+}
+
 /* ---- TLS ---- */
 
 static void enter_tls(struct session *s, int dir)

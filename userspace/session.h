@@ -203,6 +203,12 @@ bool session_in_data(const struct session *s);
  * reaches past *chunk_end comes back. session_content_skip() then is
  * called as for DATA (the session has skipped ahead already). */
 bool session_chunk_ready(const struct session *s, uint32_t *next_seq, uint32_t *chunk_end);
+/* True when the client's DATA is the one command the server has not
+ * answered, and both streams are read to their ends with nothing held (no
+ * partial line, no hole, no FIN): then the server's next bytes, from
+ * *server_next, are its reply to DATA as the client will read it, and the
+ * client's message content, if it gets a 354, starts at *client_next. */
+bool session_awaits_354(const struct session *s, uint32_t *client_next, uint32_t *server_next);
 /* The server's next sequence number after what arrived in order. */
 bool session_server_next(const struct session *s, uint32_t *seq);
 /* The client's next sequence number after what the session has without a

@@ -125,6 +125,8 @@ struct daemon {
 	void *ring_cons, *ring_prod; /* its consumer and producer position pages */
 	bool reading_replies;
 	uint64_t replies_read, replies_bad, gap_drops;
+	uint64_t awaits_set;         /* awaits entries written */
+	uint64_t content_unexpected; /* the kernel took content the session did not expect */
 	struct web *web;
 	char *web_token;
 	/* Probes run as child processes (tlsgate-probe --db), bounded. */
@@ -242,6 +244,60 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
 		daemon_read_replies(d); /* copies made before the change */
 }
 
+/* While the session owes the server DATA's reply alone, the kernel may
+ * hand the content over itself at the 354 (see struct tlsgate_await):
+ * the handover from here comes only once this 354 is read, and often
+ * after the client's first content segment. Kept in step with the
+ * session after each segment. */
+static void daemon_await_354(struct daemon *d, struct flow *f)
+{
+	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	uint32_t client_next = 0, server_next = 0;
+	bool want = f->session && f->verdict == TLSGATE_INSPECT && !f->content &&
+		    (f->copy & both) == both &&
+		    session_awaits_354(f->session, &client_next, &server_next);
+
+	if (want == f->await_354 &&
+	    (!want || (f->await_client == client_next && f->await_server == server_next)))
+		return;
+	int err = want ? datapath_set_await(d->dp, &f->key, client_next, server_next)
+		       : datapath_clear_await(d->dp, &f->key);
+	if (err < 0) {
+		log_warnx_rl(&d->rl, "cannot %s a flow's awaited 354: %s", want ? "set" : "clear",
+			     strerror(-err));
+		if (want)
+			return;
+	}
+	f->await_354 = want;
+	f->await_client = client_next;
+	f->await_server = server_next;
+	if (want)
+		d->awaits_set++;
+}
+
+/* The tagger turned the entry CONTENT at the server's 354 just read (see
+ * struct tlsgate_await): the content is the kernel's from seq on, as
+ * after a handover from here. */
+static void daemon_content_switched(struct daemon *d, struct flow *f, uint32_t seq)
+{
+	uint32_t want;
+	bool line_end;
+
+	f->await_354 = false; /* the program removed the entry */
+	if (!f->session || f->verdict != TLSGATE_INSPECT)
+		return; /* judged at this segment: the verdict replaced it */
+	if (!session_content_ready(f->session, &want, &line_end) || want != seq) {
+		/* Not as the session read the dialog. When the content
+		 * returns, what passed is skipped (nothing past an end of
+		 * data passes in the kernel). */
+		d->content_unexpected++;
+		log_warnx_rl(&d->rl, "the kernel took message content the session did not expect "
+				     "(at %u)", seq);
+	}
+	f->content = true;
+	f->content_wanted = false;
+}
+
 /* The reply ring's positions (read-only mappings of its first two pages). */
 static uint64_t ring_pos(const void *page)
 {
@@ -282,7 +338,7 @@ static bool daemon_client_gap(struct daemon *d, struct flow *f, const struct flo
 }
 
 static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint32_t indev,
-			  bool copied);
+			  const struct tlsgate_reply_event *copy);
 
 static int daemon_reply_copy(void *arg, void *data, size_t size)
 {
@@ -297,7 +353,7 @@ static int daemon_reply_copy(void *arg, void *data, size_t size)
 		return 0;
 	}
 	d->replies_read++;
-	daemon_segment(d, e->pkt, e->len, e->ifindex, true);
+	daemon_segment(d, e->pkt, e->len, e->ifindex, e);
 	return 0;
 }
 
@@ -320,7 +376,7 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t ind
 	struct daemon *d = arg;
 
 	daemon_read_replies(d);
-	return daemon_segment(d, pkt, len, indev, false);
+	return daemon_segment(d, pkt, len, indev, NULL);
 }
 
 /* A client segment at which the tagger clears COPY_COMMANDS: one it does
@@ -340,12 +396,13 @@ static bool tagger_stops_commands(const uint8_t *p, size_t n)
 	return false;
 }
 
-/* One segment, queued (the verdict is returned) or copied (already passed:
- * the verdict is ignored; what the gate decides acts on the flow). */
+/* One segment, queued (the verdict is returned) or copied (copy: already
+ * passed, the verdict is ignored; what the gate decides acts on the flow). */
 static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint32_t indev,
-			  bool copied)
+			  const struct tlsgate_reply_event *copy)
 {
 	struct flowkey_packet p;
+	bool copied = copy != NULL;
 
 	if (flowkey_from_ip(pkt, len, &d->ports, &p) < 0) {
 		d->stats.unparsed++;
@@ -425,6 +482,8 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		return NF_DROP;
 	gate_before_segment(d->gate, f, &p);
 	enum session_action action = session_segment(f->session, &seg);
+	if (copy && (copy->flags & TLSGATE_REPLY_CONTENT))
+		daemon_content_switched(d, f, copy->content_seq);
 	int verdict = gate_segment(d->gate, f, &p, action, d->cfg.no_offload);
 	if (action == SESSION_LIMIT)
 		d->stats.limit++;
@@ -442,6 +501,7 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		return verdict;
 	}
 	daemon_copy_flags(d, f);
+	daemon_await_354(d, f);
 	/* The tagger queues a client's SYN whatever the entry says: one left
 	 * by an old connection the daemon forgot (evicted from its table)
 	 * must not pass the new one on its verdict. Copies write over it;
@@ -615,11 +675,15 @@ static char *daemon_stats_json(struct daemon *d)
 				    counter_json(&k[TLSGATE_CNT_COMMAND_COPIED], NULL));
 		json_object_set_new(kern, "content_ended",
 				    counter_json(&k[TLSGATE_CNT_CONTENT_ENDED], NULL));
+		json_object_set_new(kern, "content_switched",
+				    counter_json(&k[TLSGATE_CNT_CONTENT_SWITCHED], NULL));
 		json_object_set_new(root, "replies",
-				    json_pack("{s:b,s:I,s:I,s:I}", "enabled", d->replies != NULL,
-					      "read", (json_int_t)d->replies_read, "malformed",
-					      (json_int_t)d->replies_bad, "gap_drops",
-					      (json_int_t)d->gap_drops));
+				    json_pack("{s:b,s:I,s:I,s:I,s:I,s:I}", "enabled",
+					      d->replies != NULL, "read", (json_int_t)d->replies_read,
+					      "malformed", (json_int_t)d->replies_bad, "gap_drops",
+					      (json_int_t)d->gap_drops, "awaits_set",
+					      (json_int_t)d->awaits_set, "content_unexpected",
+					      (json_int_t)d->content_unexpected));
 	}
 	if (!root)
 		return NULL;

@@ -35,6 +35,10 @@
 #  G. a new session from the address and port of an offloaded one that
 #     closed with a RST (passed in the kernel): a secure-mode MAIL FROM in
 #     it is refused, not passed on the old verdict (IPv4 and IPv6).
+#  J. a Postfix that answers DATA a second late: the kernel turns the
+#     flow to content at both 354s of a serial session (the daemon awaits
+#     them, struct tlsgate_await), the daemon hands nothing over, and both
+#     messages arrive intact (IPv4 and IPv6).
 #  I. a refused segment that acknowledges less of the server than the
 #     gateway has seen (held up behind the client's egress backlog): the
 #     client reads the server's reply to the command before it, then the
@@ -228,10 +232,11 @@ for v in 4 6; do
 	check "IPv$v: an ordinary MAIL FROM split the same way is the server's 250" grep -qE '^250 ' <<<"$out"
 done
 
-# H. Nothing pipelined (as smtp-source and most clients talk): the 354
-# copy wakes the daemon, which hands the content over; a last segment that
-# ends with the end of data passes in the kernel too. A secure-mode MAIL
-# FROM in the next transaction is still judged, and refused.
+# H. Nothing pipelined (as smtp-source and most clients talk): the kernel
+# turns to content at the 354 the daemon awaits, or the daemon hands the
+# content over when it reads the 354; a last segment that ends with the end
+# of data passes in the kernel too. A secure-mode MAIL FROM in the next
+# transaction is still judged, and refused.
 for v in 4 6; do
 	if [ "$v" = 4 ]; then server=198.51.100.30 to=user@plain.test; else server=2001:db8:2::30 to=user@plain6.test; fi
 	e0=$(world_stats 'j["kernel"]["content_ended"]["packets"]')
@@ -257,10 +262,11 @@ for v in 4 6; do
 
 	# 4 MiB, then an ordinary second transaction: both arrive intact. How
 	# much of it, and how often its end, passes in the kernel varies (the
-	# daemon's handover races the client's first segment; segments on two
-	# CPUs return the content): make bench's figures, not a test's.
+	# daemon's arming races the server's 354, see J; segments on two CPUs
+	# return the content): make bench's figures, not a test's.
 	e0=$(world_stats 'j["kernel"]["content_ended"]["packets"]')
 	h0=$(world_stats 'j["content"]["handed_over"]')
+	s0=$(world_stats 'j["kernel"]["content_switched"]["packets"]')
 	second="second-$RANDOM$RANDOM"
 	session $v bob@in.world.test "$second" serial || { not_ok "IPv$v: could not make the message"; continue; }
 	f=$(world_wait_delivered mx-plain "$id" 30)
@@ -268,7 +274,7 @@ for v in 4 6; do
 	check "IPv$v serial: ... and the second one after it" wait_for 30 inbox "Subject: $second"
 	e1=$(world_stats 'j["kernel"]["content_ended"]["packets"]')
 	h1=$(world_stats 'j["content"]["handed_over"]')
-	diag "IPv$v serial: handed over +$((h1 - h0)), end of data passed in the kernel +$((e1 - e0))"
+	diag "IPv$v serial: switched in the kernel +$(($(world_stats 'j["kernel"]["content_switched"]["packets"]') - s0)), handed over +$((h1 - h0)), end of data passed in the kernel +$((e1 - e0))"
 done
 
 # G. A new connection from the same address and port as one that was
@@ -288,6 +294,41 @@ for v in 4 6; do
 		grep -qE '^550 5\.7\.4 tlsgate' <<<"$(sed -n 2p <<<"$out")"
 	r1=$(world_stats 'j["flows"]["reopened"]')
 	check "IPv$v: the daemon counts the reopened flow ($r0 -> $r1)" test "$r1" -gt "$r0"
+done
+
+# J. The kernel hands the content over at the 354 itself, where the daemon
+# awaits it (the awaits map): the daemon's own handover would come only
+# once it has read that 354. A Postfix listener that waits a second before
+# its 354 (smtpd_data_restrictions = sleep 1) leaves no race to the daemon's
+# arming: both transactions of a serial session switch in the kernel and
+# the daemon hands nothing over; the messages arrive intact.
+pf=$WORLD_DIR/mx-plain/etc
+for a in 198.51.100.30 '[2001:db8:2::30]'; do
+	postconf -c "$pf" -M "$a:$MUTE_PORT/inet=$a:$MUTE_PORT inet n - n - - smtpd -o smtpd_data_restrictions=sleep,1"
+done
+world_exec mx-plain postfix -c "$pf" reload >/dev/null 2>&1
+_world_wait_port mx-plain 198.51.100.30 $MUTE_PORT
+for v in 4 6; do
+	if [ "$v" = 4 ]; then server=198.51.100.30 to=user@plain.test; else server=2001:db8:2::30 to=user@plain6.test; fi
+	s0=$(world_stats 'j["kernel"]["content_switched"]["packets"]')
+	h0=$(world_stats 'j["content"]["handed_over"]')
+	c0=$(world_stats 'j["kernel"]["content"]["bytes"]')
+	id=$(world_msgid)
+	SIZE=20000 make_wire "$id" "$to" || { not_ok "IPv$v: could not make the message"; continue; }
+	second="second-$RANDOM$RANDOM"
+	out=$(SMTP_PORT=$MUTE_PORT world_exec in "$WORLD_PY" tests/e2e/smtp_pipeline.py "$server" \
+		sender@in.world.test bob@in.world.test "$to" "$WORLD_DIR/msg/${id%@*}.wire" "$second" serial)
+	diag "IPv$v slow 354: $(tr '\n' '|' <<<"$out")"
+	f=$(world_wait_delivered mx-plain "$id" 30)
+	check "IPv$v slow 354: the message arrived intact" world_intact "$f" "$id"
+	check "IPv$v slow 354: ... and the second one after it" wait_for 30 inbox "Subject: $second"
+	s1=$(world_stats 'j["kernel"]["content_switched"]["packets"]')
+	h1=$(world_stats 'j["content"]["handed_over"]')
+	c1=$(world_stats 'j["kernel"]["content"]["bytes"]')
+	diag "IPv$v slow 354: switched in the kernel +$((s1 - s0)), handed over +$((h1 - h0)), content in the kernel +$((c1 - c0)) bytes"
+	check "IPv$v slow 354: the kernel switched to content at both 354s" [ $((s1 - s0)) -eq 2 ]
+	check "IPv$v slow 354: the daemon handed nothing over" [ $((h1 - h0)) -eq 0 ]
+	check "IPv$v slow 354: content passed in the kernel" world_in_range $((c1 - c0)) 1
 done
 
 # I. A refused segment that acknowledges less of the server's stream than

@@ -14,6 +14,14 @@
  * A segment that ends with LF "." CRLF and holds no other such dot passes
  * as the end of data (COPY_END_OF_DATA): the session skips past it and is
  * told the data ended (session_content_ended()), as the daemon does.
+ * ctl bit 6 (bit 7 clear) turns on and off the kernel's own handover at
+ * the 354 (struct tlsgate_await): while session_awaits_354() says so, a
+ * server chunk that starts where it says, right after the last server
+ * chunk, while the last client chunk ended there with LF, that is "354"
+ * CRLF or starts with "354 " and ends with LF (512 bytes at most), turns
+ * the model to content from there; the session must then read content
+ * from there too. Not with the small limits (bits 1-2 of byte 0): a
+ * dialog window under a reply line's 512 bytes is not the daemon's.
  * Otherwise a raw skip: bit 0 line_end, bits 1-2 the width of the
  * little-endian delta that follows (1, 2 or 4 bytes; 3: none, delta 0),
  * bit 3 backwards. A forward skip moves the client's later chunks after
@@ -98,7 +106,20 @@ struct fuzz {
 	uint8_t passed_last;
 	/* Where s and ref may legitimately differ. */
 	bool raw_skip;
+	/* The tagger's view for the handover at the 354: its switch is on;
+	 * the next seq after the last client / server chunk with data, bit 32
+	 * set (client: that chunk ended with LF). */
+	bool switch354, small_limits;
+	uint64_t client_state, server_state;
 };
+
+/* The tagger's test of the awaited reply's segment (tagger_switch_at_354). */
+static bool is_354_segment(const struct tcp_segment *g)
+{
+	return g->len >= 5 && g->len <= TLSGATE_REPLY_LINE_MAX && !memcmp(g->payload, "354", 3) &&
+	       (g->payload[3] == ' ' || (g->payload[3] == '\r' && g->len == 5)) &&
+	       g->payload[g->len - 1] == '\n';
+}
 
 /* tagger_content(): true when the segment passes in the kernel; *ended
  * when it passed as the end of data (TLSGATE_COPY_END_OF_DATA). */
@@ -157,9 +178,20 @@ static void ref_window(struct fuzz *f)
 
 static void deliver(struct fuzz *f, const struct tcp_segment *g)
 {
-	uint32_t seq;
-	bool line_end;
+	uint32_t seq, cn = 0, sn = 0;
+	bool line_end, data = g->len && !(g->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN |
+						   SESSION_TCP_RST));
+	bool await = f->switch354 && !f->content && data && g->dir != C &&
+		     session_awaits_354(f->s, &cn, &sn) &&
+		     f->server_state == ((uint64_t)g->seq | 1ull << 32) &&
+		     f->client_state == ((uint64_t)cn | 1ull << 32) && g->seq == sn &&
+		     is_354_segment(g);
 
+	if (data && g->dir == C)
+		f->client_state = (uint32_t)(g->seq + g->len) |
+				  (uint64_t)(g->payload[g->len - 1] == '\n') << 32;
+	else if (data)
+		f->server_state = (uint32_t)(g->seq + g->len) | 1ull << 32;
 	session_segment(f->ref, g);
 	session_content_ready(f->ref, &seq, &line_end);
 	check_memory(f->ref);
@@ -185,6 +217,17 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 	session_segment(f->s, g);
 	session_content_ready(f->s, &seq, &line_end);
 	check_memory(f->s);
+	if (await) {
+		/* The kernel turned CONTENT at this 354: the session must read
+		 * the client's next byte as content too (daemon_content_switched()). */
+		if (!session_content_ready(f->s, &seq, &line_end) || seq != cn || !line_end)
+			__builtin_trap();
+		f->content = true;
+		f->content_seq = cn;
+		f->content_line_end = true;
+		f->content_lf = true;
+		f->passed = false;
+	}
 }
 
 static bool reasm_lost(const struct fuzz *f)
@@ -226,6 +269,10 @@ static size_t control(struct fuzz *f, const uint8_t *p, size_t n)
 			f->content_lf = false; /* as datapath_set_content() writes it */
 			f->passed = false;
 		}
+		return 1;
+	}
+	if (ctl & 0x40) {
+		f->switch354 = !f->switch354 && !f->small_limits;
 		return 1;
 	}
 	width = (ctl >> 1) & 3;
@@ -301,6 +348,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lim.dialog_bytes = 64;
 	if (data[0] & 4)
 		lim.tls_bytes = 256;
+	f.small_limits = (data[0] & 6) != 0;
 	f.s = session_new(&lim, data[0] & 1);
 	f.ref = session_new(&lim, data[0] & 1);
 	if (!f.s || !f.ref)

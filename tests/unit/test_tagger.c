@@ -108,11 +108,13 @@ static int reset_flows(void **state)
 
 	if (load_err)
 		return 0;
-	fd = bpf_map__fd(skel->maps.flows);
-	while (bpf_map_get_next_key(fd, NULL, &next) == 0) {
-		key = next;
-		if (bpf_map_delete_elem(fd, &key))
-			return -1;
+	for (int m = 0; m < 2; m++) {
+		fd = bpf_map__fd(m ? skel->maps.awaits : skel->maps.flows);
+		while (bpf_map_get_next_key(fd, NULL, &next) == 0) {
+			key = next;
+			if (bpf_map_delete_elem(fd, &key))
+				return -1;
+		}
 	}
 	return 0;
 }
@@ -1571,6 +1573,7 @@ static void test_content_payload_bounds_v6(void **state)
 struct ring_read {
 	size_t n;
 	uint32_t len[4];
+	uint32_t flags[4], content_seq[4];
 	uint8_t pkt[4][TLSGATE_REPLY_COPY_MAX];
 };
 
@@ -1583,6 +1586,8 @@ static int ring_read_one(void *ctx, void *data, size_t size)
 	if (rr->n < 4) {
 		assert_true(e->len <= TLSGATE_REPLY_COPY_MAX);
 		rr->len[rr->n] = e->len;
+		rr->flags[rr->n] = e->flags;
+		rr->content_seq[rr->n] = e->content_seq;
 		memcpy(rr->pkt[rr->n], e->pkt, e->len);
 	}
 	rr->n++;
@@ -2120,6 +2125,190 @@ static void check_content_ended_then(struct pkt_spec c)
 	assert_int_equal(ring_drain()->n, 0);
 }
 
+/* ---- the content handed over at the 354 (awaits map) --------------------- */
+
+/* c: the client, its "DATA" CRLF ending at c.seq; the server's last reply
+ * ended at c.ack. The entry copies replies and commands (copy), the client
+ * and server states say so, and the daemon awaits the 354 there. */
+static void put_awaiting(const struct pkt_spec *c, uint8_t copy, struct tlsgate_flow_key *key)
+{
+	struct tlsgate_await a = { .client_seq = c->seq, .server_seq = c->ack };
+	struct tlsgate_flow_value v;
+
+	put_copying(c, TLSGATE_INSPECT, copy, key);
+	v = get_flow(key);
+	v.content_seq = c->seq;
+	v.client_state = TLSGATE_CLIENT_STATE(c->seq, 1);
+	v.server_state = TLSGATE_SERVER_STATE(c->ack);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &v, BPF_EXIST), 0);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.awaits), key, &a, BPF_ANY), 0);
+}
+
+static bool awaiting(const struct tlsgate_flow_key *key)
+{
+	struct tlsgate_await a;
+
+	return bpf_map_lookup_elem(bpf_map__fd(skel->maps.awaits), key, &a) == 0;
+}
+
+/* Runs the server segment r with payload: copied and passed, server_state
+ * after it; the entry turned CONTENT there exactly when want (checked in
+ * full: entry, counter, the copy's flag). */
+static void expect_switch(const char *what, const struct pkt_spec *c, struct pkt_spec r,
+			  const char *payload, const struct tlsgate_flow_key *key, bool want)
+{
+	struct tlsgate_flow_value v;
+	uint8_t frame[PKT_MAX];
+	struct ring_read *rr;
+	uint32_t copy;
+	size_t n, l3;
+
+	r.payload = payload;
+	n = build(&r, frame, &l3, NULL);
+	copy = get_flow(key).copy;
+	expect_moved(what, frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED,
+		     want ? TLSGATE_CNT_CONTENT_SWITCHED : NO_COUNTER);
+	rr = ring_drain();
+	if (rr->n != 1 || rr->len[0] != n - l3 || memcmp(rr->pkt[0], frame + l3, n - l3))
+		fail_msg("%sthe server segment's copy is missing", what);
+	v = get_flow(key);
+	if (v.server_state != TLSGATE_SERVER_STATE(r.seq + strlen(payload)))
+		fail_msg("%sserver_state not after the segment", what);
+	if (!want) {
+		if (v.verdict != TLSGATE_INSPECT || rr->flags[0] || v.copy != copy)
+			fail_msg("%sentry or copy changed without a switch", what);
+		return;
+	}
+	if (rr->flags[0] != TLSGATE_REPLY_CONTENT || rr->content_seq[0] != c->seq)
+		fail_msg("%sswitch not said in the copy (flags %u at %u)", what, rr->flags[0],
+			 rr->content_seq[0]);
+	v = expect_entry(what, key, TLSGATE_CONTENT, c->seq, 1);
+	if (v.content_lf != TLSGATE_CONTENT_LF || v.content_chunk || awaiting(key))
+		fail_msg("%sCONTENT entry not as after DATA CRLF, or the awaits entry stays", what);
+}
+
+static void check_switch_at_354(struct pkt_spec c)
+{
+	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	static const char *const not_354[] = {
+		"250 2.0.0 Ok\r\n", "354-a\r\n354 go\r\n", "354 go", "3540\r\n", "35\r\n",
+		"354go\r\n", "454 4.7.0 later\r\n", "354\rgo \n",
+		/* over a reply line's 512 bytes */
+		"354 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n",
+	};
+	struct pkt_spec r = pkt_reverse(&c), w;
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value v;
+	uint8_t frame[PKT_MAX];
+	char what[96];
+	size_t i;
+
+	require_loaded();
+	ring_drain();
+	/* The 354 where the daemon awaits it: CONTENT from the client's next
+	 * byte on; the message passes, its end too (END_OF_DATA). */
+	put_awaiting(&c, both | TLSGATE_COPY_END_OF_DATA, &key);
+	expect_switch("354: ", &c, r, "354 End data with <CR><LF>.<CR><LF>\r\n", &key, true);
+	w = c;
+	w.payload = "Subject: x\r\n\r\nbody\r\n";
+	expect_content_passed("content: ", frame, build(&w, frame, NULL, NULL));
+	w.seq += strlen(w.payload);
+	w.payload = "last\r\n.\r\n";
+	expect_moved("end: ", frame, build(&w, frame, NULL, NULL), TC_ACT_OK, false,
+		     TLSGATE_CNT_CONTENT_PASSED, TLSGATE_CNT_CONTENT_ENDED);
+	put_awaiting(&c, both, &key);
+	expect_switch("354 CR LF: ", &c, r, "354\r\n", &key, true);
+	/* a reply line's 512 bytes at most */
+	static char line[TLSGATE_REPLY_LINE_MAX + 2];
+	memset(line, 'x', sizeof(line) - 1);
+	memcpy(line, "354 ", 4);
+	memcpy(line + TLSGATE_REPLY_LINE_MAX - 2, "\r\n", 3);
+	put_awaiting(&c, both, &key);
+	expect_switch("512 bytes: ", &c, r, line, &key, true);
+	memcpy(line + TLSGATE_REPLY_LINE_MAX - 2, "x\r\n", 4);
+	put_awaiting(&c, both, &key);
+	expect_switch("513 bytes: ", &c, r, line, &key, false);
+
+	for (i = 0; i < sizeof(not_354) / sizeof(not_354[0]); i++) {
+		snprintf(what, sizeof(what), "reply %zu: ", i);
+		put_awaiting(&c, both, &key);
+		expect_switch(what, &c, r, not_354[i], &key, false);
+	}
+	/* Not awaited; replies or commands not copied. */
+	put_awaiting(&c, both, &key);
+	assert_int_equal(bpf_map_delete_elem(bpf_map__fd(skel->maps.awaits), &key), 0);
+	expect_switch("no awaits entry: ", &c, r, "354 go\r\n", &key, false);
+	put_awaiting(&c, TLSGATE_COPY_REPLIES, &key);
+	expect_switch("no command copies: ", &c, r, "354 go\r\n", &key, false);
+	/* Not where awaited: the 354 starts elsewhere (in order all the same). */
+	put_awaiting(&c, both, &key);
+	w = r;
+	w.seq += 8;
+	v = get_flow(&key);
+	v.server_state = TLSGATE_SERVER_STATE(w.seq);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	expect_switch("elsewhere: ", &c, w, "354 go\r\n", &key, false);
+	/* Where awaited, but not right after the server's last segment: the
+	 * daemon's own write (server_state unknown), or other server bytes. */
+	put_awaiting(&c, both, &key);
+	v = get_flow(&key);
+	v.server_state = 0;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	expect_switch("server_state unknown: ", &c, r, "354 go\r\n", &key, false);
+	/* A hostile server's second say at the same place: the client read
+	 * the 554; the "354" after it, over the same bytes, changes nothing. */
+	put_awaiting(&c, both, &key);
+	expect_switch("554 first: ", &c, r, "554 5.5.1 no\r\n", &key, false);
+	expect_switch("then 354 over it: ", &c, r, "354 go here\r\n", &key, false);
+	/* The server read more than DATA, or the client sent more. */
+	put_awaiting(&c, both, &key);
+	w = r;
+	w.ack += 6;
+	expect_switch("server acked more: ", &c, w, "354 go\r\n", &key, false);
+	put_awaiting(&c, both, &key);
+	set_client_state(&key, c.seq + 6, true);
+	expect_switch("client sent more: ", &c, r, "354 go\r\n", &key, false);
+	put_awaiting(&c, both, &key);
+	set_client_state(&key, c.seq, false);
+	expect_switch("client not after LF: ", &c, r, "354 go\r\n", &key, false);
+}
+
+static void test_switch_at_354_v4(void **state)
+{
+	check_switch_at_354(spec_v4());
+}
+
+static void test_switch_at_354_v6(void **state)
+{
+	check_switch_at_354(spec_v6());
+}
+
+/* A copied client segment that ends with a line "DATA" is copied as any
+ * other (its wake-up is not visible here); a server segment with data
+ * moves server_state on whatever it holds. */
+static void test_server_state_moves(void **state)
+{
+	struct pkt_spec c = spec_v4(), r = pkt_reverse(&c);
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+
+	require_loaded();
+	ring_drain();
+	put_copying(&c, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
+	assert_true(get_flow(&key).server_state == 0);
+	r.payload = "220 mx ESMTP\r\n";
+	expect(frame, build(&r, frame, NULL, NULL), TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED);
+	assert_true(get_flow(&key).server_state == TLSGATE_SERVER_STATE(r.seq + 14));
+	ring_drain();
+	r.payload = ""; /* a pure ACK leaves it */
+	r.seq += 14;
+	expect(frame, build(&r, frame, NULL, NULL), TC_ACT_OK, false, TLSGATE_CNT_ACK_SKIPPED);
+	assert_true(get_flow(&key).server_state == TLSGATE_SERVER_STATE(r.seq));
+	set_client_state(&key, c.seq, true);
+	expect_command("DATA: ", c, "DATA\r\n", true);
+	ring_drain();
+}
+
 static void test_content_ended_then_v4(void **state)
 {
 	check_content_ended_then(spec_v4());
@@ -2235,6 +2424,9 @@ int main(void)
 		cmocka_unit_test_setup(test_content_ended_v6, reset_flows),
 		cmocka_unit_test_setup(test_content_ended_then_v4, reset_flows),
 		cmocka_unit_test_setup(test_content_ended_then_v6, reset_flows),
+		cmocka_unit_test_setup(test_switch_at_354_v4, reset_flows),
+		cmocka_unit_test_setup(test_switch_at_354_v6, reset_flows),
+		cmocka_unit_test_setup(test_server_state_moves, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
