@@ -556,47 +556,111 @@ static __always_inline int tagger_copy_submit(struct tlsgate_reply_event *e, int
 	return 1;
 }
 
-/* A server segment (payload len bytes at off; in_order: it starts where
- * the one before it ended) that is the 354 the daemon awaits (see struct
- * tlsgate_await) turns the entry CONTENT at the awaited client_seq, stored
- * in *content_seq: 1. Called with the segment's copy loaded: its
- * submission cannot fail, so the daemon learns of the change from it. */
-static __always_inline int tagger_switch_at_354(struct __sk_buff *skb,
-						struct tlsgate_flow_value *val,
-						struct tlsgate_flow_key *key, struct tcphdr *tcph,
-						__u32 off, long len, int in_order,
-						__u32 *content_seq)
+/* 1 when the payload (len bytes at off) is one whole final reply line of
+ * at most TLSGATE_REPLY_LINE_MAX bytes: three digits, a space, and its only
+ * LF last. Global: verified once. */
+__attribute__((noinline)) int tagger_one_reply_line(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	struct content_chunk *buf;
+	__u32 zero = 0, i, n;
+
+	if (len < 5 || len > TLSGATE_REPLY_LINE_MAX)
+		return 0;
+	buf = bpf_map_lookup_elem(&content_scratch, &zero);
+	if (!buf)
+		return 0;
+	n = ((len - 1) & (TLSGATE_REPLY_LINE_MAX - 1)) + 1; /* the bound, for the verifier */
+	if (bpf_skb_load_bytes(skb, off, buf->b, n) < 0)
+		return 0;
+	if (buf->b[0] < '1' || buf->b[0] > '5' || buf->b[1] < '0' || buf->b[1] > '9' ||
+	    buf->b[2] < '0' || buf->b[2] > '9' || buf->b[3] != ' ' ||
+	    buf->b[(n - 1) & (TLSGATE_REPLY_LINE_MAX - 1)] != '\n')
+		return 0;
+	for (i = 0; i < TLSGATE_REPLY_LINE_MAX - 1 && i < n - 1; i++)
+		if (buf->b[i] == '\n')
+			return 0;
+	return 1;
+}
+
+/* A copied server segment with data (payload len bytes at off, sequence
+ * number seq; in_order: it starts where the server segment before it
+ * ended) against the flow's awaits entry (struct tlsgate_await): moves an
+ * AWAIT_REPLY on at the reply it awaits, turns the entry CONTENT at the
+ * 354 AWAIT_354 awaits (1, with *content_seq: the copy is loaded, its
+ * submission cannot fail, so the daemon learns of it), and removes the
+ * awaits entry at any other data at or past its server_seq. */
+static __always_inline int tagger_await_server(struct __sk_buff *skb,
+					       struct tlsgate_flow_value *val,
+					       struct tlsgate_flow_key *key, struct tcphdr *tcph,
+					       __u32 off, long len, int in_order,
+					       __u32 *content_seq)
 {
 	const __u32 both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
 	struct tlsgate_await *a;
+	__u32 seq, cseq, sseq;
 	__u8 head[4], last;
-	__u32 cseq;
-	__u64 s0;
+	__u64 st, s0;
 
-	if (!in_order || (READ_ONCE(val->copy) & both) != both || len < 5 ||
-	    len > TLSGATE_REPLY_LINE_MAX)
+	if (len <= 0)
 		return 0;
 	a = bpf_map_lookup_elem(&awaits, key);
 	if (!a)
 		return 0;
-	cseq = READ_ONCE(a->client_seq);
-	if (bpf_ntohl(tcph->seq) != READ_ONCE(a->server_seq) || bpf_ntohl(tcph->ack_seq) != cseq ||
+	seq = bpf_ntohl(tcph->seq);
+	st = READ_ONCE(a->state);
+	sseq = READ_ONCE(a->server_seq);
+	cseq = (__u32)(st >> 32);
+	if (!in_order || seq != sseq || (READ_ONCE(val->copy) & both) != both)
+		goto other;
+	if ((__u8)st == TLSGATE_AWAIT_REPLY) {
+		if (!tagger_one_reply_line(skb, off, (__u32)len))
+			goto other;
+		WRITE_ONCE(a->server_seq, seq + (__u32)len);
+		__sync_val_compare_and_swap(&a->state, st, TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_DATA, cseq));
+		return 0;
+	}
+	if ((__u8)st != TLSGATE_AWAIT_354 || len < 5 || len > TLSGATE_REPLY_LINE_MAX ||
+	    bpf_ntohl(tcph->ack_seq) != cseq ||
 	    READ_ONCE(val->client_state) != TLSGATE_CLIENT_STATE(cseq, 1))
-		return 0; /* not where DATA's reply starts, or the client sent more */
+		goto other; /* not DATA's reply, or the client sent more */
 	if (bpf_skb_load_bytes(skb, off, head, 4) < 0 ||
 	    bpf_skb_load_bytes(skb, off + (__u32)len - 1, &last, 1) < 0 || last != '\n' ||
 	    head[0] != '3' || head[1] != '5' || head[2] != '4' ||
 	    (head[3] != ' ' && (head[3] != '\r' || len != 5)))
-		return 0;
+		goto other;
 	s0 = READ_ONCE(*(__u64 *)val);
 	if (STATE_VERDICT(s0) != TLSGATE_INSPECT ||
 	    __sync_val_compare_and_swap((__u64 *)val, s0,
 					STATE(cseq, 0, TLSGATE_CONTENT_LF, 1, TLSGATE_CONTENT)) != s0)
-		return 0;
+		goto other;
 	bpf_map_delete_elem(&awaits, key);
 	*content_seq = cseq;
 	tagger_count(skb, TLSGATE_CNT_CONTENT_SWITCHED);
 	return 1;
+other:
+	/* Server data where (or after where) a reply is awaited, and not
+	 * that one: what the daemon expected is not what happens. */
+	if ((__s32)(seq + (__u32)len - sseq) > 0)
+		bpf_map_delete_elem(&awaits, key);
+	return 0;
+}
+
+/* A copied client segment "DATA" CRLF alone at seq, after an LF: an
+ * AWAIT_DATA there, with nothing from the server since its reply, moves
+ * on to AWAIT_354 after it. */
+static __always_inline void tagger_await_data(struct tlsgate_flow_value *val,
+					      struct tlsgate_flow_key *key, __u32 seq)
+{
+	struct tlsgate_await *a = bpf_map_lookup_elem(&awaits, key);
+	__u64 st;
+
+	if (!a)
+		return;
+	st = READ_ONCE(a->state);
+	if (st != TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_DATA, seq) ||
+	    READ_ONCE(val->server_state) != TLSGATE_SERVER_STATE(READ_ONCE(a->server_seq)))
+		return;
+	__sync_val_compare_and_swap(&a->state, st, TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, seq + 6));
 }
 
 /* A server segment of a flow whose replies are copied (payload len bytes
@@ -621,7 +685,7 @@ static __always_inline int tagger_copy_reply(struct __sk_buff *skb, struct tlsga
 	}
 	if (!tagger_copy_load(skb, e, l3_off, l3_len))
 		return 0;
-	if (tagger_switch_at_354(skb, val, key, tcph, off, len, in_order, &content_seq)) {
+	if (tagger_await_server(skb, val, key, tcph, off, len, in_order, &content_seq)) {
 		e->flags = TLSGATE_REPLY_CONTENT;
 		e->content_seq = content_seq;
 	}
@@ -672,6 +736,7 @@ static __always_inline int tagger_ends_with_data(struct __sk_buff *skb, __u32 of
  * segment the next one is checked against. */
 static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 					       struct tlsgate_flow_value *val,
+					       struct tlsgate_flow_key *key,
 					       const struct tagger_seg *seg)
 {
 	struct tlsgate_reply_event *e;
@@ -680,6 +745,7 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	__u64 st, next;
 	long len;
 	__u8 last;
+	int data;
 
 	seq = seg->seq;
 	l3_off = seg->l3_off;
@@ -731,7 +797,10 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	if (!tagger_copy_load(skb, e, l3_off, l3_len))
 		return 0;
 	/* It follows an LF (checked above): a "DATA" at its end starts a line. */
-	return tagger_copy_submit(e, last == '\n' && tagger_ends_with_data(skb, off, len));
+	data = last == '\n' && tagger_ends_with_data(skb, off, len);
+	if (data && len == 6)
+		tagger_await_data(val, key, seq);
+	return tagger_copy_submit(e, data);
 }
 
 SEC("tc")
@@ -931,7 +1000,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 			}
 			if (dir == TLSGATE_DIR_TO_SERVER && (val->copy & TLSGATE_COPY_COMMANDS) &&
 			    !(((__u8 *)tcph)[13] & PARSE_TCP_SYN) &&
-			    tagger_copy_command(skb, val, &seg)) {
+			    tagger_copy_command(skb, val, &key, &seg)) {
 				__sync_fetch_and_add(&val->packets, 1);
 				__sync_fetch_and_add(&val->bytes, skb->len);
 				tagger_count(skb, TLSGATE_CNT_COMMAND_COPIED);

@@ -97,25 +97,46 @@ struct tlsgate_reply_event {
 /* The program turned the entry CONTENT at this segment (awaits map). */
 #define TLSGATE_REPLY_CONTENT 0x01
 
-/* awaits map (key: the flow key): written by the daemon when its session
- * of an INSPECT flow with REPLIES and COMMANDS copies owes the server one
- * reply, to DATA, and has read both streams to their ends. The program
- * then hands the message content over itself, as the daemon would at
- * that reply: at a copied server segment that
- *   - starts at server_seq, and right after the server segment before it
- *     (server_state: so it is the first server data since),
- *   - is "354" CRLF, or starts with "354 " and ends with LF, in at most
- *     TLSGATE_REPLY_LINE_MAX bytes (RFC 5321's reply line: the daemon's
- *     session reads a line so begun as the last of a 354 reply),
- *   - acknowledges client_seq,
- * while client_state is client_seq after an LF (the client sent nothing
- * since DATA), the entry turns CONTENT at client_seq and the awaits entry
- * goes. The copy says so (TLSGATE_REPLY_CONTENT). A separate map, so that
- * writing it does not reset the flow entry's server_state. */
+/* awaits map (key: the flow key): the daemon's word on where the reply to
+ * DATA will start, so that the program hands the message content over at
+ * that 354 itself, as the daemon would when it reads it. Written for an
+ * INSPECT flow with REPLIES and COMMANDS copies, by the daemon when its
+ * session has read both streams to their ends, in one of two stages:
+ *   AWAIT_354: the session owes the server one reply, to DATA. A copied
+ *     server segment that
+ *       - starts at server_seq, right after the server segment before it
+ *         (server_state: so it is the first server data since),
+ *       - is "354" CRLF, or starts with "354 " and ends with LF, in at most
+ *         TLSGATE_REPLY_LINE_MAX bytes (RFC 5321's reply line: the daemon's
+ *         session reads a line so begun as the last of a 354 reply),
+ *       - acknowledges client_seq,
+ *     while client_state is client_seq after an LF (the client sent nothing
+ *     since DATA), turns the entry CONTENT at client_seq; the awaits entry
+ *     goes. The copy says so (TLSGATE_REPLY_CONTENT).
+ *   AWAIT_REPLY: the session owes one reply, to RCPT (the daemon reads the
+ *     replies' copies late, so waiting for DATA would often be too late).
+ *     The program moves it on itself:
+ *       - to AWAIT_DATA at a copied server segment that starts at
+ *         server_seq in order and is one whole reply line ("ddd " to the
+ *         only LF, its last byte; 512 bytes at most): server_seq after it;
+ *       - to AWAIT_354 at a copied client segment that is "DATA" CRLF
+ *         alone, at client_seq after an LF, while the server has sent
+ *         nothing after server_seq: client_seq after it.
+ *     Any other server data in these stages removes the entry, and so does
+ *     any other client segment at client_seq in AWAIT_DATA.
+ * state holds the stage and client_seq, changed together by compare-and-
+ * swap; server_seq is written before a change that makes it count. A
+ * separate map, so that writing it does not reset the flow entry's
+ * server_state. */
 struct tlsgate_await {
-	__u32 client_seq; /* the client's byte after DATA */
-	__u32 server_seq; /* where the server's reply to DATA starts */
+	__u64 state;      /* TLSGATE_AWAIT_STATE(stage, client_seq) */
+	__u32 server_seq; /* where the server's next reply starts */
+	__u32 pad;
 };
+#define TLSGATE_AWAIT_STATE(stage, client_seq) ((__u64)(stage) | ((__u64)(__u32)(client_seq) << 32))
+#define TLSGATE_AWAIT_REPLY 1
+#define TLSGATE_AWAIT_DATA 2
+#define TLSGATE_AWAIT_354 3
 #define TLSGATE_MAX_AWAITS 16384 /* LRU: an evicted entry only means no switch */
 #define TLSGATE_REPLY_LINE_MAX 512
 _Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX, "reply event layout");

@@ -271,11 +271,20 @@ int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key
 	return 0;
 }
 
-int datapath_set_await(struct datapath *dp, const struct tlsgate_flow_key *key,
+int datapath_set_await(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t stage,
 		       uint32_t client_seq, uint32_t server_seq)
 {
-	struct tlsgate_await a = { .client_seq = client_seq, .server_seq = server_seq };
+	struct tlsgate_await a = { .state = TLSGATE_AWAIT_STATE(stage, client_seq),
+				   .server_seq = server_seq };
 	if (bpf_map_update_elem(dp->awaits_fd, key, &a, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+int datapath_get_await(struct datapath *dp, const struct tlsgate_flow_key *key,
+		       struct tlsgate_await *a)
+{
+	if (bpf_map_lookup_elem(dp->awaits_fd, key, a) < 0)
 		return -errno;
 	return 0;
 }

@@ -56,11 +56,13 @@ int datapath_set_content(struct datapath *dp, const struct tlsgate_flow_key *key
  * client_state: TLSGATE_CLIENT_STATE(). Returns 0 or -errno. */
 int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t copy,
 			 uint64_t client_state);
-/* The flow's awaits entry (struct tlsgate_await): set, or removed
- * (ENOENT is not an error). Return 0 or -errno. */
-int datapath_set_await(struct datapath *dp, const struct tlsgate_flow_key *key,
+/* The flow's awaits entry (struct tlsgate_await; stage TLSGATE_AWAIT_*):
+ * set, or removed (ENOENT is not an error). Return 0 or -errno. */
+int datapath_set_await(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t stage,
 		       uint32_t client_seq, uint32_t server_seq);
 int datapath_clear_await(struct datapath *dp, const struct tlsgate_flow_key *key);
+int datapath_get_await(struct datapath *dp, const struct tlsgate_flow_key *key,
+		       struct tlsgate_await *a);
 /* Returns 0 and fills *val, -ENOENT when the flow has no entry, or -errno. */
 int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
 		    struct tlsgate_flow_value *val);

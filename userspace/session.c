@@ -390,28 +390,34 @@ static int pend_pop(struct session *s)
 	return v;
 }
 
-bool session_awaits_354(const struct session *s, uint32_t *client_next, uint32_t *server_next)
+int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t *server_next)
 {
+	int i, verb;
 	size_t n;
-	int i;
 
-	if (!s || s->info.phase != SESSION_PHASE_SMTP || s->pend_n != 1 ||
-	    pend_peek(s) != SMTP_VERB_DATA || s->in_reply || s->http_server ||
-	    s->d[C].mode != DIR_WAIT)
-		return false;
+	if (!s || s->info.phase != SESSION_PHASE_SMTP || !s->greeted || s->in_reply ||
+	    s->http_server || s->pend_n > 1)
+		return 0;
 	for (i = 0; i < 2; i++) {
 		const struct session_dir *d = &s->d[i];
 		if (!d->rcv_started || d->fin || d->skipping_line || d->r.n_isl)
-			return false;
+			return 0;
 		if (d->r.started) {
 			reasm_peek(&d->r, &n);
 			if (n || d->r.base != d->rcv_next)
-				return false;
+				return 0;
 		}
 	}
 	*client_next = s->d[C].rcv_next;
 	*server_next = s->d[S].rcv_next;
-	return true;
+	verb = pend_peek(s);
+	if (verb == SMTP_VERB_DATA && s->d[C].mode == DIR_WAIT)
+		return TLSGATE_AWAIT_354;
+	if (s->d[C].mode != DIR_SMTP)
+		return 0;
+	if (verb == SMTP_VERB_RCPT)
+		return TLSGATE_AWAIT_REPLY;
+	return verb < 0 ? TLSGATE_AWAIT_DATA : 0;
 }
 
 /* ---- TLS ---- */

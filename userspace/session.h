@@ -203,12 +203,14 @@ bool session_in_data(const struct session *s);
  * reaches past *chunk_end comes back. session_content_skip() then is
  * called as for DATA (the session has skipped ahead already). */
 bool session_chunk_ready(const struct session *s, uint32_t *next_seq, uint32_t *chunk_end);
-/* True when the client's DATA is the one command the server has not
- * answered, and both streams are read to their ends with nothing held (no
- * partial line, no hole, no FIN): then the server's next bytes, from
- * *server_next, are its reply to DATA as the client will read it, and the
- * client's message content, if it gets a 354, starts at *client_next. */
-bool session_awaits_354(const struct session *s, uint32_t *client_next, uint32_t *server_next);
+/* With both streams read to their ends and nothing held (no partial line,
+ * no hole, no FIN), at *client_next and *server_next, what the server's
+ * next bytes are as the client will read them (struct tlsgate_await):
+ *   TLSGATE_AWAIT_354: the reply to DATA, the one command not answered;
+ *   TLSGATE_AWAIT_REPLY: the reply to RCPT, the one command not answered;
+ *   TLSGATE_AWAIT_DATA: nothing is owed (the client's next command's);
+ * 0: none of these. */
+int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t *server_next);
 /* The server's next sequence number after what arrived in order. */
 bool session_server_next(const struct session *s, uint32_t *seq);
 /* The client's next sequence number after what the session has without a

@@ -244,35 +244,43 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
 		daemon_read_replies(d); /* copies made before the change */
 }
 
-/* While the session owes the server DATA's reply alone, the kernel may
- * hand the content over itself at the 354 (see struct tlsgate_await):
- * the handover from here comes only once this 354 is read, and often
- * after the client's first content segment. Kept in step with the
- * session after each segment. */
-static void daemon_await_354(struct daemon *d, struct flow *f)
+/* The kernel may hand the content over itself at the 354 (see struct
+ * tlsgate_await): the handover from here comes only once this 354 is
+ * read, and often after the client's first content segment. The awaits
+ * entry follows the session after each segment: written when it owes
+ * RCPT's reply or DATA's, left alone between (the kernel moves it on
+ * itself there, ahead of the copies read here), else removed. */
+static void daemon_await(struct daemon *d, struct flow *f)
 {
 	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
 	uint32_t client_next = 0, server_next = 0;
-	bool want = f->session && f->verdict == TLSGATE_INSPECT && !f->content &&
-		    (f->copy & both) == both &&
-		    session_awaits_354(f->session, &client_next, &server_next);
+	int stage = 0;
 
-	if (want == f->await_354 &&
-	    (!want || (f->await_client == client_next && f->await_server == server_next)))
+	if (f->session && f->verdict == TLSGATE_INSPECT && !f->content && (f->copy & both) == both)
+		stage = session_await_stage(f->session, &client_next, &server_next);
+	if (stage == TLSGATE_AWAIT_DATA)
 		return;
-	int err = want ? datapath_set_await(d->dp, &f->key, client_next, server_next)
-		       : datapath_clear_await(d->dp, &f->key);
+	if (stage == f->await_stage &&
+	    (!stage || (f->await_client == client_next && f->await_server == server_next)))
+		return;
+	struct tlsgate_await cur;
+	if (stage == TLSGATE_AWAIT_354 && datapath_get_await(d->dp, &f->key, &cur) == 0 &&
+	    cur.state == TLSGATE_AWAIT_STATE(stage, client_next) && cur.server_seq == server_next)
+		goto done; /* moved on there by the kernel */
+	int err = stage ? datapath_set_await(d->dp, &f->key, (uint8_t)stage, client_next, server_next)
+			: datapath_clear_await(d->dp, &f->key);
 	if (err < 0) {
-		log_warnx_rl(&d->rl, "cannot %s a flow's awaited 354: %s", want ? "set" : "clear",
+		log_warnx_rl(&d->rl, "cannot %s a flow's awaited reply: %s", stage ? "set" : "clear",
 			     strerror(-err));
-		if (want)
+		if (stage)
 			return;
 	}
-	f->await_354 = want;
+	if (stage)
+		d->awaits_set++;
+done:
+	f->await_stage = (uint8_t)stage;
 	f->await_client = client_next;
 	f->await_server = server_next;
-	if (want)
-		d->awaits_set++;
 }
 
 /* The tagger turned the entry CONTENT at the server's 354 just read (see
@@ -283,7 +291,7 @@ static void daemon_content_switched(struct daemon *d, struct flow *f, uint32_t s
 	uint32_t want;
 	bool line_end;
 
-	f->await_354 = false; /* the program removed the entry */
+	f->await_stage = 0; /* the program removed the entry */
 	if (!f->session || f->verdict != TLSGATE_INSPECT)
 		return; /* judged at this segment: the verdict replaced it */
 	if (!session_content_ready(f->session, &want, &line_end) || want != seq) {
@@ -501,7 +509,7 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		return verdict;
 	}
 	daemon_copy_flags(d, f);
-	daemon_await_354(d, f);
+	daemon_await(d, f);
 	/* The tagger queues a client's SYN whatever the entry says: one left
 	 * by an old connection the daemon forgot (evicted from its table)
 	 * must not pass the new one on its verdict. Copies write over it;

@@ -15,13 +15,14 @@
  * as the end of data (COPY_END_OF_DATA): the session skips past it and is
  * told the data ended (session_content_ended()), as the daemon does.
  * ctl bit 6 (bit 7 clear) turns on and off the kernel's own handover at
- * the 354 (struct tlsgate_await): while session_awaits_354() says so, a
- * server chunk that starts where it says, right after the last server
- * chunk, while the last client chunk ended there with LF, that is "354"
- * CRLF or starts with "354 " and ends with LF (512 bytes at most), turns
- * the model to content from there; the session must then read content
- * from there too. Not with the small limits (bits 1-2 of byte 0): a
- * dialog window under a reply line's 512 bytes is not the daemon's.
+ * the 354 (struct tlsgate_await): after each chunk, the daemon's awaits
+ * entry as daemon_await() writes it from session_await_stage(); before
+ * the session sees a chunk, the tagger's moves on it (the reply to RCPT,
+ * the client's DATA alone, the 354, each where and when the entry says;
+ * other server data there removes it). At a switch the session must read
+ * content from the same byte on. Not with the small limits (bits 1-2 of
+ * byte 0): a dialog window under a reply line's 512 bytes is not the
+ * daemon's.
  * Otherwise a raw skip: bit 0 line_end, bits 1-2 the width of the
  * little-endian delta that follows (1, 2 or 4 bytes; 3: none, delta 0),
  * bit 3 backwards. A forward skip moves the client's later chunks after
@@ -111,14 +112,74 @@ struct fuzz {
 	 * set (client: that chunk ended with LF). */
 	bool switch354, small_limits;
 	uint64_t client_state, server_state;
+	int aw_stage; /* the awaits entry (0: none) */
+	uint32_t aw_client, aw_server;
 };
 
-/* The tagger's test of the awaited reply's segment (tagger_switch_at_354). */
+/* The tagger's test of the awaited reply's segment (tagger_await_server). */
 static bool is_354_segment(const struct tcp_segment *g)
 {
 	return g->len >= 5 && g->len <= TLSGATE_REPLY_LINE_MAX && !memcmp(g->payload, "354", 3) &&
 	       (g->payload[3] == ' ' || (g->payload[3] == '\r' && g->len == 5)) &&
 	       g->payload[g->len - 1] == '\n';
+}
+
+/* tagger_one_reply_line() */
+static bool is_one_reply_line(const struct tcp_segment *g)
+{
+	const uint8_t *p = g->payload;
+
+	return g->len >= 5 && g->len <= TLSGATE_REPLY_LINE_MAX && p[0] >= '1' && p[0] <= '5' &&
+	       p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' && p[3] == ' ' &&
+	       memchr(p, '\n', g->len) == p + g->len - 1;
+}
+
+/* The tagger's moves on the awaits entry at a chunk with data, before the
+ * session sees it; true when it switched to content at this 354. */
+static bool tagger_await(struct fuzz *f, const struct tcp_segment *g)
+{
+	uint64_t before = g->dir == C ? f->client_state : f->server_state;
+
+	if (!f->aw_stage)
+		return false;
+	if (g->dir == C) {
+		if (f->aw_stage == TLSGATE_AWAIT_DATA && g->seq == f->aw_client &&
+		    before == ((uint64_t)g->seq | 1ull << 32) && g->len == 6 &&
+		    !strncasecmp((const char *)g->payload, "DATA\r\n", 6) &&
+		    f->server_state == ((uint64_t)f->aw_server | 1ull << 32)) {
+			f->aw_stage = TLSGATE_AWAIT_354;
+			f->aw_client += 6;
+		}
+		return false;
+	}
+	if (before == ((uint64_t)g->seq | 1ull << 32) && g->seq == f->aw_server) {
+		if (f->aw_stage == TLSGATE_AWAIT_REPLY && is_one_reply_line(g)) {
+			f->aw_stage = TLSGATE_AWAIT_DATA;
+			f->aw_server += (uint32_t)g->len;
+			return false;
+		}
+		if (f->aw_stage == TLSGATE_AWAIT_354 && is_354_segment(g) &&
+		    f->client_state == ((uint64_t)f->aw_client | 1ull << 32)) {
+			f->aw_stage = 0;
+			return true;
+		}
+	}
+	if ((int32_t)(g->seq + (uint32_t)g->len - f->aw_server) > 0)
+		f->aw_stage = 0;
+	return false;
+}
+
+/* daemon_await() after a chunk. */
+static void daemon_await_model(struct fuzz *f)
+{
+	uint32_t c = 0, sv = 0;
+	int stage = f->switch354 && !f->content ? session_await_stage(f->s, &c, &sv) : 0;
+
+	if (stage == TLSGATE_AWAIT_DATA)
+		return;
+	f->aw_stage = stage;
+	f->aw_client = c;
+	f->aw_server = sv;
 }
 
 /* tagger_content(): true when the segment passes in the kernel; *ended
@@ -178,14 +239,10 @@ static void ref_window(struct fuzz *f)
 
 static void deliver(struct fuzz *f, const struct tcp_segment *g)
 {
-	uint32_t seq, cn = 0, sn = 0;
+	uint32_t seq, cn = f->aw_client;
 	bool line_end, data = g->len && !(g->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN |
 						   SESSION_TCP_RST));
-	bool await = f->switch354 && !f->content && data && g->dir != C &&
-		     session_awaits_354(f->s, &cn, &sn) &&
-		     f->server_state == ((uint64_t)g->seq | 1ull << 32) &&
-		     f->client_state == ((uint64_t)cn | 1ull << 32) && g->seq == sn &&
-		     is_354_segment(g);
+	bool await = data && !f->content && tagger_await(f, g);
 
 	if (data && g->dir == C)
 		f->client_state = (uint32_t)(g->seq + g->len) |
@@ -228,6 +285,7 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 		f->content_lf = true;
 		f->passed = false;
 	}
+	daemon_await_model(f);
 }
 
 static bool reasm_lost(const struct fuzz *f)

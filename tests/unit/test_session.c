@@ -1005,72 +1005,86 @@ static void test_content_ended_in_kernel(void **state)
 	session_content_ended(NULL);
 }
 
-/* session_awaits_354(): only while DATA's reply is the one the server
- * owes and both streams are read to their ends, at their next bytes. */
-static void assert_awaits(const struct run *r, bool want)
+/* session_await_stage(): with both streams read to their ends, the reply
+ * to DATA (354) or to RCPT (REPLY) the one owed, or nothing owed (DATA). */
+#define A354 TLSGATE_AWAIT_354
+#define AREPLY TLSGATE_AWAIT_REPLY
+#define AIDLE TLSGATE_AWAIT_DATA
+static void assert_awaits(const struct run *r, int want)
 {
 	uint32_t c = 0, sv = 0;
 
-	assert_int_equal(session_awaits_354(r->s, &c, &sv), want);
+	assert_int_equal(session_await_stage(r->s, &c, &sv), want);
 	if (want) {
 		assert_int_equal(c, r->seq[CL]);
 		assert_int_equal(sv, r->seq[SV]);
 	}
 }
 
-static void test_awaits_354(void **state)
+static void test_await_stage(void **state)
 {
 	struct run r;
 
 	/* one command at a time (the client wraps its sequence numbers) */
 	run_start(&r, NULL, false);
+	assert_awaits(&r, 0);
 	say(&r, SV, "220 mx ESMTP\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, AIDLE);
 	say(&r, CL, "EHLO c.example.org\r\n");
+	assert_awaits(&r, 0);
 	say(&r, SV, "250-mx\r\n250 PIPELINING\r\n");
 	say(&r, CL, "MAIL FROM:<a@example.org>\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	say(&r, SV, "250 ok\r\n");
 	say(&r, CL, "RCPT TO:<b@example.net>\r\n");
+	assert_awaits(&r, AREPLY);
 	say(&r, SV, "250 ok\r\n");
+	assert_awaits(&r, AIDLE);
 	say(&r, CL, "DATA\r\n");
-	assert_awaits(&r, true);
+	assert_awaits(&r, A354);
 	say(&r, SV, "354 go\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	say(&r, CL, "x\r\n.\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	say(&r, SV, "250 queued\r\n");
+	assert_awaits(&r, AIDLE);
 	/* pipelined: once MAIL's and RCPT's replies are in */
 	say(&r, CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	say(&r, SV, "250 ok\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	say(&r, SV, "250 ok\r\n");
-	assert_awaits(&r, true);
+	assert_awaits(&r, A354);
 	/* a reply begun, not ended: its line, or its lines */
 	say(&r, SV, "35");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	say(&r, SV, "4-go\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	say(&r, SV, "354 go\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	say(&r, CL, "y\r\n.\r\n");
 	say(&r, SV, "250 queued\r\n");
+	/* a command begun, not ended */
+	say(&r, CL, "RCPT TO:<b@exa");
+	assert_awaits(&r, 0);
+	say(&r, CL, "mple.net>\r\n");
+	assert_awaits(&r, AREPLY);
+	say(&r, SV, "503 no\r\n");
 	/* the client sent more than DATA, or closed */
 	say(&r, CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\nSubj");
 	say(&r, SV, "250 ok\r\n250 ok\r\n");
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	session_free(r.s);
 
 	run_start(&r, NULL, false);
 	say(&r, SV, "220 mx ESMTP\r\n");
 	say(&r, CL, "HELO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n");
 	say(&r, SV, "250 mx\r\n250 ok\r\n250 ok\r\n");
-	assert_awaits(&r, true);
+	assert_awaits(&r, A354);
 	seg(&r, CL, r.seq[CL], NULL, 0, SESSION_TCP_FIN | SESSION_TCP_ACK);
-	assert_awaits(&r, false);
+	assert_awaits(&r, 0);
 	session_free(r.s);
-	assert_false(session_awaits_354(NULL, &(uint32_t){ 0 }, &(uint32_t){ 0 }));
+	assert_int_equal(session_await_stage(NULL, &(uint32_t){ 0 }, &(uint32_t){ 0 }), 0);
 }
 
 /* The kernel stopped inside a line: its rest is content. */
@@ -1276,7 +1290,7 @@ int main(void)
 		cmocka_unit_test(test_content_skip_then_resume),
 		cmocka_unit_test(test_content_skip_mid_line),
 		cmocka_unit_test(test_content_ended_in_kernel),
-		cmocka_unit_test(test_awaits_354),
+		cmocka_unit_test(test_await_stage),
 		cmocka_unit_test(test_content_skip_backwards),
 		cmocka_unit_test(test_content_skip_hostile),
 		cmocka_unit_test(test_client_next),

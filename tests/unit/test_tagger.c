@@ -2127,12 +2127,14 @@ static void check_content_ended_then(struct pkt_spec c)
 
 /* ---- the content handed over at the 354 (awaits map) --------------------- */
 
-/* c: the client, its "DATA" CRLF ending at c.seq; the server's last reply
+/* c: the client, its last line ending at c.seq; the server's last reply
  * ended at c.ack. The entry copies replies and commands (copy), the client
- * and server states say so, and the daemon awaits the 354 there. */
-static void put_awaiting(const struct pkt_spec *c, uint8_t copy, struct tlsgate_flow_key *key)
+ * and server states say so, and the daemon awaits stage there. */
+static void put_awaiting_stage(const struct pkt_spec *c, uint8_t copy, uint8_t stage,
+			       struct tlsgate_flow_key *key)
 {
-	struct tlsgate_await a = { .client_seq = c->seq, .server_seq = c->ack };
+	struct tlsgate_await a = { .state = TLSGATE_AWAIT_STATE(stage, c->seq),
+				   .server_seq = c->ack };
 	struct tlsgate_flow_value v;
 
 	put_copying(c, TLSGATE_INSPECT, copy, key);
@@ -2142,6 +2144,12 @@ static void put_awaiting(const struct pkt_spec *c, uint8_t copy, struct tlsgate_
 	v.server_state = TLSGATE_SERVER_STATE(c->ack);
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &v, BPF_EXIST), 0);
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.awaits), key, &a, BPF_ANY), 0);
+}
+
+/* ... the 354, c.seq after DATA CRLF */
+static void put_awaiting(const struct pkt_spec *c, uint8_t copy, struct tlsgate_flow_key *key)
+{
+	put_awaiting_stage(c, copy, TLSGATE_AWAIT_354, key);
 }
 
 static bool awaiting(const struct tlsgate_flow_key *key)
@@ -2281,6 +2289,106 @@ static void test_switch_at_354_v4(void **state)
 static void test_switch_at_354_v6(void **state)
 {
 	check_switch_at_354(spec_v6());
+}
+
+/* The entry's awaits stage and sequence numbers, or fails. */
+static void expect_await(const char *what, const struct tlsgate_flow_key *key, uint8_t stage,
+			 uint32_t client_seq, uint32_t server_seq)
+{
+	struct tlsgate_await a;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.awaits), key, &a))
+		fail_msg("%sno awaits entry", what);
+	if (a.state != TLSGATE_AWAIT_STATE(stage, client_seq) || a.server_seq != server_seq)
+		fail_msg("%sawaits state %llx server %u, expected stage %u client %u server %u", what,
+			 (unsigned long long)a.state, a.server_seq, stage, client_seq, server_seq);
+}
+
+/* AWAIT_REPLY (the daemon saw RCPT): the program moves on at RCPT's reply
+ * and at the client's DATA, then switches at the 354; other replies, other
+ * commands, or anything out of place end it. */
+static void check_await_reply(struct pkt_spec c)
+{
+	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	static const char *const not_one_line[] = {
+		"250-a\r\n250 b\r\n", "250 a\r\n250 b\r\n", "25x ok\r\n", "250 ok", "250\r\n",
+		"650 ok\r\n",
+	};
+	const char *ok = "250 2.1.5 Ok\r\n";
+	struct pkt_spec r = pkt_reverse(&c), w;
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	uint32_t x1 = r.seq + (uint32_t)strlen(ok);
+	char what[64];
+	size_t i;
+
+	require_loaded();
+	ring_drain();
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("RCPT's reply: ", &c, r, ok, &key, false);
+	expect_await("RCPT's reply: ", &key, TLSGATE_AWAIT_DATA, c.seq, x1);
+	expect_command("DATA: ", c, "DATA\r\n", true);
+	expect_await("DATA: ", &key, TLSGATE_AWAIT_354, c.seq + 6, x1);
+	w = r;
+	w.seq = x1;
+	w.ack = c.seq + 6;
+	c.seq += 6;
+	expect_switch("354: ", &c, w, "354 go ahead\r\n", &key, true);
+	c.seq -= 6;
+
+	for (i = 0; i < sizeof(not_one_line) / sizeof(not_one_line[0]); i++) {
+		snprintf(what, sizeof(what), "reply %zu: ", i);
+		put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+		expect_switch(what, &c, r, not_one_line[i], &key, false);
+		if (awaiting(&key))
+			fail_msg("%snot one reply line, the awaits entry stays", what);
+	}
+	/* the reply, then the server again before DATA */
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("reply: ", &c, r, ok, &key, false);
+	w = r;
+	w.seq = x1;
+	expect_switch("more from the server: ", &c, w, "250 x\r\n", &key, false);
+	assert_false(awaiting(&key));
+	/* not DATA alone at client_seq: stays where it is */
+	static const char *const not_data[] = { "NOOP\r\nDATA\r\n", "DATA\r\nX", "QUIT\r\n",
+						"DATA \r\n" };
+	for (i = 0; i < sizeof(not_data) / sizeof(not_data[0]); i++) {
+		snprintf(what, sizeof(what), "client %zu: ", i);
+		put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+		expect_switch(what, &c, r, ok, &key, false);
+		expect_command(what, c, not_data[i], true);
+		expect_await(what, &key, TLSGATE_AWAIT_DATA, c.seq, x1);
+	}
+	/* DATA elsewhere, or after more server data than the reply */
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("reply: ", &c, r, ok, &key, false);
+	w = c;
+	w.seq += 10;
+	set_client_state(&key, w.seq, true);
+	expect_command("DATA elsewhere: ", w, "DATA\r\n", true);
+	expect_await("DATA elsewhere: ", &key, TLSGATE_AWAIT_DATA, c.seq, x1);
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("reply: ", &c, r, ok, &key, false);
+	struct tlsgate_flow_value v = get_flow(&key);
+	v.server_state = TLSGATE_SERVER_STATE(x1 + 5);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	expect_command("server moved: ", c, "DATA\r\n", true);
+	expect_await("server moved: ", &key, TLSGATE_AWAIT_DATA, c.seq, x1);
+	/* a 354 while still awaiting RCPT's reply is not it */
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("354 for RCPT: ", &c, r, "354 go\r\n", &key, false);
+	(void)frame;
+}
+
+static void test_await_reply_v4(void **state)
+{
+	check_await_reply(spec_v4());
+}
+
+static void test_await_reply_v6(void **state)
+{
+	check_await_reply(spec_v6());
 }
 
 /* A copied client segment that ends with a line "DATA" is copied as any
@@ -2427,6 +2535,8 @@ int main(void)
 		cmocka_unit_test_setup(test_switch_at_354_v4, reset_flows),
 		cmocka_unit_test_setup(test_switch_at_354_v6, reset_flows),
 		cmocka_unit_test_setup(test_server_state_moves, reset_flows),
+		cmocka_unit_test_setup(test_await_reply_v4, reset_flows),
+		cmocka_unit_test_setup(test_await_reply_v6, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
