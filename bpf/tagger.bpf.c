@@ -556,39 +556,81 @@ static __always_inline int tagger_copy_submit(struct tlsgate_reply_event *e, int
 	return 1;
 }
 
-/* 1 when the payload (len bytes at off) is one whole final reply line of
- * at most TLSGATE_REPLY_LINE_MAX bytes: three digits, a space, and its only
- * LF last. Global: verified once. */
-__attribute__((noinline)) int tagger_one_reply_line(struct __sk_buff *skb, __u32 off, __u32 len)
+struct reply_scan {
+	__u32 n;     /* payload bytes in the scratch buffer */
+	__u32 start; /* where the current line starts */
+	__u32 last;  /* where the last whole line started */
+	__u32 lines;
+	__u32 bad;
+};
+
+/* bpf_loop callback: byte i of the payload in the scratch buffer; at an LF
+ * checks the line it ends (see tagger_reply_lines()). Returns 1 to stop. */
+static long reply_scan_byte(__u64 i, void *arg)
+{
+	struct reply_scan *rs = arg;
+	struct content_chunk *buf;
+	__u32 zero = 0, at = (__u32)i & (TLSGATE_REPLY_LINE_MAX - 1), start, ll;
+
+	if (i >= rs->n)
+		return 1;
+	buf = bpf_map_lookup_elem(&content_scratch, &zero);
+	if (!buf) {
+		rs->bad = 1;
+		return 1;
+	}
+	if (buf->b[at] != '\n')
+		return 0;
+	start = rs->start & (TLSGATE_REPLY_LINE_MAX - 1);
+	ll = at - start; /* bytes before the LF */
+	if (at < start || ll < 3 || buf->b[start] < '1' || buf->b[start] > '5' ||
+	    buf->b[start + 1] < '0' || buf->b[start + 1] > '9' || buf->b[start + 2] < '0' ||
+	    buf->b[start + 2] > '9' ||
+	    (ll > 3 && buf->b[start + 3] != ' ' && (ll != 4 || buf->b[start + 3] != '\r'))) {
+		rs->bad = 1;
+		return 1;
+	}
+	rs->last = start;
+	rs->lines++;
+	rs->start = at + 1;
+	return 0;
+}
+
+/* The payload (len bytes at off) as whole final reply lines, each read by
+ * the daemon's session as one reply: "ddd " or "ddd" CRLF (or LF) at each
+ * line start (the first digit 1-5), the last byte LF, at most
+ * TLSGATE_REPLY_LINE_MAX bytes. Returns the number of lines, plus 0x100
+ * when the last one is a 354; 0 when it is not such a payload. Global:
+ * verified once. */
+__attribute__((noinline)) int tagger_reply_lines(struct __sk_buff *skb, __u32 off, __u32 len)
 {
 	struct content_chunk *buf;
-	__u32 zero = 0, i, n;
+	struct reply_scan rs = { 0 };
+	__u32 zero = 0, last;
 
-	if (len < 5 || len > TLSGATE_REPLY_LINE_MAX)
+	if (len < 4 || len > TLSGATE_REPLY_LINE_MAX)
 		return 0;
 	buf = bpf_map_lookup_elem(&content_scratch, &zero);
 	if (!buf)
 		return 0;
-	n = ((len - 1) & (TLSGATE_REPLY_LINE_MAX - 1)) + 1; /* the bound, for the verifier */
-	if (bpf_skb_load_bytes(skb, off, buf->b, n) < 0)
+	rs.n = ((len - 1) & (TLSGATE_REPLY_LINE_MAX - 1)) + 1; /* the bound, for the verifier */
+	if (bpf_skb_load_bytes(skb, off, buf->b, rs.n) < 0)
 		return 0;
-	if (buf->b[0] < '1' || buf->b[0] > '5' || buf->b[1] < '0' || buf->b[1] > '9' ||
-	    buf->b[2] < '0' || buf->b[2] > '9' || buf->b[3] != ' ' ||
-	    buf->b[(n - 1) & (TLSGATE_REPLY_LINE_MAX - 1)] != '\n')
+	bpf_loop(rs.n, reply_scan_byte, &rs, 0);
+	if (rs.bad || rs.start != rs.n || !rs.lines)
 		return 0;
-	for (i = 0; i < TLSGATE_REPLY_LINE_MAX - 1 && i < n - 1; i++)
-		if (buf->b[i] == '\n')
-			return 0;
-	return 1;
+	last = rs.last & (TLSGATE_REPLY_LINE_MAX - 1);
+	return (int)(rs.lines | (buf->b[last] == '3' && buf->b[last + 1] == '5' &&
+					 buf->b[last + 2] == '4') << 8);
 }
 
 /* A copied server segment with data (payload len bytes at off, sequence
  * number seq; in_order: it starts where the server segment before it
- * ended) against the flow's awaits entry (struct tlsgate_await): moves an
- * AWAIT_REPLY on at the reply it awaits, turns the entry CONTENT at the
- * 354 AWAIT_354 awaits (1, with *content_seq: the copy is loaded, its
- * submission cannot fail, so the daemon learns of it), and removes the
- * awaits entry at any other data at or past its server_seq. */
+ * ended) against the flow's awaits entry (struct tlsgate_await): counts
+ * the replies it awaits down, turns the entry CONTENT at the 354 to DATA
+ * (1, with *content_seq: the copy is loaded, its submission cannot fail,
+ * so the daemon learns of it), and removes the awaits entry at any other
+ * data at or past where a reply is awaited. */
 static __always_inline int tagger_await_server(struct __sk_buff *skb,
 					       struct tlsgate_flow_value *val,
 					       struct tlsgate_flow_key *key, struct tcphdr *tcph,
@@ -597,9 +639,9 @@ static __always_inline int tagger_await_server(struct __sk_buff *skb,
 {
 	const __u32 both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
 	struct tlsgate_await *a;
-	__u32 seq, cseq, sseq;
-	__u8 head[4], last;
+	__u32 seq, cseq, sseq, lines, skip;
 	__u64 st, s0;
+	int r;
 
 	if (len <= 0)
 		return 0;
@@ -608,26 +650,34 @@ static __always_inline int tagger_await_server(struct __sk_buff *skb,
 		return 0;
 	seq = bpf_ntohl(tcph->seq);
 	st = READ_ONCE(a->state);
-	sseq = READ_ONCE(a->server_seq);
-	cseq = (__u32)(st >> 32);
-	if (!in_order || seq != sseq || (READ_ONCE(val->copy) & both) != both)
+	sseq = TLSGATE_AWAIT_SERVER(st);
+	skip = TLSGATE_AWAIT_SKIP(st);
+	if (!in_order || seq != sseq || (READ_ONCE(val->copy) & both) != both ||
+	    TLSGATE_AWAIT_STAGE(st) == TLSGATE_AWAIT_DATA)
 		goto other;
-	if ((__u8)st == TLSGATE_AWAIT_REPLY) {
-		if (!tagger_one_reply_line(skb, off, (__u32)len))
+	r = tagger_reply_lines(skb, off, (__u32)len);
+	lines = (__u32)r & 0xff;
+	if (!lines)
+		goto other;
+	if (TLSGATE_AWAIT_STAGE(st) == TLSGATE_AWAIT_REPLY) {
+		if (lines != 1)
 			goto other;
-		WRITE_ONCE(a->server_seq, seq + (__u32)len);
-		__sync_val_compare_and_swap(&a->state, st, TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_DATA, cseq));
+		__sync_val_compare_and_swap(&a->state, st,
+					    TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_DATA, 0, seq + (__u32)len));
 		return 0;
 	}
-	if ((__u8)st != TLSGATE_AWAIT_354 || len < 5 || len > TLSGATE_REPLY_LINE_MAX ||
-	    bpf_ntohl(tcph->ack_seq) != cseq ||
-	    READ_ONCE(val->client_state) != TLSGATE_CLIENT_STATE(cseq, 1))
-		goto other; /* not DATA's reply, or the client sent more */
-	if (bpf_skb_load_bytes(skb, off, head, 4) < 0 ||
-	    bpf_skb_load_bytes(skb, off + (__u32)len - 1, &last, 1) < 0 || last != '\n' ||
-	    head[0] != '3' || head[1] != '5' || head[2] != '4' ||
-	    (head[3] != ' ' && (head[3] != '\r' || len != 5)))
+	if (TLSGATE_AWAIT_STAGE(st) != TLSGATE_AWAIT_354)
 		goto other;
+	if (lines <= skip) {
+		__sync_val_compare_and_swap(&a->state, st,
+					    TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, skip - lines,
+								seq + (__u32)len));
+		return 0;
+	}
+	cseq = READ_ONCE(a->client_seq);
+	if (lines != skip + 1 || !(r & 0x100) || bpf_ntohl(tcph->ack_seq) != cseq ||
+	    READ_ONCE(val->client_state) != TLSGATE_CLIENT_STATE(cseq, 1))
+		goto other; /* not DATA's 354, or the client sent more */
 	s0 = READ_ONCE(*(__u64 *)val);
 	if (STATE_VERDICT(s0) != TLSGATE_INSPECT ||
 	    __sync_val_compare_and_swap((__u64 *)val, s0,
@@ -657,10 +707,12 @@ static __always_inline void tagger_await_data(struct tlsgate_flow_value *val,
 	if (!a)
 		return;
 	st = READ_ONCE(a->state);
-	if (st != TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_DATA, seq) ||
-	    READ_ONCE(val->server_state) != TLSGATE_SERVER_STATE(READ_ONCE(a->server_seq)))
+	if (TLSGATE_AWAIT_STAGE(st) != TLSGATE_AWAIT_DATA || READ_ONCE(a->client_seq) != seq ||
+	    READ_ONCE(val->server_state) != TLSGATE_SERVER_STATE(TLSGATE_AWAIT_SERVER(st)))
 		return;
-	__sync_val_compare_and_swap(&a->state, st, TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, seq + 6));
+	WRITE_ONCE(a->client_seq, seq + 6);
+	__sync_val_compare_and_swap(&a->state, st,
+				    TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, 0, TLSGATE_AWAIT_SERVER(st)));
 }
 
 /* A server segment of a flow whose replies are copied (payload len bytes

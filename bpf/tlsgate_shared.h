@@ -102,41 +102,43 @@ struct tlsgate_reply_event {
  * that 354 itself, as the daemon would when it reads it. Written for an
  * INSPECT flow with REPLIES and COMMANDS copies, by the daemon when its
  * session has read both streams to their ends, in one of two stages:
- *   AWAIT_354: the session owes the server one reply, to DATA. A copied
- *     server segment that
- *       - starts at server_seq, right after the server segment before it
- *         (server_state: so it is the first server data since),
- *       - is "354" CRLF, or starts with "354 " and ends with LF, in at most
- *         TLSGATE_REPLY_LINE_MAX bytes (RFC 5321's reply line: the daemon's
- *         session reads a line so begun as the last of a 354 reply),
- *       - acknowledges client_seq,
- *     while client_state is client_seq after an LF (the client sent nothing
- *     since DATA), turns the entry CONTENT at client_seq; the awaits entry
- *     goes. The copy says so (TLSGATE_REPLY_CONTENT).
+ *   AWAIT_354: the session owes the server replies to skip commands (MAIL,
+ *     RCPT, RSET, NOOP, HELO: one line each), then to DATA, the last the
+ *     client sent. Copied server segments that start at server_seq, right
+ *     after the server segment before it (server_state), and are whole
+ *     final reply lines ("ddd " or "ddd" CRLF at each line start, the last
+ *     byte LF, TLSGATE_REPLY_LINE_MAX bytes at most: lines the daemon's
+ *     session reads as one reply each), count down skip. The segment
+ *     whose lines reach past it, by one, with that line "354", while
+ *     the segment acknowledges client_seq and client_state is client_seq
+ *     after an LF (the client sent nothing since DATA), turns the entry
+ *     CONTENT at client_seq; the awaits entry goes. The copy says so
+ *     (TLSGATE_REPLY_CONTENT).
  *   AWAIT_REPLY: the session owes one reply, to RCPT (the daemon reads the
  *     replies' copies late, so waiting for DATA would often be too late).
  *     The program moves it on itself:
- *       - to AWAIT_DATA at a copied server segment that starts at
- *         server_seq in order and is one whole reply line ("ddd " to the
- *         only LF, its last byte; 512 bytes at most): server_seq after it;
- *       - to AWAIT_354 at a copied client segment that is "DATA" CRLF
- *         alone, at client_seq after an LF, while the server has sent
+ *       - to AWAIT_DATA at a server segment as above that is one line;
+ *       - to AWAIT_354 (skip 0) at a copied client segment that is "DATA"
+ *         CRLF alone, at client_seq after an LF, while the server has sent
  *         nothing after server_seq: client_seq after it.
- *     Any other server data in these stages removes the entry, and so does
- *     any other client segment at client_seq in AWAIT_DATA.
- * state holds the stage and client_seq, changed together by compare-and-
- * swap; server_seq is written before a change that makes it count. A
- * separate map, so that writing it does not reset the flow entry's
- * server_state. */
+ * Any other server data at or past server_seq removes the entry. state
+ * holds stage, skip and server_seq, changed together by compare-and-swap;
+ * client_seq is written before the change that makes it count. A separate
+ * map, so that writing it does not reset the flow entry's server_state. */
 struct tlsgate_await {
-	__u64 state;      /* TLSGATE_AWAIT_STATE(stage, client_seq) */
-	__u32 server_seq; /* where the server's next reply starts */
+	__u64 state;      /* TLSGATE_AWAIT_STATE(stage, skip, server_seq) */
+	__u32 client_seq; /* the client's byte after its last command */
 	__u32 pad;
 };
-#define TLSGATE_AWAIT_STATE(stage, client_seq) ((__u64)(stage) | ((__u64)(__u32)(client_seq) << 32))
+#define TLSGATE_AWAIT_STATE(stage, skip, server_seq) \
+	((__u64)(__u8)(stage) | ((__u64)(__u8)(skip) << 8) | ((__u64)(__u32)(server_seq) << 32))
+#define TLSGATE_AWAIT_STAGE(st) ((__u8)(st))
+#define TLSGATE_AWAIT_SKIP(st) ((__u8)((st) >> 8))
+#define TLSGATE_AWAIT_SERVER(st) ((__u32)((st) >> 32))
 #define TLSGATE_AWAIT_REPLY 1
 #define TLSGATE_AWAIT_DATA 2
 #define TLSGATE_AWAIT_354 3
+#define TLSGATE_AWAIT_SKIP_MAX 8
 #define TLSGATE_MAX_AWAITS 16384 /* LRU: an evicted entry only means no switch */
 #define TLSGATE_REPLY_LINE_MAX 512
 _Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX, "reply event layout");

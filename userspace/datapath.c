@@ -272,10 +272,10 @@ int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key
 }
 
 int datapath_set_await(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t stage,
-		       uint32_t client_seq, uint32_t server_seq)
+		       uint8_t skip, uint32_t client_seq, uint32_t server_seq)
 {
-	struct tlsgate_await a = { .state = TLSGATE_AWAIT_STATE(stage, client_seq),
-				   .server_seq = server_seq };
+	struct tlsgate_await a = { .state = TLSGATE_AWAIT_STATE(stage, skip, server_seq),
+				   .client_seq = client_seq };
 	if (bpf_map_update_elem(dp->awaits_fd, key, &a, BPF_ANY) < 0)
 		return -errno;
 	return 0;

@@ -59,7 +59,7 @@ int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key
 /* The flow's awaits entry (struct tlsgate_await; stage TLSGATE_AWAIT_*):
  * set, or removed (ENOENT is not an error). Return 0 or -errno. */
 int datapath_set_await(struct datapath *dp, const struct tlsgate_flow_key *key, uint8_t stage,
-		       uint32_t client_seq, uint32_t server_seq);
+		       uint8_t skip, uint32_t client_seq, uint32_t server_seq);
 int datapath_clear_await(struct datapath *dp, const struct tlsgate_flow_key *key);
 int datapath_get_await(struct datapath *dp, const struct tlsgate_flow_key *key,
 		       struct tlsgate_await *a);

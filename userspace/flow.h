@@ -33,7 +33,7 @@ struct flow {
 	bool content_wanted; /* to be handed over after this batch */
 	uint8_t copy; /* TLSGATE_COPY_*, as the kernel entry says: which
 			 segments come from the reply ring, not the queue */
-	uint8_t await_stage; /* the awaits entry written (struct tlsgate_await) */
+	uint8_t await_stage, await_skip; /* the awaits entry written (struct tlsgate_await) */
 	uint32_t await_client, await_server;
 	struct session *session; /* non-NULL while inspecting */
 	struct gate_flow *gate;  /* gate.c's flat state; freed with the flow */

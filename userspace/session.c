@@ -390,13 +390,16 @@ static int pend_pop(struct session *s)
 	return v;
 }
 
-int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t *server_next)
+int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t *server_next,
+			unsigned int *skip)
 {
-	int i, verb;
+	unsigned int i;
+	int verb;
 	size_t n;
 
+	*skip = 0;
 	if (!s || s->info.phase != SESSION_PHASE_SMTP || !s->greeted || s->in_reply ||
-	    s->http_server || s->pend_n > 1)
+	    s->http_server || s->pend_n > TLSGATE_AWAIT_SKIP_MAX)
 		return 0;
 	for (i = 0; i < 2; i++) {
 		const struct session_dir *d = &s->d[i];
@@ -410,14 +413,27 @@ int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t
 	}
 	*client_next = s->d[C].rcv_next;
 	*server_next = s->d[S].rcv_next;
-	verb = pend_peek(s);
-	if (verb == SMTP_VERB_DATA && s->d[C].mode == DIR_WAIT)
+	if (!s->pend_n)
+		return s->d[C].mode == DIR_SMTP ? TLSGATE_AWAIT_DATA : 0;
+	verb = s->pending[(s->pend_head + s->pend_n - 1) % SESSION_MAX_PENDING];
+	if (verb == SMTP_VERB_DATA && s->d[C].mode == DIR_WAIT) {
+		for (i = 0; i + 1 < s->pend_n; i++)
+			switch (s->pending[(s->pend_head + i) % SESSION_MAX_PENDING]) {
+			case SMTP_VERB_MAIL:
+			case SMTP_VERB_RCPT:
+			case SMTP_VERB_RSET:
+			case SMTP_VERB_NOOP:
+			case SMTP_VERB_HELO:
+				break;
+			default:
+				return 0;
+			}
+		*skip = s->pend_n - 1;
 		return TLSGATE_AWAIT_354;
-	if (s->d[C].mode != DIR_SMTP)
-		return 0;
-	if (verb == SMTP_VERB_RCPT)
+	}
+	if (s->pend_n == 1 && verb == SMTP_VERB_RCPT && s->d[C].mode == DIR_SMTP)
 		return TLSGATE_AWAIT_REPLY;
-	return verb < 0 ? TLSGATE_AWAIT_DATA : 0;
+	return 0;
 }
 
 /* ---- TLS ---- */

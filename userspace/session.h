@@ -206,11 +206,14 @@ bool session_chunk_ready(const struct session *s, uint32_t *next_seq, uint32_t *
 /* With both streams read to their ends and nothing held (no partial line,
  * no hole, no FIN), at *client_next and *server_next, what the server's
  * next bytes are as the client will read them (struct tlsgate_await):
- *   TLSGATE_AWAIT_354: the reply to DATA, the one command not answered;
+ *   TLSGATE_AWAIT_354: replies to *skip commands of one-line replies (MAIL,
+ *     RCPT, RSET, NOOP, HELO; fewer than TLSGATE_AWAIT_SKIP_MAX), then the
+ *     reply to DATA, the last command;
  *   TLSGATE_AWAIT_REPLY: the reply to RCPT, the one command not answered;
  *   TLSGATE_AWAIT_DATA: nothing is owed (the client's next command's);
  * 0: none of these. */
-int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t *server_next);
+int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t *server_next,
+			unsigned int *skip);
 /* The server's next sequence number after what arrived in order. */
 bool session_server_next(const struct session *s, uint32_t *seq);
 /* The client's next sequence number after what the session has without a

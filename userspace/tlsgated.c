@@ -248,26 +248,31 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
  * tlsgate_await): the handover from here comes only once this 354 is
  * read, and often after the client's first content segment. The awaits
  * entry follows the session after each segment: written when it owes
- * RCPT's reply or DATA's, left alone between (the kernel moves it on
- * itself there, ahead of the copies read here), else removed. */
+ * RCPT's reply or DATA's (after others), left alone while nothing is owed
+ * (the kernel moves it on itself, ahead of the copies read here) and when
+ * the kernel is at the same plan or ahead on it, else removed. */
 static void daemon_await(struct daemon *d, struct flow *f)
 {
 	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
 	uint32_t client_next = 0, server_next = 0;
+	unsigned int skip = 0;
 	int stage = 0;
 
 	if (f->session && f->verdict == TLSGATE_INSPECT && !f->content && (f->copy & both) == both)
-		stage = session_await_stage(f->session, &client_next, &server_next);
+		stage = session_await_stage(f->session, &client_next, &server_next, &skip);
 	if (stage == TLSGATE_AWAIT_DATA)
 		return;
-	if (stage == f->await_stage &&
+	if (stage == f->await_stage && f->await_skip == skip &&
 	    (!stage || (f->await_client == client_next && f->await_server == server_next)))
 		return;
 	struct tlsgate_await cur;
 	if (stage == TLSGATE_AWAIT_354 && datapath_get_await(d->dp, &f->key, &cur) == 0 &&
-	    cur.state == TLSGATE_AWAIT_STATE(stage, client_next) && cur.server_seq == server_next)
-		goto done; /* moved on there by the kernel */
-	int err = stage ? datapath_set_await(d->dp, &f->key, (uint8_t)stage, client_next, server_next)
+	    TLSGATE_AWAIT_STAGE(cur.state) == stage && cur.client_seq == client_next &&
+	    TLSGATE_AWAIT_SKIP(cur.state) <= skip &&
+	    (int32_t)(TLSGATE_AWAIT_SERVER(cur.state) - server_next) >= 0)
+		goto done; /* the kernel is there, or further on */
+	int err = stage ? datapath_set_await(d->dp, &f->key, (uint8_t)stage, (uint8_t)skip,
+					     client_next, server_next)
 			: datapath_clear_await(d->dp, &f->key);
 	if (err < 0) {
 		log_warnx_rl(&d->rl, "cannot %s a flow's awaited reply: %s", stage ? "set" : "clear",
@@ -279,6 +284,7 @@ static void daemon_await(struct daemon *d, struct flow *f)
 		d->awaits_set++;
 done:
 	f->await_stage = (uint8_t)stage;
+	f->await_skip = (uint8_t)skip;
 	f->await_client = client_next;
 	f->await_server = server_next;
 }
@@ -291,7 +297,11 @@ static void daemon_content_switched(struct daemon *d, struct flow *f, uint32_t s
 	uint32_t want;
 	bool line_end;
 
-	f->await_stage = 0; /* the program removed the entry */
+	/* The program removed the entry; one written since from copies
+	 * read late goes too. */
+	if (f->await_stage)
+		datapath_clear_await(d->dp, &f->key);
+	f->await_stage = 0;
 	if (!f->session || f->verdict != TLSGATE_INSPECT)
 		return; /* judged at this segment: the verdict replaced it */
 	if (!session_content_ready(f->session, &want, &line_end) || want != seq) {

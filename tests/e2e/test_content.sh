@@ -3,8 +3,9 @@
 # domains in the policy, a plaintext session must stay inspected to its end
 # (a later MAIL FROM may name a secure domain), but its message content
 # need not cross NFQUEUE: the daemon hands it to the BPF program
-# (TLSGATE_CONTENT), which passes segments until one holds a '.' alone
-# between line ends and returns the flow there.
+# (TLSGATE_CONTENT), or the program takes it at the 354 the daemon awaits,
+# and passes segments until one holds a '.' alone between line ends and
+# returns the flow there.
 #
 # For IPv4 and IPv6, two sessions to the plaintext MX (Postfix), each with
 # a 4 MiB message with dot-led lines from an ordinary sender and a second
@@ -108,7 +109,7 @@ for v in 4 6; do
 	# A. ordinary second sender.
 	c0=$(world_stats 'j["kernel"]["content"]["bytes"]')
 	q0=$(world_stats 'j["queue"]["bytes"]')
-	h0=$(world_stats 'j["content"]["handed_over"]')
+	h0=$(world_stats 'j["content"]["handed_over"] + j["kernel"]["content_switched"]["packets"]')
 	second="second-$RANDOM$RANDOM"
 	session $v other@in.world.test "$second" || { not_ok "IPv$v: could not make the message"; continue; }
 	check "IPv$v: the first message was accepted (250 to its end of data)" grep -qE '^DOT1 250 ' <<<"$out"
@@ -118,8 +119,8 @@ for v in 4 6; do
 	check "IPv$v: ... and arrived" wait_for 30 inbox "Subject: $second"
 	c1=$(world_stats 'j["kernel"]["content"]["bytes"]')
 	q1=$(world_stats 'j["queue"]["bytes"]')
-	h1=$(world_stats 'j["content"]["handed_over"]')
-	diag "IPv$v: content in the kernel +$((c1 - c0)) bytes, NFQUEUE +$((q1 - q0)) bytes, handed over +$((h1 - h0)) times"
+	h1=$(world_stats 'j["content"]["handed_over"] + j["kernel"]["content_switched"]["packets"]')
+	diag "IPv$v: content in the kernel +$((c1 - c0)) bytes, NFQUEUE +$((q1 - q0)) bytes, handed over (daemon or tagger) +$((h1 - h0)) times"
 	check "IPv$v: the content was handed to the kernel" world_in_range $((h1 - h0)) 1
 	check "IPv$v: and content passed there (the share is make bench's, not a test's)" \
 		world_in_range $((c1 - c0)) 1
@@ -133,8 +134,12 @@ for v in 4 6; do
 		grep -qE '^MAIL2 550 5\.7\.4 tlsgate' <<<"$out"
 	check "IPv$v: the first message, withheld with it, got a temporary 451 4.3.0" \
 		grep -qE '^DOT1 451 4\.3\.0 ' <<<"$out"
-	check "IPv$v: its RCPT and DATA got replies too (503, 554)" \
-		grep -qzE 'RCPT2 503 .*DATA2 554 ' <<<"$out"
+	# RCPT and DATA are answered when they came in the refused segment;
+	# when the client's TCP put them in the next one, that one meets the
+	# blocked flow and the connection is closed after the 550.
+	check "IPv$v: its RCPT and DATA got replies too (503, 554), or came after the close" \
+		eval 'grep -qzE "RCPT2 503 .*DATA2 554 " <<<"$out" ||
+			grep -A1 "^MAIL2 550 " <<<"$out" | tail -1 | grep -q "^closed "'
 	sleep 1
 	check "IPv$v: neither message reached the MX" neither "Message-ID: <$id>" "Subject: $second"
 	check "IPv$v: a block event for the secure-mode sender" \

@@ -113,25 +113,35 @@ struct fuzz {
 	bool switch354, small_limits;
 	uint64_t client_state, server_state;
 	int aw_stage; /* the awaits entry (0: none) */
+	unsigned int aw_skip;
 	uint32_t aw_client, aw_server;
 };
 
-/* The tagger's test of the awaited reply's segment (tagger_await_server). */
-static bool is_354_segment(const struct tcp_segment *g)
-{
-	return g->len >= 5 && g->len <= TLSGATE_REPLY_LINE_MAX && !memcmp(g->payload, "354", 3) &&
-	       (g->payload[3] == ' ' || (g->payload[3] == '\r' && g->len == 5)) &&
-	       g->payload[g->len - 1] == '\n';
-}
-
-/* tagger_one_reply_line() */
-static bool is_one_reply_line(const struct tcp_segment *g)
+/* tagger_reply_lines(): the number of lines, plus 0x100 when the last is
+ * a 354, or 0. */
+static unsigned int reply_lines(const struct tcp_segment *g)
 {
 	const uint8_t *p = g->payload;
+	unsigned int lines = 0;
+	size_t start = 0, last = 0, i;
 
-	return g->len >= 5 && g->len <= TLSGATE_REPLY_LINE_MAX && p[0] >= '1' && p[0] <= '5' &&
-	       p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' && p[3] == ' ' &&
-	       memchr(p, '\n', g->len) == p + g->len - 1;
+	if (g->len < 4 || g->len > TLSGATE_REPLY_LINE_MAX)
+		return 0;
+	for (i = 0; i < g->len; i++) {
+		size_t ll = i - start;
+		if (p[i] != '\n')
+			continue;
+		if (ll < 3 || p[start] < '1' || p[start] > '5' || p[start + 1] < '0' ||
+		    p[start + 1] > '9' || p[start + 2] < '0' || p[start + 2] > '9' ||
+		    (ll > 3 && p[start + 3] != ' ' && (ll != 4 || p[start + 3] != '\r')))
+			return 0;
+		last = start;
+		lines++;
+		start = i + 1;
+	}
+	if (start != g->len || !lines)
+		return 0;
+	return lines | (!memcmp(p + last, "354", 3) ? 0x100 : 0);
 }
 
 /* The tagger's moves on the awaits entry at a chunk with data, before the
@@ -139,6 +149,7 @@ static bool is_one_reply_line(const struct tcp_segment *g)
 static bool tagger_await(struct fuzz *f, const struct tcp_segment *g)
 {
 	uint64_t before = g->dir == C ? f->client_state : f->server_state;
+	unsigned int r, lines;
 
 	if (!f->aw_stage)
 		return false;
@@ -148,17 +159,25 @@ static bool tagger_await(struct fuzz *f, const struct tcp_segment *g)
 		    !strncasecmp((const char *)g->payload, "DATA\r\n", 6) &&
 		    f->server_state == ((uint64_t)f->aw_server | 1ull << 32)) {
 			f->aw_stage = TLSGATE_AWAIT_354;
+			f->aw_skip = 0;
 			f->aw_client += 6;
 		}
 		return false;
 	}
-	if (before == ((uint64_t)g->seq | 1ull << 32) && g->seq == f->aw_server) {
-		if (f->aw_stage == TLSGATE_AWAIT_REPLY && is_one_reply_line(g)) {
+	if (before == ((uint64_t)g->seq | 1ull << 32) && g->seq == f->aw_server &&
+	    f->aw_stage != TLSGATE_AWAIT_DATA && (r = reply_lines(g)) != 0) {
+		lines = r & 0xff;
+		if (f->aw_stage == TLSGATE_AWAIT_REPLY && lines == 1) {
 			f->aw_stage = TLSGATE_AWAIT_DATA;
 			f->aw_server += (uint32_t)g->len;
 			return false;
 		}
-		if (f->aw_stage == TLSGATE_AWAIT_354 && is_354_segment(g) &&
+		if (f->aw_stage == TLSGATE_AWAIT_354 && lines <= f->aw_skip) {
+			f->aw_skip -= lines;
+			f->aw_server += (uint32_t)g->len;
+			return false;
+		}
+		if (f->aw_stage == TLSGATE_AWAIT_354 && lines == f->aw_skip + 1 && (r & 0x100) &&
 		    f->client_state == ((uint64_t)f->aw_client | 1ull << 32)) {
 			f->aw_stage = 0;
 			return true;
@@ -169,15 +188,21 @@ static bool tagger_await(struct fuzz *f, const struct tcp_segment *g)
 	return false;
 }
 
-/* daemon_await() after a chunk. */
+/* daemon_await() after a chunk: the kernel's entry is kept when it is at
+ * the same plan or further on. */
 static void daemon_await_model(struct fuzz *f)
 {
 	uint32_t c = 0, sv = 0;
-	int stage = f->switch354 && !f->content ? session_await_stage(f->s, &c, &sv) : 0;
+	unsigned int skip = 0;
+	int stage = f->switch354 && !f->content ? session_await_stage(f->s, &c, &sv, &skip) : 0;
 
 	if (stage == TLSGATE_AWAIT_DATA)
 		return;
+	if (stage == TLSGATE_AWAIT_354 && f->aw_stage == stage && f->aw_client == c &&
+	    f->aw_skip <= skip && (int32_t)(f->aw_server - sv) >= 0)
+		return;
 	f->aw_stage = stage;
+	f->aw_skip = skip;
 	f->aw_client = c;
 	f->aw_server = sv;
 }

@@ -2130,11 +2130,11 @@ static void check_content_ended_then(struct pkt_spec c)
 /* c: the client, its last line ending at c.seq; the server's last reply
  * ended at c.ack. The entry copies replies and commands (copy), the client
  * and server states say so, and the daemon awaits stage there. */
-static void put_awaiting_stage(const struct pkt_spec *c, uint8_t copy, uint8_t stage,
-			       struct tlsgate_flow_key *key)
+static void put_awaiting_skip(const struct pkt_spec *c, uint8_t copy, uint8_t stage, uint8_t skip,
+			      struct tlsgate_flow_key *key)
 {
-	struct tlsgate_await a = { .state = TLSGATE_AWAIT_STATE(stage, c->seq),
-				   .server_seq = c->ack };
+	struct tlsgate_await a = { .state = TLSGATE_AWAIT_STATE(stage, skip, c->ack),
+				   .client_seq = c->seq };
 	struct tlsgate_flow_value v;
 
 	put_copying(c, TLSGATE_INSPECT, copy, key);
@@ -2144,6 +2144,12 @@ static void put_awaiting_stage(const struct pkt_spec *c, uint8_t copy, uint8_t s
 	v.server_state = TLSGATE_SERVER_STATE(c->ack);
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &v, BPF_EXIST), 0);
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.awaits), key, &a, BPF_ANY), 0);
+}
+
+static void put_awaiting_stage(const struct pkt_spec *c, uint8_t copy, uint8_t stage,
+			       struct tlsgate_flow_key *key)
+{
+	put_awaiting_skip(c, copy, stage, 0, key);
 }
 
 /* ... the 354, c.seq after DATA CRLF */
@@ -2299,9 +2305,9 @@ static void expect_await(const char *what, const struct tlsgate_flow_key *key, u
 
 	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.awaits), key, &a))
 		fail_msg("%sno awaits entry", what);
-	if (a.state != TLSGATE_AWAIT_STATE(stage, client_seq) || a.server_seq != server_seq)
-		fail_msg("%sawaits state %llx server %u, expected stage %u client %u server %u", what,
-			 (unsigned long long)a.state, a.server_seq, stage, client_seq, server_seq);
+	if (a.state != TLSGATE_AWAIT_STATE(stage, 0, server_seq) || a.client_seq != client_seq)
+		fail_msg("%sawaits state %llx client %u, expected stage %u client %u server %u", what,
+			 (unsigned long long)a.state, a.client_seq, stage, client_seq, server_seq);
 }
 
 /* AWAIT_REPLY (the daemon saw RCPT): the program moves on at RCPT's reply
@@ -2311,8 +2317,8 @@ static void check_await_reply(struct pkt_spec c)
 {
 	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
 	static const char *const not_one_line[] = {
-		"250-a\r\n250 b\r\n", "250 a\r\n250 b\r\n", "25x ok\r\n", "250 ok", "250\r\n",
-		"650 ok\r\n",
+		"250-a\r\n250 b\r\n", "250 a\r\n250 b\r\n", "25x ok\r\n", "250 ok", "250\r\r\n",
+		"650 ok\r\n", "250ok\r\n",
 	};
 	const char *ok = "250 2.1.5 Ok\r\n";
 	struct pkt_spec r = pkt_reverse(&c), w;
@@ -2389,6 +2395,67 @@ static void test_await_reply_v4(void **state)
 static void test_await_reply_v6(void **state)
 {
 	check_await_reply(spec_v6());
+}
+
+/* AWAIT_354 after pipelined commands (MAIL, RCPT, DATA in one write): the
+ * one-line replies before DATA's are counted down, in one segment or
+ * several; the 354 must be the reply after them, and the last line. */
+static void check_await_pipelined(struct pkt_spec c)
+{
+	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	static const struct {
+		uint8_t skip;
+		const char *reply;
+	} gone[] = {
+		{ 1, "250 a\r\n354-x\r\n354 go\r\n" }, /* a reply of two lines */
+		{ 0, "250 a\r\n354 go\r\n" },             /* one reply too many */
+		{ 2, "250 a\r\n250 b\r\n250 c\r\n" },    /* DATA's is no 354 */
+		{ 2, "250 a\r\n250 b\r\n354 go" },         /* not a whole line */
+		{ 1, "250 a\r\nxyz\r\n" },
+	};
+	struct pkt_spec r = pkt_reverse(&c), w;
+	struct tlsgate_flow_key key;
+	struct tlsgate_await a;
+	char what[64];
+	size_t i;
+
+	require_loaded();
+	ring_drain();
+	put_awaiting_skip(&c, both, TLSGATE_AWAIT_354, 2, &key);
+	expect_switch("in one segment: ", &c, r, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n", &key,
+		      true);
+	put_awaiting_skip(&c, both, TLSGATE_AWAIT_354, 2, &key);
+	w = r;
+	expect_switch("first: ", &c, w, "250 a\r\n", &key, false);
+	w.seq += 7;
+	expect_switch("second: ", &c, w, "250 b\r\n", &key, false);
+	w.seq += 7;
+	assert_int_equal(bpf_map_lookup_elem(bpf_map__fd(skel->maps.awaits), &key, &a), 0);
+	assert_true(a.state == TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, 0, w.seq));
+	expect_switch("then the 354: ", &c, w, "354 go\r\n", &key, true);
+	/* a 354 in MAIL's place is MAIL's reply to the client too */
+	put_awaiting_skip(&c, both, TLSGATE_AWAIT_354, 1, &key);
+	expect_switch("354 first: ", &c, r, "354 go\r\n", &key, false);
+	w = r;
+	w.seq += 8;
+	expect_switch("then DATA's: ", &c, w, "354 go\r\n", &key, true);
+	for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+		snprintf(what, sizeof(what), "case %zu: ", i);
+		put_awaiting_skip(&c, both, TLSGATE_AWAIT_354, gone[i].skip, &key);
+		expect_switch(what, &c, r, gone[i].reply, &key, false);
+		if (awaiting(&key))
+			fail_msg("%sthe awaits entry stays", what);
+	}
+}
+
+static void test_await_pipelined_v4(void **state)
+{
+	check_await_pipelined(spec_v4());
+}
+
+static void test_await_pipelined_v6(void **state)
+{
+	check_await_pipelined(spec_v6());
 }
 
 /* A copied client segment that ends with a line "DATA" is copied as any
@@ -2537,6 +2604,8 @@ int main(void)
 		cmocka_unit_test_setup(test_server_state_moves, reset_flows),
 		cmocka_unit_test_setup(test_await_reply_v4, reset_flows),
 		cmocka_unit_test_setup(test_await_reply_v6, reset_flows),
+		cmocka_unit_test_setup(test_await_pipelined_v4, reset_flows),
+		cmocka_unit_test_setup(test_await_pipelined_v6, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
