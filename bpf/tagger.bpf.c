@@ -697,22 +697,23 @@ other:
 
 /* A copied client segment "DATA" CRLF alone at seq, after an LF: an
  * AWAIT_DATA there, with nothing from the server since its reply, moves
- * on to AWAIT_354 after it. */
-static __always_inline void tagger_await_data(struct tlsgate_flow_value *val,
-					      struct tlsgate_flow_key *key, __u32 seq)
+ * on to AWAIT_354 after it (1). */
+static __always_inline int tagger_await_data(struct tlsgate_flow_value *val,
+					     struct tlsgate_flow_key *key, __u32 seq)
 {
 	struct tlsgate_await *a = bpf_map_lookup_elem(&awaits, key);
 	__u64 st;
 
 	if (!a)
-		return;
+		return 0;
 	st = READ_ONCE(a->state);
 	if (TLSGATE_AWAIT_STAGE(st) != TLSGATE_AWAIT_DATA || READ_ONCE(a->client_seq) != seq ||
 	    READ_ONCE(val->server_state) != TLSGATE_SERVER_STATE(TLSGATE_AWAIT_SERVER(st)))
-		return;
+		return 0;
 	WRITE_ONCE(a->client_seq, seq + 6);
-	__sync_val_compare_and_swap(&a->state, st,
-				    TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, 0, TLSGATE_AWAIT_SERVER(st)));
+	return __sync_val_compare_and_swap(&a->state, st,
+					   TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, 0,
+							       TLSGATE_AWAIT_SERVER(st))) == st;
 }
 
 /* A server segment of a flow whose replies are copied (payload len bytes
@@ -740,10 +741,11 @@ static __always_inline int tagger_copy_reply(struct __sk_buff *skb, struct tlsga
 	if (tagger_await_server(skb, val, key, tcph, off, len, in_order, &content_seq)) {
 		e->flags = TLSGATE_REPLY_CONTENT;
 		e->content_seq = content_seq;
+		return tagger_copy_submit(e, 0); /* nothing for the daemon to hurry for */
 	}
 	/* A 354, most likely to DATA: the daemon hands the content over when
-	 * it reads this (unless done here), which had better be before the
-	 * content comes. Only a hint (the daemon judges what it reads). */
+	 * it reads this, which had better be before the content comes. Only a
+	 * hint (the daemon judges what it reads). */
 	return tagger_copy_submit(e, len >= 3 && bpf_skb_load_bytes(skb, off, head, 3) == 0 &&
 					     head[0] == '3' && head[1] == '5' && head[2] == '4');
 }
@@ -848,10 +850,12 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	}
 	if (!tagger_copy_load(skb, e, l3_off, l3_len))
 		return 0;
-	/* It follows an LF (checked above): a "DATA" at its end starts a line. */
+	/* It follows an LF (checked above): a "DATA" at its end starts a line.
+	 * It wakes the daemon to write the awaits entry, unless the entry
+	 * moved on here already. */
 	data = last == '\n' && tagger_ends_with_data(skb, off, len);
-	if (data && len == 6)
-		tagger_await_data(val, key, seq);
+	if (data && len == 6 && tagger_await_data(val, key, seq))
+		data = 0;
 	return tagger_copy_submit(e, data);
 }
 

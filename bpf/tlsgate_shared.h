@@ -78,9 +78,10 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
  *             TLSGATE_CONTENT_ENDED and client_state after it.
  * A copied client segment that ends with a line "DATA" wakes the daemon,
  * so that it can write the flow's awaits entry before the server answers
- * (see struct tlsgate_await); a copied server segment that starts with
- * "354" too: it hands the message content over sooner (the copies wake
- * nobody else). */
+ * (see struct tlsgate_await), unless that entry moved on at it; a copied
+ * server segment that starts with "354" too, unless the content was handed
+ * over there: the daemon hands it over sooner (the copies wake nobody
+ * else). */
 #define TLSGATE_COPY_REPLIES 0x01
 #define TLSGATE_COPY_COMMANDS 0x02
 #define TLSGATE_COPY_END_OF_DATA 0x04
