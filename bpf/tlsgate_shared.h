@@ -95,6 +95,7 @@ struct tlsgate_reply_event {
 	__u32 content_seq; /* REPLY_CONTENT: where the content starts */
 	__u8 pkt[TLSGATE_REPLY_COPY_MAX];
 };
+_Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX, "reply event layout");
 /* The program turned the entry CONTENT at this segment (awaits map). */
 #define TLSGATE_REPLY_CONTENT 0x01
 
@@ -131,6 +132,7 @@ struct tlsgate_await {
 	__u32 client_seq; /* the client's byte after its last command */
 	__u32 pad;
 };
+_Static_assert(sizeof(struct tlsgate_await) == 16, "await layout");
 #define TLSGATE_AWAIT_STATE(stage, skip, server_seq) \
 	((__u64)(__u8)(stage) | ((__u64)(__u8)(skip) << 8) | ((__u64)(__u32)(server_seq) << 32))
 #define TLSGATE_AWAIT_STAGE(st) ((__u8)(st))
@@ -142,7 +144,6 @@ struct tlsgate_await {
 #define TLSGATE_AWAIT_SKIP_MAX 8
 #define TLSGATE_MAX_AWAITS 16384 /* LRU: an evicted entry only means no switch */
 #define TLSGATE_REPLY_LINE_MAX 512
-_Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX, "reply event layout");
 
 #define TLSGATE_PIN_DIR_DEFAULT "/sys/fs/bpf/tlsgate"
 
