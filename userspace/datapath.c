@@ -265,7 +265,6 @@ int datapath_set_inspect(struct datapath *dp, const struct tlsgate_flow_key *key
 {
 	struct tlsgate_flow_value val = { .verdict = TLSGATE_INSPECT, .copy = copy,
 					  .client_state = client_state };
-
 	if (bpf_map_update_elem(dp->flows_fd, key, &val, BPF_ANY) < 0)
 		return -errno;
 	return 0;
@@ -320,7 +319,6 @@ int datapath_lookup(struct datapath *dp, const struct tlsgate_flow_key *key,
 
 int datapath_delete(struct datapath *dp, const struct tlsgate_flow_key *key)
 {
-	datapath_clear_await(dp, key);
 	if (bpf_map_delete_elem(dp->flows_fd, key) < 0)
 		return -errno;
 	return 0;

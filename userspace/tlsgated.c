@@ -191,6 +191,8 @@ static void flow_endpoints(const struct flow *f, char *client, char *server, siz
  * for the flow (reply copies, content) goes too. */
 static void daemon_forget(struct daemon *d, struct flow *f)
 {
+	if (f->await_stage)
+		datapath_clear_await(d->dp, &f->key);
 	if (f->copy || f->content)
 		datapath_delete(d->dp, &f->key);
 	flow_remove(d->flows, f);
@@ -266,11 +268,19 @@ static void daemon_await(struct daemon *d, struct flow *f)
 	    (!stage || (f->await_client == client_next && f->await_server == server_next)))
 		return;
 	struct tlsgate_await cur;
-	if (stage == TLSGATE_AWAIT_354 && datapath_get_await(d->dp, &f->key, &cur) == 0 &&
-	    TLSGATE_AWAIT_STAGE(cur.state) == stage && cur.client_seq == client_next &&
-	    TLSGATE_AWAIT_SKIP(cur.state) <= skip &&
-	    (int32_t)(TLSGATE_AWAIT_SERVER(cur.state) - server_next) >= 0)
-		goto done; /* the kernel is there, or further on */
+	struct tlsgate_flow_value v;
+	if (stage == TLSGATE_AWAIT_354 && f->await_stage) {
+		int got = datapath_get_await(d->dp, &f->key, &cur);
+		if (got == 0 && TLSGATE_AWAIT_STAGE(cur.state) == stage &&
+		    cur.client_seq == client_next && TLSGATE_AWAIT_SKIP(cur.state) <= skip &&
+		    (int32_t)(TLSGATE_AWAIT_SERVER(cur.state) - server_next) >= 0)
+			goto done; /* the kernel is there, or further on */
+		if (got == -ENOENT && datapath_lookup(d->dp, &f->key, &v) == 0 &&
+		    v.verdict == TLSGATE_CONTENT) {
+			stage = 0; /* switched at a 354 whose copy is still unread */
+			goto done;
+		}
+	}
 	int err = stage ? datapath_set_await(d->dp, &f->key, (uint8_t)stage, (uint8_t)skip,
 					     client_next, server_next)
 			: datapath_clear_await(d->dp, &f->key);
@@ -297,10 +307,9 @@ static void daemon_content_switched(struct daemon *d, struct flow *f, uint32_t s
 	uint32_t want;
 	bool line_end;
 
-	/* The program removed the entry; one written since from copies
-	 * read late goes too. */
-	if (f->await_stage)
-		datapath_clear_await(d->dp, &f->key);
+	/* The program removed the entry. One written since from copies read
+	 * late (rare, see daemon_await()) stays: it can never match again,
+	 * as server_state is past it. */
 	f->await_stage = 0;
 	if (!f->session || f->verdict != TLSGATE_INSPECT)
 		return; /* judged at this segment: the verdict replaced it */
@@ -438,6 +447,8 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		 * close passed in the kernel). The old entry may say PASS or
 		 * BLOCK; the new connection is judged from the start. */
 		d->stats.reopened++;
+		if (f->await_stage)
+			datapath_clear_await(d->dp, &f->key);
 		datapath_delete(d->dp, &f->key);
 		flow_remove(d->flows, f);
 		f = NULL;
