@@ -79,6 +79,15 @@ struct {
 	__uint(max_entries, TLSGATE_MAX_AWAITS);
 } awaits SEC(".maps");
 
+/* Not pinned: written from the policy at each start (see
+ * TLSGATE_RCPT_READY). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u8);
+	__uint(max_entries, TLSGATE_MAX_RCPT_DOMAINS);
+} rcpt_domains SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u16);
@@ -624,6 +633,156 @@ __attribute__((noinline)) int tagger_reply_lines(struct __sk_buff *skb, __u32 of
 					 buf->b[last + 2] == '4') << 8);
 }
 
+/* ---- RCPT TO judged by its domain (rcpt_domains) ---------------------- */
+
+#define RCPT_PREFIX 9 /* "RCPT TO:<" */
+#define RCPT_LINE_MAX 512 /* a power of two; RFC 5321's command line */
+
+struct rcpt_scan {
+	__u32 n;    /* line bytes in the scratch buffer, CRLF included */
+	__u32 at;   /* the '@' */
+	__u32 end;  /* the '>' */
+	__u32 part; /* 0 local part, 1 domain, 2 after the '>' */
+	__u32 bad;
+	__u32 ruled;
+	__u64 hash;
+};
+
+/* An atext character of RFC 5322 or a dot: what a local part without
+ * quotes or escapes is made of. */
+static __always_inline int rcpt_local_char(__u8 c)
+{
+	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+		return 1;
+	if (c >= '0' && c <= '9')
+		return 1;
+	switch (c) {
+	case '!': case '#': case '$': case '%': case '&': case '\'':
+	case '*': case '+': case '-': case '/': case '=': case '?':
+	case '^': case '_': case '`': case '{': case '|': case '}':
+	case '~': case '.':
+		return 1;
+	}
+	return 0;
+}
+
+/* bpf_loop callback: byte RCPT_PREFIX + i of the line, before its CRLF.
+ * Returns 1 to stop. */
+static long rcpt_syntax_byte(__u64 i, void *arg)
+{
+	struct rcpt_scan *rs = arg;
+	struct content_chunk *buf;
+	__u32 zero = 0, at = (__u32)(RCPT_PREFIX + i), prev;
+	__u8 c, p;
+
+	if (at + 2 >= rs->n)
+		return 1;
+	buf = bpf_map_lookup_elem(&content_scratch, &zero);
+	if (!buf) {
+		rs->bad = 1;
+		return 1;
+	}
+	at &= RCPT_LINE_MAX - 1;
+	prev = (at - 1) & (RCPT_LINE_MAX - 1);
+	c = buf->b[at];
+	p = buf->b[prev];
+	if (rs->part == 0) {
+		if (c == '@' && at > RCPT_PREFIX) {
+			rs->part = 1;
+			rs->at = at;
+		} else if (!rcpt_local_char(c)) {
+			rs->bad = 1;
+		}
+	} else if (rs->part == 1) {
+		/* what policy_domain_normalize() accepts, without the
+		 * trailing dot it would strip */
+		if (c == '>' && p != '@' && p != '.') {
+			rs->part = 2;
+			rs->end = at;
+		} else if (c == '.' ? p == '@' || p == '.'
+				    : !(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+					(c >= '0' && c <= '9') || c == '-' || c == '_')) {
+			rs->bad = 1;
+		}
+	} else if ((at == rs->end + 1 && c != ' ') || c < 0x20 || c > 0x7e) {
+		rs->bad = 1; /* parameters: printable, after a space */
+	}
+	return rs->bad;
+}
+
+/* bpf_loop callback: the domain's byte i from its end; looks up each
+ * parent's hash at the dot before it. Returns 1 to stop. */
+static long rcpt_domain_byte(__u64 i, void *arg)
+{
+	struct rcpt_scan *rs = arg;
+	struct content_chunk *buf;
+	__u32 zero = 0, at = rs->end - 1 - (__u32)i;
+	__u8 c;
+
+	if (at <= rs->at)
+		return 1;
+	buf = bpf_map_lookup_elem(&content_scratch, &zero);
+	if (!buf) {
+		rs->bad = 1;
+		return 1;
+	}
+	c = buf->b[at & (RCPT_LINE_MAX - 1)];
+	if (c == '.' && bpf_map_lookup_elem(&rcpt_domains, &rs->hash)) {
+		rs->ruled = 1;
+		return 1;
+	}
+	if (c >= 'A' && c <= 'Z')
+		c |= 0x20;
+	rs->hash = TLSGATE_DOMAIN_HASH_STEP(rs->hash, c);
+	return 0;
+}
+
+/* 1 when the payload (len bytes at off) is one line "RCPT TO:<local@domain>"
+ * CRLF, "RCPT TO:" in either case, optionally with parameters after a
+ * space (printable ASCII), the local part atext and dots, the domain
+ * letters, digits, '-', '_' and inner dots, and neither the domain nor a
+ * parent of it is in rcpt_domains (ready): the daemon's session reads the
+ * same domain there and would not refuse it. 0 for anything else (quotes,
+ * source routes, brackets, a second '@', other white space, non-ASCII):
+ * the daemon judges those. Global: verified once. */
+__attribute__((noinline)) int tagger_rcpt_unruled(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	static const char verb[RCPT_PREFIX] = "rcpt to:<";
+	struct content_chunk *buf;
+	struct rcpt_scan rs = { 0 };
+	__u64 ready = TLSGATE_RCPT_READY;
+	__u32 zero = 0, i;
+
+	if (len < RCPT_PREFIX + 6 || len > RCPT_LINE_MAX ||
+	    !bpf_map_lookup_elem(&rcpt_domains, &ready))
+		return 0;
+	buf = bpf_map_lookup_elem(&content_scratch, &zero);
+	if (!buf)
+		return 0;
+	rs.n = ((len - 1) & (RCPT_LINE_MAX - 1)) + 1; /* the bound, for the verifier */
+	if (bpf_skb_load_bytes(skb, off, buf->b, rs.n) < 0)
+		return 0;
+	for (i = 0; i < RCPT_PREFIX; i++) {
+		__u8 c = buf->b[i];
+
+		if ((i < 4 || (i > 4 && i < 7) ? c | 0x20 : c) != verb[i])
+			return 0;
+	}
+	if (buf->b[(rs.n - 2) & (RCPT_LINE_MAX - 1)] != '\r' ||
+	    buf->b[(rs.n - 1) & (RCPT_LINE_MAX - 1)] != '\n')
+		return 0;
+	bpf_loop(rs.n - RCPT_PREFIX - 2, rcpt_syntax_byte, &rs, 0);
+	/* the session reads at most 255 bytes of an address */
+	if (rs.bad || rs.part != 2 || rs.end >= rs.n || rs.end <= rs.at + 1 ||
+	    rs.end - RCPT_PREFIX > 255)
+		return 0;
+	rs.hash = TLSGATE_FNV_BASIS;
+	bpf_loop(rs.end - rs.at - 1, rcpt_domain_byte, &rs, 0);
+	if (rs.bad || rs.ruled || bpf_map_lookup_elem(&rcpt_domains, &rs.hash))
+		return 0;
+	return 1;
+}
+
 /* A copied server segment with data (payload len bytes at off, sequence
  * number seq; in_order: it starts where the server segment before it
  * ended) against the flow's awaits entry (struct tlsgate_await): counts
@@ -695,11 +854,13 @@ other:
 	return 0;
 }
 
-/* A copied client segment "DATA" CRLF alone at seq, after an LF: an
- * AWAIT_DATA there, with nothing from the server since its reply, moves
- * on to AWAIT_354 after it (1). */
-static __always_inline int tagger_await_data(struct tlsgate_flow_value *val,
-					     struct tlsgate_flow_key *key, __u32 seq)
+/* A copied client command alone (len bytes at seq, after an LF): "DATA"
+ * CRLF, or a RCPT TO copied for its domain. An AWAIT_DATA there, with
+ * nothing from the server since its reply, moves on to stage (AWAIT_354
+ * or AWAIT_REPLY) after it (1). */
+static __always_inline int tagger_await_command(struct tlsgate_flow_value *val,
+						struct tlsgate_flow_key *key, __u32 seq, __u32 len,
+						__u8 stage)
 {
 	struct tlsgate_await *a = bpf_map_lookup_elem(&awaits, key);
 	__u64 st;
@@ -710,9 +871,9 @@ static __always_inline int tagger_await_data(struct tlsgate_flow_value *val,
 	if (TLSGATE_AWAIT_STAGE(st) != TLSGATE_AWAIT_DATA || READ_ONCE(a->client_seq) != seq ||
 	    READ_ONCE(val->server_state) != TLSGATE_SERVER_STATE(TLSGATE_AWAIT_SERVER(st)))
 		return 0;
-	WRITE_ONCE(a->client_seq, seq + 6);
+	WRITE_ONCE(a->client_seq, seq + len);
 	return __sync_val_compare_and_swap(&a->state, st,
-					   TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, 0,
+					   TLSGATE_AWAIT_STATE(stage, 0,
 							       TLSGATE_AWAIT_SERVER(st))) == st;
 }
 
@@ -799,7 +960,7 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	__u64 st, next;
 	long len;
 	__u8 last;
-	int data;
+	int data, rcpt;
 
 	seq = seg->seq;
 	l3_off = seg->l3_off;
@@ -821,6 +982,10 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	cs.bdat = 0;
 	cs.commands = ~0ull;
 	bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
+	/* A RCPT TO that the daemon would let pass, whatever its place. */
+	rcpt = cs.stop && !cs.bdat && last == '\n' && tagger_rcpt_unruled(skb, off, (__u32)len);
+	if (rcpt)
+		cs.stop = 0;
 	/* After a BDAT chunk a command starts after any byte, where the line
 	 * rule cannot see it: no more command copies for the flow. Cleared
 	 * before the state exchange below, so a later segment that matches
@@ -854,8 +1019,12 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	 * It wakes the daemon to write the awaits entry, unless the entry
 	 * moved on here already. */
 	data = last == '\n' && tagger_ends_with_data(skb, off, len);
-	if (data && len == 6 && tagger_await_data(val, key, seq))
+	if (data && len == 6 && tagger_await_command(val, key, seq, 6, TLSGATE_AWAIT_354))
 		data = 0;
+	if (rcpt) {
+		tagger_count(skb, TLSGATE_CNT_RCPT_COPIED);
+		tagger_await_command(val, key, seq, (__u32)len, TLSGATE_AWAIT_REPLY);
+	}
 	return tagger_copy_submit(e, data);
 }
 

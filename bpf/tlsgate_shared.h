@@ -71,7 +71,8 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
  *             begins with M, R, S or B (either case: MAIL, RCPT, STARTTLS,
  *             and BDAT, after whose chunk the daemon stops these copies),
  *             or with white space (" MAIL" is a MAIL to Postfix). Others
- *             may have to be withheld, and are marked.
+ *             may have to be withheld, and are marked; but for a RCPT TO
+ *             line alone that rcpt_domains clears (see there).
  *   END_OF_DATA: (CONTENT entries) a client segment that ends with the end
  *             of data - LF "." CRLF - and holds no other '.' alone between
  *             line ends passes too; the entry turns back to INSPECT with
@@ -116,13 +117,15 @@ _Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX
  *     after an LF (the client sent nothing since DATA), turns the entry
  *     CONTENT at client_seq; the awaits entry goes. The copy says so
  *     (TLSGATE_REPLY_CONTENT).
- *   AWAIT_REPLY: the session owes one reply, to RCPT (the daemon reads the
- *     replies' copies late, so waiting for DATA would often be too late).
+ *   AWAIT_REPLY: the session owes one reply, to MAIL or RCPT (the daemon
+ *     reads the copies late, so waiting for DATA would often be too late).
  *     The program moves it on itself:
  *       - to AWAIT_DATA at a server segment as above that is one line;
- *       - to AWAIT_354 (skip 0) at a copied client segment that is "DATA"
- *         CRLF alone, at client_seq after an LF, while the server has sent
- *         nothing after server_seq: client_seq after it.
+ *       then, at a copied client segment at client_seq after an LF, while
+ *       the server has sent nothing after server_seq:
+ *       - "DATA" CRLF alone: to AWAIT_354 (skip 0), client_seq after it;
+ *       - a RCPT TO line copied for its domain (see rcpt_domains): back to
+ *         AWAIT_REPLY, client_seq after it.
  * Any other server data at or past server_seq removes the entry. state
  * holds stage, skip and server_seq, changed together by compare-and-swap;
  * client_seq is written before the change that makes it count. A separate
@@ -144,6 +147,24 @@ _Static_assert(sizeof(struct tlsgate_await) == 16, "await layout");
 #define TLSGATE_AWAIT_SKIP_MAX 8
 #define TLSGATE_MAX_AWAITS 16384 /* LRU: an evicted entry only means no switch */
 #define TLSGATE_REPLY_LINE_MAX 512
+
+/* rcpt_domains map (key: TLSGATE_DOMAIN_HASH of a domain, value __u8 1):
+ * every domain for which the daemon may refuse a RCPT TO - the policy's
+ * require_tls and require_dane overrides and its secure-mode recipient
+ * domains - each standing here for its subdomains too. A client segment
+ * of a flow with COMMANDS copies that is one line "RCPT TO:<local@domain>"
+ * in its plainest form (see tagger_rcpt_unruled()), whose domain and each
+ * parent of it are absent, is copied instead of marked: the daemon would
+ * let it pass. Only while key TLSGATE_RCPT_READY is present (written by
+ * the daemon after the rest, removed while it rewrites them); without it
+ * every RCPT is marked. A hash collision only marks one more. */
+#define TLSGATE_MAX_RCPT_DOMAINS 20480 /* two policy lists of 10,000 */
+#define TLSGATE_RCPT_READY 0ull
+/* FNV-1a (64 bits) over the lowercase domain's bytes from the last to the
+ * first, so that the program has each parent's hash on its way. */
+#define TLSGATE_FNV_BASIS 0xcbf29ce484222325ull
+#define TLSGATE_FNV_PRIME 0x100000001b3ull
+#define TLSGATE_DOMAIN_HASH_STEP(h, c) (((h) ^ (__u8)(c)) * TLSGATE_FNV_PRIME)
 
 #define TLSGATE_PIN_DIR_DEFAULT "/sys/fs/bpf/tlsgate"
 
@@ -248,6 +269,7 @@ enum tlsgate_counter {
 	TLSGATE_CNT_COMMAND_COPIED, /* client segments passed, a copy to the daemon */
 	TLSGATE_CNT_CONTENT_ENDED,  /* end-of-data segments passed (CONTENT_ENDED) */
 	TLSGATE_CNT_CONTENT_SWITCHED, /* entries the program turned CONTENT at a 354 */
+	TLSGATE_CNT_RCPT_COPIED, /* RCPT TO lines judged by domain here, copied */
 	TLSGATE_CNT_MAX,
 };
 

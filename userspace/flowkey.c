@@ -255,3 +255,12 @@ char *flowkey_format(const struct tlsgate_flow_key *key, const struct port_set *
 	snprintf(buf, size, "%s <-> %s", hi_first ? hi : lo, hi_first ? lo : hi);
 	return buf;
 }
+
+uint64_t flowkey_domain_hash(const char *domain)
+{
+	uint64_t h = TLSGATE_FNV_BASIS;
+
+	for (size_t i = strlen(domain); i > 0; i--)
+		h = TLSGATE_DOMAIN_HASH_STEP(h, domain[i - 1]);
+	return h;
+}

@@ -87,4 +87,9 @@ void flowkey_make(struct tlsgate_flow_key *key, const uint8_t saddr[16], uint16_
 char *flowkey_format(const struct tlsgate_flow_key *key, const struct port_set *ports,
 		     char *buf, size_t size);
 
+/* The rcpt_domains map's key for a domain (normalised: lowercase, no
+ * trailing dot): TLSGATE_DOMAIN_HASH_STEP over its bytes from the last to
+ * the first, as the program computes it (test_tagger checks both). */
+uint64_t flowkey_domain_hash(const char *domain);
+
 #endif

@@ -116,6 +116,12 @@ static int reset_flows(void **state)
 				return -1;
 		}
 	}
+	/* no recipient domains written: every RCPT TO is marked */
+	uint64_t h;
+	fd = bpf_map__fd(skel->maps.rcpt_domains);
+	while (bpf_map_get_next_key(fd, NULL, &h) == 0)
+		if (bpf_map_delete_elem(fd, &h))
+			return -1;
 	return 0;
 }
 
@@ -1842,8 +1848,10 @@ static void set_client_state(const struct tlsgate_flow_key *key, uint32_t next, 
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &v, BPF_EXIST), 0);
 }
 
-/* Runs a client segment s with payload against the entry as it is. */
-static void expect_command(const char *what, struct pkt_spec s, const char *payload, bool copied)
+/* Runs a client segment s with payload against the entry as it is; a copy
+ * moves counter too (a RCPT TO judged in the kernel), if not NO_COUNTER. */
+static void expect_command_counted(const char *what, struct pkt_spec s, const char *payload,
+				   bool copied, int counter)
 {
 	uint8_t frame[PKT_MAX];
 	struct ring_read *rr;
@@ -1852,7 +1860,7 @@ static void expect_command(const char *what, struct pkt_spec s, const char *payl
 	s.payload = payload;
 	n = build(&s, frame, &l3, NULL);
 	if (copied) {
-		expect_moved(what, frame, n, TC_ACT_OK, false, TLSGATE_CNT_COMMAND_COPIED, NO_COUNTER);
+		expect_moved(what, frame, n, TC_ACT_OK, false, TLSGATE_CNT_COMMAND_COPIED, counter);
 		rr = ring_drain();
 		if (rr->n != 1 || rr->len[0] != n - l3 || memcmp(rr->pkt[0], frame + l3, n - l3))
 			fail_msg("%scopy missing or not the IP packet", what);
@@ -1861,6 +1869,11 @@ static void expect_command(const char *what, struct pkt_spec s, const char *payl
 		if (ring_drain()->n)
 			fail_msg("%sa withheld-class segment was copied", what);
 	}
+}
+
+static void expect_command(const char *what, struct pkt_spec s, const char *payload, bool copied)
+{
+	expect_command_counted(what, s, payload, copied, NO_COUNTER);
 }
 
 static void check_command_copy(struct pkt_spec s)
@@ -2387,6 +2400,267 @@ static void check_await_reply(struct pkt_spec c)
 	(void)frame;
 }
 
+/* rcpt_domains as the daemon writes it (flowkey_domain_hash() of each
+ * refusing domain), with READY or without. */
+static void set_rcpt_domains(const char *const *names, size_t n, bool ready)
+{
+	int fd = bpf_map__fd(skel->maps.rcpt_domains);
+	uint64_t h;
+	uint8_t one = 1;
+
+	while (bpf_map_get_next_key(fd, NULL, &h) == 0)
+		assert_int_equal(bpf_map_delete_elem(fd, &h), 0);
+	for (size_t i = 0; i < n; i++) {
+		h = flowkey_domain_hash(names[i]);
+		assert_int_equal(bpf_map_update_elem(fd, &h, &one, BPF_ANY), 0);
+	}
+	h = TLSGATE_RCPT_READY;
+	if (ready)
+		assert_int_equal(bpf_map_update_elem(fd, &h, &one, BPF_ANY), 0);
+}
+
+static uint64_t rcpt_copied_count(void)
+{
+	struct tlsgate_counter_value sum[TLSGATE_CNT_MAX];
+
+	read_counters(sum);
+	return sum[TLSGATE_CNT_RCPT_COPIED].packets;
+}
+
+/* One client segment at a line start of a flow with command copies:
+ * copied (and counted as a RCPT judged here) or marked. */
+static void expect_rcpt(const char *what, struct pkt_spec s, const char *payload, bool copied)
+{
+	struct tlsgate_flow_key key;
+	uint64_t before;
+
+	put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
+	set_client_state(&key, s.seq, true);
+	before = rcpt_copied_count();
+	expect_command_counted(what, s, payload, copied, TLSGATE_CNT_RCPT_COPIED);
+	if (rcpt_copied_count() - before != (copied ? 1 : 0))
+		fail_msg("%sRCPT copies counted %llu", what,
+			 (unsigned long long)(rcpt_copied_count() - before));
+}
+
+/* A RCPT TO line alone is copied when neither its domain nor a parent is
+ * one the policy may refuse (a subdomain of one is refused too), and only
+ * in the plainest syntax, which the daemon's session reads the same way;
+ * anything else is marked as before. */
+static void check_rcpt_by_domain(struct pkt_spec s)
+{
+	static const char *const rules[] = { "secure.example.org", "example.com", "x_y.example" };
+	static const char *const copied[] = {
+		"RCPT TO:<b@example.net>\r\n",
+		"rcpt to:<B.c+tag@Mail.Example.NET>\r\n",
+		"RcPt To:<b@example.org>\r\n",
+		"RCPT TO:<b@notsecure.example.org>\r\n",
+		"RCPT TO:<b@secure.example.org.example.net>\r\n",
+		"RCPT TO:<b@example.community>\r\n",
+		"RCPT TO:<b@x-y.example>\r\n",
+		"RCPT TO:<b@localhost>\r\n",
+		"RCPT TO:<b@example.net> NOTIFY=NEVER ORCPT=rfc822;b@secure.example.org\r\n",
+		"RCPT TO:<b@example.net> <c@secure.example.org>\r\n",
+		"RCPT TO:<!#$%&'*+-/=?^_`{|}~.@example.net>\r\n",
+	};
+	static const char *const marked_[] = {
+		"RCPT TO:<b@secure.example.org>\r\n",
+		"RCPT TO:<b@SECURE.Example.ORG>\r\n",
+		"RCPT TO:<b@mx.secure.example.org>\r\n",
+		"RCPT TO:<b@a.b.c.secure.example.org>\r\n",
+		"RCPT TO:<b@secure.example.org.>\r\n",
+		"RCPT TO:<b@example.com>\r\n",
+		"RCPT TO:<b@sub.example.com>\r\n",
+		"RCPT TO:<b@x_y.example>\r\n",
+		"RCPT TO: <b@example.net>\r\n",
+		"RCPT  TO:<b@example.net>\r\n",
+		"RCPT TO :<b@example.net>\r\n",
+		"RCPT TO:b@example.net\r\n",
+		"RCPT TO:<\"b@x\"@example.net>\r\n",
+		"RCPT TO:<b\\@x@example.net>\r\n",
+		"RCPT TO:<@relay.example.net:b@example.net>\r\n",
+		"RCPT TO:<b@[192.0.2.1]>\r\n",
+		"RCPT TO:<b@c@example.net>\r\n",
+		"RCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\n",
+		"RCPT TO:<b@example.net>\r\nMAIL FROM:<a@secure.example.org>\r\n",
+		"RCPT TO:<b@example.net>\r\nDATA\r\n",
+		"RCPT TO:<b@example.net>\n",
+		"RCPT TO:<b@example.net>\r",
+		"RCPT TO:<b@example.net>",
+		"RCPT TO:<b@example.net>x\r\n",
+		"RCPT TO:<b@example.net>\tNOTIFY=NEVER\r\n",
+		"RCPT TO:<b@example.net> \x80\r\n",
+		"RCPT TO:<b@example.net> a\rb\r\n",
+		"RCPT TO:<b@exa mple.net>\r\n",
+		"RCPT TO:<b@example..net>\r\n",
+		"RCPT TO:<b@.example.net>\r\n",
+		"RCPT TO:<b@>\r\n",
+		"RCPT TO:<@example.net>\r\n",
+		"RCPT TO:<b@example.net\r\n",
+		"RCPT TO:<postmaster>\r\n",
+		"RCPT TO:<>\r\n",
+		"RCPT TO:<b\xc3\xa9@example.net>\r\n",
+		"RCPT TO:<b@ex\xc3\xa4mple.net>\r\n",
+		"RCPT TO:<b(c)@example.net>\r\n",
+		"RCPT TO:<b,c@example.net>\r\n",
+		"RCPT TO:<b;c@example.net>\r\n",
+		"RCPTTO:<b@example.net>\r\n",
+		"RCPT FROM:<b@example.net>\r\n",
+		" RCPT TO:<b@example.net>\r\n",
+		"RSET\r\n",
+		"RCPT\r\n",
+	};
+	char what[64], line[700];
+	size_t i, n;
+
+	require_loaded();
+	ring_drain();
+	set_rcpt_domains(rules, 3, true);
+	for (i = 0; i < sizeof(copied) / sizeof(copied[0]); i++) {
+		snprintf(what, sizeof(what), "copied[%zu]: ", i);
+		expect_rcpt(what, s, copied[i], true);
+	}
+	for (i = 0; i < sizeof(marked_) / sizeof(marked_[0]); i++) {
+		snprintf(what, sizeof(what), "marked[%zu]: ", i);
+		expect_rcpt(what, s, marked_[i], false);
+	}
+	/* The session reads 255 bytes of an address: a longer one is marked. */
+	for (n = 240; n <= 246; n++) {
+		int len = snprintf(line, sizeof(line), "RCPT TO:<%.*s@example.net>\r\n", (int)n,
+				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+		snprintf(what, sizeof(what), "address of %zu bytes: ", n + 12);
+		expect_rcpt(what, s, line, n + 12 <= 255);
+		(void)len;
+	}
+	/* A line of 512 bytes (RFC 5321's limit, CRLF included) is judged,
+	 * one of 513 is not. */
+	for (n = 511; n <= 513; n++) {
+		int head = snprintf(line, sizeof(line), "RCPT TO:<b@example.net> X-P=");
+		memset(line + head, 'x', n - 2 - (size_t)head);
+		memcpy(line + n - 2, "\r\n", 3);
+		snprintf(what, sizeof(what), "line of %zu bytes: ", n);
+		expect_rcpt(what, s, line, n <= 512);
+	}
+	/* Without READY (the daemon rewriting the set) every RCPT is marked;
+	 * with an empty set and READY (a policy without such domains) none. */
+	set_rcpt_domains(rules, 3, false);
+	expect_rcpt("not ready: ", s, copied[0], false);
+	set_rcpt_domains(NULL, 0, true);
+	expect_rcpt("no domains: ", s, marked_[0], true);
+	expect_rcpt("no domains, a subdomain: ", s, marked_[3], true);
+	expect_rcpt("no domains, other syntax: ", s, marked_[8], false);
+	/* Only at a line start: after a segment without LF it is marked. */
+	{
+		struct tlsgate_flow_key key;
+		put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
+		set_client_state(&key, s.seq, false);
+		expect_command("not after an LF: ", s, copied[0], false);
+		set_client_state(&key, s.seq + 1, true);
+		expect_command("not in sequence: ", s, copied[0], false);
+	}
+	set_rcpt_domains(NULL, 0, false);
+}
+
+static void test_rcpt_by_domain_v4(void **state)
+{
+	check_rcpt_by_domain(spec_v4());
+}
+
+static void test_rcpt_by_domain_v6(void **state)
+{
+	check_rcpt_by_domain(spec_v6());
+}
+
+/* From AWAIT_REPLY written at MAIL: the reply, each RCPT TO copied for its
+ * domain and its reply, DATA, and the 354 are followed in the kernel; a
+ * RCPT TO that is marked leaves the entry where it is (the daemon reads
+ * it), as does one while the server has said more. */
+static void check_await_rcpt(struct pkt_spec c)
+{
+	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
+	static const char *const rules[] = { "secure.example.org" };
+	const char *ok = "250 2.1.0 Ok\r\n", *r1 = "RCPT TO:<a@example.net>\r\n",
+		   *r2 = "RCPT TO:<b@example.org>\r\n";
+	struct pkt_spec r = pkt_reverse(&c), w, k;
+	struct tlsgate_flow_key key;
+	uint32_t s1 = r.seq + (uint32_t)strlen(ok), s2 = s1 + (uint32_t)strlen(ok),
+		 s3 = s2 + (uint32_t)strlen(ok);
+	uint32_t c1 = c.seq + (uint32_t)strlen(r1), c2 = c1 + (uint32_t)strlen(r2);
+
+	require_loaded();
+	ring_drain();
+	set_rcpt_domains(rules, 1, true);
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("MAIL's reply: ", &c, r, ok, &key, false);
+	expect_await("MAIL's reply: ", &key, TLSGATE_AWAIT_DATA, c.seq, s1);
+	expect_command_counted("first RCPT: ", c, r1, true,
+			       TLSGATE_CNT_RCPT_COPIED);
+	expect_await("first RCPT: ", &key, TLSGATE_AWAIT_REPLY, c1, s1);
+	w = r;
+	w.seq = s1;
+	expect_switch("its reply: ", &c, w, ok, &key, false);
+	expect_await("its reply: ", &key, TLSGATE_AWAIT_DATA, c1, s2);
+	k = c;
+	k.seq = c1;
+	expect_command_counted("second RCPT: ", k, r2, true,
+			       TLSGATE_CNT_RCPT_COPIED);
+	expect_await("second RCPT: ", &key, TLSGATE_AWAIT_REPLY, c2, s2);
+	w.seq = s2;
+	expect_switch("its reply: ", &c, w, "550 5.1.1 no such user\r\n", &key, false);
+	s3 = s2 + (uint32_t)strlen("550 5.1.1 no such user\r\n");
+	expect_await("its reply: ", &key, TLSGATE_AWAIT_DATA, c2, s3);
+	k.seq = c2;
+	expect_command("DATA: ", k, "DATA\r\n", true);
+	expect_await("DATA: ", &key, TLSGATE_AWAIT_354, c2 + 6, s3);
+	w.seq = s3;
+	w.ack = c2 + 6;
+	k.seq = c2 + 6;
+	expect_switch("354: ", &k, w, "354 go ahead\r\n", &key, true);
+
+	/* a RCPT TO the policy may refuse: marked, the entry stays */
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("reply: ", &c, r, ok, &key, false);
+	expect_command("refusable RCPT: ", c, "RCPT TO:<b@secure.example.org>\r\n", false);
+	expect_await("refusable RCPT: ", &key, TLSGATE_AWAIT_DATA, c.seq, s1);
+	/* copied while still awaiting the reply (pipelined): the entry stays */
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_command_counted("before the reply: ", c, r1, true,
+			       TLSGATE_CNT_RCPT_COPIED);
+	expect_await("before the reply: ", &key, TLSGATE_AWAIT_REPLY, c.seq, r.seq);
+	/* the server said more after its reply */
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("reply: ", &c, r, ok, &key, false);
+	struct tlsgate_flow_value v = get_flow(&key);
+	v.server_state = TLSGATE_SERVER_STATE(s1 + 5);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	expect_command_counted("server moved: ", c, r1, true,
+			       TLSGATE_CNT_RCPT_COPIED);
+	expect_await("server moved: ", &key, TLSGATE_AWAIT_DATA, c.seq, s1);
+	/* elsewhere than awaited */
+	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
+	expect_switch("reply: ", &c, r, ok, &key, false);
+	k = c;
+	k.seq += 10;
+	set_client_state(&key, k.seq, true);
+	expect_command_counted("elsewhere: ", k, r1, true,
+			       TLSGATE_CNT_RCPT_COPIED);
+	expect_await("elsewhere: ", &key, TLSGATE_AWAIT_DATA, c.seq, s1);
+	set_rcpt_domains(NULL, 0, false);
+}
+
+static void test_await_rcpt_v4(void **state)
+{
+	check_await_rcpt(spec_v4());
+}
+
+static void test_await_rcpt_v6(void **state)
+{
+	check_await_rcpt(spec_v6());
+}
+
 static void test_await_reply_v4(void **state)
 {
 	check_await_reply(spec_v4());
@@ -2606,6 +2880,10 @@ int main(void)
 		cmocka_unit_test_setup(test_await_reply_v6, reset_flows),
 		cmocka_unit_test_setup(test_await_pipelined_v4, reset_flows),
 		cmocka_unit_test_setup(test_await_pipelined_v6, reset_flows),
+		cmocka_unit_test_setup(test_rcpt_by_domain_v4, reset_flows),
+		cmocka_unit_test_setup(test_rcpt_by_domain_v6, reset_flows),
+		cmocka_unit_test_setup(test_await_rcpt_v4, reset_flows),
+		cmocka_unit_test_setup(test_await_rcpt_v6, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
