@@ -424,6 +424,50 @@ int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_ke
 	return err;
 }
 
+static int hash_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int datapath_set_rcpt_domains(struct datapath *dp, const uint64_t *hashes, size_t n)
+{
+	int fd = bpf_map__fd(dp->skel->maps.rcpt_domains);
+	__u64 ready = TLSGATE_RCPT_READY;
+	__u8 one = 1;
+	if (bpf_map_delete_elem(fd, &ready) < 0 && errno != ENOENT)
+		return -errno;
+	if (n >= TLSGATE_MAX_RCPT_DOMAINS)
+		return -E2BIG;
+	/* Stale keys first (the new set may fill the map): collected, then
+	 * deleted, since deleting while iterating restarts the walk. */
+	uint64_t *stale = xcalloc(TLSGATE_MAX_RCPT_DOMAINS, sizeof(*stale));
+	uint64_t *sorted = xcalloc(n + 1, sizeof(*sorted));
+	memcpy(sorted, hashes, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), hash_cmp);
+	size_t n_stale = 0;
+	__u64 cur, next;
+	int rc = bpf_map_get_next_key(fd, NULL, &next);
+	while (rc == 0 && n_stale < TLSGATE_MAX_RCPT_DOMAINS) {
+		cur = next;
+		if (!bsearch(&cur, sorted, n, sizeof(*sorted), hash_cmp))
+			stale[n_stale++] = cur;
+		rc = bpf_map_get_next_key(fd, &cur, &next);
+	}
+	int err = 0;
+	for (size_t i = 0; i < n_stale && !err; i++)
+		if (bpf_map_delete_elem(fd, &stale[i]) < 0 && errno != ENOENT)
+			err = -errno;
+	free(stale);
+	free(sorted);
+	for (size_t i = 0; i < n && !err; i++)
+		if (bpf_map_update_elem(fd, &hashes[i], &one, BPF_ANY) < 0)
+			err = -errno;
+	if (!err && bpf_map_update_elem(fd, &ready, &one, BPF_ANY) < 0)
+		err = -errno;
+	return err;
+}
+
 int datapath_dns_ring_fd(const struct datapath *dp)
 {
 	return bpf_map__fd(dp->skel->maps.dns_events);

@@ -91,6 +91,12 @@ int datapath_heartbeat_stopped(struct datapath *dp, uint32_t failclosed_after_ms
  * Returns 0 or -errno (then the map may hold a mix; call again). */
 int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_key *keys, size_t n);
 
+/* Replaces the rcpt_domains map's contents with the hashes of the n
+ * domains (flowkey_domain_hash): TLSGATE_RCPT_READY is removed first, so
+ * that every RCPT TO is marked while the set changes, and written last.
+ * Returns 0 or -errno (then READY stays absent: every RCPT is marked). */
+int datapath_set_rcpt_domains(struct datapath *dp, const uint64_t *hashes, size_t n);
+
 /* The fd of the dns_events ring buffer (for dnslearn). */
 int datapath_dns_ring_fd(const struct datapath *dp);
 int datapath_reply_ring_fd(const struct datapath *dp);

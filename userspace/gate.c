@@ -298,6 +298,25 @@ static void sha256_hex(const char *data, size_t len, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+/* The kernel's rcpt_domains from policy p (NULL: none, every RCPT TO
+ * passes the daemon's judgement). On failure READY stays absent and every
+ * RCPT TO is queued: slower, never weaker. */
+static void gate_rcpt_domains(struct gate *g, const struct policy *p)
+{
+	const char **names = xcalloc(2 * POLICY_MAX_ENTRIES, sizeof(*names));
+	size_t n = policy_refusing_domains(p, names, 2 * POLICY_MAX_ENTRIES);
+	uint64_t *hashes = xcalloc(n + 1, sizeof(*hashes));
+	for (size_t i = 0; i < n; i++)
+		hashes[i] = flowkey_domain_hash(names[i]);
+	int rc = datapath_set_rcpt_domains(g->dp, hashes, n);
+	if (rc < 0)
+		log_warnx("cannot write the recipient domains to the kernel (%s): every RCPT TO "
+			  "is queued",
+			  strerror(-rc));
+	free(hashes);
+	free(names);
+}
+
 /* Verifies and installs a policy from memory. applied_serial: the serial
  * that must be exceeded. persist: also keep a copy and record it. */
 static int gate_install(struct gate *g, const char *name, const char *json, size_t json_len,
@@ -352,6 +371,10 @@ static int gate_install(struct gate *g, const char *name, const char *json, size
 			log_info("history lock on %s released by %s", hosts[i], by);
 	}
 	gate_dest_flush(g); /* history releases may have changed locks */
+	/* Copies of RCPT TO lines the kernel cleared under the old policy
+	 * may still be unread: judged by the new one, a refusal comes too
+	 * late for them (the flow is reset instead). */
+	gate_rcpt_domains(g, p);
 	policy_free(g->policy);
 	g->policy = p;
 	memcpy(g->policy_sha256, sha, sizeof(sha));
@@ -503,8 +526,10 @@ struct gate *gate_open(const struct gate_config *cfg, struct datapath *dp)
 	}
 	/* Pinned prefixes of an earlier run that no policy here confirms
 	 * (started without key, or the saved policy did not load). */
-	if (!g->policy)
+	if (!g->policy) {
 		datapath_set_secure_sources(dp, NULL, 0);
+		gate_rcpt_domains(g, NULL);
+	}
 	datapath_heartbeat(dp, gate_failclosed_ms(g));
 	return g;
 fail:

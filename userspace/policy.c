@@ -879,6 +879,20 @@ size_t policy_sender_prefixes(const struct policy *p, const struct policy_prefix
 	return p ? p->n_prefixes : 0;
 }
 
+size_t policy_refusing_domains(const struct policy *p, const char **names, size_t max)
+{
+	size_t n = 0, i;
+
+	if (!p)
+		return 0;
+	for (i = 0; i < p->overrides.n; i++)
+		if ((p->overrides.v[i].ov.require_tls || p->overrides.v[i].ov.require_dane) && n < max)
+			names[n++] = p->overrides.v[i].name;
+	for (i = 0; i < p->recipient_domains.n && n < max; i++)
+		names[n++] = p->recipient_domains.v[i].name;
+	return n;
+}
+
 size_t policy_history_releases(const struct policy *p, const char *const **hosts)
 {
 	*hosts = p ? (const char *const *)p->releases : NULL;

@@ -110,6 +110,11 @@ bool policy_has_secure_recipient_domains(const struct policy *p);
 bool policy_has_required_domains(const struct policy *p);
 /* The sender source prefixes (for the BPF LPM map); valid while p lives. */
 size_t policy_sender_prefixes(const struct policy *p, const struct policy_prefix **list);
+/* The domains for which a RCPT TO may be refused (overrides that require
+ * TLS or DANE, secure-mode recipient domains), each covering subdomains
+ * or not: up to max names (normalised) into names; returns how many.
+ * 2 * POLICY_MAX_ENTRIES is always enough. */
+size_t policy_refusing_domains(const struct policy *p, const char **names, size_t max);
 /* History releases: host names (lower case, no trailing dot) or address
  * literals; valid while p lives. */
 size_t policy_history_releases(const struct policy *p, const char *const **hosts);

@@ -431,7 +431,8 @@ int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t
 		*skip = s->pend_n - 1;
 		return TLSGATE_AWAIT_354;
 	}
-	if (s->pend_n == 1 && verb == SMTP_VERB_RCPT && s->d[C].mode == DIR_SMTP)
+	if (s->pend_n == 1 && (verb == SMTP_VERB_MAIL || verb == SMTP_VERB_RCPT) &&
+	    s->d[C].mode == DIR_SMTP)
 		return TLSGATE_AWAIT_REPLY;
 	return 0;
 }

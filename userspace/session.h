@@ -209,7 +209,8 @@ bool session_chunk_ready(const struct session *s, uint32_t *next_seq, uint32_t *
  *   TLSGATE_AWAIT_354: replies to *skip commands of one-line replies (MAIL,
  *     RCPT, RSET, NOOP, HELO; fewer than TLSGATE_AWAIT_SKIP_MAX), then the
  *     reply to DATA, the last command;
- *   TLSGATE_AWAIT_REPLY: the reply to RCPT, the one command not answered;
+ *   TLSGATE_AWAIT_REPLY: the reply to MAIL or RCPT, the one command not
+ *     answered;
  *   TLSGATE_AWAIT_DATA: nothing is owed (the client's next command's);
  * 0: none of these. */
 int session_await_stage(const struct session *s, uint32_t *client_next, uint32_t *server_next,

@@ -127,6 +127,7 @@ struct daemon {
 	uint64_t replies_read, replies_bad, gap_drops;
 	uint64_t awaits_set;         /* awaits entries written */
 	uint64_t content_unexpected; /* the kernel took content the session did not expect */
+	uint64_t copied_refused;     /* a copied client segment judged a refusal */
 	struct web *web;
 	char *web_token;
 	/* Probes run as child processes (tlsgate-probe --db), bounded. */
@@ -250,9 +251,10 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
  * tlsgate_await): the handover from here comes only once this 354 is
  * read, and often after the client's first content segment. The awaits
  * entry follows the session after each segment: written when it owes
- * RCPT's reply or DATA's (after others), left alone while nothing is owed
- * (the kernel moves it on itself, ahead of the copies read here) and when
- * the kernel is at the same plan or ahead on it, else removed. */
+ * MAIL's or RCPT's reply or DATA's (after others), left alone while
+ * nothing is owed (the kernel moves it on itself, ahead of the copies
+ * read here) and when the kernel is at the same plan or ahead on it, else
+ * removed. */
 static void daemon_await(struct daemon *d, struct flow *f)
 {
 	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
@@ -267,13 +269,17 @@ static void daemon_await(struct daemon *d, struct flow *f)
 	if (stage == f->await_stage && f->await_skip == skip &&
 	    (!stage || (f->await_client == client_next && f->await_server == server_next)))
 		return;
-	struct tlsgate_await cur;
+	struct tlsgate_await cur = { 0 };
 	struct tlsgate_flow_value v;
-	if (stage == TLSGATE_AWAIT_354 && f->await_stage) {
+	if (stage && f->await_stage) {
+		/* The kernel moves the entry on by itself (at replies, RCPT TO
+		 * and DATA), ahead of the copies read here. */
 		int got = datapath_get_await(d->dp, &f->key, &cur);
-		if (got == 0 && TLSGATE_AWAIT_STAGE(cur.state) == stage &&
-		    cur.client_seq == client_next && TLSGATE_AWAIT_SKIP(cur.state) <= skip &&
-		    (int32_t)(TLSGATE_AWAIT_SERVER(cur.state) - server_next) >= 0)
+		int32_t dc = (int32_t)(cur.client_seq - client_next);
+		int32_t ds = (int32_t)(TLSGATE_AWAIT_SERVER(cur.state) - server_next);
+		if (got == 0 && dc >= 0 && ds >= 0 &&
+		    (dc > 0 || ds > 0 ||
+		     (TLSGATE_AWAIT_STAGE(cur.state) == stage && TLSGATE_AWAIT_SKIP(cur.state) <= skip)))
 			goto done; /* the kernel is there, or further on */
 		if (got == -ENOENT && datapath_lookup(d->dp, &f->key, &v) == 0 &&
 		    v.verdict == TLSGATE_CONTENT) {
@@ -513,7 +519,17 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	enum session_action action = session_segment(f->session, &seg);
 	if (copy && (copy->flags & TLSGATE_REPLY_CONTENT))
 		daemon_content_switched(d, f, copy->content_seq);
+	uint8_t was = f->verdict;
 	int verdict = gate_segment(d->gate, f, &p, action, d->cfg.no_offload);
+	if (copied && p.dir == TLSGATE_DIR_TO_SERVER && was != TLSGATE_BLOCK &&
+	    f->verdict == TLSGATE_BLOCK) {
+		/* It reached the server already: the flow is reset, not
+		 * answered in time (a policy applied after the kernel copied a
+		 * RCPT TO under the one before). */
+		d->copied_refused++;
+		log_warnx_rl(&d->rl, "a client segment the kernel let pass was judged a refusal: "
+				     "the flow is reset");
+	}
 	if (action == SESSION_LIMIT)
 		d->stats.limit++;
 	if (f->verdict == TLSGATE_PASS) {
@@ -706,13 +722,16 @@ static char *daemon_stats_json(struct daemon *d)
 				    counter_json(&k[TLSGATE_CNT_CONTENT_ENDED], NULL));
 		json_object_set_new(kern, "content_switched",
 				    counter_json(&k[TLSGATE_CNT_CONTENT_SWITCHED], NULL));
+		json_object_set_new(kern, "rcpt_copied",
+				    counter_json(&k[TLSGATE_CNT_RCPT_COPIED], NULL));
 		json_object_set_new(root, "replies",
-				    json_pack("{s:b,s:I,s:I,s:I,s:I,s:I}", "enabled",
+				    json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled",
 					      d->replies != NULL, "read", (json_int_t)d->replies_read,
 					      "malformed", (json_int_t)d->replies_bad, "gap_drops",
 					      (json_int_t)d->gap_drops, "awaits_set",
 					      (json_int_t)d->awaits_set, "content_unexpected",
-					      (json_int_t)d->content_unexpected));
+					      (json_int_t)d->content_unexpected, "copied_refused",
+					      (json_int_t)d->copied_refused));
 	}
 	if (!root)
 		return NULL;

@@ -475,6 +475,30 @@ static void test_domain_lookups(void **state)
 	assert_true(policy_domain_override(p, "x.legacy.example.com", &ov));
 	assert_true(ov.require_tls); /* legacy. has no subdomains: example.com's rule */
 	assert_false(policy_domain_override(p, "example.net", &ov));
+
+	/* The kernel's rcpt_domains: a domain for which a RCPT TO may be
+	 * refused is one of these or under one. */
+	const char *names[8];
+	size_t n = policy_refusing_domains(p, names, 8);
+	assert_int_equal(n, 3);
+	static const char *const probe[] = {
+		"bank.example.net", "www.bank.example.net", "example.com", "mail.example.com",
+		"legacy.example.com", "x.legacy.example.com", "vault.example.org",
+		"x.vault.example.org", "example.net", "example.org", "secure.example.org",
+	};
+	for (size_t i = 0; i < sizeof(probe) / sizeof(probe[0]); i++) {
+		bool refusing = policy_recipient_domain_secure(p, probe[i]) ||
+				(policy_domain_override(p, probe[i], &ov) &&
+				 (ov.require_tls || ov.require_dane));
+		bool covered = false;
+		for (const char *q = probe[i]; q; q = strchr(q, '.') ? strchr(q, '.') + 1 : NULL)
+			for (size_t k = 0; k < n; k++)
+				covered |= strcmp(q, names[k]) == 0;
+		if (refusing && !covered)
+			fail_msg("%s may be refused but is not covered", probe[i]);
+	}
+	assert_int_equal(policy_refusing_domains(p, names, 2), 2);
+	assert_int_equal(policy_refusing_domains(NULL, names, 8), 0);
 	policy_free(p);
 }
 

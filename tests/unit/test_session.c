@@ -1041,8 +1041,9 @@ static void test_await_stage(void **state)
 	assert_awaits(&r, 0);
 	say(&r, SV, "250-mx\r\n250 PIPELINING\r\n");
 	say(&r, CL, "MAIL FROM:<a@example.org>\r\n");
-	assert_awaits(&r, 0);
+	assert_awaits(&r, AREPLY);
 	say(&r, SV, "250 ok\r\n");
+	assert_awaits(&r, AIDLE);
 	say(&r, CL, "RCPT TO:<b@example.net>\r\n");
 	assert_awaits(&r, AREPLY);
 	say(&r, SV, "250 ok\r\n");
