@@ -35,18 +35,69 @@
  * Command copies (TLSGATE_COPY_COMMANDS): a model of the tagger's rule says
  * which client chunks would pass as copies; no line that the command parser
  * reads as MAIL, RCPT or STARTTLS may end (its LF) in such a chunk, since
- * the daemon withholds the segment that completes the line. */
+ * the daemon withholds the segment that completes the line; but for a
+ * RCPT TO line alone that the model of tagger_rcpt_unruled() clears
+ * (rcpt_domains holding FUZZ_RULED), whose domain as the daemon reads it
+ * must then not be one it refuses. The tagger moves the awaits entry on
+ * at such a RCPT, as at DATA. */
 #include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "policy.h"
 #include "session.h"
 #include "smtp_parse.h"
 #include "summary.h"
 
 #define C TLSGATE_DIR_TO_SERVER
 #define CONTENT_CTL 0x40
+#define FUZZ_RULED "secure.test" /* the one refusing domain of the model */
+
+/* The domain d (n bytes, any case) is FUZZ_RULED or under it. */
+static bool ruled(const char *d, size_t n)
+{
+	size_t r = strlen(FUZZ_RULED);
+
+	return n >= r && !strncasecmp(d + n - r, FUZZ_RULED, r) && (n == r || d[n - r - 1] == '.');
+}
+
+/* tagger_rcpt_unruled(): p[0..n) is one line "RCPT TO:<local@domain>"
+ * CRLF in the plainest syntax and the domain is not ruled(). */
+static bool rcpt_model(const uint8_t *p, size_t n)
+{
+	static const char atext[] = "!#$%&'*+-/=?^_`{|}~.";
+	size_t i, at = 0, end = 0;
+	int part = 0;
+
+	if (n < 15 || n > 512 || strncasecmp((const char *)p, "RCPT TO:<", 9) ||
+	    p[n - 2] != '\r' || p[n - 1] != '\n')
+		return false;
+	for (i = 9; i < n - 2; i++) {
+		uint8_t c = p[i], prev = p[i - 1];
+		bool alnum = (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+
+		if (part == 0) {
+			if (c == '@' && i > 9) {
+				part = 1;
+				at = i;
+			} else if (!alnum && (!c || !strchr(atext, c))) {
+				return false;
+			}
+		} else if (part == 1) {
+			if (c == '>' && prev != '@' && prev != '.') {
+				part = 2;
+				end = i;
+			} else if (c == '.' ? prev == '@' || prev == '.'
+					    : !(alnum || c == '-' || c == '_')) {
+				return false;
+			}
+		} else if ((i == end + 1 && c != ' ') || c < 0x20 || c > 0x7e) {
+			return false;
+		}
+	}
+	return part == 2 && end - 9 <= 255 && !ruled((const char *)p + at + 1, end - at - 1);
+}
 
 static void parse_lines(const uint8_t *data, size_t size)
 {
@@ -154,13 +205,18 @@ static bool tagger_await(struct fuzz *f, const struct tcp_segment *g)
 	if (!f->aw_stage)
 		return false;
 	if (g->dir == C) {
-		if (f->aw_stage == TLSGATE_AWAIT_DATA && g->seq == f->aw_client &&
-		    before == ((uint64_t)g->seq | 1ull << 32) && g->len == 6 &&
-		    !strncasecmp((const char *)g->payload, "DATA\r\n", 6) &&
-		    f->server_state == ((uint64_t)f->aw_server | 1ull << 32)) {
+		if (f->aw_stage != TLSGATE_AWAIT_DATA || g->seq != f->aw_client ||
+		    before != ((uint64_t)g->seq | 1ull << 32) ||
+		    f->server_state != ((uint64_t)f->aw_server | 1ull << 32))
+			return false;
+		if (g->len == 6 && !strncasecmp((const char *)g->payload, "DATA\r\n", 6)) {
 			f->aw_stage = TLSGATE_AWAIT_354;
 			f->aw_skip = 0;
 			f->aw_client += 6;
+		} else if (rcpt_model(g->payload, g->len)) {
+			f->aw_stage = TLSGATE_AWAIT_REPLY;
+			f->aw_skip = 0;
+			f->aw_client += (uint32_t)g->len;
 		}
 		return false;
 	}
@@ -196,10 +252,12 @@ static void daemon_await_model(struct fuzz *f)
 	unsigned int skip = 0;
 	int stage = f->switch354 && !f->content ? session_await_stage(f->s, &c, &sv, &skip) : 0;
 
+	int32_t dc = (int32_t)(f->aw_client - c), ds = (int32_t)(f->aw_server - sv);
+
 	if (stage == TLSGATE_AWAIT_DATA)
 		return;
-	if (stage == TLSGATE_AWAIT_354 && f->aw_stage == stage && f->aw_client == c &&
-	    f->aw_skip <= skip && (int32_t)(f->aw_server - sv) >= 0)
+	if (stage && f->aw_stage && dc >= 0 && ds >= 0 &&
+	    (dc > 0 || ds > 0 || (f->aw_stage == stage && f->aw_skip <= skip)))
 		return;
 	f->aw_stage = stage;
 	f->aw_skip = skip;
@@ -388,7 +446,7 @@ static bool command_copy_model(const uint8_t *p, size_t n, uint8_t prev)
 		bool start = i == 0 || p[i - 1] == '\r' || p[i - 1] == '\n';
 		if (start && (f == 'm' || f == 'r' || f == 's' || f == 'b' || c == ' ' || c == '\t' ||
 			      c == '\v' || c == '\f'))
-			return false;
+			return rcpt_model(p, n);
 	}
 	return true;
 }
@@ -411,8 +469,22 @@ static void check_command_copies(const uint8_t *stream, size_t len, const size_t
 		if (!smtp_command_parse((const char *)stream + start, ll, &c) &&
 		    (c.verb == SMTP_VERB_MAIL || c.verb == SMTP_VERB_RCPT ||
 		     c.verb == SMTP_VERB_STARTTLS) &&
-		    copied[chunk_of[i]])
-			__builtin_trap(); /* would reach the server unjudged */
+		    copied[chunk_of[i]]) {
+			/* A RCPT TO whose domain, as the daemon reads it
+			 * (report_command(), gate_on_command()), it lets pass. */
+			char addr[256], norm[256];
+			const char *params, *at;
+			size_t plen;
+			bool trunc;
+
+			if (c.verb != SMTP_VERB_RCPT ||
+			    (!smtp_path_parse(c.arg, c.arg_len, "TO:", addr, sizeof(addr), &trunc,
+					      &params, &plen) &&
+			     (at = strrchr(addr, '@')) != NULL &&
+			     !policy_domain_normalize(at + 1, norm, sizeof(norm)) &&
+			     ruled(norm, strlen(norm))))
+				__builtin_trap(); /* would reach the server unjudged */
+		}
 		start = i + 1;
 	}
 }
