@@ -5,9 +5,10 @@ seconds apart: 0.3 unless set), and
 prints the server's reply to the last command the parts make up ("CODE
 TEXT"). Parts are Python string literals' escapes decoded (\\r\\n)."""
 import os
-import socket
 import sys
 import time
+
+from smtp_connect import connect
 
 
 def reply(f):
@@ -23,12 +24,7 @@ def reply(f):
 
 def main():
     server, parts = sys.argv[1], sys.argv[2:]
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(20)
-    s.connect((server, 25))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    f = s.makefile("rb")
+    s, f, _ = connect(server, 20)
     reply(f)
     s.sendall(b"EHLO in.world.test\r\n")
     reply(f)

@@ -16,17 +16,14 @@ import os
 import socket
 import sys
 
+from smtp_connect import connect
+
 
 def main():
     server, first, second = sys.argv[1:4]
     first, second = (p.encode().decode("unicode_escape").encode("latin-1")
                      for p in (first, second))
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect((server, 25))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    f = s.makefile("rb")
+    s, f, family = connect(server, 10)
     out = []
 
     def replies(n=None):

@@ -40,6 +40,12 @@
 #     flow to content at both 354s of a serial session (the daemon awaits
 #     them, struct tlsgate_await), the daemon hands nothing over, and both
 #     messages arrive intact (IPv4 and IPv6).
+#     Their RCPT TO lines passed in the kernel too, judged by their domain.
+#  K. one command at a time: a RCPT TO whose domain the policy leaves
+#     alone passes in the kernel (kernel.rcpt_copied) and gets the server's
+#     250; one to a subdomain of a require_tls domain after it, in another
+#     case, is still withheld and gets the gateway's 451 4.7.4; a block
+#     event names the recipient domain (IPv4 and IPv6).
 #  I. a refused segment that acknowledges less of the server than the
 #     gateway has seen (held up behind the client's egress backlog): the
 #     client reads the server's reply to the command before it, then the
@@ -66,7 +72,8 @@ cat >"$POL/p.json" <<-EOF
 		"expires": "2099-01-01T00:00:00Z",
 		"secure_mode": {
 			"sender_domains": [ { "domain": "secure.world.test", "subdomains": false } ]
-		}
+		},
+		"domains": { "tls-required.test": { "require_tls": true, "subdomains": true } }
 	}
 EOF
 policy_sign "$POL/p.json" 5 2099-01-01T00:00:00Z
@@ -316,6 +323,7 @@ _world_wait_port mx-plain 198.51.100.30 $MUTE_PORT
 for v in 4 6; do
 	if [ "$v" = 4 ]; then server=198.51.100.30 to=user@plain.test; else server=2001:db8:2::30 to=user@plain6.test; fi
 	s0=$(world_stats 'j["kernel"]["content_switched"]["packets"]')
+	r0=$(world_stats 'j["kernel"]["rcpt_copied"]["packets"]')
 	h0=$(world_stats 'j["content"]["handed_over"]')
 	c0=$(world_stats 'j["kernel"]["content"]["bytes"]')
 	id=$(world_msgid)
@@ -328,12 +336,32 @@ for v in 4 6; do
 	check "IPv$v slow 354: the message arrived intact" world_intact "$f" "$id"
 	check "IPv$v slow 354: ... and the second one after it" wait_for 30 inbox "Subject: $second"
 	s1=$(world_stats 'j["kernel"]["content_switched"]["packets"]')
+	r1=$(world_stats 'j["kernel"]["rcpt_copied"]["packets"]')
 	h1=$(world_stats 'j["content"]["handed_over"]')
 	c1=$(world_stats 'j["kernel"]["content"]["bytes"]')
 	diag "IPv$v slow 354: switched in the kernel +$((s1 - s0)), handed over +$((h1 - h0)), content in the kernel +$((c1 - c0)) bytes"
 	check "IPv$v slow 354: the kernel switched to content at both 354s" [ $((s1 - s0)) -eq 2 ]
+	check "IPv$v slow 354: both RCPT TO lines passed in the kernel" [ $((r1 - r0)) -eq 2 ]
 	check "IPv$v slow 354: the daemon handed nothing over" [ $((h1 - h0)) -eq 0 ]
 	check "IPv$v slow 354: content passed in the kernel" world_in_range $((c1 - c0)) 1
+done
+
+# K. RCPT TO judged in the kernel by its domain (rcpt_domains): one the
+# policy may refuse is still withheld and refused by the gateway.
+for v in 4 6; do
+	if [ "$v" = 4 ]; then server=198.51.100.30 to=user@plain.test; else server=2001:db8:2::30 to=user@plain6.test; fi
+	r0=$(world_stats 'j["kernel"]["rcpt_copied"]["packets"]')
+	out=$(world_exec in "$WORLD_PY" tests/e2e/serial_client.py "$server" \
+		'MAIL FROM:<bob@in.world.test>' "RCPT TO:<$to>" 'RCPT TO:<carol@MX.TLS-required.test>')
+	r1=$(world_stats 'j["kernel"]["rcpt_copied"]["packets"]')
+	diag "IPv$v serial RCPT: $(tr '\n' '|' <<<"$out"), RCPT TO passed in the kernel +$((r1 - r0))"
+	check "IPv$v serial RCPT: the ordinary recipient got the server's 250" \
+		eval '[[ "$(sed -n 2p <<<"$out")" == "250 "* ]]'
+	check "IPv$v serial RCPT: ... and its RCPT TO passed in the kernel" [ $((r1 - r0)) -eq 1 ]
+	check "IPv$v serial RCPT: the require_tls recipient got the gateway's 451 4.7.4" \
+		eval '[[ "$(sed -n 3p <<<"$out")" == "451 4.7.4 tlsgate"* ]]'
+	check "IPv$v serial RCPT: a block event names the recipient domain" \
+		[ "$(sql "select count(*) from events where kind='block' and rule='policy-require-tls' and recipient='mx.tls-required.test' and mx='$server'")" -ge 1 ]
 done
 
 # I. A refused segment that acknowledges less of the server's stream than

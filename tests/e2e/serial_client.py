@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""serial_client.py SERVER COMMAND [COMMAND...]: an SMTP client that talks
+one command at a time, as most clients without PIPELINING do: after EHLO,
+each COMMAND (CRLF added) in its own TCP segment once the reply to the one
+before has arrived. Prints the last line of each reply ("CODE TEXT"), one
+per command, and stops at the first "closed" (the connection ended) or
+"timeout" (no reply in 10 s)."""
+import socket
+import sys
+
+from smtp_connect import connect
+
+
+def reply(f):
+    while True:
+        try:
+            line = f.readline()
+        except socket.timeout:
+            return "timeout"
+        except OSError:
+            return "closed"
+        if not line:
+            return "closed"
+        if len(line) < 4 or line[3:4] != b"-":
+            return line.decode(errors="replace").rstrip("\r\n")
+
+
+def main():
+    server, commands = sys.argv[1], sys.argv[2:]
+    s, f, _ = connect(server, 10)
+    reply(f)
+    s.sendall(b"EHLO in.world.test\r\n")
+    reply(f)
+    for c in commands:
+        try:
+            s.sendall(c.encode() + b"\r\n")
+        except OSError:
+            print("closed")
+            break
+        r = reply(f)
+        print(r, flush=True)
+        if r in ("closed", "timeout"):
+            break
+    s.close()
+
+
+if __name__ == "__main__":
+    main()
