@@ -281,9 +281,13 @@ static void daemon_await(struct daemon *d, struct flow *f)
 		    (dc > 0 || ds > 0 ||
 		     (TLSGATE_AWAIT_STAGE(cur.state) == stage && TLSGATE_AWAIT_SKIP(cur.state) <= skip)))
 			goto done; /* the kernel is there, or further on */
+		/* Switched at a 354 whose copy is still unread, or that content
+		 * has even ended in the kernel since. */
 		if (got == -ENOENT && datapath_lookup(d->dp, &f->key, &v) == 0 &&
-		    v.verdict == TLSGATE_CONTENT) {
-			stage = 0; /* switched at a 354 whose copy is still unread */
+		    (v.verdict == TLSGATE_CONTENT ||
+		     ((v.content_lf & TLSGATE_CONTENT_ENDED) &&
+		      (int32_t)(v.content_seq - client_next) > 0))) {
+			stage = 0;
 			goto done;
 		}
 	}
