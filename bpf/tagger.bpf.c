@@ -786,10 +786,10 @@ __attribute__((noinline)) int tagger_rcpt_unruled(struct __sk_buff *skb, __u32 o
 /* A copied server segment with data (payload len bytes at off, sequence
  * number seq; in_order: it starts where the server segment before it
  * ended) against the flow's awaits entry (struct tlsgate_await): counts
- * the replies it awaits down, turns the entry CONTENT at the 354 to DATA
- * (1, with *content_seq: the copy is loaded, its submission cannot fail,
- * so the daemon learns of it), and removes the awaits entry at any other
- * data at or past where a reply is awaited. */
+ * the replies it awaits down (2), turns the entry CONTENT at the 354 to
+ * DATA (1, with *content_seq: the copy is loaded, its submission cannot
+ * fail, so the daemon learns of it), and removes the awaits entry at any
+ * other data at or past where a reply is awaited (0). */
 static __always_inline int tagger_await_server(struct __sk_buff *skb,
 					       struct tlsgate_flow_value *val,
 					       struct tlsgate_flow_key *key, struct tcphdr *tcph,
@@ -821,18 +821,20 @@ static __always_inline int tagger_await_server(struct __sk_buff *skb,
 	if (TLSGATE_AWAIT_STAGE(st) == TLSGATE_AWAIT_REPLY) {
 		if (lines != 1)
 			goto other;
-		__sync_val_compare_and_swap(&a->state, st,
-					    TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_DATA, 0, seq + (__u32)len));
-		return 0;
+		return __sync_val_compare_and_swap(
+			       &a->state, st,
+			       TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_DATA, 0, seq + (__u32)len)) == st
+			       ? 2
+			       : 0;
 	}
 	if (TLSGATE_AWAIT_STAGE(st) != TLSGATE_AWAIT_354)
 		goto other;
-	if (lines <= skip) {
-		__sync_val_compare_and_swap(&a->state, st,
-					    TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, skip - lines,
-								seq + (__u32)len));
-		return 0;
-	}
+	if (lines <= skip)
+		return __sync_val_compare_and_swap(&a->state, st,
+						   TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, skip - lines,
+								       seq + (__u32)len)) == st
+			       ? 2
+			       : 0;
 	cseq = READ_ONCE(a->client_seq);
 	if (lines != skip + 1 || !(r & 0x100) || bpf_ntohl(tcph->ack_seq) != cseq ||
 	    READ_ONCE(val->client_state) != TLSGATE_CLIENT_STATE(cseq, 1))
@@ -889,6 +891,7 @@ static __always_inline int tagger_copy_reply(struct __sk_buff *skb, struct tlsga
 	struct tlsgate_reply_event *e;
 	__u32 content_seq = 0;
 	__u8 head[3];
+	int moved;
 
 	if (l3_len == 0 || l3_len > TLSGATE_REPLY_COPY_MAX)
 		return 0;
@@ -899,11 +902,14 @@ static __always_inline int tagger_copy_reply(struct __sk_buff *skb, struct tlsga
 	}
 	if (!tagger_copy_load(skb, e, l3_off, l3_len))
 		return 0;
-	if (tagger_await_server(skb, val, key, tcph, off, len, in_order, &content_seq)) {
+	moved = tagger_await_server(skb, val, key, tcph, off, len, in_order, &content_seq);
+	if (moved == 1) {
 		e->flags = TLSGATE_REPLY_CONTENT;
 		e->content_seq = content_seq;
 		return tagger_copy_submit(e, 0); /* nothing for the daemon to hurry for */
 	}
+	if (moved)
+		e->flags = TLSGATE_REPLY_AWAIT_MOVED;
 	/* A 354, most likely to DATA: the daemon hands the content over when
 	 * it reads this, which had better be before the content comes. Only a
 	 * hint (the daemon judges what it reads). */
@@ -1019,11 +1025,14 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	 * It wakes the daemon to write the awaits entry, unless the entry
 	 * moved on here already. */
 	data = last == '\n' && tagger_ends_with_data(skb, off, len);
-	if (data && len == 6 && tagger_await_command(val, key, seq, 6, TLSGATE_AWAIT_354))
+	if (data && len == 6 && tagger_await_command(val, key, seq, 6, TLSGATE_AWAIT_354)) {
 		data = 0;
+		e->flags = TLSGATE_REPLY_AWAIT_MOVED;
+	}
 	if (rcpt) {
 		tagger_count(skb, TLSGATE_CNT_RCPT_COPIED);
-		tagger_await_command(val, key, seq, (__u32)len, TLSGATE_AWAIT_REPLY);
+		if (tagger_await_command(val, key, seq, (__u32)len, TLSGATE_AWAIT_REPLY))
+			e->flags = TLSGATE_REPLY_AWAIT_MOVED;
 	}
 	return tagger_copy_submit(e, data);
 }

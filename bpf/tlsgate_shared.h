@@ -99,6 +99,9 @@ struct tlsgate_reply_event {
 _Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX, "reply event layout");
 /* The program turned the entry CONTENT at this segment (awaits map). */
 #define TLSGATE_REPLY_CONTENT 0x01
+/* The program moved the flow's awaits entry on at this segment (to where
+ * the daemon's session will be after it): nothing for the daemon to write. */
+#define TLSGATE_REPLY_AWAIT_MOVED 0x02
 
 /* awaits map (key: the flow key): the daemon's word on where the reply to
  * DATA will start, so that the program hands the message content over at

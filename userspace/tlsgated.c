@@ -255,7 +255,7 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
  * nothing is owed (the kernel moves it on itself, ahead of the copies
  * read here) and when the kernel is at the same plan or ahead on it, else
  * removed. */
-static void daemon_await(struct daemon *d, struct flow *f)
+static void daemon_await(struct daemon *d, struct flow *f, bool kernel_moved)
 {
 	const uint8_t both = TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS;
 	uint32_t client_next = 0, server_next = 0;
@@ -266,6 +266,10 @@ static void daemon_await(struct daemon *d, struct flow *f)
 		stage = session_await_stage(f->session, &client_next, &server_next, &skip);
 	if (stage == TLSGATE_AWAIT_DATA)
 		return;
+	/* The kernel moved its entry on at this copy: it is where the
+	 * session is now (no syscall to find that out). */
+	if (stage && kernel_moved)
+		goto done;
 	if (stage == f->await_stage && f->await_skip == skip &&
 	    (!stage || (f->await_client == client_next && f->await_server == server_next)))
 		return;
@@ -550,7 +554,7 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		return verdict;
 	}
 	daemon_copy_flags(d, f);
-	daemon_await(d, f);
+	daemon_await(d, f, copy && (copy->flags & TLSGATE_REPLY_AWAIT_MOVED));
 	/* The tagger queues a client's SYN whatever the entry says: one left
 	 * by an old connection the daemon forgot (evicted from its table)
 	 * must not pass the new one on its verdict. Copies write over it;

@@ -164,6 +164,7 @@ struct fuzz {
 	bool switch354, small_limits;
 	uint64_t client_state, server_state;
 	int aw_stage; /* the awaits entry (0: none) */
+	bool aw_moved; /* the tagger moved it at this chunk (AWAIT_MOVED) */
 	unsigned int aw_skip;
 	uint32_t aw_client, aw_server;
 };
@@ -213,10 +214,12 @@ static bool tagger_await(struct fuzz *f, const struct tcp_segment *g)
 			f->aw_stage = TLSGATE_AWAIT_354;
 			f->aw_skip = 0;
 			f->aw_client += 6;
+			f->aw_moved = true;
 		} else if (rcpt_model(g->payload, g->len)) {
 			f->aw_stage = TLSGATE_AWAIT_REPLY;
 			f->aw_skip = 0;
 			f->aw_client += (uint32_t)g->len;
+			f->aw_moved = true;
 		}
 		return false;
 	}
@@ -226,11 +229,13 @@ static bool tagger_await(struct fuzz *f, const struct tcp_segment *g)
 		if (f->aw_stage == TLSGATE_AWAIT_REPLY && lines == 1) {
 			f->aw_stage = TLSGATE_AWAIT_DATA;
 			f->aw_server += (uint32_t)g->len;
+			f->aw_moved = true;
 			return false;
 		}
 		if (f->aw_stage == TLSGATE_AWAIT_354 && lines <= f->aw_skip) {
 			f->aw_skip -= lines;
 			f->aw_server += (uint32_t)g->len;
+			f->aw_moved = true;
 			return false;
 		}
 		if (f->aw_stage == TLSGATE_AWAIT_354 && lines == f->aw_skip + 1 && (r & 0x100) &&
@@ -246,7 +251,7 @@ static bool tagger_await(struct fuzz *f, const struct tcp_segment *g)
 
 /* daemon_await() after a chunk: the kernel's entry is kept when it is at
  * the same plan or further on. */
-static void daemon_await_model(struct fuzz *f)
+static void daemon_await_model(struct fuzz *f, bool moved)
 {
 	uint32_t c = 0, sv = 0;
 	unsigned int skip = 0;
@@ -256,6 +261,8 @@ static void daemon_await_model(struct fuzz *f)
 
 	if (stage == TLSGATE_AWAIT_DATA)
 		return;
+	if (stage && moved)
+		return; /* the tagger's move said where it is */
 	if (stage && f->aw_stage && dc >= 0 && ds >= 0 &&
 	    (dc > 0 || ds > 0 || (f->aw_stage == stage && f->aw_skip <= skip)))
 		return;
@@ -325,7 +332,11 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 	uint32_t seq, cn = f->aw_client;
 	bool line_end, data = g->len && !(g->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN |
 						   SESSION_TCP_RST));
-	bool await = data && !f->content && tagger_await(f, g);
+	bool await, moved;
+
+	f->aw_moved = false;
+	await = data && !f->content && tagger_await(f, g);
+	moved = f->aw_moved;
 
 	if (data && g->dir == C)
 		f->client_state = (uint32_t)(g->seq + g->len) |
@@ -368,7 +379,7 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 		f->content_lf = true;
 		f->passed = false;
 	}
-	daemon_await_model(f);
+	daemon_await_model(f, moved);
 }
 
 static bool reasm_lost(const struct fuzz *f)

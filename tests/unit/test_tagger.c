@@ -1848,6 +1848,9 @@ static void set_client_state(const struct tlsgate_flow_key *key, uint32_t next, 
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), key, &v, BPF_EXIST), 0);
 }
 
+/* The flags of the copy expect_command() or expect_switch() read last. */
+static uint32_t last_copy_flags;
+
 /* Runs a client segment s with payload against the entry as it is; a copy
  * moves counter too (a RCPT TO judged in the kernel), if not NO_COUNTER. */
 static void expect_command_counted(const char *what, struct pkt_spec s, const char *payload,
@@ -1864,6 +1867,7 @@ static void expect_command_counted(const char *what, struct pkt_spec s, const ch
 		rr = ring_drain();
 		if (rr->n != 1 || rr->len[0] != n - l3 || memcmp(rr->pkt[0], frame + l3, n - l3))
 			fail_msg("%scopy missing or not the IP packet", what);
+		last_copy_flags = rr->flags[0];
 	} else {
 		expect_moved(what, frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER, NO_COUNTER);
 		if (ring_drain()->n)
@@ -2201,8 +2205,10 @@ static void expect_switch(const char *what, const struct pkt_spec *c, struct pkt
 	v = get_flow(key);
 	if (v.server_state != TLSGATE_SERVER_STATE(r.seq + strlen(payload)))
 		fail_msg("%sserver_state not after the segment", what);
+	last_copy_flags = rr->flags[0];
 	if (!want) {
-		if (v.verdict != TLSGATE_INSPECT || rr->flags[0] || v.copy != copy)
+		if (v.verdict != TLSGATE_INSPECT || (rr->flags[0] & ~TLSGATE_REPLY_AWAIT_MOVED) ||
+		    v.copy != copy)
 			fail_msg("%sentry or copy changed without a switch", what);
 		return;
 	}
@@ -2323,6 +2329,14 @@ static void expect_await(const char *what, const struct tlsgate_flow_key *key, u
 			 (unsigned long long)a.state, a.client_seq, stage, client_seq, server_seq);
 }
 
+/* The copy read last says the awaits entry moved on there, or not. */
+static void expect_moved_flag(const char *what, bool moved)
+{
+	if (!!(last_copy_flags & TLSGATE_REPLY_AWAIT_MOVED) != moved)
+		fail_msg("%sthe copy's flags 0x%x, the awaits entry %s", what, last_copy_flags,
+			 moved ? "moved" : "did not move");
+}
+
 /* AWAIT_REPLY (the daemon saw RCPT): the program moves on at RCPT's reply
  * and at the client's DATA, then switches at the 354; other replies, other
  * commands, or anything out of place end it. */
@@ -2345,8 +2359,10 @@ static void check_await_reply(struct pkt_spec c)
 	ring_drain();
 	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
 	expect_switch("RCPT's reply: ", &c, r, ok, &key, false);
+	expect_moved_flag("RCPT's reply: ", true);
 	expect_await("RCPT's reply: ", &key, TLSGATE_AWAIT_DATA, c.seq, x1);
 	expect_command("DATA: ", c, "DATA\r\n", true);
+	expect_moved_flag("DATA: ", true);
 	expect_await("DATA: ", &key, TLSGATE_AWAIT_354, c.seq + 6, x1);
 	w = r;
 	w.seq = x1;
@@ -2377,6 +2393,7 @@ static void check_await_reply(struct pkt_spec c)
 		put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
 		expect_switch(what, &c, r, ok, &key, false);
 		expect_command(what, c, not_data[i], true);
+		expect_moved_flag(what, false);
 		expect_await(what, &key, TLSGATE_AWAIT_DATA, c.seq, x1);
 	}
 	/* DATA elsewhere, or after more server data than the reply */
@@ -2595,9 +2612,11 @@ static void check_await_rcpt(struct pkt_spec c)
 	set_rcpt_domains(rules, 1, true);
 	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
 	expect_switch("MAIL's reply: ", &c, r, ok, &key, false);
+	expect_moved_flag("MAIL's reply: ", true);
 	expect_await("MAIL's reply: ", &key, TLSGATE_AWAIT_DATA, c.seq, s1);
 	expect_command_counted("first RCPT: ", c, r1, true,
 			       TLSGATE_CNT_RCPT_COPIED);
+	expect_moved_flag("first RCPT: ", true);
 	expect_await("first RCPT: ", &key, TLSGATE_AWAIT_REPLY, c1, s1);
 	w = r;
 	w.seq = s1;
@@ -2607,6 +2626,7 @@ static void check_await_rcpt(struct pkt_spec c)
 	k.seq = c1;
 	expect_command_counted("second RCPT: ", k, r2, true,
 			       TLSGATE_CNT_RCPT_COPIED);
+	expect_moved_flag("second RCPT: ", true);
 	expect_await("second RCPT: ", &key, TLSGATE_AWAIT_REPLY, c2, s2);
 	w.seq = s2;
 	expect_switch("its reply: ", &c, w, "550 5.1.1 no such user\r\n", &key, false);
@@ -2614,6 +2634,7 @@ static void check_await_rcpt(struct pkt_spec c)
 	expect_await("its reply: ", &key, TLSGATE_AWAIT_DATA, c2, s3);
 	k.seq = c2;
 	expect_command("DATA: ", k, "DATA\r\n", true);
+	expect_moved_flag("DATA: ", true);
 	expect_await("DATA: ", &key, TLSGATE_AWAIT_354, c2 + 6, s3);
 	w.seq = s3;
 	w.ack = c2 + 6;
@@ -2629,6 +2650,7 @@ static void check_await_rcpt(struct pkt_spec c)
 	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
 	expect_command_counted("before the reply: ", c, r1, true,
 			       TLSGATE_CNT_RCPT_COPIED);
+	expect_moved_flag("before the reply: ", false);
 	expect_await("before the reply: ", &key, TLSGATE_AWAIT_REPLY, c.seq, r.seq);
 	/* the server said more after its reply */
 	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
@@ -2638,6 +2660,7 @@ static void check_await_rcpt(struct pkt_spec c)
 	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
 	expect_command_counted("server moved: ", c, r1, true,
 			       TLSGATE_CNT_RCPT_COPIED);
+	expect_moved_flag("server moved: ", false);
 	expect_await("server moved: ", &key, TLSGATE_AWAIT_DATA, c.seq, s1);
 	/* elsewhere than awaited */
 	put_awaiting_stage(&c, both, TLSGATE_AWAIT_REPLY, &key);
@@ -2701,8 +2724,10 @@ static void check_await_pipelined(struct pkt_spec c)
 	put_awaiting_skip(&c, both, TLSGATE_AWAIT_354, 2, &key);
 	w = r;
 	expect_switch("first: ", &c, w, "250 a\r\n", &key, false);
+	expect_moved_flag("first: ", true);
 	w.seq += 7;
 	expect_switch("second: ", &c, w, "250 b\r\n", &key, false);
+	expect_moved_flag("second: ", true);
 	w.seq += 7;
 	assert_int_equal(bpf_map_lookup_elem(bpf_map__fd(skel->maps.awaits), &key, &a), 0);
 	assert_true(a.state == TLSGATE_AWAIT_STATE(TLSGATE_AWAIT_354, 0, w.seq));
@@ -2717,6 +2742,7 @@ static void check_await_pipelined(struct pkt_spec c)
 		snprintf(what, sizeof(what), "case %zu: ", i);
 		put_awaiting_skip(&c, both, TLSGATE_AWAIT_354, gone[i].skip, &key);
 		expect_switch(what, &c, r, gone[i].reply, &key, false);
+		expect_moved_flag(what, false);
 		if (awaiting(&key))
 			fail_msg("%sthe awaits entry stays", what);
 	}
