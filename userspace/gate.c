@@ -125,6 +125,7 @@ struct gate {
 	uint16_t seg_verbs[ENFORCE_VERBS_MAX];
 	size_t n_seg_verbs;
 	bool seg_verbs_over;
+	bool seg_copied; /* the segment being consumed passed already */
 	/* Flows whose content goes to the kernel after this batch. */
 	struct tlsgate_flow_key content_pending[GATE_CONTENT_PENDING_MAX];
 	size_t n_content_pending;
@@ -986,7 +987,8 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 	struct gate_flow *gf = f->gate;
 	struct enforce_verbs v = { g->seg_verbs, g->n_seg_verbs };
 	unsigned int owed = f->session ? session_replies_owed(f->session) : 0;
-	bool answer = d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_verbs_over;
+	bool answer = d->reply_in_smtp && p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_verbs_over &&
+		      !g->seg_copied;
 	if (answer && !gf->starttls_withheld && owed > g->n_seg_verbs &&
 	    owed <= GATE_DEFERRED_VERBS) {
 		gf->refusal_deferred = true;
@@ -1366,9 +1368,11 @@ void gate_content_sync(struct gate *g, struct flow *f, const struct flowkey_pack
 		gate_content_return(g, f, p);
 }
 
-void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p)
+void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+			 bool copied)
 {
 	g->cur_flow = f;
+	g->seg_copied = copied;
 	g->n_seg_verbs = 0;
 	g->seg_verbs_over = false;
 	gate_content_sync(g, f, p);

@@ -523,7 +523,7 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		f->copy &= (uint8_t)~TLSGATE_COPY_COMMANDS; /* as the tagger did */
 	if (gate_withholds(f, &p))
 		return NF_DROP;
-	gate_before_segment(d->gate, f, &p);
+	gate_before_segment(d->gate, f, &p, copied);
 	enum session_action action = session_segment(f->session, &seg);
 	if (copy && (copy->flags & TLSGATE_REPLY_CONTENT))
 		daemon_content_switched(d, f, copy->content_seq);
@@ -531,9 +531,9 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	int verdict = gate_segment(d->gate, f, &p, action, d->cfg.no_offload);
 	if (copied && p.dir == TLSGATE_DIR_TO_SERVER && was != TLSGATE_BLOCK &&
 	    f->verdict == TLSGATE_BLOCK) {
-		/* It reached the server already: the flow is reset, not
-		 * answered in time (a policy applied after the kernel copied a
-		 * RCPT TO under the one before). */
+		/* It reached the server already (a policy applied after the
+		 * kernel copied a RCPT TO under the one before): both sides
+		 * are reset, the client retries later. */
 		d->copied_refused++;
 		log_warnx_rl(&d->rl, "a client segment the kernel let pass was judged a refusal: "
 				     "the flow is reset");
