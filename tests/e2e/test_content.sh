@@ -45,7 +45,9 @@
 #     alone passes in the kernel (kernel.rcpt_copied) and gets the server's
 #     250; one to a subdomain of a require_tls domain after it, in another
 #     case, is still withheld and gets the gateway's 451 4.7.4; a block
-#     event names the recipient domain (IPv4 and IPv6).
+#     event names the recipient domain (IPv4 and IPv6). After a policy
+#     apply that swaps the domain, the dropped one passes in the kernel and
+#     the added one is refused.
 #  I. a refused segment that acknowledges less of the server than the
 #     gateway has seen (held up behind the client's egress backlog): the
 #     client reads the server's reply to the command before it, then the
@@ -362,6 +364,28 @@ for v in 4 6; do
 		eval '[[ "$(sed -n 3p <<<"$out")" == "451 4.7.4 tlsgate"* ]]'
 	check "IPv$v serial RCPT: a block event names the recipient domain" \
 		[ "$(sql "select count(*) from events where kind='block' and rule='policy-require-tls' and recipient='mx.tls-required.test' and mx='$server'")" -ge 1 ]
+done
+# ... and after a policy apply, the kernel's domains are the new policy's:
+# a domain it adds is refused at once, one it drops passes in the kernel.
+sed -e 's/"serial": 5/"serial": 6/' -e 's/tls-required\.test/late-required.test/' \
+	"$POL/p.json" >"$POL/p6.json"
+policy_sign "$POL/p6.json" 6 2099-01-01T00:00:00Z
+ans=$(world_ctl policy apply "$POL/p6.json" 2>&1)
+diag "policy apply: $ans"
+for v in 4 6; do
+	if [ "$v" = 4 ]; then server=198.51.100.30 to=user@plain.test; else server=2001:db8:2::30 to=user@plain6.test; fi
+	r0=$(world_stats 'j["kernel"]["rcpt_copied"]["packets"]')
+	out=$(world_exec in "$WORLD_PY" tests/e2e/serial_client.py "$server" \
+		'MAIL FROM:<bob@in.world.test>' 'RCPT TO:<carol@tls-required.test>' \
+		'RCPT TO:<dave@late-required.test>')
+	r1=$(world_stats 'j["kernel"]["rcpt_copied"]["packets"]')
+	diag "IPv$v new policy: $(tr '\n' '|' <<<"$out"), RCPT TO passed in the kernel +$((r1 - r0))"
+	# (the server answers it: 454 relay access denied, not the gateway)
+	check "IPv$v new policy: the domain it dropped passes in the kernel to the server" \
+		eval '[[ "$(sed -n 2p <<<"$out")" =~ ^[245][0-9][0-9]\  &&
+			"$(sed -n 2p <<<"$out")" != *tlsgate* && $((r1 - r0)) -eq 1 ]]'
+	check "IPv$v new policy: the domain it added gets the gateway's 451 4.7.4" \
+		eval '[[ "$(sed -n 3p <<<"$out")" == "451 4.7.4 tlsgate"* ]]'
 done
 
 # I. A refused segment that acknowledges less of the server's stream than
