@@ -109,6 +109,7 @@ struct gate {
 	struct gate_dest *dests;
 	struct gate_pending *pending;
 	size_t n_pending;
+	bool pending_news; /* a pending observation raises what the store knows */
 	struct datapath *dp;
 	struct store *store;
 	struct enforce *enforce;
@@ -865,6 +866,13 @@ void gate_flush(struct gate *g)
 				     g->pending[i].version, g->pending[i].cipher, g->pending[i].time);
 	store_commit(g->store);
 	g->n_pending = 0;
+	g->pending_news = false;
+}
+
+void gate_flush_news(struct gate *g)
+{
+	if (g->pending_news)
+		gate_flush(g);
 }
 
 /* Records what this flow reached in the TLS history (outbound only):
@@ -890,7 +898,14 @@ static void gate_record(struct gate *g, struct flow *f, const struct flowkey_pac
 	pe->time = wall_now();
 	/* Later flows to this address see the destination as known. */
 	struct gate_dest *dc = gate_dest_slot(g, gf->server_text);
-	if (!strcmp(dc->addr, gf->server_text)) {
+	bool cached = !strcmp(dc->addr, gf->server_text);
+	/* A first sighting, a higher level or version must not wait for the
+	 * next second (a crash would lose what "once TLS, always TLS" needs);
+	 * the same again only moves counts and last_seen. */
+	if (!gf->history_known || !cached || !dc->history_known ||
+	    d->observed > dc->history_level || si->tls_version > dc->history_version)
+		g->pending_news = true;
+	if (cached) {
 		dc->history_known = true;
 		if (d->observed > dc->history_level)
 			dc->history_level = d->observed;

@@ -106,9 +106,14 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
  * of queued packets to the kernel. Call after each batch. */
 void gate_content_flush(struct gate *g, struct flow_table *flows);
 
-/* Writes the queued TLS-history observations in one transaction. Call
- * after each batch of queued packets (and it is called every second). */
+/* Writes the queued TLS-history observations in one transaction (it is
+ * called every second). */
 void gate_flush(struct gate *g);
+/* The same when one of them is news - a destination first seen, a level
+ * or TLS version above the known one: call after each batch of queued
+ * packets. Repeats of what is known wait for the next second, so that a
+ * busy destination costs no write transaction per flow. */
+void gate_flush_news(struct gate *g);
 
 /* Secure-mode source prefixes of the policy in force (0: none). */
 size_t gate_secure_sources(const struct gate *g);

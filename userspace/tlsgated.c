@@ -1330,7 +1330,7 @@ static int daemon_run(struct daemon *d)
 				if (rc < 0)
 					log_warnx_rl(&d->rl, "queue receive: %s", strerror(-rc));
 				gate_content_flush(d->gate, d->flows);
-				gate_flush(d->gate); /* one transaction per batch */
+				gate_flush_news(d->gate);
 			} else if (fd == sfd) {
 				struct signalfd_siginfo si;
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
@@ -1370,7 +1370,7 @@ static int daemon_run(struct daemon *d)
 			} else if (fd == fds[6]) {
 				daemon_read_replies(d);
 				gate_content_flush(d->gate, d->flows);
-				gate_flush(d->gate);
+				gate_flush_news(d->gate);
 			}
 		}
 	}
