@@ -550,7 +550,21 @@ static __always_inline int tagger_copy_load(struct __sk_buff *skb, struct tlsgat
 	e->ifindex = skb->ingress_ifindex;
 	e->flags = 0;
 	e->content_seq = 0;
+	e->passed_ns = 0;
 	return 1;
+}
+
+/* Where the content the kernel carried ended, when the entry says so (see
+ * TLSGATE_REPLY_ENDED): for a copy the program did not switch at. */
+static __always_inline void tagger_copy_ended(struct tlsgate_reply_event *e,
+					      struct tlsgate_flow_value *val)
+{
+	__u64 s = READ_ONCE(*(__u64 *)val);
+
+	if (STATE_VERDICT(s) == TLSGATE_INSPECT && ((__u8)(s >> 16) & TLSGATE_CONTENT_ENDED)) {
+		e->flags |= TLSGATE_REPLY_ENDED;
+		e->content_seq = STATE_SEQ(s);
+	}
 }
 
 /* Submits a loaded copy. No wake-up per copy (an interrupt each): the
@@ -910,6 +924,7 @@ static __always_inline int tagger_copy_reply(struct __sk_buff *skb, struct tlsga
 	}
 	if (moved)
 		e->flags = TLSGATE_REPLY_AWAIT_MOVED;
+	tagger_copy_ended(e, val);
 	/* A 354, most likely to DATA: the daemon hands the content over when
 	 * it reads this, which had better be before the content comes. Only a
 	 * hint (the daemon judges what it reads). */
@@ -949,6 +964,35 @@ static __always_inline int tagger_ends_with_data(struct __sk_buff *skb, __u32 of
 	       (b[4] | 0x20) == 'a' && b[5] == '\r' && b[6] == '\n';
 }
 
+
+/* 1 when the payload (len bytes at off) is "QUIT" CRLF, either case. */
+static __always_inline int tagger_is_quit(struct __sk_buff *skb, __u32 off, long len)
+{
+	__u8 b[6];
+
+	if (len != 6 || bpf_skb_load_bytes(skb, off, b, 6) < 0)
+		return 0;
+	return (b[0] | 0x20) == 'q' && (b[1] | 0x20) == 'u' && (b[2] | 0x20) == 'i' &&
+	       (b[3] | 0x20) == 't' && b[4] == '\r' && b[5] == '\n';
+}
+
+/* A QUIT alone at seq (copy e): the first client segment after an end of
+ * data that passed here (the entry INSPECT, ENDED at seq) turns the entry
+ * PASS (see TLSGATE_REPLY_PASSED). */
+static __always_inline void tagger_quit_pass(struct __sk_buff *skb,
+					     struct tlsgate_flow_value *val,
+					     struct tlsgate_reply_event *e, __u32 seq)
+{
+	__u64 *state = (__u64 *)val, s0 = READ_ONCE(*state);
+
+	if (STATE_VERDICT(s0) != TLSGATE_INSPECT ||
+	    !((__u8)(s0 >> 16) & TLSGATE_CONTENT_ENDED) || STATE_SEQ(s0) != seq ||
+	    __sync_val_compare_and_swap(state, s0, (s0 & ~0xffull) | TLSGATE_PASS) != s0)
+		return;
+	e->flags |= TLSGATE_REPLY_PASSED;
+	e->passed_ns = bpf_ktime_get_ns();
+	tagger_count(skb, TLSGATE_CNT_QUIT_PASSED);
+}
 
 /* A client segment of a flow whose commands are copied: copied and passed
  * when it continues no line (the client segment before it in sequence
@@ -1034,6 +1078,9 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 		if (tagger_await_command(val, key, seq, (__u32)len, TLSGATE_AWAIT_REPLY))
 			e->flags = TLSGATE_REPLY_AWAIT_MOVED;
 	}
+	tagger_copy_ended(e, val);
+	if (tagger_is_quit(skb, off, len))
+		tagger_quit_pass(skb, val, e, seq);
 	return tagger_copy_submit(e, data);
 }
 

@@ -93,15 +93,31 @@ struct tlsgate_reply_event {
 	__u32 len; /* bytes of pkt: the IP packet */
 	__u32 ifindex;
 	__u32 flags;       /* TLSGATE_REPLY_* */
-	__u32 content_seq; /* REPLY_CONTENT: where the content starts */
+	__u32 content_seq; /* REPLY_CONTENT: where the content starts;
+			      REPLY_ENDED: where the content ended */
+	__u64 passed_ns;   /* REPLY_PASSED: bpf_ktime_get_ns() when the entry
+			      turned PASS (CLOCK_MONOTONIC) */
 	__u8 pkt[TLSGATE_REPLY_COPY_MAX];
 };
-_Static_assert(sizeof(struct tlsgate_reply_event) == 16 + TLSGATE_REPLY_COPY_MAX, "reply event layout");
+_Static_assert(sizeof(struct tlsgate_reply_event) == 24 + TLSGATE_REPLY_COPY_MAX, "reply event layout");
 /* The program turned the entry CONTENT at this segment (awaits map). */
 #define TLSGATE_REPLY_CONTENT 0x01
 /* The program moved the flow's awaits entry on at this segment (to where
  * the daemon's session will be after it): nothing for the daemon to write. */
 #define TLSGATE_REPLY_AWAIT_MOVED 0x02
+/* The entry was INSPECT with TLSGATE_CONTENT_ENDED when this segment was
+ * copied: the content the kernel carried ended at content_seq (the
+ * daemon learns it from the copy, not from a lookup). */
+#define TLSGATE_REPLY_ENDED 0x04
+/* A client segment "QUIT" CRLF alone (either case), the first client
+ * segment after an end of data that passed in the kernel: nothing after
+ * QUIT can change a verdict, so the program turned the entry PASS (by
+ * compare-and-swap from that INSPECT state) and the rest of the
+ * connection stays in the kernel. The daemon offloads its flow as at any
+ * QUIT, without writing the entry again unless it wrote it after
+ * passed_ns. Not after a segment that was marked: the daemon may still
+ * withhold that one. */
+#define TLSGATE_REPLY_PASSED 0x08
 
 /* awaits map (key: the flow key): the daemon's word on where the reply to
  * DATA will start, so that the program hands the message content over at
@@ -273,6 +289,7 @@ enum tlsgate_counter {
 	TLSGATE_CNT_CONTENT_ENDED,  /* end-of-data segments passed (CONTENT_ENDED) */
 	TLSGATE_CNT_CONTENT_SWITCHED, /* entries the program turned CONTENT at a 354 */
 	TLSGATE_CNT_RCPT_COPIED, /* RCPT TO lines judged by domain here, copied */
+	TLSGATE_CNT_QUIT_PASSED, /* entries turned PASS at a QUIT after the content */
 	TLSGATE_CNT_MAX,
 };
 

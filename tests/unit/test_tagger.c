@@ -1580,6 +1580,7 @@ struct ring_read {
 	size_t n;
 	uint32_t len[4];
 	uint32_t flags[4], content_seq[4];
+	uint64_t passed_ns[4];
 	uint8_t pkt[4][TLSGATE_REPLY_COPY_MAX];
 };
 
@@ -1594,6 +1595,7 @@ static int ring_read_one(void *ctx, void *data, size_t size)
 		rr->len[rr->n] = e->len;
 		rr->flags[rr->n] = e->flags;
 		rr->content_seq[rr->n] = e->content_seq;
+		rr->passed_ns[rr->n] = e->passed_ns;
 		memcpy(rr->pkt[rr->n], e->pkt, e->len);
 	}
 	rr->n++;
@@ -2114,32 +2116,176 @@ static void test_content_ended_v6(void **state)
 	check_content_ended(spec_v6());
 }
 
-/* After the end of data passed, the next client segment is judged by the
- * command rule from there: QUIT copied, a MAIL FROM queued. */
-static void check_content_ended_then(struct pkt_spec c)
+/* The content (c's flow, copying) passes in the kernel up to its end:
+ * the entry INSPECT, ENDED at the returned sequence number. */
+static uint32_t content_to_end(struct pkt_spec c, struct tlsgate_flow_key *key)
 {
-	struct tlsgate_flow_key key;
-	uint8_t frame[PKT_MAX];
 	const char *msg = "Subject: x\r\nMessage-Id: <1@x>\r\n\r\n..dot\r\nbody\r\n.\r\n";
+	uint8_t frame[PKT_MAX];
 	size_t n;
 
-	require_loaded();
 	ring_drain();
-	put_content_copying(&c, c.seq, COPY_ALL, &key);
+	put_content_copying(&c, c.seq, COPY_ALL, key);
 	c.payload = msg;
 	n = build(&c, frame, NULL, NULL);
 	expect_moved("message: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_CONTENT_PASSED,
 		     TLSGATE_CNT_CONTENT_ENDED);
-	c.seq += strlen(msg);
-	c.payload = "QUIT\r\n";
-	n = build(&c, frame, NULL, NULL);
-	expect_moved("QUIT: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_COMMAND_COPIED, NO_COUNTER);
-	assert_int_equal(ring_drain()->n, 1);
-	c.seq += 6;
-	c.payload = "MAIL FROM:<a@secure.example.org>\r\n";
-	n = build(&c, frame, NULL, NULL);
+	return c.seq + (uint32_t)strlen(msg);
+}
+
+static uint64_t mono_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* After the end of data passed, the next client segment is judged by the
+ * command rule from there. A QUIT alone, the first client segment after
+ * it (the server's reply may come between), turns the entry PASS: the
+ * copy says so (PASSED, with the time, and where the content ended), and
+ * the rest of the connection passes without copies. */
+static void check_content_ended_then(struct pkt_spec c)
+{
+	static const char *const quits[] = { "QUIT\r\n", "quit\r\n", "QuiT\r\n" };
+	struct pkt_spec r = pkt_reverse(&c);
+	struct tlsgate_flow_key key;
+	struct ring_read *rr;
+	uint8_t frame[PKT_MAX];
+	uint64_t t0, t1;
+	uint32_t end;
+	size_t n;
+
+	require_loaded();
+	for (size_t i = 0; i < sizeof(quits) / sizeof(*quits); i++) {
+		end = content_to_end(c, &key);
+		/* the server's 250 first: copied, saying where the content ended */
+		r.payload = "250 2.0.0 Ok: queued\r\n";
+		n = build(&r, frame, NULL, NULL);
+		expect_moved("250: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_REPLY_COPIED, NO_COUNTER);
+		rr = ring_drain();
+		assert_int_equal(rr->n, 1);
+		assert_int_equal(rr->flags[0], TLSGATE_REPLY_ENDED);
+		assert_int_equal(rr->content_seq[0], end);
+		struct pkt_spec q = c;
+		q.seq = end;
+		q.payload = quits[i];
+		n = build(&q, frame, NULL, NULL);
+		t0 = mono_now_ns();
+		expect_moved(quits[i], frame, n, TC_ACT_OK, false, TLSGATE_CNT_COMMAND_COPIED,
+			     TLSGATE_CNT_QUIT_PASSED);
+		t1 = mono_now_ns();
+		rr = ring_drain();
+		assert_int_equal(rr->n, 1);
+		assert_int_equal(rr->flags[0], TLSGATE_REPLY_ENDED | TLSGATE_REPLY_PASSED);
+		assert_int_equal(rr->content_seq[0], end);
+		if (rr->passed_ns[0] < t0 || rr->passed_ns[0] > t1)
+			fail_msg("%s: passed_ns %llu not between %llu and %llu", quits[i],
+				 (unsigned long long)rr->passed_ns[0], (unsigned long long)t0,
+				 (unsigned long long)t1);
+		assert_int_equal(get_flow(&key).verdict, TLSGATE_PASS);
+		/* the 221, and whatever the client says, pass uncopied */
+		r.payload = "221 2.0.0 Bye\r\n";
+		n = build(&r, frame, NULL, NULL);
+		expect_moved("221: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_CLIENT,
+			     NO_COUNTER);
+		q.seq = end + 6;
+		q.payload = "MAIL FROM:<a@secure.example.org>\r\n";
+		n = build(&q, frame, NULL, NULL);
+		expect_moved("after QUIT: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_SERVER,
+			     NO_COUNTER);
+		assert_int_equal(ring_drain()->n, 0);
+	}
+}
+
+/* A QUIT that is not alone, not in that place, or not after the kernel's
+ * end of data is copied or marked as any command: the entry stays. */
+static void check_quit_kept(struct pkt_spec c)
+{
+	static const char *const not_alone[] = {
+		"QUIT \r\n", "QUIT\n", "QUIT\r", "QUIT", "QUIT\r\nNOOP\r\n", "XUIT\r\n",
+		"QUIU\r\n", "QUI\r\n\r\n", "NOOP\r\nQUIT\r\n", "QUIT\r\r\n",
+	};
+	struct tlsgate_flow_key key;
+	struct ring_read *rr;
+	uint8_t frame[PKT_MAX];
+	uint32_t end;
+	size_t n;
+
+	require_loaded();
+	for (size_t i = 0; i < sizeof(not_alone) / sizeof(*not_alone); i++) {
+		end = content_to_end(c, &key);
+		struct pkt_spec q = c;
+		q.seq = end;
+		q.payload = not_alone[i];
+		n = build(&q, frame, NULL, NULL);
+		try_run_frame(frame, n, FOREIGN_MARK, &(struct run_result){ 0 });
+		if (get_flow(&key).verdict != TLSGATE_INSPECT)
+			fail_msg("\"%s\": the entry changed", not_alone[i]);
+		rr = ring_drain();
+		if (rr->n > 1 || (rr->n == 1 && (rr->flags[0] & TLSGATE_REPLY_PASSED)))
+			fail_msg("\"%s\": copied as passed", not_alone[i]);
+	}
+	/* a NOOP first: the QUIT is copied, not passed; a MAIL FROM is marked */
+	end = content_to_end(c, &key);
+	struct pkt_spec q = c;
+	q.seq = end;
+	q.payload = "NOOP\r\n";
+	n = build(&q, frame, NULL, NULL);
+	expect_moved("NOOP: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_COMMAND_COPIED, NO_COUNTER);
+	q.seq += 6;
+	q.payload = "QUIT\r\n";
+	n = build(&q, frame, NULL, NULL);
+	expect_moved("QUIT after NOOP: ", frame, n, TC_ACT_OK, false, TLSGATE_CNT_COMMAND_COPIED,
+		     NO_COUNTER);
+	rr = ring_drain();
+	assert_int_equal(rr->n, 2);
+	assert_int_equal(rr->flags[1], TLSGATE_REPLY_ENDED);
+	assert_int_equal(get_flow(&key).verdict, TLSGATE_INSPECT);
+	q.seq += 6;
+	q.payload = "MAIL FROM:<a@secure.example.org>\r\n";
+	n = build(&q, frame, NULL, NULL);
 	expect_moved("MAIL: ", frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER, NO_COUNTER);
 	assert_int_equal(ring_drain()->n, 0);
+	/* out of place (retransmitted, or a byte ahead): marked */
+	for (int d = -1; d <= 1; d += 2) {
+		end = content_to_end(c, &key);
+		q = c;
+		q.seq = end + (uint32_t)d;
+		q.payload = "QUIT\r\n";
+		n = build(&q, frame, NULL, NULL);
+		expect_moved("QUIT out of place: ", frame, n, TC_ACT_OK, true,
+			     TLSGATE_CNT_INSPECT_TO_SERVER, NO_COUNTER);
+		assert_int_equal(get_flow(&key).verdict, TLSGATE_INSPECT);
+		assert_int_equal(ring_drain()->n, 0);
+	}
+	/* commands not copied (the daemon withholds what comes): marked */
+	end = content_to_end(c, &key);
+	struct tlsgate_flow_value v = get_flow(&key);
+	v.copy = TLSGATE_COPY_REPLIES;
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	q = c;
+	q.seq = end;
+	q.payload = "QUIT\r\n";
+	n = build(&q, frame, NULL, NULL);
+	expect_moved("QUIT, no command copies: ", frame, n, TC_ACT_OK, true,
+		     TLSGATE_CNT_INSPECT_TO_SERVER, NO_COUNTER);
+	assert_int_equal(get_flow(&key).verdict, TLSGATE_INSPECT);
+	/* an INSPECT entry whose content did not end here: copied, kept */
+	put_copying(&c, TLSGATE_INSPECT, COPY_ALL, &key);
+	v = get_flow(&key);
+	v.client_state = TLSGATE_CLIENT_STATE(c.seq, 1);
+	assert_int_equal(bpf_map_update_elem(bpf_map__fd(skel->maps.flows), &key, &v, BPF_EXIST), 0);
+	q = c;
+	q.payload = "QUIT\r\n";
+	n = build(&q, frame, NULL, NULL);
+	expect_moved("QUIT without content: ", frame, n, TC_ACT_OK, false,
+		     TLSGATE_CNT_COMMAND_COPIED, NO_COUNTER);
+	rr = ring_drain();
+	assert_int_equal(rr->n, 1);
+	assert_int_equal(rr->flags[0], 0);
+	assert_int_equal(get_flow(&key).verdict, TLSGATE_INSPECT);
 }
 
 /* ---- the content handed over at the 354 (awaits map) --------------------- */
@@ -2794,6 +2940,16 @@ static void test_content_ended_then_v6(void **state)
 	check_content_ended_then(spec_v6());
 }
 
+static void test_quit_kept_v4(void **state)
+{
+	check_quit_kept(spec_v4());
+}
+
+static void test_quit_kept_v6(void **state)
+{
+	check_quit_kept(spec_v6());
+}
+
 static void test_command_copy_content_end(void **state)
 {
 	struct pkt_spec s = spec_v4();
@@ -2899,6 +3055,8 @@ int main(void)
 		cmocka_unit_test_setup(test_content_ended_v6, reset_flows),
 		cmocka_unit_test_setup(test_content_ended_then_v4, reset_flows),
 		cmocka_unit_test_setup(test_content_ended_then_v6, reset_flows),
+		cmocka_unit_test_setup(test_quit_kept_v4, reset_flows),
+		cmocka_unit_test_setup(test_quit_kept_v6, reset_flows),
 		cmocka_unit_test_setup(test_switch_at_354_v4, reset_flows),
 		cmocka_unit_test_setup(test_switch_at_354_v6, reset_flows),
 		cmocka_unit_test_setup(test_server_state_moves, reset_flows),
