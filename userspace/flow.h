@@ -35,6 +35,10 @@ struct flow {
 			 segments come from the reply ring, not the queue */
 	uint8_t await_stage, await_skip; /* the awaits entry written (struct tlsgate_await) */
 	uint32_t await_client, await_server;
+	uint32_t content_from; /* content: where the kernel took it over */
+	/* CLOCK_MONOTONIC after the daemon last wrote the kernel entry while
+	 * inspecting: a PASS the program wrote before that is gone. */
+	uint64_t entry_written_ns;
 	struct session *session; /* non-NULL while inspecting */
 	struct gate_flow *gate;  /* gate.c's flat state; freed with the flow */
 	uint64_t first_ns, last_ns;

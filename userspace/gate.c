@@ -127,6 +127,7 @@ struct gate {
 	size_t n_seg_verbs;
 	bool seg_verbs_over;
 	bool seg_copied; /* the segment being consumed passed already */
+	bool seg_passed; /* ... and the program turned the entry PASS there */
 	/* Flows whose content goes to the kernel after this batch. */
 	struct tlsgate_flow_key content_pending[GATE_CONTENT_PENDING_MAX];
 	size_t n_content_pending;
@@ -922,7 +923,8 @@ static void gate_offload(struct gate *g, struct flow *f, bool no_offload)
 {
 	if (no_offload)
 		return;
-	int err = datapath_set_verdict(g->dp, &f->key, TLSGATE_PASS);
+	/* The program turned the entry PASS at this segment itself. */
+	int err = g->seg_passed ? 0 : datapath_set_verdict(g->dp, &f->key, TLSGATE_PASS);
 	if (err < 0) {
 		log_warnx_rl(&g->rl, "cannot offload a flow: %s (it stays inspected)",
 			     strerror(-err));
@@ -1217,12 +1219,14 @@ static void gate_content_handover(struct gate *g, struct flow *f)
 	}
 	int err = datapath_set_content(g->dp, &f->key, seq, line_end, chunk ? &end : NULL,
 				       f->copy);
+	f->entry_written_ns = mono_ns();
 	if (err < 0) {
 		log_warnx_rl(&g->rl, "cannot hand message content to the kernel: %s",
 			     strerror(-err));
 		return;
 	}
 	f->content = true;
+	f->content_from = seq;
 	g->stats.content_handovers++;
 }
 
@@ -1288,6 +1292,15 @@ static void gate_content_return(struct gate *g, struct flow *f, const struct flo
 	 * reply. */
 	if (v.content_lf & TLSGATE_CONTENT_ENDED)
 		session_content_ended(f->session);
+}
+
+/* The content the kernel carried ended at seq (after its "." CRLF). */
+static void gate_content_ended(struct gate *g, struct flow *f, uint32_t seq)
+{
+	f->content = false;
+	g->stats.content_returns++;
+	session_content_skip(f->session, seq, true);
+	session_content_ended(f->session);
 }
 
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
@@ -1384,12 +1397,19 @@ void gate_content_sync(struct gate *g, struct flow *f, const struct flowkey_pack
 }
 
 void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
-			 bool copied)
+			 const struct tlsgate_reply_event *copy)
 {
 	g->cur_flow = f;
-	g->seg_copied = copied;
+	g->seg_copied = copy != NULL;
+	g->seg_passed = copy && (copy->flags & TLSGATE_REPLY_PASSED) &&
+			(int64_t)(copy->passed_ns - f->entry_written_ns) > 0;
 	g->n_seg_verbs = 0;
 	g->seg_verbs_over = false;
+	/* The copy says where this content ended (an older content's end,
+	 * from a copy made before this handover, is before its start). */
+	if (f->content && f->session && copy && (copy->flags & TLSGATE_REPLY_ENDED) &&
+	    (int32_t)(copy->content_seq - f->content_from) > 0)
+		gate_content_ended(g, f, copy->content_seq);
 	gate_content_sync(g, f, p);
 	/* A BDAT chunk that ends in this client segment: if the segment is
 	 * withheld, that chunk's reply is owed too (as for DATA's "."). */

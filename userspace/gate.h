@@ -75,10 +75,12 @@ void gate_flow_start(struct gate *g, struct flow *f, const struct flowkey_packet
 /* Call right before session_segment() for f with its packet p: the
  * session's command callback judges commands against this flow, and a
  * flow whose content the kernel held is taken back (the session skips
- * what passed there). copied: p passed already (a copy); a refusal it
- * calls for cannot withhold it, so both sides are reset instead. */
+ * what passed there). copy: p's copy from the reply ring (NULL: queued);
+ * p passed already, so a refusal it calls for cannot withhold it, and
+ * both sides are reset instead. A copy at which the program turned the
+ * entry PASS (TLSGATE_REPLY_PASSED) spares the offload's write. */
 void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
-			 bool copied);
+			 const struct tlsgate_reply_event *copy);
 
 /* True when p is a client segment of a flow whose refusal waits for the
  * server's owed replies: drop it without feeding the session. */

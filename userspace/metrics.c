@@ -63,7 +63,7 @@ static const struct metric_field metric_fields[] = {
 static const char *const metric_kernel_actions[] = {
 	"inspect", "pass", "block", "ack_skipped", "fragment", "unparsed", "content",
 	"content_returned", "reply_copied", "reply_queued", "command_copied",
-	"content_ended", "content_switched", "rcpt_copied",
+	"content_ended", "content_switched", "rcpt_copied", "quit_passed",
 };
 
 static json_t *metric_get(json_t *root, const char *path)

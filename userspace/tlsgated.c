@@ -128,6 +128,7 @@ struct daemon {
 	uint64_t awaits_set;         /* awaits entries written */
 	uint64_t content_unexpected; /* the kernel took content the session did not expect */
 	uint64_t copied_refused;     /* a copied client segment judged a refusal */
+	uint64_t quit_unexpected;    /* the kernel passed at a QUIT the session did not end at */
 	struct web *web;
 	char *web_token;
 	/* Probes run as child processes (tlsgate-probe --db), bounded. */
@@ -236,6 +237,7 @@ static void daemon_copy_flags(struct daemon *d, struct flow *f)
 	 * that failed before) the kernel learns it from the next segment. */
 	bool fresh = f->queued_packets + f->copied_packets <= 1;
 	int err = datapath_set_inspect(d->dp, &f->key, want, TLSGATE_CLIENT_STATE(next, fresh));
+	f->entry_written_ns = now_ns();
 	if (err < 0) {
 		log_warnx_rl(&d->rl, "cannot %s copies for a flow: %s", want ? "start" : "stop",
 			     strerror(-err));
@@ -336,6 +338,7 @@ static void daemon_content_switched(struct daemon *d, struct flow *f, uint32_t s
 				     "(at %u)", seq);
 	}
 	f->content = true;
+	f->content_from = seq;
 	f->content_wanted = false;
 }
 
@@ -523,7 +526,7 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		f->copy &= (uint8_t)~TLSGATE_COPY_COMMANDS; /* as the tagger did */
 	if (gate_withholds(f, &p))
 		return NF_DROP;
-	gate_before_segment(d->gate, f, &p, copied);
+	gate_before_segment(d->gate, f, &p, copy);
 	enum session_action action = session_segment(f->session, &seg);
 	if (copy && (copy->flags & TLSGATE_REPLY_CONTENT))
 		daemon_content_switched(d, f, copy->content_seq);
@@ -537,6 +540,15 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		d->copied_refused++;
 		log_warnx_rl(&d->rl, "a client segment the kernel let pass was judged a refusal: "
 				     "the flow is reset");
+	}
+	if (copy && (copy->flags & TLSGATE_REPLY_PASSED) && f->verdict == TLSGATE_INSPECT &&
+	    f->session) {
+		/* The program passed the rest at a QUIT the session does not
+		 * take as the end: the entry is written back below. */
+		d->quit_unexpected++;
+		log_warnx_rl(&d->rl, "the kernel offloaded a flow at a QUIT the session still "
+				     "inspects: inspecting it again");
+		f->copy = (uint8_t)~0u;
 	}
 	if (action == SESSION_LIMIT)
 		d->stats.limit++;
@@ -732,14 +744,17 @@ static char *daemon_stats_json(struct daemon *d)
 				    counter_json(&k[TLSGATE_CNT_CONTENT_SWITCHED], NULL));
 		json_object_set_new(kern, "rcpt_copied",
 				    counter_json(&k[TLSGATE_CNT_RCPT_COPIED], NULL));
+		json_object_set_new(kern, "quit_passed",
+				    counter_json(&k[TLSGATE_CNT_QUIT_PASSED], NULL));
 		json_object_set_new(root, "replies",
-				    json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled",
+				    json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled",
 					      d->replies != NULL, "read", (json_int_t)d->replies_read,
 					      "malformed", (json_int_t)d->replies_bad, "gap_drops",
 					      (json_int_t)d->gap_drops, "awaits_set",
 					      (json_int_t)d->awaits_set, "content_unexpected",
 					      (json_int_t)d->content_unexpected, "copied_refused",
-					      (json_int_t)d->copied_refused));
+					      (json_int_t)d->copied_refused, "quit_unexpected",
+					      (json_int_t)d->quit_unexpected));
 	}
 	if (!root)
 		return NULL;
