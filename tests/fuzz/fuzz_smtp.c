@@ -39,7 +39,10 @@
  * RCPT TO line alone that the model of tagger_rcpt_unruled() clears
  * (rcpt_domains holding FUZZ_RULED), whose domain as the daemon reads it
  * must then not be one it refuses. The tagger moves the awaits entry on
- * at such a RCPT, as at DATA. */
+ * at such a RCPT, as at DATA. A QUIT CRLF alone that is the first client
+ * segment after an end of data the kernel passed turns the flow PASS
+ * there (tagger_quit_pass()): the session must read it as QUIT, and the
+ * dialog ends for the daemon. */
 #include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -129,12 +132,14 @@ static void parse_lines(const uint8_t *data, size_t size)
 struct cmd_digest {
 	uint64_t h;
 	unsigned int n;
+	int last; /* the last verb */
 };
 
 static void digest_command(void *arg, int verb, const char *addr)
 {
 	struct cmd_digest *d = arg;
 
+	d->last = verb;
 	d->h = (d->h ^ (uint64_t)(unsigned int)verb) * 0x100000001b3ull;
 	for (; *addr; addr++)
 		d->h = (d->h ^ (uint8_t)*addr) * 0x100000001b3ull;
@@ -167,6 +172,11 @@ struct fuzz {
 	bool aw_moved; /* the tagger moved it at this chunk (AWAIT_MOVED) */
 	unsigned int aw_skip;
 	uint32_t aw_client, aw_server;
+	/* The kernel passed an end of data: the entry is INSPECT, ENDED at
+	 * ended_seq, until content is handed over again. */
+	bool ended;
+	uint32_t ended_seq;
+	bool quit_passed; /* the tagger turned the flow PASS at a QUIT */
 };
 
 /* tagger_reply_lines(): the number of lines, plus 0x100 when the last is
@@ -327,6 +337,11 @@ static void ref_window(struct fuzz *f)
 		session_content_skip(f->ref, next, true);
 }
 
+static bool reasm_lost(const struct fuzz *f)
+{
+	return (session_info(f->s)->anomalies | session_info(f->ref)->anomalies) & SESSION_ANOM_REASM_LOST;
+}
+
 static void deliver(struct fuzz *f, const struct tcp_segment *g)
 {
 	uint32_t seq, cn = f->aw_client;
@@ -337,6 +352,12 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 	f->aw_moved = false;
 	await = data && !f->content && tagger_await(f, g);
 	moved = f->aw_moved;
+	/* tagger_quit_pass(): QUIT CRLF alone, the first client segment after
+	 * the end of data the kernel passed */
+	bool quit = data && g->dir == C && !f->content && f->ended && g->seq == f->ended_seq &&
+		    f->client_state == ((uint64_t)f->ended_seq | 1ull << 32) && g->len == 6 &&
+		    !strncasecmp((const char *)g->payload, "QUIT\r\n", 6);
+	unsigned int cmds_before = f->cmds.n;
 
 	if (data && g->dir == C)
 		f->client_state = (uint32_t)(g->seq + g->len) |
@@ -352,6 +373,8 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 			if (ended) {
 				/* back to INSPECT after it, as gate_content_return() */
 				f->content = false;
+				f->ended = true;
+				f->ended_seq = f->content_seq;
 				session_content_skip(f->s, f->content_seq, true);
 				session_content_ended(f->s);
 				ref_window(f);
@@ -368,23 +391,28 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 	session_segment(f->s, g);
 	session_content_ready(f->s, &seq, &line_end);
 	check_memory(f->s);
+	if (quit) {
+		/* The rest passes in the kernel: the session must read this as
+		 * the QUIT it is (else the daemon would still inspect a flow
+		 * the kernel no longer shows it: replies.quit_unexpected). */
+		if (!f->raw_skip && !reasm_lost(f) && !f->small_limits &&
+		    (f->cmds.n != cmds_before + 1 || f->cmds.last != SMTP_VERB_QUIT))
+			__builtin_trap();
+		f->quit_passed = true;
+	}
 	if (await) {
 		/* The kernel turned CONTENT at this 354: the session must read
 		 * the client's next byte as content too (daemon_content_switched()). */
 		if (!session_content_ready(f->s, &seq, &line_end) || seq != cn || !line_end)
 			__builtin_trap();
 		f->content = true;
+		f->ended = false;
 		f->content_seq = cn;
 		f->content_line_end = true;
 		f->content_lf = true;
 		f->passed = false;
 	}
 	daemon_await_model(f, moved);
-}
-
-static bool reasm_lost(const struct fuzz *f)
-{
-	return (session_info(f->s)->anomalies | session_info(f->ref)->anomalies) & SESSION_ANOM_REASM_LOST;
 }
 
 /* With every client byte delivered, the session's next seq is the
@@ -416,6 +444,7 @@ static size_t control(struct fuzz *f, const uint8_t *p, size_t n)
 	if (ctl & 0x80) {
 		if (!f->content && session_content_ready(f->s, &seq, &line_end)) {
 			f->content = true;
+			f->ended = false;
 			f->content_seq = seq;
 			f->content_line_end = line_end;
 			f->content_lf = false; /* as datapath_set_content() writes it */
@@ -576,6 +605,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (dir == C && n)
 			f.last_c = data[i + n - 1];
 		i += n;
+		if (f.quit_passed)
+			break; /* nothing more reaches the daemon */
 		check_ready(&f);
 	}
 	/* The kernel hides content only: the commands are the same. */
