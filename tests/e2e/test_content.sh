@@ -40,7 +40,9 @@
 #     flow to content at both 354s of a serial session (the daemon awaits
 #     them, struct tlsgate_await), the daemon hands nothing over, and both
 #     messages arrive intact (IPv4 and IPv6).
-#     Their RCPT TO lines passed in the kernel too, judged by their domain.
+#     Their RCPT TO lines passed in the kernel too, judged by their domain,
+#     and the QUIT after the second message's end turned the flow PASS in
+#     the kernel (kernel.quit_passed), the daemon offloading it from its copy.
 #  K. one command at a time: a RCPT TO whose domain the policy leaves
 #     alone passes in the kernel (kernel.rcpt_copied) and gets the server's
 #     250; one to a subdomain of a require_tls domain after it, in another
@@ -326,6 +328,8 @@ for v in 4 6; do
 	if [ "$v" = 4 ]; then server=198.51.100.30 to=user@plain.test; else server=2001:db8:2::30 to=user@plain6.test; fi
 	s0=$(world_stats 'j["kernel"]["content_switched"]["packets"]')
 	r0=$(world_stats 'j["kernel"]["rcpt_copied"]["packets"]')
+	q0=$(world_stats 'j["kernel"]["quit_passed"]["packets"]')
+	o0=$(world_stats 'j["flows"]["offloaded_total"]')
 	h0=$(world_stats 'j["content"]["handed_over"]')
 	c0=$(world_stats 'j["kernel"]["content"]["bytes"]')
 	id=$(world_msgid)
@@ -339,11 +343,17 @@ for v in 4 6; do
 	check "IPv$v slow 354: ... and the second one after it" wait_for 30 inbox "Subject: $second"
 	s1=$(world_stats 'j["kernel"]["content_switched"]["packets"]')
 	r1=$(world_stats 'j["kernel"]["rcpt_copied"]["packets"]')
+	q1=$(world_stats 'j["kernel"]["quit_passed"]["packets"]')
+	o1=$(world_stats 'j["flows"]["offloaded_total"]')
 	h1=$(world_stats 'j["content"]["handed_over"]')
 	c1=$(world_stats 'j["kernel"]["content"]["bytes"]')
-	diag "IPv$v slow 354: switched in the kernel +$((s1 - s0)), handed over +$((h1 - h0)), content in the kernel +$((c1 - c0)) bytes"
+	diag "IPv$v slow 354: switched in the kernel +$((s1 - s0)), handed over +$((h1 - h0)), content in the kernel +$((c1 - c0)) bytes, passed at QUIT +$((q1 - q0)), offloaded +$((o1 - o0))"
 	check "IPv$v slow 354: the kernel switched to content at both 354s" [ $((s1 - s0)) -eq 2 ]
 	check "IPv$v slow 354: both RCPT TO lines passed in the kernel" [ $((r1 - r0)) -eq 2 ]
+	check "IPv$v slow 354: the QUIT after the kernel's end of data got the server's 221" \
+		eval '[[ "$(tail -1 <<<"$out")" == "QUIT 221 "* ]]'
+	check "IPv$v slow 354: ... and passed the flow in the kernel (the daemon offloaded it)" \
+		[ $((q1 - q0)) -eq 1 -a $((o1 - o0)) -eq 1 ]
 	check "IPv$v slow 354: the daemon handed nothing over" [ $((h1 - h0)) -eq 0 ]
 	check "IPv$v slow 354: content passed in the kernel" world_in_range $((c1 - c0)) 1
 done
