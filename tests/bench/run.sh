@@ -142,6 +142,13 @@ printf '%-44s %14.1f %14.1f %8.3f %8s\n' "smtp-source tx/s, no policy (best)" \
 printf '%-44s %14.1f %14.1f %8.3f %8s\n' "smtp-source tx/s, realistic policy (best)" \
 	"$tp" "$tpol" "$(echo "$tpol / $tp" | bc -l)" "-"
 printf '%-44s %14s %14.1f %8.3f %8s\n' "  policy vs no policy" "" "$tpol" "$(echo "$tpol / $tg" | bc -l)" ">=0.95"
+# The same pair measured round by round (each round runs both modes back to
+# back): the median of those ratios, and their range, show the noise.
+read -r rmed rmin rmax < <(paste "$WORLD_DIR/bench.tx.policy" "$WORLD_DIR/bench.tx.gw" |
+	awk '{ print $1 / $2 }' | sort -g |
+	awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], a[1], a[NR] }')
+printf '%-44s %14s %14s %8.3f   (rounds %.3f-%.3f)\n' "  ... median of the rounds' ratios" "" "" \
+	"$rmed" "$rmin" "$rmax"
 printf '%-44s %14.1f %14.1f %8.3f %8s\n' "smtp-source tx/s, every packet inspected" \
 	"$tp" "$tall" "$(echo "$tall / $tp" | bc -l)" "(~0.5 naive)"
 printf '%-44s %14.1f %14.1f %8s\n' "TCP connect median, us (2000 samples)" "$lp" "$lg" "-"
