@@ -535,7 +535,8 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	if (copied && p.dir == TLSGATE_DIR_TO_SERVER && was != TLSGATE_BLOCK &&
 	    f->verdict == TLSGATE_BLOCK) {
 		/* It reached the server already (a policy applied after the
-		 * kernel copied a RCPT TO under the one before): both sides
+		 * kernel copied a RCPT TO under the one before: the ring is read
+		 * before each apply, so only a copy made during it): both sides
 		 * are reset, the client retries later. */
 		d->copied_refused++;
 		log_warnx_rl(&d->rl, "a client segment the kernel let pass was judged a refusal: "
@@ -837,6 +838,9 @@ static char *daemon_control(void *arg, const char *command)
 	struct daemon *d = arg;
 	char err[256];
 	if (strncmp(command, "policy-apply ", 13) == 0) {
+		/* Copies the kernel passed under the policy in force are judged
+		 * under it, not under the new one (that would reset the flow). */
+		daemon_read_replies(d);
 		int rc = gate_policy_apply(d->gate, command + 13, NULL, err, sizeof(err));
 		if (rc == -EALREADY)
 			return json_answer(true, "unchanged", err);
@@ -1354,6 +1358,7 @@ static int daemon_run(struct daemon *d)
 						 * Type=notify and ExecReload=kill -HUP, systemd
 						 * (252) left the unit inactive after those. */
 						log_info("SIGHUP: re-reading the policy");
+						daemon_read_replies(d);
 						gate_reload(d->gate);
 						continue;
 					}
