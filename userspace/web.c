@@ -1,8 +1,8 @@
 /* web.c - see web.h for the contract.
  *
  * libmicrohttpd runs its own thread (HTTP parsing and the store's read
- * queries happen there, on the second core, so a flood of lookups does not
- * starve the mail path). The hooks are not thread-safe, so every hook call
+ * queries happen there, at nice WEB_THREAD_NICE, so a flood of lookups
+ * takes what CPU the mail path leaves and does not starve it). The hooks are not thread-safe, so every hook call
  * is handed to the daemon's thread: the web thread queues it, wakes the
  * daemon through an eventfd (web_fd) and waits; web_process() runs it.
  * Answers are built whole (they are small) and handed to MHD to free. */
@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,9 @@
 #define WEB_SAMPLES 60
 #define WEB_PROBE_SLOTS 256    /* remembered recently scheduled probes */
 #define WEB_PROBE_HOLDOFF 60   /* seconds before the same domain is asked again */
+/* The web thread's nice value: mail comes first. A burst of lookups takes
+ * the CPU the packet path leaves, not a share of the packet path's. */
+#define WEB_THREAD_NICE 10
 #define WEB_DESTINATIONS_MAX 2000
 #define WEB_EVENTS_DEFAULT 50
 #define WEB_CALL_TIMEOUT 5     /* seconds the web thread waits for the daemon */
@@ -837,6 +841,17 @@ static enum MHD_Result web_get(struct web *w, struct MHD_Connection *c, const ch
 	return ret;
 }
 
+/* Lowers the calling thread's priority once (MHD's thread has no option). */
+static void web_thread_lower(void)
+{
+	static __thread bool lowered;
+	if (lowered)
+		return;
+	lowered = true;
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WEB_THREAD_NICE) < 0)
+		log_warn("web: cannot lower the web thread's priority");
+}
+
 static enum MHD_Result web_handler(void *cls, struct MHD_Connection *c, const char *url,
 				   const char *method, const char *version,
 				   const char *upload_data, size_t *upload_data_size,
@@ -844,6 +859,7 @@ static enum MHD_Result web_handler(void *cls, struct MHD_Connection *c, const ch
 {
 	struct web *w = cls;
 	struct web_request *rq = *con_cls;
+	web_thread_lower();
 	if (!rq) {
 		*con_cls = xcalloc(1, sizeof(*rq));
 		return MHD_YES;

@@ -13,7 +13,8 @@
 #   in /api/v1/events and /api/v1/locks; releasing it needs the bearer
 #   token (401 without), then the lock is gone from the API and the store;
 # - CORS only for the configured origin; /metrics counters agree with
-#   "tlsgatectl stats"; the API listens only on 127.0.0.1;
+#   "tlsgatectl stats"; the API listens only on 127.0.0.1, its thread at
+#   nice 10 (mail first);
 # - tlsgatectl check/destinations/events/history/status over the API.
 #
 # How this fails when it should: a lookup that does not read the store or
@@ -67,6 +68,12 @@ for i in $(seq 1 50); do
 	sleep 0.1
 done
 check "the API answers on 127.0.0.1:8025 in the gateway" [ "$HTTP_STATUS" = 200 ]
+# Mail first: the web thread (libmicrohttpd's) runs at nice 10, the packet
+# path's thread at 0, so a flood of lookups takes what CPU mail leaves.
+web_nice=$(for t in /proc/$(world_gw_pid)/task/*; do
+	[ "$(cat "$t/comm")" != tlsgated ] && awk '{ print $19 }' "$t/stat"; done | sort -u | tr '\n' ' ')
+check "the web thread runs at nice 10, the packet path at 0 ($web_nice)" \
+	[ "$web_nice" = "10 " -a "$(awk '{ print $19 }' /proc/$(world_gw_pid)/stat)" = 0 ]
 
 # What passive DNS learning records for the world's transport-mapped domains
 # (the sender's Postfix resolves nothing): address -> MX name -> domain.
