@@ -415,6 +415,15 @@ static void daemon_read_replies(struct daemon *d)
 	d->reading_replies = false;
 }
 
+/* Outside the queue's batches (control commands, stats): the copies made
+ * so far are read, and acted on as after a batch. */
+static void daemon_catch_up(struct daemon *d)
+{
+	daemon_read_replies(d);
+	gate_content_flush(d->gate, d->flows);
+	gate_flush_news(d->gate);
+}
+
 static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t indev)
 {
 	struct daemon *d = arg;
@@ -695,6 +704,8 @@ static char *daemon_stats_json(struct daemon *d)
 	struct count_ctx c = { 0 };
 	const struct nfqueue_stats *qs = nfqueue_stats(d->queue);
 
+	/* What the kernel copied counts (offloads at a QUIT it passed, ...). */
+	daemon_catch_up(d);
 	if (datapath_counters(d->dp, k) < 0)
 		memset(k, 0, sizeof(k));
 	nfqueue_kernel_stats(d->queue, &ks);
@@ -814,6 +825,7 @@ static int flow_json_one(void *arg, struct flow *f)
 
 static char *daemon_flows_json(struct daemon *d)
 {
+	daemon_catch_up(d);
 	json_t *arr = json_array();
 	void *ctx[2] = { d, arr };
 	flow_for_each(d->flows, flow_json_one, ctx);
@@ -840,7 +852,7 @@ static char *daemon_control(void *arg, const char *command)
 	if (strncmp(command, "policy-apply ", 13) == 0) {
 		/* Copies the kernel passed under the policy in force are judged
 		 * under it, not under the new one (that would reset the flow). */
-		daemon_read_replies(d);
+		daemon_catch_up(d);
 		int rc = gate_policy_apply(d->gate, command + 13, NULL, err, sizeof(err));
 		if (rc == -EALREADY)
 			return json_answer(true, "unchanged", err);
@@ -1358,7 +1370,7 @@ static int daemon_run(struct daemon *d)
 						 * Type=notify and ExecReload=kill -HUP, systemd
 						 * (252) left the unit inactive after those. */
 						log_info("SIGHUP: re-reading the policy");
-						daemon_read_replies(d);
+						daemon_catch_up(d);
 						gate_reload(d->gate);
 						continue;
 					}
