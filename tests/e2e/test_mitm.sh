@@ -22,6 +22,8 @@
 #     the store; a block event.
 #  3. the stripper removed: the mail stays deferred (destination locked;
 #     the gateway answers STARTTLS with 454 and MAIL FROM with the 451).
+#     A sender at smtp_tls_security_level = encrypt gives up at that 454
+#     and logs it.
 #  4. tlsgatectl history release: the queued mail goes out over TLS.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -130,6 +132,28 @@ for v in 4 6; do
 		[ "$(sql "select count(*) from events where kind='block' and rule='tls-history' and mx='$mx' and reason like 'destination locked%'")" -ge 1 ]
 	check "IPv$v: nothing reached mx-tls yet" world_not world_find_message mx-tls "$id"
 	check "IPv$v: still locked in the store" [ "$(sql "select locked from tls_history where mx='$mx'")" = 1 ]
+
+	# 3b. A sender that requires TLS (Postfix smtp_tls_security_level =
+	# encrypt) gives up at the gateway's 454 to its STARTTLS (RFC 3207:
+	# TLS not available for a temporary reason) and logs that reply.
+	level=$(world_exec in postconf -c "$WORLD_DIR/in/etc" -h smtp_tls_security_level)
+	world_exec in postconf -c "$WORLD_DIR/in/etc" -e 'smtp_tls_security_level = encrypt' &&
+		world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
+	sleep 1
+	n0=$(deferrals "$qid" $to)
+	flush
+	if wait_deferrals "$qid" $to "$n0" 30; then ok "IPv$v encrypt: the mail is deferred again"; else
+		not_ok "IPv$v encrypt: the mail is deferred again"
+		world_dump_log in "$id"
+	fi
+	line=$(grep "$qid: to=<$to>.*deferred" "$IN/maillog" | tail -1)
+	diag "$line"
+	check "IPv$v encrypt: ... because STARTTLS got the gateway's 454 4.7.4 destination locked" \
+		grep -qE "TLS is required, but .*refused to start TLS: 454 4\.7\.4 tlsgate: destination locked .*tls-history" <<<"$line"
+	check "IPv$v encrypt: nothing reached mx-tls" world_not world_find_message mx-tls "$id"
+	world_exec in postconf -c "$WORLD_DIR/in/etc" -e "smtp_tls_security_level = $level" &&
+		world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
+	sleep 1
 
 	# 4. The operator releases the destination.
 	out=$(world_ctl history release $mx 2>&1)
