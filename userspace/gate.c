@@ -1262,6 +1262,18 @@ void gate_content_flush(struct gate *g, struct flow_table *flows)
 	g->n_content_pending = 0;
 }
 
+/* The content is back from the kernel: the session skips to seq (lf: the
+ * byte before it is an LF); ended: the end of data passed there too
+ * (COPY_END_OF_DATA), so the server owes its reply. */
+static void gate_content_back(struct gate *g, struct flow *f, uint32_t seq, bool lf, bool ended)
+{
+	f->content = false;
+	g->stats.content_returns++;
+	session_content_skip(f->session, seq, lf);
+	if (ended)
+		session_content_ended(f->session);
+}
+
 /* A queued packet of a flow whose content the kernel held: the program
  * turned the entry back to INSPECT, and the session skips the client bytes
  * that passed in the kernel. A packet queued before the handover took
@@ -1276,31 +1288,13 @@ static void gate_content_return(struct gate *g, struct flow *f, const struct flo
 		/* Evicted from the LRU map: how far the content went is lost.
 		 * Every segment is queued since, so the client's next one
 		 * starts where the kernel stopped. */
-		if (p->dir != TLSGATE_DIR_TO_SERVER)
-			return;
-		f->content = false;
-		g->stats.content_returns++;
-		session_content_skip(f->session, p->seq, true);
+		if (p->dir == TLSGATE_DIR_TO_SERVER)
+			gate_content_back(g, f, p->seq, true, false);
 		return;
 	}
-	if (v.verdict == TLSGATE_CONTENT)
-		return;
-	f->content = false;
-	g->stats.content_returns++;
-	session_content_skip(f->session, v.content_seq, v.content_lf & TLSGATE_CONTENT_LF);
-	/* The end of data passed too (COPY_END_OF_DATA): the server owes its
-	 * reply. */
-	if (v.content_lf & TLSGATE_CONTENT_ENDED)
-		session_content_ended(f->session);
-}
-
-/* The content the kernel carried ended at seq (after its "." CRLF). */
-static void gate_content_ended(struct gate *g, struct flow *f, uint32_t seq)
-{
-	f->content = false;
-	g->stats.content_returns++;
-	session_content_skip(f->session, seq, true);
-	session_content_ended(f->session);
+	if (v.verdict != TLSGATE_CONTENT)
+		gate_content_back(g, f, v.content_seq, v.content_lf & TLSGATE_CONTENT_LF,
+				  v.content_lf & TLSGATE_CONTENT_ENDED);
 }
 
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
@@ -1409,7 +1403,7 @@ void gate_before_segment(struct gate *g, struct flow *f, const struct flowkey_pa
 	 * from a copy made before this handover, is before its start). */
 	if (f->content && f->session && copy && (copy->flags & TLSGATE_REPLY_ENDED) &&
 	    (int32_t)(copy->content_seq - f->content_from) > 0)
-		gate_content_ended(g, f, copy->content_seq);
+		gate_content_back(g, f, copy->content_seq, true, true);
 	gate_content_sync(g, f, p);
 	/* A BDAT chunk that ends in this client segment: if the segment is
 	 * withheld, that chunk's reply is owed too (as for DATA's "."). */

@@ -2,10 +2,11 @@
  *
  * libmicrohttpd runs its own thread (HTTP parsing and the store's read
  * queries happen there, at nice WEB_THREAD_NICE, so a flood of lookups
- * takes what CPU the mail path leaves and does not starve it). The hooks are not thread-safe, so every hook call
- * is handed to the daemon's thread: the web thread queues it, wakes the
- * daemon through an eventfd (web_fd) and waits; web_process() runs it.
- * Answers are built whole (they are small) and handed to MHD to free. */
+ * takes what CPU the mail path leaves). The hooks are not thread-safe, so
+ * every hook call is handed to the daemon's thread: the web thread queues
+ * it, wakes the daemon through an eventfd (web_fd) and waits;
+ * web_process() runs it. Answers are built whole (they are small) and
+ * handed to MHD to free. */
 #include "web.h"
 
 #include <arpa/inet.h>
