@@ -47,6 +47,26 @@ wait_deferrals() {
 	return 1
 }
 
+# retry_deferred WHAT: flush the sender's queue; ok WHAT when it logs
+# another deferral of $qid to $to. $line: that deferral.
+retry_deferred() {
+	local n0
+	n0=$(deferrals "$qid" "$to")
+	flush
+	if wait_deferrals "$qid" "$to" "$n0" 30; then ok "$1"; else
+		not_ok "$1"
+		world_dump_log in "$id"
+	fi
+	line=$(grep "$qid: to=<$to>.*deferred" "$IN/maillog" | tail -1)
+	diag "$line"
+}
+# sender_tls LEVEL: the sending Postfix's smtp_tls_security_level.
+sender_tls() {
+	world_exec in postconf -c "$WORLD_DIR/in/etc" -e "smtp_tls_security_level = $1" &&
+		world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
+	sleep 1
+}
+
 # The man in the middle for one address family: IPT, MX, PORT, RULE set
 # by mitm_on; mitm_off undoes it (also from the exit trap).
 MITM_PID='' IPT='' RULE=()
@@ -115,14 +135,7 @@ for v in 4 6; do
 	mitm_off
 	check "IPv$v: stripper removed (no REDIRECT rule left)" \
 		world_not grep -q -- "--to-ports $port" <<<"$(world_exec mx-tls sh -c 'iptables-save -t nat; ip6tables-save -t nat')"
-	n0=$(deferrals "$qid" $to)
-	flush
-	if wait_deferrals "$qid" $to "$n0" 30; then ok "IPv$v: without the stripper the mail is deferred again (locked)"; else
-		not_ok "IPv$v: without the stripper the mail is deferred again (locked)"
-		world_dump_log in "$id"
-	fi
-	line=$(grep "$qid: to=<$to>.*deferred" "$IN/maillog" | tail -1)
-	diag "$line"
+	retry_deferred "IPv$v: without the stripper the mail is deferred again (locked)"
 	# The lock is known before anything is said: the gateway answers the
 	# STARTTLS itself (454) and the plaintext MAIL FROM that follows with
 	# the 451, so the sender's log names the lock, not a TLS failure.
@@ -137,23 +150,12 @@ for v in 4 6; do
 	# encrypt) gives up at the gateway's 454 to its STARTTLS (RFC 3207:
 	# TLS not available for a temporary reason) and logs that reply.
 	level=$(world_exec in postconf -c "$WORLD_DIR/in/etc" -h smtp_tls_security_level)
-	world_exec in postconf -c "$WORLD_DIR/in/etc" -e 'smtp_tls_security_level = encrypt' &&
-		world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
-	sleep 1
-	n0=$(deferrals "$qid" $to)
-	flush
-	if wait_deferrals "$qid" $to "$n0" 30; then ok "IPv$v encrypt: the mail is deferred again"; else
-		not_ok "IPv$v encrypt: the mail is deferred again"
-		world_dump_log in "$id"
-	fi
-	line=$(grep "$qid: to=<$to>.*deferred" "$IN/maillog" | tail -1)
-	diag "$line"
+	sender_tls encrypt
+	retry_deferred "IPv$v encrypt: the mail is deferred again"
 	check "IPv$v encrypt: ... because STARTTLS got the gateway's 454 4.7.4 destination locked" \
 		grep -qE "TLS is required, but .*refused to start TLS: 454 4\.7\.4 tlsgate: destination locked .*tls-history" <<<"$line"
 	check "IPv$v encrypt: nothing reached mx-tls" world_not world_find_message mx-tls "$id"
-	world_exec in postconf -c "$WORLD_DIR/in/etc" -e "smtp_tls_security_level = $level" &&
-		world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
-	sleep 1
+	sender_tls "$level"
 
 	# 4. The operator releases the destination.
 	out=$(world_ctl history release $mx 2>&1)
