@@ -4,9 +4,12 @@ one command at a time, as most clients without PIPELINING do: after EHLO,
 each COMMAND (CRLF added) in its own TCP segment once the reply to the one
 before has arrived. Prints the last line of each reply ("CODE TEXT"), one
 per command, and stops at the first "closed" (the connection ended) or
-"timeout" (no reply in 10 s)."""
+"timeout" (no reply in 10 s). A COMMAND "@wait PATH" sends nothing: it
+waits (at most 30 s) until the file PATH exists and prints "waited"."""
+import os
 import socket
 import sys
+import time
 
 from smtp_connect import connect
 
@@ -32,6 +35,12 @@ def main():
     s.sendall(b"EHLO in.world.test\r\n")
     reply(f)
     for c in commands:
+        if c.startswith("@wait "):
+            end = time.monotonic() + 30
+            while not os.path.exists(c[6:]) and time.monotonic() < end:
+                time.sleep(0.05)
+            print("waited" if os.path.exists(c[6:]) else "timeout", flush=True)
+            continue
         try:
             s.sendall(c.encode() + b"\r\n")
         except OSError:

@@ -50,6 +50,10 @@
 #     event names the recipient domain (IPv4 and IPv6). After a policy
 #     apply that swaps the domain, the dropped one passes in the kernel and
 #     the added one is refused.
+#  L. a policy applied while a RCPT TO's copy is unread: that RCPT TO is
+#     judged under the policy it passed under (the daemon reads its copies
+#     first), the session lives on, and the new policy's domain is refused
+#     in the same session (IPv4 and IPv6).
 #  I. a refused segment that acknowledges less of the server than the
 #     gateway has seen (held up behind the client's egress backlog): the
 #     client reads the server's reply to the command before it, then the
@@ -407,6 +411,42 @@ for v in 4 6; do
 			"$(sed -n 2p <<<"$out")" != *tlsgate* && $((r1 - r0)) -eq 1 ]]'
 	check "IPv$v new policy: the domain it added gets the gateway's 451 4.7.4" \
 		eval '[[ "$(sed -n 3p <<<"$out")" == "451 4.7.4 tlsgate"* ]]'
+done
+
+# L. A policy applied while a RCPT TO's copy is unread: the RCPT TO the
+# kernel passed under the policy in force is judged under that policy (the
+# daemon reads its copies before applying), not under the new one, which
+# would reset the session (replies.copied_refused). Nothing may read the
+# ring between the RCPT TO and the apply: no stats in between. Without the
+# read before the apply this fails in most runs, not all: the daemon's
+# once-a-second read of the ring may come first (it did for one of the two
+# families in a mutation run).
+lines_at_least() { [ "$(wc -l <"$1")" -ge "$2" ]; }
+for v in 4 6; do
+	if [ "$v" = 4 ]; then server=198.51.100.30 serial=7; else server=2001:db8:2::30 serial=8; fi
+	dom=later$v-required.test
+	sed -e "s/\"serial\": 6/\"serial\": $serial/" -e "s/late-required\.test/$dom/" \
+		"$POL/p6.json" >"$POL/p$serial.json"
+	policy_sign "$POL/p$serial.json" "$serial" 2099-01-01T00:00:00Z
+	flag=$WORLD_DIR/applied$v
+	cr0=$(world_stats 'j["replies"]["copied_refused"]')
+	world_exec in "$WORLD_PY" tests/e2e/serial_client.py "$server" 'MAIL FROM:<bob@in.world.test>' \
+		"RCPT TO:<erin@$dom>" "@wait $flag" 'NOOP' "RCPT TO:<fred@$dom>" >"$WORLD_DIR/apply$v.out" &
+	cpid=$!
+	wait_for 10 lines_at_least "$WORLD_DIR/apply$v.out" 2
+	ans=$(world_ctl policy apply "$POL/p$serial.json" 2>&1)
+	touch "$flag"
+	wait "$cpid"
+	out=$(cat "$WORLD_DIR/apply$v.out")
+	cr1=$(world_stats 'j["replies"]["copied_refused"]')
+	diag "IPv$v apply during a session: $(tr '\n' '|' <<<"$out") apply: $ans, copied_refused +$((cr1 - cr0))"
+	check "IPv$v apply during a session: the RCPT TO before it got the server's reply" \
+		eval '[[ "$(sed -n 2p <<<"$out")" =~ ^[245][0-9][0-9]\  && "$(sed -n 2p <<<"$out")" != *tlsgate* ]]'
+	check "IPv$v apply during a session: the session lives on (NOOP: 250)" \
+		eval '[[ "$(sed -n 4p <<<"$out")" == "250 "* ]]'
+	check "IPv$v apply during a session: ... and the new policy refuses that domain (451 4.7.4)" \
+		eval '[[ "$(sed -n 5p <<<"$out")" == "451 4.7.4 tlsgate"* ]]'
+	check "IPv$v apply during a session: no copy was judged under the new policy" [ "$cr1" -eq "$cr0" ]
 done
 
 # I. A refused segment that acknowledges less of the server's stream than
