@@ -7,25 +7,10 @@ per command, and stops at the first "closed" (the connection ended) or
 "timeout" (no reply in 10 s). A COMMAND "@wait PATH" sends nothing: it
 waits (at most 30 s) until the file PATH exists and prints "waited"."""
 import os
-import socket
 import sys
 import time
 
-from smtp_connect import connect
-
-
-def reply(f):
-    while True:
-        try:
-            line = f.readline()
-        except socket.timeout:
-            return "timeout"
-        except OSError:
-            return "closed"
-        if not line:
-            return "closed"
-        if len(line) < 4 or line[3:4] != b"-":
-            return line.decode(errors="replace").rstrip("\r\n")
+from smtp_connect import connect, reply
 
 
 def main():

@@ -8,18 +8,7 @@ import os
 import sys
 import time
 
-from smtp_connect import connect
-
-
-def reply(f):
-    lines = []
-    while True:
-        line = f.readline()
-        if not line:
-            return "closed connection closed"
-        lines.append(line.decode(errors="replace").rstrip("\r\n"))
-        if len(line) < 4 or line[3:4] != b"-":
-            return lines[-1]
+from smtp_connect import connect, reply
 
 
 def main():
