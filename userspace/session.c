@@ -1041,8 +1041,11 @@ static bool process_lines(struct session *s, int dir)
 			break;
 		if (d->mode == DIR_SMTP && !d->skipping_line &&
 		    (s->info.phase == SESSION_PHASE_START || s->info.phase == SESSION_PHASE_SMTP)) {
-			if (n < 3 && (p[0] & 0x80 || (p[0] >= 20 && p[0] <= 24)))
-				break; /* too short to tell TLS from SMTP */
+			/* Too short to tell TLS from SMTP: a record header
+			 * needs 3 bytes, an SSLv2 hello 4 (its version). The
+			 * answer must not depend on where segments split. */
+			if ((n < 3 && p[0] >= 20 && p[0] <= 24) || (n < 4 && p[0] & 0x80))
+				break;
 			if (tls_looks_like_tls(p, n)) {
 				implicit_tls(s);
 				progress = true;

@@ -624,6 +624,35 @@ static void test_sslv2_hello(void **state)
 	session_free(r.s);
 }
 
+/* A client line that starts like an SSLv2 hello (high bit, type 1) but
+ * whose fourth byte is no SSL version is not TLS: with the hello's first
+ * three bytes in a segment of their own the session must wait for the
+ * fourth, as it reads the line when it comes whole (fuzz_smtp seed
+ * small-window-split). */
+static void test_sslv2_lookalike_any_split(void **state)
+{
+	static const uint8_t line[] = { 0xa8, 0x00, 0x01, 0xfa, 'x', 'y', '\r', '\n' };
+	const struct step steps[] = {
+		TXT(SV, "220 mx.example.net ESMTP\r\n"),
+		{ CL, line, sizeof(line) },
+		TXT(SV, "500 5.5.2 Error: bad syntax\r\n"),
+		TXT(CL, "EHLO client.example.org\r\n"),
+	};
+	enum feed_mode modes[] = { SPLIT, BYTES, SWAP };
+	struct run r;
+	size_t m, cut;
+
+	for (m = 0; m < sizeof(modes) / sizeof(modes[0]); m++)
+		for (cut = 1; cut < sizeof(line); cut++) {
+			run_start(&r, NULL, false);
+			run_steps(&r, steps, 4, modes[m], cut);
+			assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_SMTP);
+			assert_false(has_anomaly(r.s, SESSION_ANOM_TLS_NOT_SMTP));
+			assert_string_equal(session_info(r.s)->ehlo_name, "client.example.org");
+			session_free(r.s);
+		}
+}
+
 static void test_memory_bounded_long_dialog(void **state)
 {
 	struct run r;
@@ -1313,6 +1342,7 @@ int main(void)
 		cmocka_unit_test(test_midstream_pickup),
 		cmocka_unit_test(test_not_smtp),
 		cmocka_unit_test(test_sslv2_hello),
+		cmocka_unit_test(test_sslv2_lookalike_any_split),
 		cmocka_unit_test(test_memory_bounded_long_dialog),
 		cmocka_unit_test(test_content_ready_in_data),
 		cmocka_unit_test(test_content_not_ready_outside_data),
