@@ -135,9 +135,10 @@ struct {
 
 /* Scratch for scanning message content, one chunk at a time. */
 #define CONTENT_CHUNK 512 /* a power of two, a multiple of 8 */
+#define CONTENT_BLOCK 32  /* bytes per scan callback: four words */
 
 struct content_chunk {
-	__u8 b[CONTENT_CHUNK + 32 + 1]; /* + LFs after the payload (a block's
+	__u8 b[CONTENT_CHUNK + CONTENT_BLOCK + 1]; /* + LFs after the payload (a block's
 					   worth), + the next chunk's first byte */
 };
 
@@ -294,13 +295,12 @@ static __always_inline int tagger_frag_may_be_tcp(int nexthdr)
 
 struct content_scan {
 	struct __sk_buff *skb;
+	struct content_chunk *buf; /* the scratch buffer, looked up once */
 	__u32 off; /* payload start in the frame */
 	__u32 len; /* payload bytes */
 	__u8 line_end; /* the byte before the next one is CR or LF */
 	__u8 stop;     /* a '.' alone between line ends, or a load failure */
 	__u8 bdat;     /* commands: a line starts with B (BDAT) */
-	__u64 commands; /* ~0: look for command lines to withhold instead
-			   (see TLSGATE_COPY_COMMANDS), 0: for a '.' */
 };
 
 /* 1 when c == v, else 0, without a branch. */
@@ -325,31 +325,25 @@ static __always_inline __u64 content_bytes_eq(__u64 w, __u64 c)
 	return ~(((x & CONTENT_LOW7) + CONTENT_LOW7) | x | CONTENT_LOW7);
 }
 
-#define CONTENT_BLOCK 32 /* bytes per callback: four words */
 
-/* bpf_loop callback: scans the payload's 32-byte block i (loading the
- * next chunk into the scratch buffer at each chunk start). Returns 1 to
- * stop. Branch-free within a word; the calls cost a quarter of one per
- * word. The word loop stays a loop: unrolled, its spills took 272 bytes
- * of stack, and with a caller's frames the chain passed the 512 bytes
- * the verifier allows. */
-static long content_scan_block(__u64 i, void *arg)
+/* The scratch buffer for the payload's 32-byte block i of a scan (loading
+ * the next chunk at each chunk start), *at its place there; NULL to stop:
+ * past the payload, or a load failed (cs->stop). */
+static __always_inline struct content_chunk *content_block(__u64 i, struct content_scan *cs,
+							   __u32 *at)
 {
-	struct content_scan *cs = arg;
-	struct content_chunk *buf;
-	__u32 zero = 0, off, at, n, w, next;
-	__u64 word, eol, next_eol, hits = 0, line_end, starts, folded, lead, bhits = 0;
+	struct content_chunk *buf = cs->buf;
+	__u32 off, n;
 
 	off = (__u32)i * CONTENT_BLOCK;
 	if (off >= cs->len)
-		return 1;
-	at = off & (CONTENT_CHUNK - 1);
-	buf = bpf_map_lookup_elem(&content_scratch, &zero);
+		return NULL;
+	*at = off & (CONTENT_CHUNK - 1);
 	if (!buf) {
 		cs->stop = 1;
-		return 1;
+		return NULL;
 	}
-	if (at == 0) {
+	if (*at == 0) {
 		n = cs->len - off;
 		if (n > CONTENT_CHUNK)
 			n = CONTENT_CHUNK;
@@ -357,7 +351,7 @@ static long content_scan_block(__u64 i, void *arg)
 		n = ((n - 1) & (CONTENT_CHUNK - 1)) + 1;
 		if (bpf_skb_load_bytes(cs->skb, cs->off + off, buf->b, n) < 0) {
 			cs->stop = 1;
-			return 1;
+			return NULL;
 		}
 		/* After the payload, LFs: no stale byte of an earlier chunk in
 		 * the last block, and a '.' that ends the payload counts as
@@ -368,25 +362,81 @@ static long content_scan_block(__u64 i, void *arg)
 		    bpf_skb_load_bytes(cs->skb, cs->off + off + CONTENT_CHUNK,
 				       &buf->b[CONTENT_CHUNK], 1) < 0) {
 			cs->stop = 1;
-			return 1;
+			return NULL;
 		}
 	}
-	/* The dots between line ends: the previous byte (the byte below, or
-	 * the last one of the word before) and the next one (the byte above,
-	 * or the first one of the word after) CR or LF. Only such a line can
-	 * end the data, whatever line ending the server honours; a dot-led
-	 * line ("..", ".x") cannot. */
-	/* A command line to withhold: one that starts (after a CR or LF, or
-	 * at the payload's start) with m, r, s or b in either case (OR 0x20
-	 * folds only 'M' onto 'm', and so on) or with white space. The LFs
-	 * after the payload start no such line. */
+	return buf;
+}
+
+/* bpf_loop callbacks over the payload's 32-byte blocks. Returns 1 to stop.
+ * Branch-free within a word (the dots' scan skips words without a dot);
+ * the calls cost a quarter of one per word. The
+ * word loops stay loops: unrolled, their spills took 272 bytes of stack,
+ * and with a caller's frames the chain passed the 512 bytes the verifier
+ * allows. Two callbacks, not one with a mode: content, the bulk of what is
+ * scanned, tests three byte values per word, commands eight. */
+
+/* Message content: the dots between line ends - the previous byte (the
+ * byte below, or the last one of the word before) and the next one (the
+ * byte above, or the first one of the word after) CR or LF. Only such a
+ * line can end the data, whatever line ending the server honours; a
+ * dot-led line ("..", ".x") cannot. */
+static long content_scan_dots(__u64 i, void *arg)
+{
+	struct content_scan *cs = arg;
+	struct content_chunk *buf;
+	__u32 at = 0, w, next;
+	__u64 word, eol, next_eol, hits = 0, line_end, starts, dots;
+
+	buf = content_block(i, cs, &at);
+	if (!buf)
+		return 1;
 	line_end = cs->line_end;
 #pragma clang loop unroll(disable)
 	for (w = 0; w < CONTENT_BLOCK / 8; w++) {
 		word = *(__u64 *)&buf->b[at + w * 8];
+		dots = content_bytes_eq(word, '.');
+		if (!dots) {
+			/* most words (none in base64): only the last byte */
+			next = (__u32)(word >> 56);
+			line_end = content_is(next, '\r') | content_is(next, '\n');
+			continue;
+		}
 		next = buf->b[at + w * 8 + 8];
 		eol = content_bytes_eq(word, '\r') | content_bytes_eq(word, '\n');
 		next_eol = (__u64)(content_is(next, '\r') | content_is(next, '\n')) << 63;
+		starts = (eol << 8) | (line_end << 7);
+		hits |= dots & starts & ((eol >> 8) | next_eol);
+		line_end = eol >> 63;
+	}
+	if (hits) {
+		cs->stop = 1;
+		return 1;
+	}
+	cs->line_end = line_end;
+	return 0;
+}
+
+/* Commands (see TLSGATE_COPY_COMMANDS): a line to withhold is one that
+ * starts (after a CR or LF, or at the payload's start) with m, r, s or b
+ * in either case (OR 0x20 folds only 'M' onto 'm', and so on) or with
+ * white space. The LFs after the payload start no such line. The whole
+ * payload is read, for a BDAT line after others. */
+static long content_scan_commands(__u64 i, void *arg)
+{
+	struct content_scan *cs = arg;
+	struct content_chunk *buf;
+	__u32 at = 0, w;
+	__u64 word, eol, hits = 0, line_end, starts, folded, lead, bhits = 0;
+
+	buf = content_block(i, cs, &at);
+	if (!buf)
+		return 1;
+	line_end = cs->line_end;
+#pragma clang loop unroll(disable)
+	for (w = 0; w < CONTENT_BLOCK / 8; w++) {
+		word = *(__u64 *)&buf->b[at + w * 8];
+		eol = content_bytes_eq(word, '\r') | content_bytes_eq(word, '\n');
 		starts = (eol << 8) | (line_end << 7);
 		folded = word | CONTENT_BYTES(0x20);
 		lead = content_bytes_eq(folded, 'm') | content_bytes_eq(folded, 'r') |
@@ -394,19 +444,13 @@ static long content_scan_block(__u64 i, void *arg)
 		       content_bytes_eq(word, ' ') |
 		       content_bytes_eq(word, '\t') | content_bytes_eq(word, '\v') |
 		       content_bytes_eq(word, '\f');
-		hits |= (content_bytes_eq(word, '.') & starts & ((eol >> 8) | next_eol) &
-			 ~cs->commands) |
-			(lead & starts & cs->commands);
-		bhits |= content_bytes_eq(folded, 'b') & starts & cs->commands;
+		hits |= lead & starts;
+		bhits |= content_bytes_eq(folded, 'b') & starts;
 		line_end = eol >> 63;
 	}
-	/* Commands: the whole payload is read, for a BDAT line after others. */
 	cs->bdat |= bhits != 0;
-	if (hits) {
+	if (hits)
 		cs->stop = 1;
-		if (!cs->commands)
-			return 1;
-	}
 	cs->line_end = line_end;
 	return 0;
 }
@@ -471,7 +515,7 @@ __attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsga
 {
 	__u64 *state, s0, s1;
 	struct content_scan cs;
-	__u32 seq, off;
+	__u32 seq, off, zero = 0;
 	__u8 last;
 	long len;
 	int ended;
@@ -497,12 +541,12 @@ __attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsga
 		s1 = STATE(seq + (__u32)len, 1, 0, 0, TLSGATE_CONTENT);
 	} else {
 		cs.skb = skb;
+		cs.buf = bpf_map_lookup_elem(&content_scratch, &zero);
 		cs.off = off;
 		cs.len = (__u32)len;
 		cs.line_end = STATE_LINE_END(s0);
 		cs.stop = 0;
 		cs.bdat = 0;
-		cs.commands = 0;
 		/* END_OF_DATA: a segment that ends with the end of data - after
 		 * an LF in it, or alone after one - and holds no other passes;
 		 * the rest of it is scanned. */
@@ -510,7 +554,7 @@ __attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsga
 			tagger_content_end(skb, off, len, (__u8)(s0 >> 16) & TLSGATE_CONTENT_LF);
 		if (ended)
 			cs.len -= 3;
-		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
+		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_dots, &cs, 0);
 		if (cs.stop)
 			return 0;
 		if (ended) {
@@ -1006,7 +1050,7 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 {
 	struct tlsgate_reply_event *e;
 	struct content_scan cs;
-	__u32 seq, l3_off, l3_len, off;
+	__u32 seq, l3_off, l3_len, off, zero = 0;
 	__u64 st, next;
 	long len;
 	__u8 last;
@@ -1025,13 +1069,13 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 		return 0;
 	}
 	cs.skb = skb;
+	cs.buf = bpf_map_lookup_elem(&content_scratch, &zero);
 	cs.off = off;
 	cs.len = (__u32)len;
 	cs.line_end = 1; /* the payload's start counts as a line's */
 	cs.stop = 0;
 	cs.bdat = 0;
-	cs.commands = ~0ull;
-	bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_block, &cs, 0);
+	bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_commands, &cs, 0);
 	/* A RCPT TO that the daemon would let pass, whatever its place. */
 	rcpt = cs.stop && !cs.bdat && last == '\n' && tagger_rcpt_unruled(skb, off, (__u32)len);
 	if (rcpt)
