@@ -185,6 +185,9 @@ char *metrics_render(json_t *stats, json_t *recent, const struct metrics_web *we
 			    "Probes scheduled for unknown or stale domains.", true);
 		fprintf(f, "tlsgate_web_probes_scheduled_total %llu\n",
 			(unsigned long long)web->probes);
+		metric_head(f, "web_paced_total",
+			    "HTTP requests that waited for their turn (the web rate).", true);
+		fprintf(f, "tlsgate_web_paced_total %llu\n", (unsigned long long)web->paced);
 	}
 	if (fclose(f) != 0 || !text)
 		fatal("metrics: out of memory");

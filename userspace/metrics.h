@@ -19,6 +19,7 @@ struct metrics_web {
 	uint64_t errors;         /* answered with 4xx/5xx */
 	uint64_t lookups;        /* recipient addresses looked up */
 	uint64_t probes;         /* probes scheduled by lookups and POST /probe */
+	uint64_t paced;          /* requests that waited for their turn (rate) */
 };
 
 /* Renders stats (the daemon's "stats" JSON, may be NULL; a "blocks" object

@@ -79,6 +79,7 @@ struct config {
 	const char *web_listen; /* NULL: off */
 	const char *web_token_file;
 	const char *web_cors;
+	unsigned int web_rate;
 	const char *probe_cmd;
 	const char *probe_resolver;
 	const char *probe_trust_anchor;
@@ -1027,6 +1028,8 @@ static void usage(FILE *out)
 		"      --web ADDR:PORT|off   status page and API (default 127.0.0.1:8025)\n"
 		"      --web-token-file FILE bearer token for state-changing API requests\n"
 		"      --web-cors ORIGIN     webmail origin allowed to call the lookup API\n"
+		"      --web-rate N          web requests answered per second; more wait their\n"
+		"                            turn (default %u; 0: no pacing)\n"
 		"      --probe PATH          tlsgate-probe binary (default: next to tlsgated)\n"
 		"      --probe-resolver ADDR forwarder for the probe's validating resolver\n"
 		"      --probe-trust-anchor FILE  the probe's DNSSEC trust anchor\n"
@@ -1037,7 +1040,7 @@ static void usage(FILE *out)
 		"  -c, --config FILE         read options from FILE (one 'name = value' a line)\n"
 		"  -h, --help\n",
 		NFQUEUE_QUEUE_MAXLEN_DEFAULT, TLSGATE_PIN_DIR_DEFAULT, CONTROL_SOCKET_DEFAULT,
-		TLSGATE_MAX_FLOWS, TLSGATE_MARK_INSPECT, TLSGATE_MARK_MASK);
+		TLSGATE_MAX_FLOWS, TLSGATE_MARK_INSPECT, TLSGATE_MARK_MASK, WEB_RATE_DEFAULT);
 }
 
 static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -1110,6 +1113,10 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->web_token_file = value;
 	} else if (!strcmp(name, "web-cors")) {
 		cfg->web_cors = value;
+	} else if (!strcmp(name, "web-rate")) {
+		if (!parse_uint(value, 1000000, &v))
+			fatalx("web-rate: '%s' is not 0..1000000", value);
+		cfg->web_rate = (unsigned int)v;
 	} else if (!strcmp(name, "probe")) {
 		cfg->probe_cmd = value;
 	} else if (!strcmp(name, "probe-resolver")) {
@@ -1209,6 +1216,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "web", required_argument, NULL, 1 },
 		{ "web-token-file", required_argument, NULL, 1 },
 		{ "web-cors", required_argument, NULL, 1 },
+		{ "web-rate", required_argument, NULL, 1 },
 		{ "probe", required_argument, NULL, 1 },
 		{ "probe-resolver", required_argument, NULL, 1 },
 		{ "probe-trust-anchor", required_argument, NULL, 1 },
@@ -1234,6 +1242,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		.state_dir = "/var/lib/tlsgate",
 		.failclosed_ms = GATE_FAILCLOSED_MS_DEFAULT,
 		.web_listen = WEB_LISTEN_DEFAULT,
+		.web_rate = WEB_RATE_DEFAULT,
 		.learn_probe = true,
 	};
 	int c, idx;
@@ -1548,7 +1557,8 @@ int main(int argc, char **argv)
 		}
 		struct web_config wcfg = { .listen = d.cfg.web_listen, .token = d.web_token,
 					   .cors_origin = d.cfg.web_cors,
-					   .store_path = d.cfg.store_path };
+					   .store_path = d.cfg.store_path,
+					   .rate = d.cfg.web_rate };
 		struct web_hooks hooks = { .arg = &d, .stats_json = daemon_stats_hook,
 					   .flows_json = daemon_flows_hook,
 					   .schedule_probe = daemon_schedule_probe,

@@ -82,6 +82,10 @@ struct web {
 	size_t n_samples, next_sample;
 	int64_t sample_due;
 	struct web_probe_slot probes[WEB_PROBE_SLOTS];
+	/* Pacing (web thread only): a token bucket of rate per second. */
+	unsigned rate;
+	double tokens;
+	struct timespec tokens_at;
 };
 
 /* Per request: the POST body collected across MHD callbacks. */
@@ -671,11 +675,12 @@ static enum MHD_Result web_stats(struct web *w, struct MHD_Connection *c)
 	json_object_set_new(stats, "recent_blocks", recent ? recent : json_null());
 	json_object_set_new(stats, "history", web_history_json(w, stats));
 	json_object_set_new(stats, "web",
-			    json_pack("{s:I,s:I,s:I,s:I}", "requests",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "requests",
 				      (json_int_t)w->counters.requests, "errors",
 				      (json_int_t)w->counters.errors, "lookups",
 				      (json_int_t)w->counters.lookups, "probes",
-				      (json_int_t)w->counters.probes));
+				      (json_int_t)w->counters.probes, "paced",
+				      (json_int_t)w->counters.paced, "rate", (json_int_t)w->rate));
 	return web_json(w, c, MHD_HTTP_OK, stats);
 }
 
@@ -853,6 +858,40 @@ static void web_thread_lower(void)
 		log_warn("web: cannot lower the web thread's priority");
 }
 
+/* Holds the web thread until the request's turn: at most w->rate requests
+ * a second, with a burst of a tenth of that (at least 20: a page and its
+ * assets). The one web thread serves every connection, so waiting here
+ * paces them all; a flood is answered more slowly, never refused, and the
+ * connections that wait are bounded by WEB_CONNECTIONS_MAX. */
+static void web_pace(struct web *w)
+{
+	struct timespec now;
+	double burst = w->rate / 10.0 < 20 ? 20 : w->rate / 10.0, wait;
+	if (!w->rate)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	w->tokens += ((double)(now.tv_sec - w->tokens_at.tv_sec) +
+		      (double)(now.tv_nsec - w->tokens_at.tv_nsec) / 1e9) * w->rate;
+	if (w->tokens > burst)
+		w->tokens = burst;
+	w->tokens_at = now;
+	if (w->tokens < 1) {
+		/* Wait for 20 ms worth at once: the requests ready then are
+		 * answered in one pass of MHD's loop (measured: 140 us of CPU
+		 * per request at 500/s, against 262 us waiting for each). */
+		double refill = w->rate / 50.0 < 1 ? 1 : w->rate / 50.0;
+		wait = (refill - w->tokens) / w->rate;
+		struct timespec ts = { .tv_sec = (time_t)wait,
+				       .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9) };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		w->counters.paced++;
+		clock_gettime(CLOCK_MONOTONIC, &w->tokens_at);
+		w->tokens = refill;
+	}
+	w->tokens -= 1;
+}
+
 static enum MHD_Result web_handler(void *cls, struct MHD_Connection *c, const char *url,
 				   const char *method, const char *version,
 				   const char *upload_data, size_t *upload_data_size,
@@ -862,6 +901,7 @@ static enum MHD_Result web_handler(void *cls, struct MHD_Connection *c, const ch
 	struct web_request *rq = *con_cls;
 	web_thread_lower();
 	if (!rq) {
+		web_pace(w);
 		*con_cls = xcalloc(1, sizeof(*rq));
 		return MHD_YES;
 	}
@@ -946,6 +986,9 @@ struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks
 		w->hooks = *hooks;
 	w->token = cfg->token && cfg->token[0] ? xstrdup(cfg->token) : NULL;
 	w->cors_origin = cfg->cors_origin ? xstrdup(cfg->cors_origin) : NULL;
+	w->rate = cfg->rate;
+	w->tokens = 20;
+	clock_gettime(CLOCK_MONOTONIC, &w->tokens_at);
 	w->store = web_store_new(cfg->store_path);
 	w->sample_store = web_store_new(cfg->store_path);
 	pthread_mutex_init(&w->lock, NULL);

@@ -56,7 +56,12 @@ struct web_config {
 	const char *token;       /* bearer token for state-changing requests; NULL: those are refused */
 	const char *cors_origin; /* webmail origin allowed by CORS, or NULL */
 	const char *store_path;  /* SQLite file, opened read-only by web_store */
+	unsigned rate;           /* requests per second answered (paced, not
+				    refused: see web_pace()); 0: no pacing */
 };
+/* The default pace: a status page, monitoring and a webmail's lookups fit
+ * in it; a flood of requests waits instead of taking the mail path's CPU. */
+#define WEB_RATE_DEFAULT 200
 
 struct web;
 

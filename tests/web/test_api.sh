@@ -14,7 +14,8 @@
 #   token (401 without), then the lock is gone from the API and the store;
 # - CORS only for the configured origin; /metrics counters agree with
 #   "tlsgatectl stats"; the API listens only on 127.0.0.1, its thread at
-#   nice 10 (mail first);
+#   nice 10 (mail first); at --web-rate a flood of lookups is answered at
+#   that pace, every one of them;
 # - tlsgatectl check/destinations/events/history/status over the API.
 #
 # How this fails when it should: a lookup that does not read the store or
@@ -269,5 +270,32 @@ diag "$(tr '\n' '|' <<<"$out")"
 check "tlsgatectl status reports the daemon and destinations" \
 	grep -q '^destinations [0-9]* DANE ok' <<<"$out"
 check "tlsgatectl on a bad address exits 1" world_not ctl check nobody
+
+# --- pacing: a flood of requests waits its turn ----------------------------------------------
+# At --web-rate 20 (burst 20), 100 lookups from 10 keep-alive connections at
+# once all get their answer, none sooner than the rate allows: the last 80
+# take at least 4 s. Noise only slows them down.
+world_gw_stop
+world_gw_start --store "$STORE" --web 127.0.0.1:8025 --web-rate 20 ||
+	{ echo "Bail out! tlsgated did not restart"; exit 1; }
+for i in $(seq 1 50); do
+	api GET /api/v1/stats
+	[ "$HTTP_STATUS" = 200 ] && break
+	sleep 0.1
+done
+sleep 1.1 # the bucket refills to its burst
+out=$(world_exec gw python3 tests/web/paced_load.py "$API/api/v1/recipient?address=a@tls.test" 100 10)
+diag "paced load: 200s, other answers, seconds: $out"
+read -r n200 others secs <<<"$out"
+check "all 100 lookups at --web-rate 20 answered 200, no error" [ "${n200:-0}" = 100 -a "${others:-x}" = - ]
+check "they took at least 3.9 s (80 beyond the burst at 20/s): ${secs:-?} s" \
+	python3 -c "import sys; sys.exit(not float(sys.argv[1]) >= 3.9)" "${secs:-0}"
+api GET /api/v1/stats
+paced=$(j 'j["web"]["paced"]')
+check "web.paced counts the requests that waited (>= 60 of 100): ${paced:-?}" \
+	[ "${paced:-0}" -ge 60 ]
+check "web.rate says 20" [ "$(j 'j["web"]["rate"]')" = 20 ]
+check "/metrics has tlsgate_web_paced_total" \
+	grep -q '^tlsgate_web_paced_total [0-9]' <<<"$(world_exec gw python3 tests/web/http_request.py GET "$API/metrics")"
 
 done_testing
