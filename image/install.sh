@@ -5,8 +5,11 @@
 # tlsgate-replay}; helpers in PREFIX/lib/tlsgate; systemd units in
 # /lib/systemd/system; udev rule in /lib/udev/rules.d; configuration in
 # /etc/tlsgate (existing files are kept, never overwritten); docs in
-# PREFIX/share/doc/tlsgate. The state directory /var/lib/tlsgate is made by
-# the units (StateDirectory=, tlsgate-setup), not here.
+# PREFIX/share/doc/tlsgate; manual pages, uncompressed, in
+# PREFIX/share/man/man8/{tlsgated,tlsgatectl,tlsgate-probe}.8 and
+# PREFIX/share/man/man1/tlsgate-replay.1. The state directory
+# /var/lib/tlsgate is made by the units (StateDirectory=, tlsgate-setup),
+# not here.
 set -eu
 cd "$(dirname "$0")/.."
 DESTDIR=${DESTDIR:-}
@@ -16,6 +19,7 @@ SBINDIR=$PREFIX/sbin
 BINDIR=$PREFIX/bin
 LIBDIR=$PREFIX/lib/tlsgate
 DOCDIR=$PREFIX/share/doc/tlsgate
+MANDIR=$PREFIX/share/man
 SYSCONFDIR=/etc
 UNITDIR=/lib/systemd/system
 UDEVDIR=/lib/udev/rules.d
@@ -52,4 +56,9 @@ install -D -m 0644 image/etc/profile.sh "$DESTDIR$SYSCONFDIR/profile.d/tlsgate.s
 install -D -m 0644 README.md "$DESTDIR$DOCDIR/README.md"
 install -D -m 0644 policy/README.md "$DESTDIR$DOCDIR/policy.md"
 [ ! -r probe/README.md ] || install -D -m 0644 probe/README.md "$DESTDIR$DOCDIR/probe.md"
+install -D -m 0644 web/README.md "$DESTDIR$DOCDIR/web.md"
+install -D -m 0644 userspace/man/tlsgated.8 "$DESTDIR$MANDIR/man8/tlsgated.8"
+install -D -m 0644 userspace/man/tlsgatectl.8 "$DESTDIR$MANDIR/man8/tlsgatectl.8"
+install -D -m 0644 probe/tlsgate-probe.8 "$DESTDIR$MANDIR/man8/tlsgate-probe.8"
+install -D -m 0644 userspace/man/tlsgate-replay.1 "$DESTDIR$MANDIR/man1/tlsgate-replay.1"
 echo "install: tlsgate installed under ${DESTDIR:-/} (PREFIX=$PREFIX)"

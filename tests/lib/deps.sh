@@ -16,6 +16,7 @@ PKGS="
  nsd ldnsutils unbound bind9-dnsutils dns-root-data
  minisign
  libidn2-dev xxd chromium wrk
+ groff-base
 "
 
 missing=""
