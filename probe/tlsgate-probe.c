@@ -49,6 +49,7 @@ static void usage(FILE *f)
 		"      --helo NAME         EHLO name (default tlsgate-probe.invalid)\n"
 		"  -q, --quiet             text output: one line per target\n"
 		"      --log-level LEVEL   error, warn, info, debug (default warn)\n"
+		"  -h, --help\n"
 		"exit: 0 all dane/tls, 1 some plaintext, 2 some unknown (failure, deferral),\n"
 		"      64 usage, 70 internal error\n",
 		RESOLVER_DEFAULT_TRUST_ANCHOR);

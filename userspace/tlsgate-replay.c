@@ -266,10 +266,12 @@ static void print_flow(const struct replay *r, const struct flow *f)
 	json_decref(o);
 }
 
-static void usage(void)
+static void usage(FILE *out, int status)
 {
-	fprintf(stderr, "usage: tlsgate-replay [--json] FILE.pcap\n");
-	exit(2);
+	fprintf(out, "usage: tlsgate-replay [-j|--json] FILE.pcap\n"
+		     "  -j, --json   one JSON summary per connection (default: text)\n"
+		     "  -h, --help\n");
+	exit(status);
 }
 
 int main(int argc, char **argv)
@@ -290,11 +292,13 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
 		if (c == 'j')
 			r.json = true;
+		else if (c == 'h')
+			usage(stdout, 0);
 		else
-			usage();
+			usage(stderr, 2);
 	}
 	if (optind + 1 != argc)
-		usage();
+		usage(stderr, 2);
 	rc = pcap_input_read(argv[optind], on_segment, &r, &st, err, sizeof(err));
 	if (rc) {
 		log_warnx("%s: %s", argv[optind], err[0] ? err : strerror(-rc));

@@ -48,8 +48,10 @@ static void usage(FILE *out)
 		"  probe DOMAIN           probe a domain's MX hosts now\n"
 		"options:\n"
 		"  -s, --control PATH     control socket (default " CONTROL_SOCKET_DEFAULT ")\n"
-		"  -w, --web ADDR:PORT    the daemon's HTTP API (default " WEB_LISTEN_DEFAULT ")\n"
-		"  -j, --json             print the daemon's JSON\n");
+		"  -w, --web ADDR:PORT    the daemon's HTTP API (default $TLSGATE_WEB, else\n"
+		"                         " WEB_LISTEN_DEFAULT ")\n"
+		"  -j, --json             print the daemon's JSON\n"
+		"  -h, --help\n");
 }
 
 static long long num(json_t *obj, const char *path)

@@ -36,7 +36,7 @@ for b in tlsgated tlsgatectl tlsgate-probe tlsgate-replay; do
 	# Plain text (\- becomes -), on lines long enough that nothing is
 	# hyphenated or broken inside an option name.
 	text=$(groff -man -Tascii -P-cbou -rLL=2000n "$p" 2>/dev/null)
-	# tlsgate-replay --help exits 2 and tlsgatectl's may print to stderr.
+	# Some print their usage to stderr.
 	opts=$("$BUILD/$b" --help 2>&1 | grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u)
 	missing=""
 	for o in $opts; do
