@@ -1033,7 +1033,7 @@ static void usage(FILE *out)
 		"      --probe PATH          tlsgate-probe binary (default: next to tlsgated)\n"
 		"      --probe-resolver ADDR forwarder for the probe's validating resolver\n"
 		"      --probe-trust-anchor FILE  the probe's DNSSEC trust anchor\n"
-		"      --probe-arg ARG       one more argument for tlsgate-probe (repeatable)\n"
+		"      --probe-arg ARG       one more argument for tlsgate-probe (up to 8 times)\n"
 		"      --probe-learned yes|no  probe each recipient domain learned from DNS\n"
 		"                            answers (validates MX/TLSA for DANE; default yes)\n"
 		"  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
