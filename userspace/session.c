@@ -1042,9 +1042,11 @@ static bool process_lines(struct session *s, int dir)
 		if (d->mode == DIR_SMTP && !d->skipping_line &&
 		    (s->info.phase == SESSION_PHASE_START || s->info.phase == SESSION_PHASE_SMTP)) {
 			/* Too short to tell TLS from SMTP: a record header
-			 * needs 3 bytes, an SSLv2 hello 4 (its version). The
-			 * answer must not depend on where segments split. */
-			if ((n < 3 && p[0] >= 20 && p[0] <= 24) || (n < 4 && p[0] & 0x80))
+			 * needs 3 bytes, an SSLv2 hello 4 when its third is
+			 * 1 (the fourth is the version). The answer must not
+			 * depend on where segments split. */
+			if ((n < 3 && ((p[0] >= 20 && p[0] <= 24) || p[0] & 0x80)) ||
+			    (n == 3 && p[0] & 0x80 && p[2] == 1))
 				break;
 			if (tls_looks_like_tls(p, n)) {
 				implicit_tls(s);

@@ -651,6 +651,19 @@ static void test_sslv2_lookalike_any_split(void **state)
 			assert_string_equal(session_info(r.s)->ehlo_name, "client.example.org");
 			session_free(r.s);
 		}
+	/* A whole line of three bytes whose third is not 1 cannot become a
+	 * hello: it is read at once, before the server's answer to it. */
+	static const uint8_t short_line[] = { 0x80, '\r', '\n' };
+	const struct step short_steps[] = {
+		TXT(SV, "220 mx.example.net ESMTP\r\n"),
+		{ CL, short_line, sizeof(short_line) },
+		TXT(SV, "500 5.5.2 Error: bad syntax\r\n"),
+	};
+	run_start(&r, NULL, false);
+	run_steps(&r, short_steps, 3, WHOLE, 0);
+	assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_SMTP);
+	assert_false(has_anomaly(r.s, SESSION_ANOM_UNSOLICITED_REPLY));
+	session_free(r.s);
 }
 
 static void test_memory_bounded_long_dialog(void **state)
