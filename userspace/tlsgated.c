@@ -1017,6 +1017,7 @@ static void usage(FILE *out)
 		"      --no-offload          inspect every packet (diagnostics, benchmarks)\n"
 		"      --remove              detach the tagger, delete the NFQUEUE rule and the pins\n"
 		"                            that a stop with secure-mode sources left, then exit\n"
+		"                            (give the same interfaces and --pin-dir)\n"
 		"      --store FILE          SQLite state (default /var/lib/tlsgate/tlsgate.db)\n"
 		"      --state-dir DIR       last good policy copy (default /var/lib/tlsgate)\n"
 		"      --policy-key FILE     minisign public key that signs policies (none: secure mode off)\n"
