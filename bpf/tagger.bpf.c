@@ -138,8 +138,9 @@ struct {
 #define CONTENT_BLOCK 32  /* bytes per scan callback: four words */
 
 struct content_chunk {
-	__u8 b[CONTENT_CHUNK + CONTENT_BLOCK + 1]; /* + LFs after the payload (a block's
-					   worth), + the next chunk's first byte */
+	/* + LFs after the payload (a block's worth), + the next chunk's
+	 * first byte */
+	__u8 b[CONTENT_CHUNK + CONTENT_BLOCK + 1];
 };
 
 struct {
@@ -325,7 +326,6 @@ static __always_inline __u64 content_bytes_eq(__u64 w, __u64 c)
 	return ~(((x & CONTENT_LOW7) + CONTENT_LOW7) | x | CONTENT_LOW7);
 }
 
-
 /* The scratch buffer for the payload's 32-byte block i of a scan (loading
  * the next chunk at each chunk start), *at its place there; NULL to stop:
  * past the payload, or a load failed (cs->stop). */
@@ -370,11 +370,11 @@ static __always_inline struct content_chunk *content_block(__u64 i, struct conte
 
 /* bpf_loop callbacks over the payload's 32-byte blocks. Returns 1 to stop.
  * Branch-free within a word (the dots' scan skips words without a dot);
- * the calls cost a quarter of one per word. The
- * word loops stay loops: unrolled, their spills took 272 bytes of stack,
- * and with a caller's frames the chain passed the 512 bytes the verifier
- * allows. Two callbacks, not one with a mode: content, the bulk of what is
- * scanned, tests three byte values per word, commands eight. */
+ * the calls cost a quarter of one per word. The word loops stay loops:
+ * unrolled, their spills took 272 bytes of stack, and with a caller's
+ * frames the chain passed the 512 bytes the verifier allows. Two
+ * callbacks, not one with a mode: content, the bulk of what is scanned,
+ * tests three byte values per word, commands eight. */
 
 /* Message content: the dots between line ends - the previous byte (the
  * byte below, or the last one of the word before) and the next one (the
