@@ -70,6 +70,34 @@ latency_once() {
 	world_exec in python3 tests/bench/flowtool.py connect $SINK 25 2000 | awk '{ print $2 }'
 }
 
+# Where a mode's CPU goes (the policy pairs): the daemon's time on a CPU
+# (all its threads, /proc/PID/task/*/schedstat, ns), the tagger's run
+# time (bpftool, with kernel.bpf_stats_enabled on during the pairs), and
+# the machine's busy time (/proc/stat: user, nice, system, irq, softirq;
+# not steal, which is other guests' load). One line per run:
+# "tx daemon_ns tagger_ns busy_ticks".
+tagger_ns() {
+	bpftool prog show --json 2>/dev/null | python3 -c '
+import json, sys
+print(sum(p.get("run_time_ns", 0) for p in json.load(sys.stdin) if p.get("name") == "tlsgate_tagger"))'
+}
+cost_now() {
+	local pid d=0 f
+	pid=$(world_gw_pid)
+	for f in /proc/"$pid"/task/*/schedstat; do d=$((d + $(cut -d' ' -f1 "$f"))); done
+	echo "$d $(tagger_ns) $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)"
+}
+tx_costed() { # tx_costed MODE: tx_once, its costs into $WORLD_DIR/bench.cost.MODE
+	local c0 c1 v
+	c0=$(cost_now)
+	v=$(tx_once) || return 1
+	c1=$(cost_now)
+	echo "$TX $c0 $c1" | awk '{ print $1, $5 - $2, $6 - $3, $7 - $4 }' >>"$WORLD_DIR/bench.cost.$1"
+	echo "$v"
+}
+tx_costed_gw() { tx_costed gw; }
+tx_costed_policy() { tx_costed policy; }
+
 run_set() { # run_set NAME FN: REPEAT values into $WORLD_DIR/bench.NAME
 	local name=$1 fn=$2 i v
 	for i in $(seq 1 "$REPEAT"); do
@@ -103,6 +131,11 @@ gw_mode() {
 	esac
 }
 
+# The tagger's run time is counted while the pairs run (restored after).
+BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
+trap 'sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"; kill $SINK_PID $HOLDER_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
+sysctl -qw kernel.bpf_stats_enabled=1 || echo "# no kernel.bpf_stats_enabled: the tagger's time reads 0"
+
 # The modes alternate within each round, so drift in the machine's load
 # (this machine is shared) touches all of them alike.
 MODES="plain gw policy inspectall"
@@ -110,7 +143,10 @@ for r in $(seq 1 "$REPEAT"); do
 	echo "# round $r of $REPEAT: $MODES"
 	for m in $MODES; do
 		gw_mode $m || exit 1
-		REPEAT=1 run_set "tx.$m" tx_once || exit 1
+		case $m in
+		gw | policy) REPEAT=1 run_set "tx.$m" tx_costed_$m || exit 1 ;;
+		*) REPEAT=1 run_set "tx.$m" tx_once || exit 1 ;;
+		esac
 		case $m in plain | gw)
 			REPEAT=1 run_set "bulk.$m" bulk_once || exit 1
 			REPEAT=1 run_set "lat.$m" latency_once || exit 1
@@ -124,9 +160,10 @@ for r in $(seq 1 "$POLICY_PAIRS"); do
 	echo "# policy pair $r of $POLICY_PAIRS: $pair"
 	for m in $pair; do
 		gw_mode $m || exit 1
-		REPEAT=1 run_set "txpair.$m" tx_once || exit 1
+		REPEAT=1 run_set "txpair.$m" tx_costed_$m || exit 1
 	done
 done
+sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
 gw_mode gw || exit 1
 
 # Memory per tracked flow: RSS before and while HOLD sessions sit in the dialog.
@@ -172,6 +209,21 @@ read -r rmed rmin rmax < <(paste "$WORLD_DIR/bench.pairs.policy" "$WORLD_DIR/ben
 	awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], a[1], a[NR] }')
 printf '%-44s %14s %14s %8.3f   (pairs %.3f-%.3f)\n' "  ... median of the $npairs pairs' ratios" "" "" \
 	"$rmed" "$rmin" "$rmax"
+# What the policy adds per transaction, summed over the pairs: the
+# daemon's and the tagger's CPU, against the machine's busy CPU per
+# transaction without a policy. The ratio that cost alone would give is
+# what the throughput pairs estimate through the noise of a shared host.
+read -r bg dg tg_ bp dp tp_ < <(for m in gw policy; do
+	awk '{ n += $1; d += $2; t += $3; b += $4 } END { printf "%.1f %.2f %.2f ", b * 1e6 / 100 / n, d / 1e3 / n, t / 1e3 / n }' \
+		"$WORLD_DIR/bench.cost.$m"
+done)
+printf '%-44s %14s %14s %8s\n' "  CPU per transaction, us (all pairs)" "no policy" "policy" "added"
+printf '%-44s %14.1f %14.1f %+8.1f\n' "    machine busy (/proc/stat, no steal)" "$bg" "$bp" "$(echo "$bp - $bg" | bc -l)"
+printf '%-44s %14.2f %14.2f %+8.2f\n' "    daemon (all threads)" "$dg" "$dp" "$(echo "$dp - $dg" | bc -l)"
+printf '%-44s %14.2f %14.2f %+8.2f\n' "    tagger (BPF run time)" "$tg_" "$tp_" "$(echo "$tp_ - $tg_" | bc -l)"
+printf '%-44s %14s %14s %8.3f   (no-policy busy / (that + daemon and tagger added))\n' \
+	"  ... ratio from the added cost alone" "" "" \
+	"$(echo "$bg / ($bg + $dp - $dg + $tp_ - $tg_)" | bc -l)"
 printf '%-44s %14.1f %14.1f %8.3f %8s\n' "smtp-source tx/s, every packet inspected" \
 	"$tp" "$tall" "$(echo "$tall / $tp" | bc -l)" "(~0.5 naive)"
 printf '%-44s %14.1f %14.1f %8s\n' "TCP connect median, us (2000 samples)" "$lp" "$lg" "-"
