@@ -211,6 +211,35 @@ static __always_inline int tagger_fail_closed(const __u8 *addr)
 	return bpf_map_lookup_elem(&secure_sources, &lk) != NULL;
 }
 
+/* True when a plain IPv4 or IPv6 TCP segment's headers all lie in the
+ * linear area: a local socket and GRO build them so, with the payload in
+ * page fragments. Such a packet needs no pull, which for a cloned skb (a
+ * TCP transmission) copies its head. Anything else is pulled as before. */
+static __always_inline int tagger_tcp_headers_linear(void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+	struct tcphdr *th;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = (void *)(eth + 1);
+		if ((void *)(iph + 1) > data_end || iph->protocol != IPPROTO_TCP)
+			return 0;
+		th = (void *)iph + (iph->ihl & 0xf) * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6h = (void *)(eth + 1);
+		if ((void *)(ip6h + 1) > data_end || ip6h->nexthdr != IPPROTO_TCP)
+			return 0;
+		th = (void *)(ip6h + 1);
+	} else {
+		return 0;
+	}
+	if ((void *)(th + 1) > data_end)
+		return 0;
+	return (void *)th + th->doff * 4 <= data_end;
+}
+
 /* Byte offset of p in the frame, as a plain bounded number. The barrier
  * keeps clang from folding later arithmetic back into pointer arithmetic
  * with unbounded registers, which older verifiers (6.1, 6.12) refuse. */
@@ -1151,11 +1180,12 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	int proto;
 
 	/* Rarely taken; the only helper that moves packet data, so data and
-	 * data_end are read after it. */
+	 * data_end are read after it. The payload is read with
+	 * bpf_skb_load_bytes(), wherever it lies. */
 	want = skb->len < TAGGER_PULL_LEN ? skb->len : TAGGER_PULL_LEN;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	if (data + want > data_end)
+	if (data + want > data_end && !tagger_tcp_headers_linear(data, data_end))
 		bpf_skb_pull_data(skb, want);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
