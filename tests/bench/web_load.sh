@@ -5,8 +5,9 @@
 # smtp-source pushes mail through the gateway; and as long without them.
 # WEB_ROUNDS (3) rounds of both. Prints each round's mail rates, the last
 # lookup run's rate and latency, wrk's errors (must be none), and the
-# median of the rounds' mail-rate ratios (must stay within 5%). Not part
-# of the test run; meant for make bench.
+# median of the rounds' mail-rate ratios (must stay within 5%). WEB_RATE:
+# the daemon's --web-rate (its default when unset). Not part of the test
+# run; meant for make bench.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
@@ -26,7 +27,7 @@ SINK_PID=$!
 trap 'kill $SINK_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
 _world_wait_port mx-plain $SINK 25 || exit 1
 STORE=$WORLD_DIR/gw/tlsgate.db
-world_gw_start --store "$STORE" --web 127.0.0.1:8025 || exit 1
+world_gw_start --store "$STORE" --web 127.0.0.1:8025 ${WEB_RATE:+--web-rate "$WEB_RATE"} || exit 1
 now=$(date +%s)
 sqlite3 "$STORE" "INSERT INTO addr_mx(addr, mx, domain, secure, expires) VALUES
 	('198.51.100.20', 'mx-tls.world.test', 'tls.test', 0, $((now + 3600))),
