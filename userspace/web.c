@@ -101,7 +101,7 @@ struct web_request {
 	char body[WEB_BODY_MAX + 1];
 	size_t len;
 	bool too_big;
-	bool paced; /* its turn came (web_pace) */
+	bool paced; /* web_pace() has taken it in */
 };
 
 static int64_t web_now(void)
@@ -899,7 +899,7 @@ static bool web_pace(struct web *w, struct MHD_Connection *c)
 	} else if (!w->pace_stop && w->paced_len < WEB_CONNECTIONS_MAX) {
 		w->paced[(w->paced_head + w->paced_len) % WEB_CONNECTIONS_MAX] = c;
 		if (!w->paced_len++)
-			pthread_cond_signal(&w->pace_cond); /* the pacer sleeps only when none wait */
+			pthread_cond_signal(&w->pace_cond); /* the pacer waits untimed while none wait */
 		MHD_suspend_connection(c); /* before the lock goes: the pacer resumes after */
 		w->counters.paced++;
 		waits = true;
