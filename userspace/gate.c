@@ -250,25 +250,54 @@ void gate_stop_failclosed(struct gate *g)
 
 /* ---- policy ------------------------------------------------------------ */
 
+/* Reads a whole policy or signature file. Only a regular file is read: a
+ * FIFO, device or directory is refused without blocking (O_NONBLOCK), a
+ * symlink is followed to what it names. A file that changes size while it
+ * is read is refused (-EIO): a policy applies whole or not at all. On any
+ * error *buf is NULL and nothing is left to free. */
 static int read_file(const char *path, char **buf, size_t *len, size_t max)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	*buf = NULL;
+	*len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
-	if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	if ((size_t)st.st_size > max) {
 		close(fd);
 		return -EFBIG;
 	}
-	*buf = xmalloc((size_t)st.st_size + 1);
-	ssize_t n = read(fd, *buf, (size_t)st.st_size);
+	char *b = xmalloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	for (;;) {
+		/* one byte more than fstat said: a file that grew is noticed */
+		ssize_t n = read(fd, b + got, (size_t)st.st_size + 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || got + (size_t)n > (size_t)st.st_size) {
+			if (n > 0)
+				got += (size_t)n;
+			break;
+		}
+		got += (size_t)n;
+	}
 	close(fd);
-	if (n != st.st_size) {
-		free(*buf);
+	if (got != (size_t)st.st_size) {
+		free(b);
 		return -EIO;
 	}
-	(*buf)[n] = '\0';
-	*len = (size_t)n;
+	b[got] = '\0';
+	*buf = b;
+	*len = got;
 	return 0;
 }
 
@@ -406,12 +435,18 @@ int gate_policy_apply(struct gate *g, const char *json_path, const char *sig_pat
 	}
 	if ((rc = read_file(json_path, &json, &json_len, POLICY_MAX_BYTES)) < 0) {
 		snprintf(err, errlen, "%s: %s", json_path,
-			 rc == -EFBIG ? "larger than the policy size limit" : strerror(-rc));
+			 rc == -EFBIG	? "larger than the policy size limit"
+			 : rc == -EINVAL ? "not a regular file"
+			 : rc == -EIO	? "changed while it was read"
+					: strerror(-rc));
 		goto out;
 	}
 	if ((rc = read_file(sig_path, &sig, &sig_len, 64 * 1024)) < 0) {
 		snprintf(err, errlen, "%s: %s", sig_path,
-			 rc == -EFBIG ? "larger than a signature can be" : strerror(-rc));
+			 rc == -EFBIG	? "larger than a signature can be"
+			 : rc == -EINVAL ? "not a regular file"
+			 : rc == -EIO	? "changed while it was read"
+					: strerror(-rc));
 		goto out;
 	}
 	if (g->policy) {
