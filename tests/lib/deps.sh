@@ -1,8 +1,22 @@
 #!/bin/sh
 # Install every Debian package that tlsgate's build, tests, demo and
-# benchmarks need. Non-interactive and idempotent; Postfix is installed with
-# "No configuration" so the system's own mail setup is left untouched (the
-# test world runs its own Postfix instances with their own config dirs).
+# benchmarks need. Non-interactive and idempotent.
+#
+# It leaves the host's services alone: it never stops, disables or
+# reconfigures a service, and the daemons of the packages it newly installs
+# (nsd, unbound) are not started by their postinst either - a temporary
+# policy-rc.d refuses exactly those services during the apt-get call (any
+# policy-rc.d already there is kept in force for the others and put back
+# afterwards). The test world runs its own nsd, unbound and Postfix
+# instances in network namespaces with their own config dirs; it needs
+# neither the system's instances nor their absence. Postfix, when newly
+# installed, gets "No configuration" (it does not start and has no main.cf);
+# an installed Postfix is not touched at all.
+#
+# Environment: TLSGATE_POLICY_RC_D, the policy-rc.d path (default
+# /usr/sbin/policy-rc.d; for tests). APT_LOCK_TIMEOUT, seconds apt-get waits
+# for the dpkg lock held by someone else, e.g. unattended-upgrades on a
+# freshly booted machine (default 300).
 set -eu
 
 PKGS="
@@ -18,10 +32,18 @@ PKGS="
  libidn2-dev xxd chromium wrk
  groff-base
 "
+POLICY_RC_D=${TLSGATE_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+POLICY_SAVED=$POLICY_RC_D.tlsgate-saved
+POLICY_MARK="# written by tlsgate tests/lib/deps.sh"
+LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-300}
+
+installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
 
 missing=""
 for p in $PKGS; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	installed "$p" || missing="$missing $p"
 done
 if [ -z "$missing" ]; then
 	echo "deps: all packages present"
@@ -29,16 +51,62 @@ if [ -z "$missing" ]; then
 fi
 
 [ "$(id -u)" = 0 ] || { echo "deps: missing:$missing; run as root to install them" >&2; exit 1; }
-export DEBIAN_FRONTEND=noninteractive
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-apt-get update -q
-# shellcheck disable=SC2086
-apt-get install -y -q --no-install-recommends $missing
-# Debian starts the packaged daemons; the test world starts its own.
-for svc in nsd unbound postfix; do
-	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-		systemctl disable --now "$svc" >/dev/null 2>&1 || true
+
+# Puts back the policy-rc.d that was there before (or none).
+policy_restore() {
+	if [ -e "$POLICY_SAVED" ]; then
+		mv -f "$POLICY_SAVED" "$POLICY_RC_D"
+	elif [ -f "$POLICY_RC_D" ] && grep -qF "$POLICY_MARK" "$POLICY_RC_D"; then
+		rm -f "$POLICY_RC_D"
 	fi
-done
-echo "deps: installed$missing"
+}
+
+# A run killed outright (SIGKILL) left its policy-rc.d: undo that first.
+if [ -f "$POLICY_RC_D" ] && grep -qF "$POLICY_MARK" "$POLICY_RC_D"; then
+	policy_restore
+fi
+
+# The services of the packages installed now may not start: "$1" is the
+# init script or unit name (deb-systemd-invoke passes "nsd.service"), and a
+# package's services are named after it (nsd; unbound, unbound-resolvconf;
+# postfix, postfix@-); a "P-x" service of another package is refused as
+# well, but only while P is being installed. Everything else is decided as
+# before: by the policy-rc.d that was there, else allowed.
+refuse=$missing
+[ ! -e "$POLICY_RC_D" ] || cp -p "$POLICY_RC_D" "$POLICY_SAVED"
+trap 'policy_restore' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+cat >"$POLICY_RC_D.tmp" <<-EOF
+	#!/bin/sh
+	$POLICY_MARK while it installs:$refuse
+	# (removed again when it ends; the one that was here, if any, is in
+	# $POLICY_SAVED meanwhile)
+	name=\${1:-}
+	name=\${name%.service}
+	name=\${name%.socket}
+	name=\${name%.timer}
+	for p in $refuse; do
+		case \$name in
+		"\$p" | "\$p"-* | "\$p"@*) exit 101 ;;
+		esac
+	done
+	[ ! -x "$POLICY_SAVED" ] || exec "$POLICY_SAVED" "\$@"
+	exit 0
+EOF
+chmod 755 "$POLICY_RC_D.tmp"
+mv -f "$POLICY_RC_D.tmp" "$POLICY_RC_D"
+
+export DEBIAN_FRONTEND=noninteractive
+# Preseed only what is installed now: an installed package's answers stay.
+case " $missing " in
+*" postfix "*) echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections ;;
+esac
+if ! installed wireshark-common; then
+	echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+fi
+apt-get -o DPkg::Lock::Timeout="$LOCK_TIMEOUT" update -q
+# shellcheck disable=SC2086
+apt-get -o DPkg::Lock::Timeout="$LOCK_TIMEOUT" install -y -q --no-install-recommends $missing
+echo "deps: installed$missing (no service started or stopped)"
