@@ -17,18 +17,38 @@
  * line the daemon may have to withhold (COPY_COMMANDS), a client FIN or RST
  * without data (COPY_REPLIES) is copied to reply_events and passes; the
  * daemon reads the copy. Anything else is marked as usual.
- * What may be SMTP but cannot be judged here - IPv4/IPv6 fragments, headers
- * that are truncated or malformed, VLAN stacks deeper than two, IPv6
- * extension chains longer than PARSE_IPV6_MAX_EXT - is marked too: never a
- * silent pass. A pure ACK (no payload, no SYN/FIN/RST) of a flow under
- * inspection is not marked: it carries nothing the inspection needs, and
- * about a fifth of a plaintext dialog's packets are such ACKs. Frames that are not IP (or too short to carry an Ethernet
- * header) and IP that is not TCP on an SMTP port are left alone, uncounted.
+ * What may be SMTP but cannot be judged is dropped (TC_ACT_SHOT), counted,
+ * never passed and never marked: the daemon cannot parse it either, and
+ * the queue bypass would let it through while the daemon is down (DESIGN,
+ * threat model rule 3: defragment or drop).
+ *   FRAGMENT: every IPv4 fragment of TCP, first or not (each carries the
+ *     protocol), and every IPv6 fragment whose fragment header's next
+ *     header is TCP or a header TCP may follow (extension, AH, another
+ *     fragment header): a later fragment has no ports, so any TCP
+ *     fragment. Linux TCP sends with DF (path-MTU discovery), so TCP
+ *     fragments are rare; the gateway cannot judge bytes it does not
+ *     reassemble exactly as the receiver will, and what passes unseen would
+ *     leave a hole the receiver fills. Fragments of UDP (DNS) and of
+ *     other protocols pass as before.
+ *   UNPARSED: an IPv4 or IPv6 header that is cut or malformed (version,
+ *     IHL), an IPv6 extension chain longer than PARSE_IPV6_MAX_EXT or cut,
+ *     a TCP header cut or with doff < 5 (TCP to any port: the ports may
+ *     not be readable), and a third VLAN tag that carries IP or yet another
+ *     tag. These drop whatever protocol they carry, since it cannot be
+ *     determined (the kernel's IP layer drops a bad IP header anyway); a
+ *     third tag that carries something else (ARP) is left alone.
+ * Frames too short for an Ethernet header, frames that are not IP, and IP
+ * that is not TCP on an SMTP port are left alone, uncounted.
  *
  * While the daemon misses its heartbeat (daemon_state), flows of secure-mode
  * sources (secure_sources, an LPM trie written from the policy) that are
  * not offloaded are dropped: secure mode fails closed, the rest fails open
- * through the NFQUEUE rule's queue bypass.
+ * through the NFQUEUE rule's queue bypass. The check comes first for every
+ * flow that is not PASS or BLOCK (no entry, INSPECT, CONTENT, unknown, a
+ * client's SYN), before anything of it may pass: content, copies, ACKs. A
+ * pure ACK (no payload, no SYN/FIN/RST) of a flow under inspection is then
+ * not marked: it carries nothing the inspection needs, and about a fifth of
+ * a plaintext dialog's packets are such ACKs.
  *
  * The key (struct tlsgate_flow_key) must equal what userspace/flowkey.c
  * computes; tests/unit/test_tagger.c checks both against each other. */
@@ -174,6 +194,13 @@ static __always_inline int tagger_mark(struct __sk_buff *skb, __u32 idx)
 	return TC_ACT_OK;
 }
 
+/* What may be TCP but cannot be judged: dropped, counted (see the top). */
+static __always_inline int tagger_drop(struct __sk_buff *skb, __u32 idx)
+{
+	tagger_count(skb, idx);
+	return TC_ACT_SHOT;
+}
+
 /* Returns <0, 0, >0 as (a, pa) compares to (b, pb): address bytes first,
  * then the port as a number. */
 static __always_inline int tagger_cmp(const __u8 *a, __be16 pa, const __u8 *b,
@@ -307,7 +334,9 @@ static __always_inline void tagger_copy_tcp_dns(struct __sk_buff *skb, __u32 hdr
 		tagger_copy_dns(skb, hdr_end, l3_end - hdr_end, IPPROTO_TCP);
 }
 
-/* May the upper layer after an IPv6 fragment header be TCP? */
+/* May the upper layer after an IPv6 fragment header be TCP? Also behind
+ * the headers the receiver reads after it: extension headers, AH, a
+ * fragment header again (Linux reassembles once more). */
 static __always_inline int tagger_frag_may_be_tcp(int nexthdr)
 {
 	switch (nexthdr) {
@@ -316,6 +345,7 @@ static __always_inline int tagger_frag_may_be_tcp(int nexthdr)
 	case IPPROTO_ROUTING:
 	case IPPROTO_DSTOPTS:
 	case IPPROTO_AH:
+	case IPPROTO_FRAGMENT:
 		return 1;
 	}
 	return 0;
@@ -1177,6 +1207,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	__u8 tcp_flags;
 	struct tagger_seg seg;
 	int reopen, in_order;
+	__u8 verdict;
 	int proto;
 
 	/* Rarely taken; the only helper that moves packet data, so data and
@@ -1194,22 +1225,31 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	if (data + sizeof(struct ethhdr) > data_end)
 		return TC_ACT_OK; /* cannot be IP at all */
 	proto = parse_ethhdr_vlan(&nh, data_end, &eth);
-	if (proto == PARSE_FAIL || parse_is_vlan(proto))
-		return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+	if (proto == PARSE_FAIL)
+		return tagger_drop(skb, TLSGATE_CNT_UNPARSED); /* a tag cut */
+	if (parse_is_vlan(proto)) {
+		/* A third tag: dropped when it carries IP or another tag. */
+		struct parse_vlan_hdr *vlh = nh.pos;
+
+		if ((void *)(vlh + 1) > data_end || vlh->encap_proto == bpf_htons(ETH_P_IP) ||
+		    vlh->encap_proto == bpf_htons(ETH_P_IPV6) || parse_is_vlan(vlh->encap_proto))
+			return tagger_drop(skb, TLSGATE_CNT_UNPARSED);
+		return TC_ACT_OK;
+	}
 
 	__builtin_memset(saddr, 0, sizeof(saddr));
 	__builtin_memset(daddr, 0, sizeof(daddr));
 	if (proto == bpf_htons(ETH_P_IP)) {
 		proto = parse_iphdr(&nh, data_end, &iph);
 		if (proto == PARSE_FAIL)
-			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+			return tagger_drop(skb, TLSGATE_CNT_UNPARSED);
 		l3 = iph;
 		l3_len = bpf_ntohs(iph->tot_len);
 		l3_end = tagger_off(l3, data) + l3_len;
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return TC_ACT_OK;
 		if (iph->frag_off & bpf_htons(PARSE_IP_MF | PARSE_IP_OFFSET))
-			return proto == IPPROTO_TCP ? tagger_mark(skb, TLSGATE_CNT_FRAGMENT)
+			return proto == IPPROTO_TCP ? tagger_drop(skb, TLSGATE_CNT_FRAGMENT)
 						    : TC_ACT_OK;
 		if (proto == IPPROTO_UDP)
 			return tagger_dns(skb, &nh, data, data_end, l3_end);
@@ -1222,20 +1262,20 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		proto = parse_ip6hdr(&nh, data_end, &ip6h);
 		if (proto == PARSE_FAIL)
-			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+			return tagger_drop(skb, TLSGATE_CNT_UNPARSED);
 		l3 = ip6h;
 		l3_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 		l3_end = tagger_off(l3, data) + l3_len;
 		proto = parse_ip6_ext(&nh, data_end, proto);
 		if (proto == PARSE_FAIL)
-			return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+			return tagger_drop(skb, TLSGATE_CNT_UNPARSED); /* too long, or cut */
 		if (proto == IPPROTO_FRAGMENT) {
 			proto = parse_ip6_frag(&nh, data_end, &fh);
 			if (proto == PARSE_FAIL)
-				return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+				return tagger_drop(skb, TLSGATE_CNT_UNPARSED);
 			if (!tagger_frag_may_be_tcp(proto))
 				return TC_ACT_OK;
-			return tagger_mark(skb, TLSGATE_CNT_FRAGMENT);
+			return tagger_drop(skb, TLSGATE_CNT_FRAGMENT);
 		}
 		if (proto == IPPROTO_UDP)
 			return tagger_dns(skb, &nh, data, data_end, l3_end);
@@ -1248,7 +1288,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	}
 
 	if (parse_tcphdr(&nh, data_end, &tcph) == PARSE_FAIL)
-		return tagger_mark(skb, TLSGATE_CNT_UNPARSED);
+		return tagger_drop(skb, TLSGATE_CNT_UNPARSED);
 
 	sport = bpf_ntohs(tcph->source);
 	dport = bpf_ntohs(tcph->dest);
@@ -1281,7 +1321,23 @@ int tlsgate_tagger(struct __sk_buff *skb)
 
 	tcp_flags = ((__u8 *)tcph)[13];
 	val = bpf_map_lookup_elem(&flows, &key);
-	if (val && val->verdict == TLSGATE_CONTENT) {
+	/* Read once: what is checked below is what decides. */
+	verdict = val ? READ_ONCE(val->verdict) : TLSGATE_INSPECT;
+	/* A client's SYN opens a new connection, whatever the entry says of
+	 * an old one on the same addresses and ports (it closed unseen:
+	 * offloaded, blocked, or forgotten by the daemon): the daemon judges
+	 * the new one from the start. */
+	reopen = val && dir == TLSGATE_DIR_TO_SERVER && (tcp_flags & PARSE_TCP_SYN) &&
+		 !(tcp_flags & PARSE_TCP_ACK);
+	/* Fail-closed first: nothing of a flow that is not offloaded or
+	 * blocked - content, copies, ACKs included - passes from (or to) a
+	 * secure-mode source while the daemon is gone. */
+	if ((!val || reopen || (verdict != TLSGATE_PASS && verdict != TLSGATE_BLOCK)) &&
+	    tagger_fail_closed(dir == TLSGATE_DIR_TO_SERVER ? saddr : daddr)) {
+		tagger_count(skb, TLSGATE_CNT_FAILCLOSED);
+		return TC_ACT_SHOT;
+	}
+	if (val && verdict == TLSGATE_CONTENT) {
 		l4_end = tagger_off(nh.pos, data);
 		seg.seq = bpf_ntohl(tcph->seq);
 		seg.off = l4_end;
@@ -1297,22 +1353,15 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		/* Back to userspace from this segment on. */
 		tagger_content_return(val);
 		tagger_count(skb, TLSGATE_CNT_CONTENT_RETURNED);
+		verdict = TLSGATE_INSPECT;
 	}
-	/* A client's SYN opens a new connection, whatever the entry says of
-	 * an old one on the same addresses and ports (it closed unseen:
-	 * offloaded, blocked, or forgotten by the daemon): the daemon judges
-	 * the new one from the start. */
-	reopen = val && dir == TLSGATE_DIR_TO_SERVER && (tcp_flags & PARSE_TCP_SYN) &&
-		 !(tcp_flags & PARSE_TCP_ACK);
-	if (!val || reopen || val->verdict == TLSGATE_INSPECT || val->verdict > TLSGATE_CONTENT) {
-		if (tagger_fail_closed(dir == TLSGATE_DIR_TO_SERVER ? saddr : daddr)) {
-			tagger_count(skb, TLSGATE_CNT_FAILCLOSED);
-			return TC_ACT_SHOT;
-		}
+	if (!val || reopen || verdict == TLSGATE_INSPECT || verdict > TLSGATE_CONTENT) {
 		/* nh.pos is the end of the TCP header; the payload ends
 		 * where the IP length says (Ethernet padding excluded). */
 		l4_end = tagger_off(nh.pos, data);
 		payload = (long)l3_end - (long)l4_end;
+		/* A pure ACK passes here only after the fail-closed check,
+		 * like the copies below. */
 		if (payload == 0 && !(((__u8 *)tcph)[13] & (PARSE_TCP_SYN | PARSE_TCP_FIN |
 							     PARSE_TCP_RST))) {
 			tagger_count(skb, TLSGATE_CNT_ACK_SKIPPED);
@@ -1367,7 +1416,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 
 	__sync_fetch_and_add(&val->packets, 1);
 	__sync_fetch_and_add(&val->bytes, skb->len);
-	if (val->verdict == TLSGATE_BLOCK) {
+	if (verdict == TLSGATE_BLOCK) {
 		tagger_count(skb, TLSGATE_CNT_BLOCK_TO_SERVER + dir);
 		return TC_ACT_SHOT;
 	}

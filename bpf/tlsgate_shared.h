@@ -274,8 +274,8 @@ enum tlsgate_counter {
 	TLSGATE_CNT_PASS_TO_CLIENT,
 	TLSGATE_CNT_BLOCK_TO_SERVER, /* dropped in the program */
 	TLSGATE_CNT_BLOCK_TO_CLIENT,
-	TLSGATE_CNT_UNPARSED,  /* not safely parseable: marked for NFQUEUE */
-	TLSGATE_CNT_FRAGMENT,  /* IPv4/IPv6 fragment: marked for NFQUEUE */
+	TLSGATE_CNT_UNPARSED,  /* not safely parseable, may be TCP: dropped */
+	TLSGATE_CNT_FRAGMENT,  /* IPv4/IPv6 fragment that may be TCP: dropped */
 	TLSGATE_CNT_ACK_SKIPPED, /* pure ACK of a flow under inspection: carries
 				    nothing to inspect, stays in the kernel */
 	TLSGATE_CNT_FAILCLOSED, /* secure-mode source while the daemon is gone: dropped */

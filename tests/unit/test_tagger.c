@@ -622,6 +622,8 @@ static void test_qinq(void **state)
 	check_variant(s);
 }
 
+/* A third VLAN tag hides what it carries: dropped (UNPARSED) when that is
+ * IP or a fourth tag, never marked; anything else (ARP) is left alone. */
 static void test_three_vlan_tags_unparsed(void **state)
 {
 	struct pkt_spec s = spec_v4();
@@ -631,7 +633,20 @@ static void test_three_vlan_tags_unparsed(void **state)
 	require_loaded();
 	s.vlans = 3;
 	n = build(&s, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
+	s = spec_v6();
+	s.vlans = 3;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
+	s.vlans = 4;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
+	/* the third tag cut */
+	expect(frame, 14 + 2 * 4 + 2, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
+	s.vlans = 3;
+	n = build(&s, frame, NULL, NULL);
+	pkt_put16(frame + 12 + 3 * 4, 0x0806); /* ARP behind three tags */
+	expect(frame, n, TC_ACT_OK, false, NO_COUNTER);
 }
 
 static void test_ipv4_options(void **state)
@@ -658,11 +673,13 @@ static void test_ipv6_ext_headers(void **state)
 	check_variant(s);
 }
 
-/* Up to FLOWKEY_MAX_EXT headers are followed, one more is UNPARSED (and
- * flowkey.c refuses it too). */
+/* Up to FLOWKEY_MAX_EXT headers are followed; a longer chain hides what it
+ * carries: dropped (UNPARSED), never marked, whatever the flow's entry and
+ * even when it ends in UDP (flowkey.c refuses it too). */
 static void test_ipv6_ext_bound(void **state)
 {
 	struct pkt_spec s = spec_v6();
+	struct tlsgate_flow_key key;
 	struct flowkey_packet fp;
 	uint8_t frame[PKT_MAX];
 	size_t n, l3;
@@ -674,12 +691,43 @@ static void test_ipv6_ext_bound(void **state)
 	check_variant(s);
 	s.n_ext = FLOWKEY_MAX_EXT + 1;
 	n = build(&s, frame, &l3, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 	assert_int_equal(flowkey_from_ip(frame + l3, n - l3, &smtp, &fp), -EINVAL);
+	s.n_ext = PKT_MAX_EXT;
+	n = build(&s, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
+	assert_int_equal(flowkey_from_ip(frame + l3, n - l3, &smtp, &fp), -EINVAL);
+	s.n_ext = FLOWKEY_MAX_EXT + 1;
+	s.l4 = IPPROTO_UDP;
+	n = build(&s, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
+	/* an entry (even PASS) changes nothing: the key cannot be read */
+	s = spec_v6();
+	n = build(&s, frame, &l3, NULL);
+	put_flow(frame, n, l3, TLSGATE_PASS, &key);
+	for (i = 0; i < PKT_MAX_EXT; i++)
+		s.ext[i] = i % 2 ? IPPROTO_DSTOPTS : IPPROTO_HOPOPTS;
+	s.n_ext = FLOWKEY_MAX_EXT + 1;
+	n = build(&s, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 }
 
-/* Fragments are marked even when the flow has a PASS or BLOCK verdict:
- * the program cannot tell which flow a later fragment belongs to. */
+/* The fragment header's offset field (offset << 3 | M) in a frame that
+ * pkt_build() made with v6_frag. */
+static void set_v6_frag_off(const struct pkt_spec *s, uint8_t *frame, size_t l3, uint16_t v)
+{
+	size_t off = l3 + 40;
+
+	for (int i = 0; i < s->n_ext; i++)
+		off += pkt_ext_size(s->ext[i]);
+	pkt_put16(frame + off + 2, v);
+}
+
+/* Every fragment that is or may be TCP is dropped (FRAGMENT), first or
+ * not, whatever the flow's entry (PASS, BLOCK, none): never marked (the
+ * daemon cannot parse it) and never passed (DESIGN rule 3). A later
+ * fragment has no ports: any TCP fragment goes. UDP (DNS) and other
+ * protocols' fragments pass as before. */
 static void test_fragments(void **state)
 {
 	struct pkt_spec s = spec_v4(), base;
@@ -688,34 +736,105 @@ static void test_fragments(void **state)
 	size_t n, l3;
 
 	require_loaded();
+	/* IPv4: the first fragment to port 25, and later ones, with no entry */
+	s.v4_mf = true;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	s.v4_frag_off = 100; /* a middle one */
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	s.v4_mf = false; /* the last, its bytes no TCP header at all */
+	s.sport = 20480;
+	s.dport = 8224;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	/* with a BLOCK or PASS entry for the flow, the same */
+	s = spec_v4();
 	n = build(&s, frame, &l3, NULL);
 	put_flow(frame, n, l3, TLSGATE_BLOCK, &key);
 	s.v4_mf = true;
 	n = build(&s, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_FRAGMENT);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
 	s.v4_mf = false;
 	s.v4_frag_off = 100;
 	n = build(&s, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_FRAGMENT);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	s = spec_v4();
+	n = build(&s, frame, &l3, NULL);
+	put_flow(frame, n, l3, TLSGATE_PASS, &key);
+	s.v4_mf = true;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	s.vlans = 2;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
 
+	/* IPv6: a fragment header whose next header is TCP, or one TCP may
+	 * follow; first or later fragment */
 	base = spec_v6();
 	n = build(&base, frame, &l3, NULL);
 	put_flow(frame, n, l3, TLSGATE_PASS, &key);
 	s = base;
 	s.v6_frag = true;
-	n = build(&s, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_FRAGMENT);
+	n = build(&s, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	set_v6_frag_off(&s, frame, l3, 185 << 3); /* the last one */
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	set_v6_frag_off(&s, frame, l3, 185 << 3 | 1); /* a middle one */
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
 	s.n_ext = 2;
 	memcpy(s.ext, (uint8_t[]){ IPPROTO_HOPOPTS, IPPROTO_DSTOPTS }, 2);
 	s.vlans = 1;
+	n = build(&s, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	set_v6_frag_off(&s, frame, l3, 8 << 3);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	{
+		static const uint8_t may_be_tcp[] = { IPPROTO_DSTOPTS, IPPROTO_ROUTING,
+						      IPPROTO_HOPOPTS, IPPROTO_AH,
+						      IPPROTO_FRAGMENT };
+		for (size_t i = 0; i < sizeof(may_be_tcp); i++) {
+			s.v6_frag_next = may_be_tcp[i];
+			n = build(&s, frame, NULL, NULL);
+			expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+		}
+	}
+	/* no entry: the same */
+	assert_int_equal(reset_flows(NULL), 0);
+	s = spec_v6();
+	s.v6_frag = true;
 	n = build(&s, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_FRAGMENT);
-	/* A destination options header after the fragment header. */
-	s.v6_frag_next = IPPROTO_DSTOPTS;
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FRAGMENT);
+	/* the fragment header cut */
+	expect(frame, 14 + 40 + 4, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
+
+	/* UDP (DNS answers) and ICMPv6 fragments pass, first or not */
+	s = spec_v4();
+	s.l4 = IPPROTO_UDP;
+	s.sport = 53;
+	s.dport = 33000;
+	s.v4_mf = true;
 	n = build(&s, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_FRAGMENT);
+	expect(frame, n, TC_ACT_OK, false, NO_COUNTER);
+	s.v4_mf = false;
+	s.v4_frag_off = 100;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, false, NO_COUNTER);
+	s = spec_v6();
+	s.l4 = IPPROTO_UDP;
+	s.sport = 53;
+	s.dport = 33000;
+	s.v6_frag = true;
+	n = build(&s, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_OK, false, NO_COUNTER);
+	set_v6_frag_off(&s, frame, l3, 185 << 3);
+	expect(frame, n, TC_ACT_OK, false, NO_COUNTER);
+	s.v6_frag_next = IPPROTO_ICMPV6;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, false, NO_COUNTER);
 }
 
+/* Malformed IP or TCP headers: dropped (UNPARSED), never marked. */
 static void test_bad_ihl_doff_version(void **state)
 {
 	struct pkt_spec s;
@@ -728,36 +847,36 @@ static void test_bad_ihl_doff_version(void **state)
 		s = spec_v4();
 		s.ihl_override = v;
 		n = build(&s, frame, NULL, NULL);
-		expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+		expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 		s = spec_v4();
 		s.doff_override = v;
 		n = build(&s, frame, NULL, NULL);
-		expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+		expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 		s = spec_v6();
 		s.doff_override = v;
 		n = build(&s, frame, NULL, NULL);
-		expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+		expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 	}
 	/* Header lengths beyond the frame. */
 	s = spec_v4();
 	s.payload = "";
 	s.ihl_override = 15;
 	n = build(&s, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 	s = spec_v6();
 	s.payload = "";
 	s.doff_override = 15;
 	n = build(&s, frame, NULL, NULL);
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 	/* IP version disagreeing with the ethertype. */
 	s = spec_v4();
 	n = build(&s, frame, &l3, NULL);
 	frame[l3] = (uint8_t)(0x60 | (frame[l3] & 0x0f));
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 	s = spec_v6();
 	n = build(&s, frame, &l3, NULL);
 	frame[l3] = 0x40;
-	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 }
 
 /* Recent kernels refuse to build a test skb whose ethertype is IPv4/IPv6
@@ -771,8 +890,8 @@ static bool kernel_may_refuse(const struct pkt_spec *s, size_t len, size_t l3)
 	return !s->vlans && len < l3 + fixed;
 }
 
-/* Every prefix from 14 bytes on: a frame cut inside its headers is marked
- * UNPARSED whatever the flow's verdict (never passed, never dropped); once
+/* Every prefix from 14 bytes on: a frame cut inside its headers is dropped
+ * (UNPARSED) whatever the flow's verdict (never passed, never marked); once
  * the headers are complete the verdict applies. */
 static void test_truncated_every_length(void **state)
 {
@@ -812,7 +931,7 @@ static void test_truncated_every_length(void **state)
 				}
 				ran++;
 				if (len < hdr_end) {
-					expect(frame, len, TC_ACT_OK, true, TLSGATE_CNT_UNPARSED);
+					expect(frame, len, TC_ACT_SHOT, false, TLSGATE_CNT_UNPARSED);
 					continue;
 				}
 				cnt = specs[i].dport == 25 ? 0 : 1; /* direction */
@@ -2994,6 +3113,142 @@ static void test_command_copy_content_end(void **state)
 	assert_int_equal(ring_drain()->n, 0);
 }
 
+/* ---- fail-closed before any pass --------------------------------------- */
+
+/* Runs frame with the daemon gone (stale: dropped, FAILCLOSED alone) or
+ * alive (live_counter moves; marked when live_mark). */
+static void expect_fc(const char *what, bool stale, const uint8_t *frame, size_t n,
+		      bool live_mark, int live_counter)
+{
+	if (stale)
+		expect_moved(what, frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED, NO_COUNTER);
+	else
+		expect_moved(what, frame, n, TC_ACT_OK, live_mark, live_counter, NO_COUNTER);
+}
+
+/* A secure-mode client while the daemon misses its heartbeat: every kind
+ * of segment that passes in the kernel with the daemon alive - a pure ACK
+ * of a flow with no entry, INSPECT or an unknown verdict (either way), a
+ * copied server reply, SYN-ACK, client close or command, a CONTENT
+ * segment and its ACK - is dropped, unless the entry is PASS; a client's
+ * SYN on a PASS entry too. Each case is run alive first, to show that it
+ * would pass. */
+static void check_fail_closed_all(struct pkt_spec s, const char *secure_client, uint8_t plen)
+{
+	static const uint8_t acked[] = { 0xff, TLSGATE_INSPECT, 7 };
+	struct pkt_spec r = pkt_reverse(&s), c;
+	struct tlsgate_lpm_key lk = { .prefixlen = plen };
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX], one = 1;
+	char what[64];
+	size_t n, l3;
+	int fd = bpf_map__fd(skel->maps.secure_sources);
+
+	require_loaded();
+	if (s.family == 4) {
+		lk.addr[10] = lk.addr[11] = 0xff;
+		assert_int_equal(inet_pton(AF_INET, secure_client, lk.addr + 12), 1);
+	} else {
+		assert_int_equal(inet_pton(AF_INET6, secure_client, lk.addr), 1);
+	}
+	assert_int_equal(bpf_map_update_elem(fd, &lk, &one, BPF_ANY), 0);
+	ring_drain();
+	for (int stale = 0; stale < 2; stale++) {
+		set_daemon_state(stale ? mono_ns() - 10ull * 1000000000ull : mono_ns(), 3000);
+
+		/* pure ACKs, both ways */
+		for (size_t i = 0; i < sizeof(acked); i++) {
+			assert_int_equal(reset_flows(NULL), 0);
+			c = s;
+			c.flags = 0x10;
+			c.payload = "";
+			n = build(&c, frame, &l3, NULL);
+			if (acked[i] != 0xff)
+				put_flow(frame, n, l3, acked[i], &key);
+			snprintf(what, sizeof(what), "client ACK, entry %u: ", acked[i]);
+			expect_fc(what, stale, frame, n, false, TLSGATE_CNT_ACK_SKIPPED);
+			c = r;
+			c.flags = 0x10;
+			c.payload = "";
+			n = build(&c, frame, NULL, NULL);
+			snprintf(what, sizeof(what), "server ACK, entry %u: ", acked[i]);
+			expect_fc(what, stale, frame, n, false, TLSGATE_CNT_ACK_SKIPPED);
+		}
+
+		/* copies of the plaintext dialog */
+		put_copying(&s, TLSGATE_INSPECT, TLSGATE_COPY_REPLIES | TLSGATE_COPY_COMMANDS, &key);
+		c = r;
+		c.payload = "250 ok\r\n";
+		n = build(&c, frame, NULL, NULL);
+		expect_fc("server reply: ", stale, frame, n, false, TLSGATE_CNT_REPLY_COPIED);
+		c.flags = 0x12;
+		c.payload = "";
+		n = build(&c, frame, NULL, NULL);
+		expect_fc("SYN-ACK: ", stale, frame, n, false, TLSGATE_CNT_REPLY_COPIED);
+		c = s;
+		c.flags = 0x11;
+		c.payload = "";
+		n = build(&c, frame, NULL, NULL);
+		expect_fc("client FIN: ", stale, frame, n, false, TLSGATE_CNT_COMMAND_COPIED);
+		set_client_state(&key, s.seq, true);
+		c = s;
+		c.payload = "EHLO client.example.org\r\n";
+		n = build(&c, frame, NULL, NULL);
+		expect_fc("client command: ", stale, frame, n, false, TLSGATE_CNT_COMMAND_COPIED);
+		assert_int_equal(ring_drain()->n, stale ? 0 : 4);
+		/* data without a copy: marked alive */
+		c = s;
+		n = build(&c, frame, NULL, NULL);
+		expect_fc("client data: ", stale, frame, n, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+
+		/* message content */
+		put_content(&s, s.seq, 1, &key);
+		clear_content_scratch();
+		c = s;
+		c.payload = "Subject: hi\r\n\r\nhello\r\n";
+		n = build(&c, frame, NULL, NULL);
+		expect_fc("content: ", stale, frame, n, false, TLSGATE_CNT_CONTENT_PASSED);
+		put_content(&s, s.seq, 1, &key);
+		c = r;
+		c.flags = 0x10;
+		c.payload = "";
+		n = build(&c, frame, NULL, NULL);
+		expect_fc("content ACK: ", stale, frame, n, false, TLSGATE_CNT_CONTENT_PASSED);
+
+		/* PASS: offloaded, passes either way; a client's SYN on it is a
+		 * new connection */
+		n = build(&s, frame, &l3, NULL);
+		put_flow(frame, n, l3, TLSGATE_PASS, &key);
+		expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_SERVER);
+		c = r;
+		c.flags = 0x10;
+		c.payload = "";
+		n = build(&c, frame, NULL, NULL);
+		expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_CLIENT);
+		c = s;
+		c.flags = 0x02;
+		c.payload = "";
+		n = build(&c, frame, NULL, NULL);
+		expect_fc("SYN on PASS: ", stale, frame, n, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+		/* BLOCK stays dropped as blocked */
+		n = build(&s, frame, &l3, NULL);
+		put_flow(frame, n, l3, TLSGATE_BLOCK, &key);
+		expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_BLOCK_TO_SERVER);
+	}
+	assert_int_equal(bpf_map_delete_elem(fd, &lk), 0);
+	set_daemon_state(0, 0);
+}
+
+static void test_fail_closed_all_v4(void **state)
+{
+	check_fail_closed_all(spec_v4(), "192.0.2.0", 96 + 24);
+}
+
+static void test_fail_closed_all_v6(void **state)
+{
+	check_fail_closed_all(spec_v6(), "2001:db8:1::10", 128);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3068,6 +3323,8 @@ int main(void)
 		cmocka_unit_test_setup(test_rcpt_by_domain_v6, reset_flows),
 		cmocka_unit_test_setup(test_await_rcpt_v4, reset_flows),
 		cmocka_unit_test_setup(test_await_rcpt_v6, reset_flows),
+		cmocka_unit_test_setup(test_fail_closed_all_v4, reset_flows),
+		cmocka_unit_test_setup(test_fail_closed_all_v6, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
