@@ -162,7 +162,7 @@ static int parse_ipv6(const uint8_t *pkt, size_t len, struct flowkey_packet *out
 			return -EINVAL;
 		nh = pkt[off];
 		/* As tagger_frag_may_be_tcp(). */
-		if (nh == IPPROTO_TCP || is_skipped_ext(nh))
+		if (nh == IPPROTO_TCP || is_skipped_ext(nh) || nh == IPPROTO_FRAGMENT)
 			return -EMSGSIZE;
 		return -EPROTONOSUPPORT;
 	}

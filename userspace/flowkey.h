@@ -63,9 +63,9 @@ struct flowkey_packet {
  * padding, are ignored). Returns 0 and fills *out, or:
  *   -EINVAL          truncated or malformed (bad version, IHL, doff, length
  *                    fields, extension chain longer than FLOWKEY_MAX_EXT);
- *                    the tagger counts these as UNPARSED
+ *                    (the tagger drops headers it cannot parse: UNPARSED)
  *   -EMSGSIZE        a fragment that may carry TCP: the ports are not
- *                    reliably visible (the tagger's FRAGMENT)
+ *                    reliably visible (the tagger drops it: FRAGMENT)
  *   -EPROTONOSUPPORT not TCP
  *   -ENOENT          TCP, but neither port is in ports
  * On error *out is unspecified. */

@@ -177,6 +177,10 @@ static void test_fragments(void **state)
 	s.ext[0] = IPPROTO_HOPOPTS;
 	s.v6_frag_next = IPPROTO_DSTOPTS; /* TCP may follow: still a fragment */
 	assert_int_equal(parse_spec(&s, buf, &len, &fp), -EMSGSIZE);
+	s.v6_frag_next = IPPROTO_FRAGMENT; /* reassembled again, TCP may follow */
+	assert_int_equal(parse_spec(&s, buf, &len, &fp), -EMSGSIZE);
+	s.v6_frag_next = IPPROTO_ICMPV6;
+	assert_int_equal(parse_spec(&s, buf, &len, &fp), -EPROTONOSUPPORT);
 }
 
 /* Every prefix of a valid packet is rejected: the length fields promise
