@@ -3,6 +3,7 @@
  * engine. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +420,44 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
+/* A bad option or value: one line that names it and the rule; the caller
+ * exits with EXIT_USAGE. */
+static int __attribute__((format(printf, 1, 2))) bad_usage(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("tlsgate-probe: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see tlsgate-probe --help)\n", stderr);
+	return EXIT_USAGE;
+}
+
+/* getopt_long() stopped at arg: an unknown option (c '?') or one
+ * without its value (c ':'). */
+static int bad_option(const struct option *opts, int c, const char *arg)
+{
+	if (strncmp(arg, "--", 2) != 0)
+		return c == ':' ? bad_usage("option -%c needs a value", optopt)
+				: bad_usage("unknown option -%c", optopt);
+	const char *name = arg + 2;
+	size_t len = strcspn(name, "="), matches = 0;
+	bool exact = false;
+	for (const struct option *o = opts; o->name; o++)
+		if (!strncmp(o->name, name, len)) {
+			matches++;
+			exact |= strlen(o->name) == len;
+		}
+	if (c == ':')
+		return bad_usage("option --%.*s needs a value", (int)len, name);
+	if ((exact || matches == 1) && name[len] == '=')
+		return bad_usage("option --%.*s takes no value", (int)len, name);
+	if (!exact && matches > 1)
+		return bad_usage("ambiguous option --%.*s (%zu options start so)", (int)len, name,
+				 matches);
+	return bad_usage("unknown option --%.*s", (int)len, name);
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_JSON = 256, O_DB, O_RESOLVER, O_TA, O_HINTS, O_PORT, O_TIMEOUT, O_DNS_TIMEOUT,
@@ -452,17 +491,16 @@ int main(int argc, char **argv)
 	int c, err, lvl;
 
 	log_open("tlsgate-probe", LOG_LEVEL_WARN, false);
-	while ((c = getopt_long(argc, argv, "f:j:q46h", opts, NULL)) != -1) {
+	opterr = 0; /* one line of our own instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":f:j:q46h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			if ((err = read_list(optarg, &list, &n)) < 0) {
-				fprintf(stderr, "tlsgate-probe: %s: %s\n", optarg, strerror(-err));
-				return EXIT_USAGE;
-			}
+			if ((err = read_list(optarg, &list, &n)) < 0)
+				return bad_usage("--file '%s': %s", optarg, strerror(-err));
 			break;
 		case 'j':
 			if (parse_uint(optarg, 4096, &v) < 0 || v == 0)
-				goto bad;
+				return bad_usage("--jobs '%s': not 1..4096", optarg);
 			pc.concurrency = (unsigned int)v;
 			break;
 		case 'q':
@@ -494,22 +532,23 @@ int main(int argc, char **argv)
 			break;
 		case O_PORT:
 			if (parse_uint(optarg, 65535, &v) < 0 || v == 0)
-				goto bad;
+				return bad_usage("--port '%s': not 1..65535", optarg);
 			pc.port = (uint16_t)v;
 			break;
 		case O_TIMEOUT:
 			if (parse_uint(optarg, 3600, &v) < 0 || v == 0)
-				goto bad;
+				return bad_usage("--timeout '%s': not 1..3600 (seconds)", optarg);
 			timeout = v;
 			break;
 		case O_DNS_TIMEOUT:
 			if (parse_uint(optarg, 3600, &v) < 0 || v == 0)
-				goto bad;
+				return bad_usage("--dns-timeout '%s': not 1..3600 (seconds)", optarg);
 			rc.timeout_ms = (unsigned int)v * 1000;
 			break;
 		case O_ZONE:
 			if (n_zones + 1 >= sizeof(zones) / sizeof(zones[0]))
-				goto bad;
+				return bad_usage("--transparent-zone '%s': at most %zu zones", optarg,
+						 sizeof(zones) / sizeof(zones[0]) - 1);
 			zones[n_zones++] = optarg;
 			rc.transparent_zones = zones;
 			break;
@@ -518,11 +557,12 @@ int main(int argc, char **argv)
 			break;
 		case O_LOG:
 			if ((lvl = log_level_parse(optarg)) < 0)
-				goto bad;
+				return bad_usage("--log-level '%s': not error, warn, info or debug",
+						 optarg);
 			log_set_level((enum log_level)lvl);
 			break;
 		default:
-			goto bad;
+			return bad_option(opts, c, argv[optind - 1]);
 		}
 	}
 	for (i = (size_t)optind; i < (size_t)argc; i++) {
@@ -530,7 +570,7 @@ int main(int argc, char **argv)
 		list[n++] = xstrdup(argv[i]);
 	}
 	if (n == 0)
-		goto bad;
+		return bad_usage("no target: name a DOMAIN or ADDRESS, or -f LIST");
 	pc.connect_timeout_ms = pc.smtp_timeout_ms = pc.tls_timeout_ms = (unsigned int)timeout * 1000;
 	if (db_path && !(o.db = store_open(db_path, false))) {
 		fprintf(stderr, "tlsgate-probe: cannot open store %s\n", db_path);
@@ -550,7 +590,4 @@ int main(int argc, char **argv)
 		       o.counts[PROBE_CLASS_DANE], o.counts[PROBE_CLASS_TLS],
 		       o.counts[PROBE_CLASS_PLAINTEXT], o.counts[PROBE_CLASS_UNKNOWN]);
 	return o.worst;
-bad:
-	usage(stderr);
-	return EXIT_USAGE;
 }

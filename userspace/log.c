@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +35,57 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
-static void log_vemit(enum log_level level, int errnum, const char *fmt, va_list ap)
+static void log_write(enum log_level level, const char *buf)
 {
 	static const char *const tags[] = { "fatal: ", "warning: ", "", "debug: " };
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+	fprintf(stderr, "%s: %s%s\n", log_progname, tags[level], buf);
+	if (log_syslog)
+		syslog(prio[level], "%s%s", tags[level], buf);
+}
+
+/* log_hold(): the newest warning, not written yet (under log_hold_lock:
+ * a thread started early may log while the main thread starts). */
+static pthread_mutex_t log_hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool log_holding;
+static char log_held[1024];
+
+static void log_hold_flush_locked(void)
+{
+	if (log_held[0])
+		log_write(LOG_LEVEL_WARN, log_held);
+	log_held[0] = '\0';
+}
+
+void log_hold(bool on)
+{
+	pthread_mutex_lock(&log_hold_lock);
+	log_hold_flush_locked();
+	log_holding = on;
+	pthread_mutex_unlock(&log_hold_lock);
+}
+
+void log_hold_flush(void)
+{
+	pthread_mutex_lock(&log_hold_lock);
+	log_hold_flush_locked();
+	pthread_mutex_unlock(&log_hold_lock);
+}
+
+bool log_hold_fatal(void)
+{
+	pthread_mutex_lock(&log_hold_lock);
+	bool had = log_held[0] != '\0';
+	if (had)
+		log_write(LOG_LEVEL_ERROR, log_held);
+	log_held[0] = '\0';
+	pthread_mutex_unlock(&log_hold_lock);
+	return had;
+}
+
+static void log_vemit(enum log_level level, int errnum, const char *fmt, va_list ap)
+{
 	char buf[1024];
 
 	if (level > log_level)
@@ -47,9 +95,14 @@ static void log_vemit(enum log_level level, int errnum, const char *fmt, va_list
 		return;
 	if (errnum && (size_t)n < sizeof(buf))
 		snprintf(buf + n, sizeof(buf) - (size_t)n, ": %s", strerror(errnum));
-	fprintf(stderr, "%s: %s%s\n", log_progname, tags[level], buf);
-	if (log_syslog)
-		syslog(prio[level], "%s%s", tags[level], buf);
+	/* Whatever comes next shows the held warning was not the last word. */
+	pthread_mutex_lock(&log_hold_lock);
+	log_hold_flush_locked();
+	if (log_holding && level == LOG_LEVEL_WARN)
+		snprintf(log_held, sizeof(log_held), "%s", buf);
+	else
+		log_write(level, buf);
+	pthread_mutex_unlock(&log_hold_lock);
 }
 
 #define LOG_FN(name, level, use_errno)                                \

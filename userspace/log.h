@@ -26,6 +26,17 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* Start-up: a step that fails logs why as a warning (the module cannot
+ * know that its caller gives up) and returns an error; that line is the
+ * fatal one. Between log_hold(true) and log_hold(false) the newest warning
+ * is held back: any later line, or log_hold_flush() (call it when a step
+ * succeeded), writes it as a warning; log_hold_fatal() writes it as fatal
+ * instead and returns false when there was none. The order of lines is
+ * kept; only the newest warning waits. */
+void log_hold(bool on);
+void log_hold_flush(void);
+bool log_hold_fatal(void);
+
 /* Rate-limited warning: at most `burst` lines per 10 s for one call site;
  * the number suppressed is reported with the next line that gets through. */
 struct log_ratelimit {

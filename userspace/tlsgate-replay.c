@@ -274,6 +274,13 @@ static void usage(FILE *out, int status)
 	exit(status);
 }
 
+/* A bad option or argument: one line that names it, exit 2. */
+static void __attribute__((noreturn)) bad_usage(const char *what, const char *arg)
+{
+	fprintf(stderr, "tlsgate-replay: %s%s (see tlsgate-replay --help)\n", what, arg);
+	exit(2);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -282,28 +289,33 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct replay r;
-	struct pcap_input_stats st;
+	struct pcap_input_stats st = { 0, 0, 0 };
 	char err[256] = "";
+	const char *path;
 	size_t i;
 	int c, rc;
 
 	log_open("tlsgate-replay", LOG_LEVEL_WARN, false);
 	memset(&r, 0, sizeof(r));
+	opterr = 0; /* one line of our own instead of getopt's and the usage */
 	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
 		if (c == 'j')
 			r.json = true;
 		else if (c == 'h')
 			usage(stdout, 0);
+		else if (strncmp(argv[optind - 1], "--", 2) != 0)
+			bad_usage("unknown option -", (char[]){ (char)optopt, '\0' });
 		else
-			usage(stderr, 2);
+			bad_usage("unknown option ", argv[optind - 1]);
 	}
+	if (optind == argc)
+		bad_usage("no capture file given: tlsgate-replay [--json] FILE.pcap", "");
 	if (optind + 1 != argc)
-		usage(stderr, 2);
-	rc = pcap_input_read(argv[optind], on_segment, &r, &st, err, sizeof(err));
-	if (rc) {
-		log_warnx("%s: %s", argv[optind], err[0] ? err : strerror(-rc));
-		return 1;
-	}
+		bad_usage("one capture file only, not also ", argv[optind + 1]);
+	path = argv[optind];
+	rc = pcap_input_read(path, on_segment, &r, &st, err, sizeof(err));
+	/* A capture cut short (the writer killed, a copy in progress): what
+	 * was read is reported as usual, then the error. */
 	for (i = 0; i < r.n; i++) {
 		if (r.all[i]->has_payload)
 			print_flow(&r, r.all[i]);
@@ -312,5 +324,19 @@ int main(int argc, char **argv)
 		free(r.all[i]);
 	}
 	free(r.all);
+	if (rc) {
+		const char *why = err[0] ? err : strerror(-rc);
+		size_t plen = strlen(path);
+		/* libpcap's open errors start with the path already */
+		if (!strncmp(why, path, plen) && !strncmp(why + plen, ": ", 2))
+			why += plen + 2;
+		fflush(stdout);
+		if (st.packets)
+			fprintf(stderr, "tlsgate-replay: %s: read error after %llu packet(s), reported above: %s\n",
+				path, (unsigned long long)st.packets, why);
+		else
+			fprintf(stderr, "tlsgate-replay: %s: %s\n", path, why);
+		return 1;
+	}
 	return 0;
 }

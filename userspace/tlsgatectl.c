@@ -11,6 +11,7 @@
  * Exit status: 0 ok, 1 the daemon could not be reached or answered with an
  * error, 2 usage. */
 #include <errno.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <poll.h>
@@ -132,6 +133,48 @@ static void print_flows(json_t *arr)
 
 /* ---- HTTP to the daemon's API ------------------------------------------ */
 
+/* NULL when port is 1..65535 in decimal, else the rule (getaddrinfo()
+ * takes 99999 and wraps it). */
+static const char *web_port_check(const char *port)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(port, &end, 10);
+	if (!*port || *end || errno || port[0] == '-' || port[0] == '+' || v == 0 || v > 65535)
+		return "the port is not 1..65535";
+	return NULL;
+}
+
+/* "host:port" or "[v6]:port" with a good port: NULL, else the rule. */
+static const char *web_addr_check(const char *addr)
+{
+	const char *port;
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+		if (!end || end[1] != ':')
+			return "not ADDR:PORT or [ADDR6]:PORT";
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(addr, ':');
+		if (!colon || colon == addr)
+			return "not ADDR:PORT or [ADDR6]:PORT";
+		port = colon + 1;
+	}
+	return web_port_check(port);
+}
+
+/* A bad option, argument or command: one line that names it, status 2. */
+static int __attribute__((format(printf, 1, 2))) bad_usage(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("tlsgatectl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see tlsgatectl --help)\n", stderr);
+	return 2;
+}
+
 /* GET path from addr ("host:port" or "[v6]:port"); returns the body
  * (malloc'd) and the status in *status, or NULL with a message on stderr. */
 static char *http_get(const char *addr, const char *path, int *status)
@@ -150,6 +193,11 @@ static char *http_get(const char *addr, const char *path, int *status)
 			goto bad;
 		snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
 		port = colon + 1;
+	}
+	const char *bad_port = web_port_check(port);
+	if (bad_port) {
+		fprintf(stderr, "tlsgatectl: %s: %s\n", addr, bad_port);
+		return NULL;
 	}
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *ai;
@@ -533,12 +581,16 @@ int main(int argc, char **argv)
 	if (!web || !*web)
 		web = WEB_LISTEN_DEFAULT;
 	log_open("tlsgatectl", LOG_LEVEL_WARN, false);
-	while ((c = getopt_long(argc, argv, "+s:w:jh", opts, NULL)) != -1) {
+	opterr = 0; /* one line of our own instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, "+:s:w:jh", opts, NULL)) != -1) {
+		const char *arg = argv[optind - 1], *rule;
 		switch (c) {
 		case 's':
 			path = optarg;
 			break;
 		case 'w':
+			if ((rule = web_addr_check(optarg)))
+				return bad_usage("--web '%s': %s", optarg, rule);
 			web = optarg;
 			break;
 		case 'j':
@@ -547,15 +599,18 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case ':':
+			if (!strncmp(arg, "--", 2))
+				return bad_usage("option %s needs a value", arg);
+			return bad_usage("option -%c needs a value", optopt);
 		default:
-			usage(stderr);
-			return 2;
+			if (!strncmp(arg, "--", 2))
+				return bad_usage("unknown option %.*s", (int)strcspn(arg, "="), arg);
+			return bad_usage("unknown option -%c", optopt);
 		}
 	}
-	if (optind >= argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind >= argc)
+		return bad_usage("no command given");
 	const char *cmd = argv[optind++];
 	/* Options may also follow the command: tlsgatectl stats --json */
 	const char *args[WEB_ADDRESSES_MAX + 1];
@@ -648,9 +703,12 @@ int main(int argc, char **argv)
 		snprintf(line, sizeof(line), "probe %s", args[0]);
 		return control_command(path, line, json, print_ok);
 	}
-	fprintf(stderr, "tlsgatectl: unknown command or arguments: '%s'\n", cmd);
-	usage(stderr);
-	return 2;
+	static const char *const known[] = { "status", "stats",	 "flows",  "check", "destinations",
+					     "events", "history", "policy", "probe" };
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(cmd, known[i]))
+			return bad_usage("%s: wrong arguments", cmd);
+	return bad_usage("unknown command '%s'", cmd);
 extra:
 	fprintf(stderr, "tlsgatectl: unexpected arguments for '%s'\n", cmd);
 	return 2;

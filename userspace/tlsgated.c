@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1055,26 +1056,101 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return true;
 }
 
+/* Where the option being applied came from: "FILE:LINE" while a
+ * configuration file is read, NULL for the command line. */
+static const char *config_origin;
+
+/* A bad option or value: one line that names it and the rule, exit 2.
+ * Called before anything is attached or opened. */
+static void __attribute__((noreturn, format(printf, 1, 2))) config_fail(const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *c = msg; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	if (config_origin)
+		fprintf(stderr, "tlsgated: %s: %s\n", config_origin, msg);
+	else
+		fprintf(stderr, "tlsgated: %s (see tlsgated --help)\n", msg);
+	exit(2);
+}
+
+/* config_bad(name, value, rule...): "--NAME 'VALUE': RULE" (command line)
+ * or "FILE:LINE: NAME = VALUE: RULE" (configuration file). */
+#define config_bad(name, value, ...)                                                   \
+	do {                                                                           \
+		char rule_[256];                                                       \
+		snprintf(rule_, sizeof(rule_), __VA_ARGS__);                           \
+		if (config_origin)                                                     \
+			config_fail("%s = %s: %s", (name), (value), rule_);            \
+		else                                                                   \
+			config_fail("--%s '%s': %s", (name), (value), rule_);          \
+	} while (0)
+
+/* "ADDR:PORT" or "[ADDR6]:PORT" with a numeric address and a port
+ * 1..65535 (what web_open() accepts, without the port wrapping at 65536).
+ * NULL when good, else the rule broken. */
+static const char *web_listen_check(const char *v, char *why, size_t whylen)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *port;
+	unsigned char addr[16];
+	unsigned long pv;
+	int af = AF_INET;
+	if (v[0] == '[') {
+		const char *end = strchr(v, ']');
+		if (!end || end[1] != ':' || (size_t)(end - v - 1) >= sizeof(host))
+			return "not ADDR:PORT, [ADDR6]:PORT or off";
+		memcpy(host, v + 1, (size_t)(end - v - 1));
+		host[end - v - 1] = '\0';
+		port = end + 2;
+		af = AF_INET6;
+	} else {
+		const char *colon = strrchr(v, ':');
+		if (!colon || (size_t)(colon - v) >= sizeof(host) || memchr(v, ':', (size_t)(colon - v)))
+			return "not ADDR:PORT, [ADDR6]:PORT or off";
+		memcpy(host, v, (size_t)(colon - v));
+		host[colon - v] = '\0';
+		port = colon + 1;
+	}
+	if (inet_pton(af, host, addr) != 1) {
+		snprintf(why, whylen, "'%s' is not an IPv%d address", host, af == AF_INET ? 4 : 6);
+		return why;
+	}
+	if (!parse_uint(port, 65535, &pv) || pv == 0) {
+		snprintf(why, whylen, "port '%s' is not 1..65535", port);
+		return why;
+	}
+	return NULL;
+}
+
 static void config_apply(struct config *cfg, const char *name, const char *value);
 
 static void config_read_file(struct config *cfg, const char *path)
 {
+	const char *outer = config_origin;
 	FILE *f = fopen(path, "re");
 	if (!f)
-		fatal("config %s", path);
-	char line[512];
+		config_bad("config", path, "%s", strerror(errno));
+	char line[512], origin[600];
 	unsigned int lineno = 0;
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
+		snprintf(origin, sizeof(origin), "%s:%u", path, lineno);
+		config_origin = origin;
 		if (!strchr(line, '\n') && !feof(f))
-			fatalx("%s:%u: line too long", path, lineno);
+			config_fail("line longer than %zu bytes", sizeof(line) - 2);
 		char *s = line + strspn(line, " \t");
 		s[strcspn(s, "#\r\n")] = '\0';
 		if (!*s)
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq)
-			fatalx("%s:%u: expected 'name = value'", path, lineno);
+			config_fail("'%s': expected 'name = value'", s);
 		char *name = s, *value = eq + 1;
 		*eq = '\0';
 		name[strcspn(name, " \t")] = '\0';
@@ -1083,7 +1159,12 @@ static void config_read_file(struct config *cfg, const char *path)
 			*--e = '\0';
 		config_apply(cfg, name, xstrdup(value));
 	}
+	if (ferror(f)) {
+		config_origin = outer;
+		config_bad("config", path, "%s", strerror(errno));
+	}
 	fclose(f);
+	config_origin = outer;
 }
 
 static void config_apply(struct config *cfg, const char *name, const char *value)
@@ -1091,7 +1172,13 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 	unsigned long v;
 	if (!strcmp(name, "inside") || !strcmp(name, "outside")) {
 		if (cfg->n_ifaces >= DATAPATH_MAX_IFACES)
-			fatalx("too many interfaces");
+			config_bad(name, value, "at most %d interfaces in all", DATAPATH_MAX_IFACES);
+		if (!*value || strlen(value) >= IF_NAMESIZE || strchr(value, '/'))
+			config_bad(name, value, "not an interface name (1..%d characters, no '/')",
+				   IF_NAMESIZE - 1);
+		for (size_t i = 0; i < cfg->n_ifaces; i++)
+			if (!strcmp(cfg->ifaces[i], value))
+				config_bad(name, value, "given twice (an interface is inside or outside)");
 		cfg->iface_inside[cfg->n_ifaces] = !strcmp(name, "inside");
 		cfg->ifaces[cfg->n_ifaces++] = value;
 	} else if (!strcmp(name, "store")) {
@@ -1106,9 +1193,13 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->policy_dir = value;
 	} else if (!strcmp(name, "failclosed-ms")) {
 		if (!parse_uint(value, 600000, &v) || v < 100)
-			fatalx("failclosed-ms: '%s' is not 100..600000", value);
+			config_bad(name, value, "not 100..600000 (milliseconds)");
 		cfg->failclosed_ms = (unsigned int)v;
 	} else if (!strcmp(name, "web")) {
+		char why[128];
+		const char *rule = strcmp(value, "off") ? web_listen_check(value, why, sizeof(why)) : NULL;
+		if (rule)
+			config_bad(name, value, "%s", rule);
 		cfg->web_listen = !strcmp(value, "off") ? NULL : value;
 	} else if (!strcmp(name, "web-token-file")) {
 		cfg->web_token_file = value;
@@ -1116,7 +1207,7 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->web_cors = value;
 	} else if (!strcmp(name, "web-rate")) {
 		if (!parse_uint(value, 1000000, &v))
-			fatalx("web-rate: '%s' is not 0..1000000", value);
+			config_bad(name, value, "not 0..1000000 (requests a second)");
 		cfg->web_rate = (unsigned int)v;
 	} else if (!strcmp(name, "probe")) {
 		cfg->probe_cmd = value;
@@ -1126,32 +1217,32 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->probe_trust_anchor = value;
 	} else if (!strcmp(name, "probe-arg")) {
 		if (cfg->n_probe_args >= 8)
-			fatalx("probe-arg: at most 8");
+			config_bad(name, value, "at most 8 --probe-arg");
 		cfg->probe_args[cfg->n_probe_args++] = value;
 	} else if (!strcmp(name, "probe-learned")) {
 		if (strcmp(value, "yes") && strcmp(value, "no"))
-			fatalx("probe-learned: '%s' is not yes or no", value);
+			config_bad(name, value, "not yes or no");
 		cfg->learn_probe = !strcmp(value, "yes");
 	} else if (!strcmp(name, "ports")) {
 		char *copy = xstrdup(value), *save = NULL;
 		cfg->n_ports = 0;
 		for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
 			if (!parse_uint(t, 65535, &v) || v == 0)
-				fatalx("ports: '%s' is not a port number", t);
+				config_bad(name, value, "'%s' is not a port 1..65535", t);
 			if (cfg->n_ports >= TLSGATED_MAX_PORTS)
-				fatalx("ports: at most %d", TLSGATED_MAX_PORTS);
+				config_bad(name, value, "at most %d ports", TLSGATED_MAX_PORTS);
 			cfg->ports[cfg->n_ports++] = (uint16_t)v;
 		}
 		free(copy);
 		if (cfg->n_ports == 0)
-			fatalx("ports: empty list");
+			config_bad(name, value, "no port in the list");
 	} else if (!strcmp(name, "queue-num")) {
 		if (!parse_uint(value, 65535, &v))
-			fatalx("queue-num: '%s' is not 0..65535", value);
+			config_bad(name, value, "not 0..65535");
 		cfg->queue_num = (uint16_t)v;
 	} else if (!strcmp(name, "queue-maxlen")) {
 		if (!parse_uint(value, 1u << 20, &v) || v == 0)
-			fatalx("queue-maxlen: '%s' is not 1..1048576", value);
+			config_bad(name, value, "not 1..1048576 (packets)");
 		cfg->queue_maxlen = (uint32_t)v;
 	} else if (!strcmp(name, "pin-dir")) {
 		cfg->pin_dir = value;
@@ -1159,21 +1250,21 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->control_path = value;
 	} else if (!strcmp(name, "max-flows")) {
 		if (!parse_uint(value, 1u << 24, &v) || v == 0)
-			fatalx("max-flows: '%s' is not 1..16777216", value);
+			config_bad(name, value, "not 1..16777216 (flows)");
 		cfg->max_flows = v;
 	} else if (!strcmp(name, "idle-timeout")) {
 		if (!parse_uint(value, 86400, &v) || v == 0)
-			fatalx("idle-timeout: '%s' is not 1..86400 seconds", value);
+			config_bad(name, value, "not 1..86400 (seconds)");
 		cfg->idle_timeout = (unsigned int)v;
 	} else if (!strcmp(name, "offload-timeout")) {
 		if (!parse_uint(value, 86400, &v) || v == 0)
-			fatalx("offload-timeout: '%s' is not 1..86400 seconds", value);
+			config_bad(name, value, "not 1..86400 (seconds)");
 		cfg->offload_timeout = (unsigned int)v;
 	} else if (!strcmp(name, "mark")) {
 		unsigned int m, mask;
 		char extra;
 		if (sscanf(value, "%i/%i%c", &m, &mask, &extra) != 2 || !mask || (m & ~mask))
-			fatalx("mark: '%s' is not MARK/MASK with MARK inside MASK", value);
+			config_bad(name, value, "not MARK/MASK with MARK inside a non-zero MASK");
 		cfg->mark = m;
 		cfg->mask = mask;
 	} else if (!strcmp(name, "remove")) {
@@ -1183,13 +1274,45 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 	} else if (!strcmp(name, "log-level")) {
 		int level = log_level_parse(value);
 		if (level < 0)
-			fatalx("log-level: '%s' is not error, warn, info or debug", value);
+			config_bad(name, value, "not error, warn, info or debug");
 		log_set_level((enum log_level)level);
 	} else if (!strcmp(name, "config")) {
 		config_read_file(cfg, value);
 	} else {
-		fatalx("unknown option '%s'", name);
+		config_fail("unknown option '%s'", name);
 	}
+}
+
+/* getopt_long() found a bad option (c '?') or one without its value
+ * (c ':'); arg is the argument it looked at. */
+static void __attribute__((noreturn)) config_getopt_fail(const struct option *opts, int c,
+							 const char *arg)
+{
+	if (strncmp(arg, "--", 2) != 0) {
+		if (c == ':')
+			config_fail("option -%c needs a value", optopt);
+		config_fail("unknown option -%c", optopt);
+	}
+	const char *name = arg + 2;
+	size_t len = strcspn(name, "=");
+	size_t matches = 0;
+	const struct option *exact = NULL;
+	for (const struct option *o = opts; o->name; o++) {
+		if (!strncmp(o->name, name, len)) {
+			matches++;
+			if (strlen(o->name) == len)
+				exact = o;
+		}
+	}
+	if (c == ':')
+		config_fail("option --%.*s needs a value", (int)len, name);
+	if (exact || matches == 1) {
+		if (name[len] == '=')
+			config_fail("option --%.*s takes no value", (int)len, name);
+	} else if (matches > 1) {
+		config_fail("ambiguous option --%.*s (%zu options start so)", (int)len, name, matches);
+	}
+	config_fail("unknown option --%.*s", (int)len, name);
 }
 
 static void config_parse(struct config *cfg, int argc, char **argv)
@@ -1246,26 +1369,51 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		.web_rate = WEB_RATE_DEFAULT,
 		.learn_probe = true,
 	};
-	int c, idx;
-	while ((c = getopt_long(argc, argv, "i:o:p:q:s:l:c:h", opts, &idx)) != -1) {
+	int c, idx = -1;
+	opterr = 0; /* one line of our own instead of getopt's and the usage */
+	while ((c = getopt_long(argc, argv, ":i:o:p:q:s:l:c:h", opts, &idx)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
 			exit(0);
 		}
-		if (c == '?') {
-			usage(stderr);
-			exit(2);
+		if (c == '?' || c == ':')
+			config_getopt_fail(opts, c, argv[optind - 1]);
+		/* getopt_long() takes an abbreviation that several options
+		 * share when they look alike to it (--pol: --policy-key, the
+		 * first): refused here. */
+		const char *text = argv[optind - (optarg && optarg == argv[optind - 1] ? 2 : 1)];
+		if (idx >= 0 && !strncmp(text, "--", 2)) {
+			size_t len = strcspn(text + 2, "="), matches = 0;
+			for (const struct option *o = opts; o->name; o++)
+				matches += !strncmp(o->name, text + 2, len);
+			if (len != strlen(opts[idx].name) && matches > 1)
+				config_fail("ambiguous option --%.*s (%zu options start so)", (int)len,
+					    text + 2, matches);
 		}
 		const char *name = NULL;
 		for (const struct option *o = opts; o->name; o++)
 			if ((c == 1 && o == &opts[idx]) || (c != 1 && o->val == c))
 				name = o->name;
 		config_apply(cfg, name, optarg ? optarg : "");
+		idx = -1;
 	}
 	if (optind < argc)
-		fatalx("unexpected argument '%s' (see --help)", argv[optind]);
+		config_fail("unexpected argument '%s': tlsgated takes options only", argv[optind]);
+	size_t n_inside = 0;
+	for (size_t i = 0; i < cfg->n_ifaces; i++)
+		n_inside += cfg->iface_inside[i];
 	if (cfg->n_ifaces == 0)
-		fatalx("no interface given: use --inside IFACE --outside IFACE");
+		config_fail("no interface given: use --inside IFACE --outside IFACE");
+	/* It runs between the two: with one side only it would judge
+	 * half the connections (--remove takes whatever was given). */
+	if (!cfg->remove && n_inside == 0)
+		config_fail("--outside given without --inside IFACE: tlsgated needs both");
+	if (!cfg->remove && n_inside == cfg->n_ifaces)
+		config_fail("--inside given without --outside IFACE: tlsgated needs both");
+	for (size_t i = 0; i < cfg->n_ifaces; i++)
+		if (if_nametoindex(cfg->ifaces[i]) == 0)
+			config_fail("--%s '%s': no such interface",
+				    cfg->iface_inside[i] ? "inside" : "outside", cfg->ifaces[i]);
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -1464,10 +1612,40 @@ int main(int argc, char **argv)
 	};
 	memcpy(dcfg.ifaces, d.cfg.ifaces, sizeof(dcfg.ifaces));
 	int status = 1;
+	/* Read before anything is attached: a bad token file stops the
+	 * start with nothing to undo. */
+	if (d.cfg.web_listen && d.cfg.web_token_file) {
+		FILE *tf = fopen(d.cfg.web_token_file, "re");
+		char tok[256];
+		if (!tf)
+			fatal("--web-token-file %s", d.cfg.web_token_file);
+		if (!fgets(tok, sizeof(tok), tf))
+			fatalx("--web-token-file %s: empty", d.cfg.web_token_file);
+		fclose(tf);
+		tok[strcspn(tok, "\r\n")] = '\0';
+		if (strlen(tok) < 16)
+			fatalx("--web-token-file %s: the token has %zu characters, at least 16 needed",
+			       d.cfg.web_token_file, strlen(tok));
+		d.web_token = xstrdup(tok);
+	}
+	/* Each step that fails logs why as a warning and returns an error:
+	 * that line is written as the fatal one (START_STEP). */
+#define START_STEP(ok, what)                                              \
+	do {                                                              \
+		if (!(ok)) {                                              \
+			if (!log_hold_fatal()) {                          \
+				log_warnx("cannot start: %s", what);      \
+				log_hold_fatal();                         \
+			}                                                 \
+			goto out;                                         \
+		}                                                         \
+		log_hold_flush();                                         \
+	} while (0)
+	log_hold(true);
 	d.dp = datapath_open(&dcfg);
-	if (!d.dp)
-		goto out;
+	START_STEP(d.dp, "the tagger could not be loaded and attached");
 	if (d.cfg.remove) {
+		log_hold(false);
 		/* Attaching (which replaces) and detaching again is the one
 		 * way that works whether a stop left anything or not. */
 		d.rule = daemon_rule(&d.cfg);
@@ -1491,12 +1669,10 @@ int main(int argc, char **argv)
 		if (d.cfg.iface_inside[i])
 			gcfg.inside_ifindex[gcfg.n_inside++] = (int)if_nametoindex(d.cfg.ifaces[i]);
 	d.gate = gate_open(&gcfg, d.dp);
-	if (!d.gate)
-		goto out;
+	START_STEP(d.gate, "the store, policy key or raw sockets could not be opened");
 	d.dns = dnslearn_open(datapath_dns_ring_fd(d.dp), gate_store(d.gate),
 			      d.cfg.learn_probe ? daemon_schedule_probe : NULL, &d);
-	if (!d.dns)
-		goto out;
+	START_STEP(d.dns, "the DNS answer ring could not be opened");
 	if (!d.cfg.no_offload) {
 		d.replies = ring_buffer__new(datapath_reply_ring_fd(d.dp), daemon_reply_copy, &d, NULL);
 		if (!d.replies) {
@@ -1528,11 +1704,9 @@ int main(int argc, char **argv)
 	}
 	d.queue = nfqueue_open(d.cfg.queue_num, d.cfg.queue_maxlen, NFQUEUE_RCVBUF_DEFAULT,
 			       daemon_packet, &d);
-	if (!d.queue)
-		goto out;
+	START_STEP(d.queue, "NFQUEUE could not be bound");
 	d.rule = daemon_rule(&d.cfg);
-	if (netfilter_add(&d.rule) < 0)
-		goto out;
+	START_STEP(netfilter_add(&d.rule) == 0, "the NFQUEUE rule could not be added");
 	d.rule_added = true;
 	char *dir = xstrdup(d.cfg.control_path);
 	char *slash = strrchr(dir, '/');
@@ -1542,20 +1716,8 @@ int main(int argc, char **argv)
 	}
 	free(dir);
 	d.ctl = control_open(d.cfg.control_path, daemon_control, &d);
-	if (!d.ctl)
-		goto out;
+	START_STEP(d.ctl, "the control socket could not be opened");
 	if (d.cfg.web_listen) {
-		if (d.cfg.web_token_file) {
-			FILE *tf = fopen(d.cfg.web_token_file, "re");
-			char tok[256];
-			if (!tf || !fgets(tok, sizeof(tok), tf))
-				fatal("web token file %s", d.cfg.web_token_file);
-			fclose(tf);
-			tok[strcspn(tok, "\r\n")] = '\0';
-			if (strlen(tok) < 16)
-				fatalx("web token in %s: at least 16 characters", d.cfg.web_token_file);
-			d.web_token = xstrdup(tok);
-		}
 		struct web_config wcfg = { .listen = d.cfg.web_listen, .token = d.web_token,
 					   .cors_origin = d.cfg.web_cors,
 					   .store_path = d.cfg.store_path,
@@ -1565,12 +1727,14 @@ int main(int argc, char **argv)
 					   .schedule_probe = daemon_schedule_probe,
 					   .release = daemon_release };
 		d.web = web_open(&wcfg, &hooks);
-		if (!d.web)
-			goto out;
+		START_STEP(d.web, "the status page could not listen");
 	}
+#undef START_STEP
+	log_hold(false);
 	if (daemon_run(&d) == 0)
 		status = 0;
 out:
+	log_hold(false);
 	daemon_teardown(&d);
 	log_info("stopped");
 	return status;
