@@ -29,6 +29,7 @@ static const char *const anomaly_names[SESSION_ANOM_COUNT] = {
 	"tls_garbage", "tls_fatal_alert", "sslv2", "sslv3",
 	"tls_record_oversized", "reassembly_gap", "envelope_truncated",
 	"not_smtp", "plaintext_after_starttls", "midstream", "http_connect",
+	"ambiguous_end_of_data",
 };
 
 const char *session_anomaly_name(unsigned int bit)
@@ -44,6 +45,65 @@ const char *session_anomaly_name(unsigned int bit)
 static void flag(struct session *s, unsigned int a)
 {
 	s->info.anomalies |= a;
+}
+
+/* ---- the end of message content ----
+ *
+ * Servers disagree on where DATA ends (SMTP smuggling): RFC 5321 and the
+ * strict ones (Exim since 4.97.1, Postfix 3.9 with smtpd_forbid_bare_newline
+ * normalize or reject) only at <CR><LF>.<CR><LF>; Postfix before 3.9 (and
+ * later with the setting "no") ends lines at a bare LF and strips every CR
+ * before it (smtp_stream.c, smtp_get()), so <LF>.<LF>, <LF>.<CR><LF>,
+ * <CR><LF>.<LF> and <CR><LF>.<CR><CR><LF> end it there; others take a bare
+ * CR as a line end too (<CR>.<CR><LF>, <CR><LF>.<CR>x). A '.' between two
+ * line breaks of any of these kinds other than the one every server honours
+ * is ambiguous: the session cannot know where the server's data ended. It
+ * raises SESSION_ANOM_AMBIGUOUS_END_OF_DATA as soon as the bytes make the
+ * sequence, never ends the data there, and reads on up to
+ * <CR><LF>.<CR><LF>. */
+enum data_brk {
+	BRK_NONE, /* inside a line */
+	BRK_CRLF, /* after CR LF, or at the start of the content */
+	BRK_LF,   /* after a bare LF */
+	BRK_CR,   /* after a bare CR */
+};
+
+enum { DATA_PLAIN, DATA_END, DATA_AMBIGUOUS, DATA_UNDECIDED };
+
+/* Scans content bytes p[0..n) - at most one line, its LF last if it has
+ * one - that follow brk. DATA_END: the line is "." CRLF after CRLF, the
+ * end of data; DATA_AMBIGUOUS: a '.' that only some servers take as the
+ * end; DATA_UNDECIDED: it may be either once more bytes come, the
+ * undecided tail is the last *keep bytes; DATA_PLAIN otherwise. */
+static int data_scan(const uint8_t *p, size_t n, int brk, size_t *keep)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		int prev;
+
+		if (p[i] != '.')
+			continue;
+		prev = i == 0 ? brk : p[i - 1] == '\r' ? BRK_CR : BRK_NONE;
+		if (prev == BRK_NONE)
+			continue;
+		if (i + 1 >= n)
+			goto undecided;
+		if (p[i + 1] == '\n')
+			return DATA_AMBIGUOUS;
+		if (p[i + 1] != '\r')
+			continue;
+		if (prev != BRK_CRLF)
+			return DATA_AMBIGUOUS; /* ".<CR>" after a bare CR or LF */
+		if (i + 2 >= n)
+			goto undecided;
+		return p[i + 2] == '\n' ? DATA_END : DATA_AMBIGUOUS;
+undecided:
+		if (keep)
+			*keep = n - i;
+		return DATA_UNDECIDED;
+	}
+	return DATA_PLAIN;
 }
 
 struct session *session_new(const struct session_limits *limits, bool midstream)
@@ -134,8 +194,9 @@ bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *li
 	if (d->mode != DIR_DATA || d->fin || !d->r.started || !reasm_in_order(&d->r))
 		return false;
 	p = reasm_peek(&d->r, &n);
-	if (n && p[0] == '.' && !d->skipping_line)
-		return false; /* may be the end of data: wait for the whole line */
+	if (n && data_scan(p, n, d->data_brk, NULL) == DATA_UNDECIDED)
+		return false; /* a '.' that may end the data for some server:
+				 wait for the bytes after it */
 	*next_seq = d->r.base + (uint32_t)n;
 	/* Whole lines are consumed up to their LF: with nothing held, the
 	 * last byte was one, unless an overlong line is being dropped. */
@@ -250,6 +311,9 @@ void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 		left -= step;
 	}
 	d->skipping_line = !after_lf;
+	/* What the kernel passed is not seen here: taken as well formed
+	 * (an LF after a CR; no CR last when it was no LF). */
+	d->data_brk = after_lf ? BRK_CRLF : BRK_NONE;
 	if (d->r.flags & REASM_F_LOST) {
 		flag(s, SESSION_ANOM_REASM_LOST);
 		if (!s->info.tls_judged)
@@ -281,6 +345,7 @@ static char *env_strdup(struct session *s, const char *a)
 
 static struct session_txn *txn_new(struct session *s)
 {
+	s->txn_count++;
 	if (!s->txns) {
 		s->txns = calloc(SESSION_MAX_TXNS, sizeof(*s->txns));
 		if (!s->txns)
@@ -370,6 +435,20 @@ static void pend_push(struct session *s, int v)
 		s->pend_n--;
 	}
 	s->pending[(s->pend_head + s->pend_n) % SESSION_MAX_PENDING] = (uint8_t)v;
+	s->pend_txn[(s->pend_head + s->pend_n) % SESSION_MAX_PENDING] = s->txn_count;
+	s->pend_n++;
+}
+
+/* Puts v back as the next command to be answered. */
+static void pend_unshift(struct session *s, int v, uint32_t txn)
+{
+	if (s->pend_n == SESSION_MAX_PENDING) {
+		flag(s, SESSION_ANOM_PIPELINE_OVERFLOW);
+		s->pend_n--;
+	}
+	s->pend_head = (s->pend_head + SESSION_MAX_PENDING - 1) % SESSION_MAX_PENDING;
+	s->pending[s->pend_head] = (uint8_t)v;
+	s->pend_txn[s->pend_head] = txn;
 	s->pend_n++;
 }
 
@@ -378,13 +457,14 @@ static int pend_peek(const struct session *s)
 	return s->pend_n ? s->pending[s->pend_head] : -1;
 }
 
-static int pend_pop(struct session *s)
+static int pend_pop(struct session *s, uint32_t *txn)
 {
 	int v;
 
 	if (!s->pend_n)
 		return -1;
 	v = s->pending[s->pend_head];
+	*txn = s->pend_txn[s->pend_head];
 	s->pend_head = (s->pend_head + 1) % SESSION_MAX_PENDING;
 	s->pend_n--;
 	return v;
@@ -698,7 +778,12 @@ static bool process_tls(struct session *s, int dir)
 		if (d->mode != DIR_TLS || !n)
 			break;
 		if (!d->tls_seen) {
-			if (dir == S && !s->d[C].tls_seen && !s->info.midstream)
+			size_t held = 0;
+
+			/* (the client's first bytes may be held, tls_classify()) */
+			if (s->d[C].r.started)
+				reasm_peek(&s->d[C].r, &held);
+			if (dir == S && !s->d[C].tls_seen && !held && !s->info.midstream)
 				flag(s, SESSION_ANOM_SERVER_EARLY);
 			if ((p[0] & 0x80) && !d->sslv2_checked) {
 				if (n < 3)
@@ -781,12 +866,22 @@ static void start_tls(struct session *s)
 	size_t n;
 	const uint8_t *p = reasm_peek(&s->d[C].r, &n);
 
-	/* Anything the client sent after STARTTLS before the 220 was seen. */
-	if (n && !tls_looks_like_tls(p, n))
-		flag(s, SESSION_ANOM_STARTTLS_INJECTION);
 	s->info.phase = SESSION_PHASE_TLS_HANDSHAKE;
 	enter_tls(s, C);
 	enter_tls(s, S);
+	/* Which side's first bytes are TLS is seen next (tls_classify()). */
+	s->tls_tentative = true;
+	s->d[C].tls_first = true;
+	s->d[S].tls_first = true;
+	/* Anything the client sent after STARTTLS before the 220 was seen:
+	 * a server in TLS discards it (Postfix's smtpd purges it,
+	 * CVE-2011-0411), a server that refused reads it as commands. Held
+	 * until the server's first bytes tell which. */
+	if (n && !tls_looks_like_tls(p, n)) {
+		flag(s, SESSION_ANOM_STARTTLS_INJECTION);
+		s->inject_held = true;
+		s->inject_end = s->d[C].r.base + (uint32_t)n;
+	}
 }
 
 static void not_smtp(struct session *s)
@@ -798,6 +893,7 @@ static void not_smtp(struct session *s)
 	s->d[S].mode = s->d[S].mode == DIR_TLS ? DIR_TLS : DIR_SCAN;
 }
 
+/* The server's first bytes are TLS: not SMTP. */
 static void implicit_tls(struct session *s)
 {
 	flag(s, SESSION_ANOM_TLS_NOT_SMTP);
@@ -806,27 +902,179 @@ static void implicit_tls(struct session *s)
 	enter_tls(s, S);
 }
 
+/* The client's first bytes are TLS before the server said anything: an
+ * implicit TLS client, or a hello that an SMTP server reads as junk
+ * command lines. The server's first bytes tell (tls_classify()). */
+static void implicit_tls_tentative(struct session *s)
+{
+	enter_tls(s, C);
+	enter_tls(s, S);
+	s->tls_tentative = true;
+	s->tls_implicit = true;
+	s->d[C].tls_first = true;
+	s->d[S].tls_first = true;
+}
+
+/* One side's first bytes after TLS began: 1 TLS, 0 not, -EAGAIN too
+ * few to tell (the answer must not depend on where segments split). */
+static int tls_start(int dir, const uint8_t *p, size_t n)
+{
+	if (!n)
+		return -EAGAIN;
+	if (p[0] & 0x80) {
+		/* SSLv2: CLIENT-HELLO (type 1) from the client, SERVER-HELLO
+		 * (type 4) from the server. */
+		if (n < 3 || (n == 3 && p[2] == 1))
+			return -EAGAIN;
+		if (dir == S)
+			return p[2] == 4;
+		return tls_looks_like_tls(p, n);
+	}
+	if (p[0] >= TLS_CT_CHANGE_CIPHER_SPEC && p[0] <= TLS_CT_HEARTBEAT) {
+		if (n < 3)
+			return -EAGAIN;
+		return p[1] == 3 && p[2] <= 4;
+	}
+	return 0;
+}
+
+/* This side reads plaintext lines again from its next byte. */
+static void plaintext_again(struct session *s, int dir)
+{
+	struct session_dir *d = &s->d[dir];
+
+	d->tls_first = false;
+	d->lines_seen = true; /* its first bytes are judged: TLS is not
+				 looked for again */
+	d->skipping_line = false;
+	if (d->mode == DIR_TLS)
+		d->mode = DIR_SMTP;
+}
+
+/* TLS began (STARTTLS's 220, or the client's first bytes): each side's
+ * first bytes after it. The server decides how the client's bytes are
+ * read: its first bytes TLS, it reads them as TLS; plaintext (a 220 it
+ * never sent, as one in a segment with a bad checksum, then its real 454;
+ * a client hello on an SMTP server), as command lines. The client's TLS
+ * bytes wait for that; its plaintext (it went back to SMTP after the 220)
+ * is read as commands at once and reported like any other. Returns true
+ * on progress. */
+static bool tls_classify(struct session *s, int dir)
+{
+	struct session_dir *d = &s->d[dir];
+	size_t n;
+	const uint8_t *p = reasm_peek(&d->r, &n);
+	int t = tls_start(dir, p, n);
+
+	if (t < 0)
+		return false;
+	if (dir == C) {
+		if (t || s->inject_held) {
+			if (s->tls_tentative)
+				return false; /* the server's first bytes tell */
+			d->tls_first = false; /* the server speaks TLS */
+			return true;
+		}
+		flag(s, SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS);
+		plaintext_again(s, C);
+		if (s->info.phase == SESSION_PHASE_TLS_HANDSHAKE)
+			s->info.phase = SESSION_PHASE_SMTP;
+		return true;
+	}
+	s->tls_tentative = false;
+	d->tls_first = false;
+	if (t) {
+		/* The server speaks TLS: it read the client's bytes as TLS. */
+		if (s->inject_held) {
+			/* discarded by the server, not TLS: skip them */
+			size_t cn;
+			reasm_peek(&s->d[C].r, &cn);
+			if ((int32_t)(s->inject_end - s->d[C].r.base) > 0 &&
+			    (size_t)(s->inject_end - s->d[C].r.base) <= cn)
+				reasm_skip(&s->d[C].r, s->inject_end - s->d[C].r.base);
+			s->inject_held = false;
+		}
+		if (s->tls_implicit) {
+			s->tls_implicit = false;
+			flag(s, SESSION_ANOM_TLS_NOT_SMTP);
+			not_smtp(s);
+		} else if (s->info.phase == SESSION_PHASE_SMTP) {
+			s->info.phase = SESSION_PHASE_TLS_HANDSHAKE;
+		}
+		/* The client's held bytes come first (its hello before the
+		 * server's answer to it). */
+		if (s->d[C].mode == DIR_TLS && s->d[C].tls_first)
+			tls_classify(s, C);
+		if (s->d[C].mode == DIR_TLS && !s->d[C].tls_first)
+			process_tls(s, C);
+		return true;
+	}
+	/* The server speaks plaintext: so is the dialog, both ways. */
+	plaintext_again(s, S);
+	s->inject_held = false;
+	if (s->tls_implicit) {
+		/* the client's hello is junk command lines to it */
+		s->tls_implicit = false;
+		plaintext_again(s, C);
+		return true;
+	}
+	/* The 220 the session saw is not the reply the client read: the
+	 * server's reply to STARTTLS is still to come. */
+	flag(s, SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS);
+	s->info.starttls_accepted = false;
+	s->info.starttls_reply = 0;
+	pend_unshift(s, SMTP_VERB_STARTTLS, s->txn_count);
+	if (s->d[C].mode == DIR_TLS) {
+		/* its bytes wait for that reply */
+		plaintext_again(s, C);
+		s->d[C].mode = DIR_WAIT;
+		s->info.phase = SESSION_PHASE_STARTTLS;
+	} else {
+		s->info.phase = SESSION_PHASE_SMTP;
+	}
+	s->d[C].tls_first = false;
+	return true;
+}
+
 static void on_reply(struct session *s, int code)
 {
+	uint32_t txn;
 	int cmd;
 
-	if (!s->greeted && s->pend_n == 0) {
+	if (!s->greeted) {
+		/* The first reply is the greeting, whatever the client sent
+		 * before it: Postfix's smtpd (without postscreen) reads the
+		 * commands after it sends its greeting, and answers them in
+		 * order. */
 		s->greeted = true;
 		return;
 	}
-	cmd = pend_pop(s);
+	cmd = pend_pop(s, &txn);
 	if (cmd < 0) {
 		if (s->d[C].seen_data && !s->info.midstream)
 			flag(s, SESSION_ANOM_UNSOLICITED_REPLY);
 		return;
 	}
 	switch (cmd) {
+	case SMTP_VERB_HELO:
 	case SMTP_VERB_EHLO:
 	case SMTP_VERB_LHLO:
-		if (code / 100 == 2) {
+		/* RFC 5321 4.1.4: a successful HELO/EHLO resets the state (the
+		 * transaction the client had when it sent it, not one it
+		 * opened after); a failed one changes nothing, and only a
+		 * successful EHLO's reply replaces the capabilities. */
+		if (code / 100 != 2)
+			break;
+		if (txn == s->txn_count)
+			s->txn_open = false;
+		if (cmd != SMTP_VERB_HELO) {
 			s->info.smtp_caps = s->ehlo_caps;
 			s->info.starttls_offered = (s->ehlo_caps & SMTP_CAP_STARTTLS) != 0;
 		}
+		break;
+	case SMTP_VERB_RSET:
+		if (code / 100 == 2 && txn == s->txn_count)
+			s->txn_open = false;
 		break;
 	case SMTP_VERB_STARTTLS:
 		s->info.starttls_reply = code;
@@ -850,9 +1098,11 @@ static void on_reply(struct session *s, int code)
 			if (code == 354) {
 				s->d[C].mode = DIR_DATA;
 				s->d[C].data_line_start = true;
+				s->d[C].data_brk = BRK_CRLF;
 			} else {
+				/* Refused: the transaction goes on (the client
+				 * may add recipients and try again). */
 				s->d[C].mode = DIR_SMTP;
-				s->txn_open = false;
 			}
 		}
 		break;
@@ -862,6 +1112,22 @@ static void on_reply(struct session *s, int code)
 	default:
 		break;
 	}
+}
+
+/* The first line of a server that speaks another protocol. */
+static bool other_protocol(const char *line, size_t len)
+{
+	static const char *const banners[] = {
+		"SSH-", "HTTP/", "* OK", "* PREAUTH", "* BYE", "+OK", "-ERR", "<?xml", "<stream:",
+	};
+	size_t i, k;
+
+	for (i = 0; i < sizeof(banners) / sizeof(banners[0]); i++) {
+		k = strlen(banners[i]);
+		if (len >= k && !memcmp(line, banners[i], k))
+			return true;
+	}
+	return false;
 }
 
 /* One server line. */
@@ -881,11 +1147,19 @@ static void server_line(struct session *s, const char *line, size_t len)
 		}
 		return;
 	}
+	/* Postfix's client strips every CR before the LF (smtp_get()). */
+	while (len && line[len - 1] == '\r')
+		len--;
 	if (smtp_reply_parse(line, len, &rl)) {
-		if (!s->greeted && !s->d[C].seen_data) {
+		/* Another protocol's banner as the server's first line: not
+		 * SMTP (flagged, for the policy). */
+		if (!s->d[S].lines_seen && !s->greeted && other_protocol(line, len)) {
 			not_smtp(s);
 			return;
 		}
+		/* Postfix's client skips a line that is not a reply - before
+		 * the greeting, between a reply's lines, anywhere - and reads
+		 * on (smtp_chat.c, smtp_chat_resp()); stricter clients give up. */
 		flag(s, SESSION_ANOM_BAD_REPLY);
 		return;
 	}
@@ -893,13 +1167,14 @@ static void server_line(struct session *s, const char *line, size_t len)
 		s->info.phase = SESSION_PHASE_SMTP;
 	if (!s->in_reply) {
 		s->in_reply = true;
-		s->reply_code = rl.code;
 		s->reply_lines = 0;
 		if (pend_peek(s) == SMTP_VERB_EHLO || pend_peek(s) == SMTP_VERB_LHLO)
 			s->ehlo_caps = 0;
 	} else if (rl.code != s->reply_code) {
 		flag(s, SESSION_ANOM_BAD_REPLY);
 	}
+	/* The code is the last line's, as Postfix's client reads it. */
+	s->reply_code = rl.code;
 	if (s->reply_lines++ > 0 && (pend_peek(s) == SMTP_VERB_EHLO || pend_peek(s) == SMTP_VERB_LHLO))
 		s->ehlo_caps |= smtp_ehlo_keyword(rl.text, rl.text_len);
 	if (rl.last) {
@@ -956,15 +1231,11 @@ static void client_line(struct session *s, const char *line, size_t len)
 		s->http_server = true;
 		return;
 	}
-	if (s->info.phase == SESSION_PHASE_START) {
-		/* The client spoke first (one-sided capture, mid-stream
-		 * pickup): SMTP only if it is a known command. */
-		if (cmd.verb == SMTP_VERB_UNKNOWN && !s->greeted) {
-			not_smtp(s);
-			return;
-		}
+	/* The client spoke first (before the greeting, one-sided capture,
+	 * mid-stream pickup): its lines are commands, as the server reads
+	 * them after its greeting, an unknown one too (answered 500). */
+	if (s->info.phase == SESSION_PHASE_START)
 		s->info.phase = SESSION_PHASE_SMTP;
-	}
 	if (len + 2 > SMTP_COMMAND_LINE_MAX)
 		flag(s, SESSION_ANOM_LINE_TOO_LONG);
 	if (s->command_cb)
@@ -973,17 +1244,14 @@ static void client_line(struct session *s, const char *line, size_t len)
 	case SMTP_VERB_HELO:
 	case SMTP_VERB_EHLO:
 	case SMTP_VERB_LHLO:
+		/* the envelope is reset by its 2xx reply (on_reply()) */
 		sanitize(s->info.ehlo_name, sizeof(s->info.ehlo_name), cmd.arg, cmd.arg_len);
-		s->txn_open = false;
 		break;
 	case SMTP_VERB_MAIL:
 		on_mail(s, cmd.arg, cmd.arg_len);
 		break;
 	case SMTP_VERB_RCPT:
 		on_rcpt(s, cmd.arg, cmd.arg_len);
-		break;
-	case SMTP_VERB_RSET:
-		s->txn_open = false;
 		break;
 	case SMTP_VERB_QUIT:
 		s->quit = true;
@@ -1003,7 +1271,19 @@ static void client_line(struct session *s, const char *line, size_t len)
 		}
 		break;
 	case SMTP_VERB_BDAT:
-		if (smtp_bdat_parse(cmd.arg, cmd.arg_len, &size, &last) == 0) {
+		/* A chunk follows only where the server offered CHUNKING in
+		 * its last successful EHLO reply. Elsewhere BDAT is an unknown
+		 * command to the server (500/502, Postfix: 521 and hang up)
+		 * and the bytes after it are command lines.
+		 * Offered, the chunk is skipped whatever the reply: RFC 3030
+		 * (section 2) has the server read a chunk's octets also when
+		 * it refuses the BDAT, and Postfix's smtpd does (smtpd.c,
+		 * bdat_cmd() and skip_bdat(): "need RCPT", "no valid
+		 * recipients", a chunk over the size limit, after an earlier
+		 * error); only a malformed BDAT line (Postfix: 521 and hang
+		 * up) has no chunk here. */
+		if ((s->info.smtp_caps & SMTP_CAP_CHUNKING) &&
+		    smtp_bdat_parse(cmd.arg, cmd.arg_len, &size, &last) == 0) {
 			struct session_txn *t = txn_cur(s);
 
 			if (t)
@@ -1024,6 +1304,54 @@ static void client_line(struct session *s, const char *line, size_t len)
 	pend_push(s, cmd.verb);
 }
 
+/* Message content from p[0..n) (n > 0): one line, or the part of an
+ * overlong one that can go. Returns true when bytes were consumed. */
+static bool data_line(struct session *s, struct session_dir *d, const uint8_t *p, size_t n)
+{
+	size_t ll, total, keep = 0, give_up;
+	bool bare;
+	int r, brk;
+
+	if (smtp_line_next(p, n, &ll, &total, &bare)) {
+		/* A partial line may hold an ambiguous end already (".<CR>x"):
+		 * a server that ends lines at a CR reads on after it now. */
+		r = data_scan(p, n, d->data_brk, &keep);
+		if (r == DATA_AMBIGUOUS)
+			flag(s, SESSION_ANOM_AMBIGUOUS_END_OF_DATA);
+		give_up = d->r.limit < LINE_GIVE_UP ? d->r.limit : LINE_GIVE_UP;
+		if (n < give_up)
+			return false;
+		/* Overlong: drop it but an undecided tail ('.', ".<CR>"). */
+		if (r != DATA_UNDECIDED || keep >= n)
+			keep = 0;
+		d->data_brk = p[n - keep - 1] == '\r' ? BRK_CR : BRK_NONE;
+		reasm_skip(&d->r, n - keep);
+		d->skipping_line = true;
+		return true;
+	}
+	r = data_scan(p, total, d->data_brk, NULL);
+	if (bare)
+		flag(s, SESSION_ANOM_BARE_LF);
+	if (total >= 2)
+		brk = p[total - 2] == '\r' ? BRK_CRLF : BRK_LF;
+	else
+		brk = d->data_brk == BRK_CR ? BRK_CRLF : BRK_LF;
+	reasm_skip(&d->r, total);
+	d->skipping_line = false;
+	d->data_brk = (uint8_t)brk;
+	if (r == DATA_END) {
+		data_end(s);
+		if (s->command_cb)
+			s->command_cb(s->command_arg, SMTP_VERB_END_OF_DATA, "");
+		return true;
+	}
+	if (r == DATA_AMBIGUOUS)
+		flag(s, SESSION_ANOM_AMBIGUOUS_END_OF_DATA);
+	if (ll + 2 > SMTP_TEXT_LINE_MAX)
+		flag(s, SESSION_ANOM_LINE_TOO_LONG);
+	return true;
+}
+
 static bool process_lines(struct session *s, int dir)
 {
 	struct session_dir *d = &s->d[dir];
@@ -1039,7 +1367,18 @@ static bool process_lines(struct session *s, int dir)
 		p = reasm_peek(&d->r, &n);
 		if (!n)
 			break;
-		if (d->mode == DIR_SMTP && !d->skipping_line &&
+		if (d->mode == DIR_DATA) {
+			if (!data_line(s, d, p, n))
+				break;
+			progress = true;
+			continue;
+		}
+		/* TLS where SMTP is expected, at a side's first bytes only: the
+		 * server's is not SMTP; the client's, before the server said
+		 * anything, waits for the server's first bytes. Anywhere else
+		 * the receiver reads such bytes as junk lines. */
+		if (!d->skipping_line && !d->lines_seen &&
+		    (dir == S || (!s->d[S].lines_seen && !s->greeted)) &&
 		    (s->info.phase == SESSION_PHASE_START || s->info.phase == SESSION_PHASE_SMTP)) {
 			/* Too short to tell TLS from SMTP: a record header
 			 * needs 3 bytes, an SSLv2 hello 4 when its third is
@@ -1049,20 +1388,31 @@ static bool process_lines(struct session *s, int dir)
 			    (n == 3 && p[0] & 0x80 && p[2] == 1))
 				break;
 			if (tls_looks_like_tls(p, n)) {
-				implicit_tls(s);
+				if (dir == S)
+					implicit_tls(s);
+				else
+					implicit_tls_tentative(s);
 				progress = true;
 				break;
 			}
+		}
+		/* Another protocol's banner as the server's first bytes, also
+		 * one without a line end (XMPP): not SMTP, flagged. */
+		if (dir == S && !d->lines_seen && !d->skipping_line && !s->greeted && !s->http_server &&
+		    other_protocol((const char *)p, n)) {
+			not_smtp(s);
+			progress = true;
+			break;
 		}
 		if (smtp_line_next(p, n, &ll, &total, &bare)) {
 			size_t give_up = d->r.limit < LINE_GIVE_UP ? d->r.limit : LINE_GIVE_UP;
 
 			if (n < give_up)
 				break;
-			if (d->mode == DIR_SMTP)
-				flag(s, SESSION_ANOM_LINE_TOO_LONG);
+			flag(s, SESSION_ANOM_LINE_TOO_LONG);
 			reasm_skip(&d->r, n);
 			d->skipping_line = true;
+			d->lines_seen = true;
 			progress = true;
 			continue;
 		}
@@ -1074,17 +1424,6 @@ static bool process_lines(struct session *s, int dir)
 		}
 		if (bare)
 			flag(s, SESSION_ANOM_BARE_LF);
-		if (d->mode == DIR_DATA) {
-			if (ll == 1 && p[0] == '.') {
-				data_end(s);
-				if (s->command_cb)
-					s->command_cb(s->command_arg, SMTP_VERB_END_OF_DATA, "");
-			} else if (ll + 2 > SMTP_TEXT_LINE_MAX) {
-				flag(s, SESSION_ANOM_LINE_TOO_LONG);
-			}
-			reasm_skip(&d->r, total);
-			continue;
-		}
 		if (dir == S) {
 			if (ll + 2 > SMTP_REPLY_LINE_MAX)
 				flag(s, SESSION_ANOM_LINE_TOO_LONG);
@@ -1096,6 +1435,7 @@ static bool process_lines(struct session *s, int dir)
 		 * again (a TLS hello may start inside this "line"). */
 		if (d->mode == DIR_SCAN)
 			continue;
+		d->lines_seen = true;
 		reasm_skip(&d->r, total);
 		if (s->bdat_pending) {
 			reasm_skip(&d->r, s->bdat_pending);
@@ -1157,6 +1497,8 @@ static bool process_dir(struct session *s, int dir)
 	case DIR_DATA:
 		return process_lines(s, dir);
 	case DIR_TLS:
+		if (d->tls_first)
+			return tls_classify(s, dir);
 		return process_tls(s, dir);
 	case DIR_SCAN:
 		return process_scan(s, dir);

@@ -119,7 +119,8 @@ enum session_anomaly {
 	SESSION_ANOM_TLS_NOT_SMTP = 1u << 3,      /* TLS where SMTP is expected (implicit TLS) */
 	SESSION_ANOM_LINE_TOO_LONG = 1u << 4,     /* line over the RFC 5321 limit */
 	SESSION_ANOM_BARE_LF = 1u << 5,           /* line ended by LF alone (tolerated) */
-	SESSION_ANOM_BAD_REPLY = 1u << 6,         /* server line that is not a reply */
+	SESSION_ANOM_BAD_REPLY = 1u << 6,         /* server line that is not a reply
+						     (skipped, as Postfix's client does) */
 	SESSION_ANOM_UNSOLICITED_REPLY = 1u << 7, /* reply with no command pending */
 	SESSION_ANOM_PIPELINE_OVERFLOW = 1u << 8, /* more pending commands than tracked */
 	SESSION_ANOM_RCPT_WITHOUT_MAIL = 1u << 9,
@@ -130,12 +131,29 @@ enum session_anomaly {
 	SESSION_ANOM_TLS_RECORD_OVERSIZED = 1u << 14,
 	SESSION_ANOM_REASM_LOST = 1u << 15,       /* data dropped at a bound (gap) */
 	SESSION_ANOM_ENVELOPE_TRUNCATED = 1u << 16, /* more addresses than recorded */
-	SESSION_ANOM_NOT_SMTP = 1u << 17,         /* the dialog is not SMTP */
-	SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS = 1u << 18, /* client spoke SMTP after 220 */
+	SESSION_ANOM_NOT_SMTP = 1u << 17,         /* the dialog is not SMTP: the server's
+						     first bytes are TLS or another
+						     protocol's banner (SSH, HTTP, IMAP,
+						     POP3, XMPP); the session stops
+						     reading the dialog */
+	SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS = 1u << 18, /* not TLS after STARTTLS's 220
+							     (either side): the plaintext
+							     dialog is read on */
 	SESSION_ANOM_MIDSTREAM = 1u << 19,        /* picked up without the handshake */
 	SESSION_ANOM_HTTP_CONNECT = 1u << 20,     /* SMTP inside an HTTP CONNECT tunnel */
+	SESSION_ANOM_AMBIGUOUS_END_OF_DATA = 1u << 21, /* message content holds a "." that
+							  some servers take as the end of
+							  data and others not (<LF>.<LF>,
+							  <LF>.<CR><LF>, <CR><LF>.<LF>,
+							  <CR>.<CR><LF>, ".<CR>x", ...):
+							  where the server's data ends is
+							  unknown. Raised in the segment
+							  that completes the sequence; the
+							  session reads on as content up
+							  to <CR><LF>.<CR><LF>, the one
+							  end every server honours. */
 };
-#define SESSION_ANOM_COUNT 21
+#define SESSION_ANOM_COUNT 22
 /* Short snake_case name of one anomaly bit, e.g. "starttls_injection". */
 const char *session_anomaly_name(unsigned int bit);
 

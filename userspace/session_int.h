@@ -37,6 +37,11 @@ struct session_dir {
 	enum dir_mode mode;
 	bool skipping_line; /* inside an overlong line, dropping its bytes */
 	bool data_line_start;
+	uint8_t data_brk;   /* content: what precedes the held bytes (enum data_brk) */
+	bool tls_first;     /* STARTTLS 220 / implicit TLS: this side's first
+			       bytes are still to tell TLS from plaintext */
+	bool lines_seen;    /* a line of this side was read (TLS is looked
+			       for at a side's first bytes only) */
 	bool seen_data;     /* any payload byte */
 	bool fin;
 	bool encrypted;     /* TLS: records from here on are protected */
@@ -63,8 +68,18 @@ struct session {
 	unsigned int reply_lines;
 	unsigned int ehlo_caps;
 	uint64_t bdat_pending; /* chunk bytes to skip after the BDAT line */
-	/* Commands awaiting replies (ring). */
+	/* TLS begun (STARTTLS's 220, or a client's first bytes TLS) and
+	 * the server's first bytes not seen yet: they say how the server
+	 * reads the client's (d[].tls_first). */
+	bool tls_tentative;
+	bool tls_implicit; /* ... begun by the client's first bytes */
+	bool inject_held;  /* client bytes sent before STARTTLS's 220 are held */
+	uint32_t inject_end; /* ... up to here */
+	/* Commands awaiting replies (ring); for HELO/EHLO/LHLO/RSET the
+	 * number of MAIL commands when they were sent (pend_txn). */
 	uint8_t pending[SESSION_MAX_PENDING];
+	uint32_t pend_txn[SESSION_MAX_PENDING];
+	uint32_t txn_count; /* MAIL commands so far */
 	unsigned int pend_head, pend_n;
 	/* Envelope. */
 	struct session_txn *txns; /* SESSION_MAX_TXNS, allocated on first MAIL */

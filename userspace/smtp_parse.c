@@ -80,11 +80,12 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
+/* As Postfix's SMTP client reads a reply (smtp_chat.c, smtp_chat_resp()):
+ * exactly three digits, any of them ("650 x" is a reply, a failed one),
+ * then '-' (more lines follow), ' ' or nothing (the last line). */
 int smtp_reply_parse(const char *line, size_t len, struct smtp_reply_line *out)
 {
 	if (len < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]))
-		return -EINVAL;
-	if (line[0] < '1' || line[0] > '5')
 		return -EINVAL;
 	if (len > 3 && line[3] != ' ' && line[3] != '-')
 		return -EINVAL;

@@ -74,12 +74,13 @@ struct smtp_command {
 int smtp_command_parse(const char *line, size_t len, struct smtp_command *out);
 
 struct smtp_reply_line {
-	int code;  /* 100..599 */
+	int code;  /* 0..999: any three digits are a reply (failed unless 2xx) */
 	bool last; /* "250 " (or bare "250") rather than "250-" */
 	const char *text;
 	size_t text_len;
 };
-/* Parses one reply line; -EINVAL when it is not "DDD", "DDD " or "DDD-". */
+/* Parses one reply line; -EINVAL when it is not "DDD", "DDD " or "DDD-"
+ * (D any digit), as Postfix's SMTP client reads replies. */
 int smtp_reply_parse(const char *line, size_t len, struct smtp_reply_line *out);
 
 /* Parses the argument of MAIL ("FROM:<path> params") or RCPT

@@ -343,6 +343,17 @@ static bool reasm_lost(const struct fuzz *f)
 	return (session_info(f->s)->anomalies | session_info(f->ref)->anomalies) & SESSION_ANOM_REASM_LOST;
 }
 
+/* ref read an end of data that servers disagree on (<LF>.<CR><LF> after a
+ * bare LF, ...): it reads on as content, while the kernel's end-of-data
+ * rule (LF "." CRLF at a segment's end, whatever precedes the LF) may
+ * have passed it as the end, unseen by s. The two may then differ; the
+ * policy blocks on the anomaly - which s, behind the kernel, did not
+ * see: an open finding for the kernel's rule (issue 17, finding 8). */
+static bool ambiguous_end(const struct fuzz *f)
+{
+	return session_info(f->ref)->anomalies & SESSION_ANOM_AMBIGUOUS_END_OF_DATA;
+}
+
 static void deliver(struct fuzz *f, const struct tcp_segment *g)
 {
 	uint32_t seq, cn = f->aw_client;
@@ -398,7 +409,7 @@ static void deliver(struct fuzz *f, const struct tcp_segment *g)
 		/* The rest passes in the kernel: the session must read this as
 		 * the QUIT it is (else the daemon would still inspect a flow
 		 * the kernel no longer shows it: replies.quit_unexpected). */
-		if (!f->raw_skip && !reasm_lost(f) &&
+		if (!f->raw_skip && !reasm_lost(f) && !ambiguous_end(f) &&
 		    (f->cmds.n != cmds_before + 1 || f->cmds.last != SMTP_VERB_QUIT))
 			__builtin_trap();
 		f->quit_passed = true;
@@ -613,7 +624,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_ready(&f);
 	}
 	/* The kernel hides content only: the commands are the same. */
-	if (!f.raw_skip && !reasm_lost(&f) &&
+	if (!f.raw_skip && !reasm_lost(&f) && !ambiguous_end(&f) &&
 	    (f.cmds.h != f.ref_cmds.h || f.cmds.n != f.ref_cmds.n))
 		__builtin_trap();
 	if (!f.raw_skip)

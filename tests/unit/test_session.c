@@ -401,9 +401,11 @@ static void test_bogus_records(void **state)
 	feed_step(&r, &(struct step){ CL, zero_len, sizeof(zero_len) }, WHOLE, 0);
 	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
 	assert_int_equal(r.last, SESSION_CONTINUE);
-	assert_string_equal(session_info(r.s)->sni, "mx.example.net");
-	/* A record longer than TLS allows: judged failed, not buffered. */
+	/* A record longer than TLS allows: judged failed, not buffered. The
+	 * client's hello, held until the server's first bytes say TLS, is
+	 * read first. */
 	feed_step(&r, &(struct step){ SV, oversized, sizeof(oversized) }, WHOLE, 0);
+	assert_string_equal(session_info(r.s)->sni, "mx.example.net");
 	assert_int_equal(r.last, SESSION_OFFLOAD);
 	assert_true(session_info(r.s)->tls_failed);
 	assert_true(has_anomaly(r.s, SESSION_ANOM_TLS_RECORD_OVERSIZED));
@@ -415,7 +417,12 @@ static void test_bogus_records(void **state)
 	feed_step(&r, &(struct step)TXT(SV, "220 go\r\n"), WHOLE, 0);
 	feed_step(&r, &(struct step){ CL, plaintext, sizeof(plaintext) - 1 }, WHOLE, 0);
 	assert_true(has_anomaly(r.s, SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS));
-	assert_true(session_info(r.s)->tls_failed);
+	/* The client went back to SMTP: its commands are read, the flow is
+	 * not offloaded as a failed handshake. */
+	assert_false(session_info(r.s)->tls_judged);
+	assert_int_equal(r.last, SESSION_CONTINUE);
+	assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_SMTP);
+	assert_string_equal(session_info(r.s)->ehlo_name, "again");
 	session_free(r.s);
 }
 
@@ -600,13 +607,16 @@ static void test_not_smtp(void **state)
 	assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_NOT_SMTP);
 	session_free(r.s);
 
-	/* Implicit TLS: a ClientHello where SMTP is expected. */
+	/* Implicit TLS: a ClientHello where SMTP is expected, answered in
+	 * TLS (the server's first bytes tell; the hello waits for them). */
 	build_tls13();
 	run_start(&r, NULL, false);
 	feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, SPLIT, 2);
-	assert_true(has_anomaly(r.s, SESSION_ANOM_TLS_NOT_SMTP));
-	assert_string_equal(session_info(r.s)->sni, "mx.example.net");
+	assert_int_equal(r.last, SESSION_CONTINUE);
 	feed_step(&r, &(struct step){ SV, sh13_rec, sh13_len }, WHOLE, 0);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_TLS_NOT_SMTP));
+	assert_true(has_anomaly(r.s, SESSION_ANOM_NOT_SMTP));
+	assert_string_equal(session_info(r.s)->sni, "mx.example.net");
 	assert_int_equal(r.last, SESSION_OFFLOAD);
 	session_free(r.s);
 }
@@ -618,8 +628,11 @@ static void test_sslv2_hello(void **state)
 				      0x07, 0x00, 0xc0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 	struct run r;
 
+	/* SSLv2 SERVER-HELLO (type 4): the server answers in SSL. */
+	static const uint8_t v2s[] = { 0x80, 0x06, 0x04, 0x00, 0x01, 0x00, 0x02, 0x00 };
 	run_start(&r, NULL, false);
 	feed_step(&r, &(struct step){ CL, v2, sizeof(v2) }, BYTES, 0);
+	feed_step(&r, &(struct step){ SV, v2s, sizeof(v2s) }, BYTES, 0);
 	assert_true(has_anomaly(r.s, SESSION_ANOM_SSLV2));
 	session_free(r.s);
 }
@@ -928,12 +941,12 @@ static void test_content_not_ready_on_leading_dot(void **state)
 	char want[512];
 	struct run r;
 
-	/* A held "." or ".x" may still be (or not be) the end of data. */
+	/* A held "." may still be (or not be) the end of data; ".x" cannot. */
 	content_start(&r, 100, NULL);
 	say(&r, CL, ".");
 	assert_false(content_ready(&r));
 	say(&r, CL, "x");
-	assert_false(content_ready(&r));
+	assert_content_ready(&r, r.seq[CL], false);
 	say(&r, CL, "\r\n");
 	assert_content_ready(&r, r.seq[CL], true);
 	session_free(r.s);
@@ -1334,6 +1347,414 @@ static void test_content_skip_hostile(void **state)
 	session_free(r.s);
 }
 
+/* ---- the dialog as real MTAs read it (issue 17: 1, 7, 8, 10) ---- */
+
+/* Feeds steps in every way: whole, split at every cut, byte by byte. */
+#define EACH_FEED(mode, cut, maxcut)                                                     \
+	for (mode = WHOLE; mode <= BYTES; mode++)                                        \
+		for (cut = 0; cut <= (mode == SPLIT ? (maxcut) : 0); cut++)
+
+static bool logged(const struct cmd_log *l, int verb, const char *addr)
+{
+	char w[300];
+
+	snprintf(w, sizeof(w), "%d:%s;", verb, addr);
+	return strstr(l->text, w) != NULL;
+}
+
+/* Junk where the greeting or a reply line is due: Postfix's client skips
+ * what is not a reply (smtp_chat_resp()) and reads on, in plaintext. */
+static void test_junk_before_greeting(void **state)
+{
+	static const char *const greetings[] = {
+		"X\r\n220 mx ESMTP\r\n",
+		"\r\n220 mx ESMTP\r\n",
+		"hello there\n \r\n2200 no\r\n220x\r\n220 mx ESMTP\r\n",
+		"220-mx\r\njunk inside\r\n220-more\r\n220 ESMTP\r\n",
+		"220 mx\r\r\n", /* every CR before the LF stripped */
+		"XYZ\r\n554 5.7.1 go away\r\n",
+	};
+	enum feed_mode mode;
+	size_t g, cut;
+
+	for (g = 0; g < sizeof(greetings) / sizeof(greetings[0]); g++) {
+		const struct step steps[] = {
+			{ SV, (const uint8_t *)greetings[g], strlen(greetings[g]) },
+			TXT(CL, "EHLO c\r\n"),
+			TXT(SV, "250-mx\r\nnot a reply\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
+			TXT(CL, "MAIL FROM:<a@secure.example.org>\r\nRCPT TO:<b@example.net>\r\n"),
+			TXT(SV, "garbage\r\n250 ok\r\n250 ok\r\n"),
+		};
+		EACH_FEED(mode, cut, 80) {
+			struct cmd_log l = { "" };
+			struct run r;
+			const struct session_info *i;
+
+			run_start(&r, NULL, false);
+			session_set_command_cb(r.s, log_command, &l);
+			run_steps(&r, steps, 5, mode, cut);
+			i = session_info(r.s);
+			assert_int_equal(i->phase, SESSION_PHASE_SMTP);
+			assert_false(has_anomaly(r.s, SESSION_ANOM_NOT_SMTP));
+			assert_true(has_anomaly(r.s, SESSION_ANOM_BAD_REPLY) || g == 4);
+			assert_false(has_anomaly(r.s, SESSION_ANOM_UNSOLICITED_REPLY));
+			assert_true(logged(&l, SMTP_VERB_MAIL, "a@secure.example.org"));
+			assert_true(logged(&l, SMTP_VERB_RCPT, "b@example.net"));
+			assert_int_equal(i->smtp_caps & (SMTP_CAP_PIPELINING | SMTP_CAP_CHUNKING),
+					 SMTP_CAP_PIPELINING | SMTP_CAP_CHUNKING);
+			assert_int_equal(session_replies_owed(r.s), 0);
+			session_free(r.s);
+		}
+	}
+}
+
+/* A client that talks before the greeting: its lines are commands the
+ * server answers after its greeting (plain smtpd), an unknown one too. */
+static void test_client_talks_first(void **state)
+{
+	static const struct step steps[] = {
+		TXT(CL, "XYZZY\r\nEHLO c\r\nMAIL FROM:<a@secure.example.org>\r\n"),
+		TXT(SV, "220 mx ESMTP\r\n502 5.5.2 Error: command not recognized\r\n"
+			"250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n250 2.1.0 Ok\r\n"),
+		TXT(CL, "RCPT TO:<b@example.net>\r\n"),
+		TXT(SV, "250 ok\r\n"),
+	};
+	enum feed_mode mode;
+	size_t cut;
+
+	EACH_FEED(mode, cut, 100) {
+		struct cmd_log l = { "" };
+		struct run r;
+		json_t *o;
+
+		run_start(&r, NULL, false);
+		session_set_command_cb(r.s, log_command, &l);
+		run_steps(&r, steps, 4, mode, cut);
+		assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_SMTP);
+		assert_false(has_anomaly(r.s, SESSION_ANOM_NOT_SMTP));
+		assert_false(has_anomaly(r.s, SESSION_ANOM_UNSOLICITED_REPLY));
+		assert_true(logged(&l, SMTP_VERB_MAIL, "a@secure.example.org"));
+		assert_true(logged(&l, SMTP_VERB_RCPT, "b@example.net"));
+		/* the EHLO reply answered EHLO, not the greeting */
+		assert_true(session_info(r.s)->starttls_offered);
+		o = summary(r.s);
+		assert_int_equal(json_integer_value(json_object_get(
+					 json_array_get(json_object_get(o, "transactions"), 0), "mail_reply")),
+				 250);
+		json_decref(o);
+		session_free(r.s);
+	}
+}
+
+/* What still is not SMTP: the server's first bytes another protocol's. */
+static void test_not_smtp_banners(void **state)
+{
+	static const char *const banners[] = {
+		"SSH-2.0-OpenSSH_9.2p1\r\n", "HTTP/1.1 400 Bad Request\r\n", "+OK POP3 ready\r\n",
+		"* OK [CAPABILITY IMAP4rev1] ready\r\n",
+	};
+	size_t b;
+	struct run r;
+
+	for (b = 0; b < sizeof(banners) / sizeof(banners[0]); b++) {
+		run_start(&r, NULL, false);
+		say(&r, SV, banners[b]);
+		assert_true(has_anomaly(r.s, SESSION_ANOM_NOT_SMTP));
+		assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_NOT_SMTP);
+		session_free(r.s);
+	}
+	/* the server's first bytes a TLS record */
+	build_tls13();
+	run_start(&r, NULL, false);
+	feed_step(&r, &(struct step){ SV, sh13_rec, sh13_len }, WHOLE, 0);
+	assert_true(has_anomaly(r.s, SESSION_ANOM_NOT_SMTP));
+	assert_true(has_anomaly(r.s, SESSION_ANOM_TLS_NOT_SMTP));
+	session_free(r.s);
+	/* a client hello first, answered by an SMTP greeting: junk command
+	 * lines to the server, the dialog goes on */
+	{
+		struct cmd_log l = { "" };
+
+		run_start(&r, NULL, false);
+		session_set_command_cb(r.s, log_command, &l);
+		feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+		say(&r, SV, "220 mx ESMTP\r\n");
+		say(&r, CL, "\r\nMAIL FROM:<a@secure.example.org>\r\n");
+		assert_false(has_anomaly(r.s, SESSION_ANOM_NOT_SMTP));
+		assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_SMTP);
+		assert_true(logged(&l, SMTP_VERB_MAIL, "a@secure.example.org"));
+		session_free(r.s);
+	}
+}
+
+/* STARTTLS, a 220 the client did not read (bad checksum) and the real
+ * 454, or a client that goes back to plaintext: the plaintext dialog is
+ * read on, its MAIL FROM reported like any other. */
+static void test_plaintext_after_starttls(void **state)
+{
+	static const char *const server_after[] = {
+		"220 2.0.0 Ready\r\n454 4.7.0 TLS not available\r\n",
+		"220 2.0.0 Ready\r\njunk\r\n454-4.7.0 TLS\r\nmore junk\r\n454 4.7.0 not available\r\n",
+	};
+	enum feed_mode mode;
+	size_t k, cut;
+
+	for (k = 0; k < sizeof(server_after) / sizeof(server_after[0]); k++) {
+		const struct step steps[] = {
+			{ SV, (const uint8_t *)server_after[k], strlen(server_after[k]) },
+			TXT(CL, "MAIL FROM:<a@secure.example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"),
+			TXT(SV, "250 ok\r\n250 ok\r\n354 go\r\n"),
+			TXT(CL, "RCPT TO:<content@example.net>\r\n.\r\nQUIT\r\n"),
+			TXT(SV, "250 queued\r\n221 bye\r\n"),
+		};
+		EACH_FEED(mode, cut, 90) {
+			struct cmd_log l = { "" };
+			struct run r;
+			const struct session_info *i;
+
+			run_start(&r, NULL, false);
+			session_set_command_cb(r.s, log_command, &l);
+			run_steps(&r, dialog_head, 4, mode, cut);
+			run_steps(&r, steps, 5, mode, cut);
+			i = session_info(r.s);
+			assert_true(r.max < SESSION_OFFLOAD); /* never offloaded */
+			assert_false(i->tls_judged);
+			assert_int_equal(i->phase, SESSION_PHASE_SMTP);
+			assert_int_equal(i->starttls_reply, 454);
+			assert_false(i->starttls_accepted);
+			assert_true(has_anomaly(r.s, SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS));
+			assert_false(has_anomaly(r.s, SESSION_ANOM_UNSOLICITED_REPLY));
+			assert_true(logged(&l, SMTP_VERB_MAIL, "a@secure.example.org"));
+			assert_true(logged(&l, SMTP_VERB_END_OF_DATA, ""));
+			assert_false(logged(&l, SMTP_VERB_RCPT, "content@example.net"));
+			assert_true(logged(&l, SMTP_VERB_QUIT, ""));
+			session_free(r.s);
+		}
+	}
+	/* The client read the 220 and sent its hello; the server reads it as
+	 * junk lines and answers; the client's plaintext after is read. */
+	{
+		struct cmd_log l = { "" };
+		struct run r;
+
+		build_tls13();
+		run_start(&r, NULL, false);
+		session_set_command_cb(r.s, log_command, &l);
+		run_steps(&r, dialog_head, 4, WHOLE, 0);
+		say(&r, SV, "220 go\r\n");
+		feed_step(&r, &(struct step){ CL, ch_rec, ch_len }, WHOLE, 0);
+		say(&r, SV, "454 4.7.0 no\r\n500 5.5.2 Error\r\n");
+		say(&r, CL, "\r\nMAIL FROM:<a@secure.example.org>\r\n");
+		assert_int_equal(session_info(r.s)->phase, SESSION_PHASE_SMTP);
+		assert_false(session_info(r.s)->tls_judged);
+		assert_true(logged(&l, SMTP_VERB_MAIL, "a@secure.example.org"));
+		session_free(r.s);
+	}
+	/* The client goes back to plaintext after a 220: reported at once. */
+	EACH_FEED(mode, cut, 40) {
+		static const struct step tail[] = {
+			TXT(SV, "220 go\r\n"),
+			TXT(CL, "MAIL FROM:<a@secure.example.org>\r\n"),
+		};
+		struct cmd_log l = { "" };
+		struct run r;
+
+		run_start(&r, NULL, false);
+		session_set_command_cb(r.s, log_command, &l);
+		run_steps(&r, dialog_head, 4, mode, cut);
+		run_steps(&r, tail, 2, mode, cut);
+		assert_true(logged(&l, SMTP_VERB_MAIL, "a@secure.example.org"));
+		assert_true(has_anomaly(r.s, SESSION_ANOM_PLAINTEXT_AFTER_STARTTLS));
+		assert_true(r.max < SESSION_OFFLOAD);
+		session_free(r.s);
+	}
+}
+
+/* BDAT where the server did not offer CHUNKING (finding 7): an unknown
+ * command, the "chunk" is command lines. */
+static void test_bdat_without_chunking(void **state)
+{
+	static const char *const ehlo_replies[] = {
+		"250-mx\r\n250 PIPELINING\r\n",
+		/* offered once, then a successful EHLO without it */
+		"250-mx\r\n250 CHUNKING\r\n",
+	};
+	enum feed_mode mode;
+	size_t k, cut;
+
+	for (k = 0; k < 2; k++) {
+		const struct step steps[] = {
+			TXT(SV, "220 mx ESMTP\r\n"),
+			TXT(CL, "EHLO c\r\n"),
+			{ SV, (const uint8_t *)ehlo_replies[k], strlen(ehlo_replies[k]) },
+			TXT(CL, "EHLO c\r\n"),
+			{ SV, (const uint8_t *)(k ? "250-mx\r\n250 PIPELINING\r\n" : "250 mx\r\n"), k ? 24 : 8 },
+			TXT(CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 27\r\n"
+				"RCPT TO:<hidden@example.net>\r\n"),
+			TXT(SV, "250 ok\r\n250 ok\r\n502 5.5.2 unknown\r\n250 ok\r\n"),
+		};
+		EACH_FEED(mode, cut, 90) {
+			struct cmd_log l = { "" };
+			struct run r;
+
+			run_start(&r, NULL, false);
+			session_set_command_cb(r.s, log_command, &l);
+			run_steps(&r, steps, 7, mode, cut);
+			assert_true(logged(&l, SMTP_VERB_RCPT, "hidden@example.net"));
+			assert_int_equal(session_replies_owed(r.s), 0);
+			assert_false(has_anomaly(r.s, SESSION_ANOM_UNSOLICITED_REPLY));
+			session_free(r.s);
+		}
+	}
+	/* Offered, then a failed EHLO (501): still offered; a refused BDAT's
+	 * chunk is read all the same (RFC 3030, Postfix skip_bdat()). */
+	{
+		static const struct step steps[] = {
+			TXT(SV, "220 mx ESMTP\r\n"),
+			TXT(CL, "EHLO c\r\n"),
+			TXT(SV, "250-mx\r\n250 CHUNKING\r\n"),
+			TXT(CL, "EHLO\r\n"),
+			TXT(SV, "501 5.5.4 Syntax: EHLO hostname\r\n"),
+			TXT(CL, "BDAT 28\r\nRCPT TO:<chunk@example.net>\r\nRSET\r\n"),
+			TXT(SV, "503 5.5.1 Error: need RCPT command\r\n250 ok\r\n"),
+		};
+		EACH_FEED(mode, cut, 60) {
+			struct cmd_log l = { "" };
+			struct run r;
+
+			run_start(&r, NULL, false);
+			session_set_command_cb(r.s, log_command, &l);
+			run_steps(&r, steps, 7, mode, cut);
+			assert_false(logged(&l, SMTP_VERB_RCPT, "chunk@example.net"));
+			assert_true(logged(&l, SMTP_VERB_RSET, ""));
+			assert_true(session_info(r.s)->smtp_caps & SMTP_CAP_CHUNKING);
+			assert_int_equal(session_replies_owed(r.s), 0);
+			session_free(r.s);
+		}
+	}
+}
+
+/* SMTP smuggling (finding 8): an end of data that servers disagree on is
+ * flagged in the segment that completes it and ends nothing. */
+static void test_ambiguous_end_of_data(void **state)
+{
+	static const struct {
+		const char *seq; /* after "body" */
+		size_t at;       /* bytes of it that make it ambiguous */
+	} cases[] = {
+		{ "\n.\n", 3 },        { "\n.\r\n", 3 },     { "\r\n.\n", 4 },
+		{ "\r.\r\n", 3 },      { "\r.\n", 3 },       { "\r\n.\r\r\n", 5 },
+		{ "\r\n.\rX\r\n", 5 }, { "\n.\rX\r\n", 3 },  { "\r\n\r.\r\n", 5 },
+	};
+	static const char smuggled[] = "MAIL FROM:<smuggled@example.org>\r\nRCPT TO:<x@example.net>\r\n";
+	size_t k, cut;
+
+	for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		char content[512];
+		size_t pre, total;
+
+		pre = (size_t)snprintf(content, sizeof(content), "Subject: x\r\n\r\nbody");
+		total = pre + (size_t)snprintf(content + pre, sizeof(content) - pre, "%s%s\r\n.\r\nQUIT\r\n",
+					       cases[k].seq, smuggled);
+		for (cut = 1; cut < total; cut++) {
+			struct cmd_log l = { "" };
+			char want[512];
+			struct run r;
+			bool done = cut >= pre + cases[k].at;
+
+			content_start(&r, 0xfffffff0u, &l);
+			seg(&r, CL, r.seq[CL], (const uint8_t *)content, cut, SESSION_TCP_ACK);
+			/* raised with the byte that completes it, not before */
+			if (has_anomaly(r.s, SESSION_ANOM_AMBIGUOUS_END_OF_DATA) != done)
+				print_message("case %zu cut %zu\n", k, cut);
+			assert_int_equal(has_anomaly(r.s, SESSION_ANOM_AMBIGUOUS_END_OF_DATA), done);
+			if (!done)
+				assert_false(content_ready(&r) && cut == pre + cases[k].at - 1 &&
+					     content[cut - 1] == '.');
+			seg(&r, CL, r.seq[CL] + (uint32_t)cut, (const uint8_t *)content + cut, total - cut,
+			    SESSION_TCP_ACK);
+			r.seq[CL] += (uint32_t)total;
+			say(&r, SV, "250 queued\r\n221 bye\r\n");
+			assert_true(has_anomaly(r.s, SESSION_ANOM_AMBIGUOUS_END_OF_DATA));
+			/* no transaction invented: content up to CRLF.CRLF */
+			want_commands(want, sizeof(want), "", SMTP_VERB_END_OF_DATA, SMTP_VERB_QUIT, 0);
+			assert_string_equal(l.text, want);
+			session_free(r.s);
+		}
+	}
+	/* Not ready for the kernel while a held '.' may still be one. */
+	{
+		static const char *const held[] = { "abc\r.", "abc\r", ".", ".\r" };
+		static const bool ready[] = { false, true, false, false };
+		struct run r;
+
+		for (k = 0; k < 4; k++) {
+			content_start(&r, 7, NULL);
+			say(&r, CL, held[k]);
+			assert_int_equal(content_ready(&r), ready[k]);
+			session_free(r.s);
+		}
+	}
+	/* The unambiguous end, and dot-stuffed lines: no anomaly. */
+	{
+		struct cmd_log l = { "" };
+		char want[512];
+		struct run r;
+
+		content_start(&r, 7, &l);
+		say(&r, CL, "..\r\n.x\r\n\r\n. \r\n..\n\r\n.\r\nQUIT\r\n");
+		want_commands(want, sizeof(want), "", SMTP_VERB_END_OF_DATA, SMTP_VERB_QUIT, 0);
+		assert_string_equal(l.text, want);
+		assert_false(has_anomaly(r.s, SESSION_ANOM_AMBIGUOUS_END_OF_DATA));
+		session_free(r.s);
+	}
+}
+
+/* A rejected EHLO (finding 10) keeps the envelope and the capabilities;
+ * a successful one, and RSET's 250, reset what was open when it was sent. */
+static void test_failed_ehlo_keeps_envelope(void **state)
+{
+	static const struct step steps[] = {
+		TXT(SV, "220 mx ESMTP\r\n"),
+		TXT(CL, "EHLO c\r\n"),
+		TXT(SV, "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
+		TXT(CL, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nEHLO\r\nHELO\r\n"
+			"RCPT TO:<c@example.net>\r\n"),
+		TXT(SV, "250 ok\r\n250 ok\r\n501 5.5.4 Syntax: EHLO hostname\r\n"
+			"501 5.5.4 Syntax: HELO hostname\r\n250 ok\r\n"),
+		/* pipelined: RSET's reply comes after the next MAIL */
+		TXT(CL, "RSET\r\nMAIL FROM:<d@example.org>\r\nRCPT TO:<e@example.net>\r\n"),
+		TXT(SV, "250 ok\r\n250 ok\r\n250 ok\r\n"),
+		TXT(CL, "EHLO c\r\n"),
+		TXT(SV, "250 mx\r\n"),
+		TXT(CL, "RCPT TO:<f@example.net>\r\n"),
+		TXT(SV, "503 5.5.1 Error: need MAIL command\r\n"),
+	};
+	enum feed_mode mode;
+	size_t cut;
+
+	EACH_FEED(mode, cut, 120) {
+		struct run r;
+		json_t *o, *t;
+
+		run_start(&r, NULL, false);
+		run_steps(&r, steps, 7, mode, cut);
+		assert_false(has_anomaly(r.s, SESSION_ANOM_RCPT_WITHOUT_MAIL));
+		assert_true(session_info(r.s)->smtp_caps & SMTP_CAP_CHUNKING);
+		o = summary(r.s);
+		t = json_object_get(o, "transactions");
+		assert_int_equal(json_array_size(t), 2);
+		assert_int_equal(json_array_size(json_object_get(json_array_get(t, 0), "rcptto")), 2);
+		assert_int_equal(json_array_size(json_object_get(json_array_get(t, 1), "rcptto")), 1);
+		json_decref(o);
+		/* a successful EHLO ends the transaction; its caps replace */
+		run_steps(&r, steps + 7, 4, mode, cut);
+		assert_true(has_anomaly(r.s, SESSION_ANOM_RCPT_WITHOUT_MAIL));
+		assert_int_equal(session_info(r.s)->smtp_caps, 0);
+		session_free(r.s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1369,6 +1790,13 @@ int main(void)
 		cmocka_unit_test(test_content_skip_backwards),
 		cmocka_unit_test(test_content_skip_hostile),
 		cmocka_unit_test(test_client_next),
+		cmocka_unit_test(test_junk_before_greeting),
+		cmocka_unit_test(test_client_talks_first),
+		cmocka_unit_test(test_not_smtp_banners),
+		cmocka_unit_test(test_plaintext_after_starttls),
+		cmocka_unit_test(test_bdat_without_chunking),
+		cmocka_unit_test(test_ambiguous_end_of_data),
+		cmocka_unit_test(test_failed_ehlo_keeps_envelope),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
