@@ -29,6 +29,13 @@ static const char *const reason_names[DECIDE_REASON_MAX] = {
 	[DECIDE_REASON_HISTORY_DOWNGRADE] = "history-downgrade",
 	[DECIDE_REASON_HISTORY_LOCKED] = "history-locked",
 	[DECIDE_REASON_LIMIT] = "limit",
+	[DECIDE_REASON_NOT_SMTP] = "not-smtp",
+	[DECIDE_REASON_OVERLAP_CONFLICT] = "overlap-conflict",
+	[DECIDE_REASON_INJECTION] = "starttls-injection",
+	[DECIDE_REASON_TLS_FAILED] = "tls-failed",
+	[DECIDE_REASON_URGENT_DATA] = "urgent-data",
+	[DECIDE_REASON_AMBIGUOUS_DATA_END] = "ambiguous-data-end",
+	[DECIDE_REASON_UNSEEN_DATA] = "unseen-data",
 };
 
 static const char *const rule_names[DECIDE_RULE_MAX] = {
@@ -82,7 +89,14 @@ static const char *what_happened(enum decide_reason r)
 	case DECIDE_REASON_DANE_MISSING: return "no usable DANE TLSA records for";
 	case DECIDE_REASON_HISTORY_DOWNGRADE: return "weaker protection than seen before (possible downgrade attack) with";
 	case DECIDE_REASON_HISTORY_LOCKED: return "destination locked after a possible downgrade attack:";
-	case DECIDE_REASON_LIMIT: return "inspection limit reached before TLS was seen with";
+	case DECIDE_REASON_LIMIT: return "inspection bound reached or data lost before a verdict with";
+	case DECIDE_REASON_NOT_SMTP: return "dialog that is no longer SMTP with";
+	case DECIDE_REASON_OVERLAP_CONFLICT: return "retransmission with different bytes (receivers differ) to";
+	case DECIDE_REASON_INJECTION: return "bytes sent out of turn around STARTTLS with";
+	case DECIDE_REASON_TLS_FAILED: return "failed TLS handshake, dialog not followed, with";
+	case DECIDE_REASON_URGENT_DATA: return "TCP urgent data (receivers differ) with";
+	case DECIDE_REASON_AMBIGUOUS_DATA_END: return "end of DATA that servers read differently with";
+	case DECIDE_REASON_UNSEEN_DATA: return "bytes the receiver may read unseen with";
 	case DECIDE_REASON_PLAINTEXT_ALLOWED: return "plaintext allowed with";
 	case DECIDE_REASON_WEAK_TLS_ALLOWED: return "weak TLS counted as plaintext with";
 	case DECIDE_REASON_TLS_OK: return "TLS with";
@@ -144,7 +158,8 @@ static void finish(const struct decide_input *in, struct decision *d)
 		     (d->action >= DECIDE_BLOCK_TEMP || d->rule != DECIDE_RULE_NONE) ? rule_names[d->rule] : "",
 		     dom[0] ? " (" : "", dom, dom[0] ? ")" : "");
 	(void)n;
-	d->reply_in_smtp = d->action >= DECIDE_BLOCK_TEMP && in->phase != DECIDE_PHASE_TLS;
+	d->reply_in_smtp = d->action >= DECIDE_BLOCK_TEMP && in->phase != DECIDE_PHASE_TLS &&
+			   in->blind == DECIDE_REASON_PENDING;
 	if (!d->reply_in_smtp)
 		return;
 	if (d->action == DECIDE_BLOCK_PERM)
@@ -177,6 +192,22 @@ static struct decision verdict(const struct decide_input *in, enum decide_action
 	d.observed = observed;
 	finish(in, &d);
 	return d;
+}
+
+/* The rule a later command line could still bring in under the policy
+ * (outbound: a secure-mode MAIL FROM, a RCPT TO of a domain that requires
+ * TLS; inbound: a secure-mode RCPT TO), or NONE. */
+static enum decide_rule later_rule(const struct decide_input *in)
+{
+	if (in->direction == DECIDE_OUTBOUND) {
+		if (policy_has_secure_sender_domains(in->policy))
+			return DECIDE_RULE_SECURE_SENDER_DOMAIN;
+		if (policy_has_required_domains(in->policy))
+			return DECIDE_RULE_POLICY_REQUIRE_TLS;
+		return DECIDE_RULE_NONE;
+	}
+	return policy_has_secure_recipient_domains(in->policy) ? DECIDE_RULE_SECURE_RECIPIENT
+							      : DECIDE_RULE_NONE;
 }
 
 struct decision decide(const struct decide_input *in)
@@ -225,6 +256,19 @@ struct decision decide(const struct decide_input *in)
 		return d;
 	}
 
+	/* Threat model rule 1: what the gateway cannot follow blocks every
+	 * flow that could still carry a requirement; only the others pass. */
+	if (in->blind != DECIDE_REASON_PENDING) {
+		enum decide_rule r = req != DECIDE_RULE_NONE	 ? req
+				     : secure != DECIDE_RULE_NONE ? secure
+								  : later_rule(in);
+		if (r != DECIDE_RULE_NONE) {
+			d = verdict(in, DECIDE_BLOCK_TEMP, in->blind, r, observed);
+			return d;
+		}
+		return verdict(in, DECIDE_PASS, in->blind, DECIDE_RULE_NONE, observed);
+	}
+
 	switch (in->phase) {
 	case DECIDE_PHASE_CONNECT:
 		break;
@@ -256,8 +300,8 @@ struct decision decide(const struct decide_input *in)
 				       observed);
 		d = verdict(in, DECIDE_CONTINUE, DECIDE_REASON_PLAINTEXT_ALLOWED, DECIDE_RULE_NONE,
 			    observed);
-		if (in->must_judge)
-			d = verdict(in, DECIDE_PASS, DECIDE_REASON_PLAINTEXT_ALLOWED, DECIDE_RULE_NONE,
+		if (in->must_judge) /* a later command could name a requirement */
+			d = verdict(in, DECIDE_BLOCK_TEMP, DECIDE_REASON_LIMIT, later_rule(in),
 				    observed);
 		return d;
 	case DECIDE_PHASE_TLS: {
@@ -326,5 +370,7 @@ struct decision decide(const struct decide_input *in)
 		return verdict(in, DECIDE_BLOCK_TEMP, DECIDE_REASON_LIMIT, req, observed);
 	if (secure != DECIDE_RULE_NONE)
 		return verdict(in, DECIDE_BLOCK_TEMP, DECIDE_REASON_LIMIT, secure, observed);
+	if (later_rule(in) != DECIDE_RULE_NONE)
+		return verdict(in, DECIDE_BLOCK_TEMP, DECIDE_REASON_LIMIT, later_rule(in), observed);
 	return verdict(in, DECIDE_PASS, DECIDE_REASON_LIMIT, DECIDE_RULE_NONE, observed);
 }

@@ -123,7 +123,16 @@ enum decide_reason {
 	DECIDE_REASON_DANE_MISSING,         /* required DANE but no usable TLSA */
 	DECIDE_REASON_HISTORY_DOWNGRADE,    /* below the remembered level/version */
 	DECIDE_REASON_HISTORY_LOCKED,
-	DECIDE_REASON_LIMIT,                /* must_judge before anything was seen */
+	DECIDE_REASON_LIMIT,                /* a bound was reached, or data was lost */
+	/* The gateway cannot follow the dialog as both endpoints will read it
+	 * (DESIGN.md, threat model rule 1): set as decide_input.blind. */
+	DECIDE_REASON_NOT_SMTP,             /* the dialog stopped being SMTP */
+	DECIDE_REASON_OVERLAP_CONFLICT,     /* retransmitted bytes differ */
+	DECIDE_REASON_INJECTION,            /* bytes around STARTTLS out of turn */
+	DECIDE_REASON_TLS_FAILED,           /* handshake failed, dialog not followed */
+	DECIDE_REASON_URGENT_DATA,          /* TCP urgent data (receivers differ) */
+	DECIDE_REASON_AMBIGUOUS_DATA_END,   /* servers disagree where DATA ends */
+	DECIDE_REASON_UNSEEN_DATA,          /* the receiver may read bytes not seen */
 	DECIDE_REASON_MAX,
 };
 
@@ -171,6 +180,13 @@ struct decide_input {
 	enum decide_probe probe;
 	uint64_t probe_age_s;
 	bool must_judge; /* a bound was reached: CONTINUE is not an answer */
+	/* Not PENDING: the gateway can no longer follow the dialog, for this
+	 * reason (one of LIMIT .. UNSEEN_DATA). A flow that could still carry
+	 * a requirement - the destination's, the sender's or recipient's
+	 * secure mode, or one a later command could name under the policy -
+	 * is blocked temporarily and reset (no SMTP reply: the framing is
+	 * not known); only a flow for which nothing can be required passes. */
+	enum decide_reason blind;
 };
 
 struct decision {

@@ -42,6 +42,11 @@ struct gate_flow {
 	bool recorded;      /* this flow's observation went to history */
 	bool decided;       /* a final verdict was acted upon */
 	bool block_pending; /* a command in the current segment was refused */
+	/* Blocked at a segment that had passed (a copy): what passed after it
+	 * is not known yet, so the resets go again with the flow's next
+	 * packets that still reach the daemon (copies in the ring, queued
+	 * ones), each at the sequence numbers it shows. */
+	bool reset_again;
 	struct decision pending; /* that refusal */
 	/* A destination refused before anything is said (locked, DANE lookup
 	 * failed, DANE required but absent) that offers STARTTLS: the
@@ -1055,6 +1060,14 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 		struct flowkey_packet q = *p;
 		if (answer && !gf->starttls_withheld)
 			q.ack = gate_server_next(f, p->ack);
+		/* p passed already (a copy): its receiver expects the byte after
+		 * it, and takes a reset only there (RFC 5961); later segments
+		 * may have passed too (gate_blocked_packet). */
+		if (g->seg_copied) {
+			q.seq = p->seq + (uint32_t)p->payload_len +
+				((p->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN)) ? 1 : 0);
+			gf->reset_again = true;
+		}
 		gate_refuse(g, &q, d, answer ? &v : NULL,
 			    gf->starttls_withheld ? gf->server_seq : p->seq);
 		gate_block_flow(g, f);
@@ -1125,6 +1138,24 @@ static void gate_deferred_refuse_now(struct gate *g, struct flow *f, uint32_t se
 	gf->refusal_deferred = false;
 	gate_refuse(g, &q, &gf->pending, &v, q.seq);
 	gate_block_flow(g, f);
+}
+
+void gate_blocked_packet(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+			 bool copied)
+{
+	struct gate_flow *gf = f->gate;
+	if (!gf || !gf->reset_again || (p->flags & SESSION_TCP_RST))
+		return;
+	struct flowkey_packet q = *p;
+	if (copied)
+		q.seq = p->seq + (uint32_t)p->payload_len +
+			((p->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN)) ? 1 : 0);
+	else
+		gf->reset_again = false; /* dropped here: its numbers are the last */
+	if (enforce_reset(g->enforce, &q) == 0)
+		g->stats.resets_injected++;
+	else
+		g->stats.inject_errors++;
 }
 
 bool gate_chunking(const struct flow *f)
@@ -1332,6 +1363,35 @@ static void gate_content_return(struct gate *g, struct flow *f, const struct flo
 				  v.content_lf & TLSGATE_CONTENT_ENDED);
 }
 
+/* Why the session can no longer follow the dialog as both endpoints read
+ * it (DESIGN.md threat model, rules 1 and 3), or PENDING. Sticky anomalies
+ * first: they make any later verdict doubtful, even a judged TLS
+ * handshake (bytes injected around STARTTLS reach the server outside
+ * TLS). "Not SMTP" and a failed handshake count only while the session
+ * has not gone back to a dialog it follows. */
+static enum decide_reason gate_blind(const struct session_info *si, enum session_action action)
+{
+	unsigned int a = si->anomalies;
+
+	if (a & SESSION_ANOM_OVERLAP_CONFLICT)
+		return DECIDE_REASON_OVERLAP_CONFLICT;
+	if (a & (SESSION_ANOM_STARTTLS_INJECTION | SESSION_ANOM_SERVER_EARLY))
+		return DECIDE_REASON_INJECTION;
+	if (a & SESSION_ANOM_URGENT_DATA)
+		return DECIDE_REASON_URGENT_DATA;
+	if (a & SESSION_ANOM_UNSEEN_DATA)
+		return DECIDE_REASON_UNSEEN_DATA;
+	if (a & SESSION_ANOM_AMBIGUOUS_END_OF_DATA)
+		return DECIDE_REASON_AMBIGUOUS_DATA_END;
+	if ((a & SESSION_ANOM_REASM_LOST) || action == SESSION_LIMIT)
+		return DECIDE_REASON_LIMIT;
+	if (si->phase == SESSION_PHASE_NOT_SMTP && !(si->tls_judged && !si->tls_failed))
+		return DECIDE_REASON_NOT_SMTP;
+	if (si->tls_failed && si->phase != SESSION_PHASE_SMTP)
+		return DECIDE_REASON_TLS_FAILED;
+	return DECIDE_REASON_PENDING;
+}
+
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		 enum session_action action, bool no_offload)
 {
@@ -1366,6 +1426,28 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		}
 		return NF_ACCEPT;
 	}
+	const struct session_info *si = session_info(f->session);
+	enum decide_reason blind = gate_blind(si, action);
+	if (blind != DECIDE_REASON_PENDING) {
+		/* DESIGN.md threat model, rule 1: the dialog can no longer be
+		 * followed as both endpoints read it. Blocked (reset) when a
+		 * requirement could apply, else passed and counted. */
+		struct decide_input in = gate_input(g, f, si->phase >= SESSION_PHASE_TLS_HANDSHAKE
+								  ? DECIDE_PHASE_TLS
+								  : DECIDE_PHASE_DATA);
+		in.blind = blind;
+		d = decide(&in);
+		log_debug("flow not followable (%s): anomalies=0x%x phase=%d -> %s",
+			  decide_reason_name(blind), si->anomalies, (int)si->phase,
+			  decide_action_name(d.action));
+		if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM)
+			return gate_block(g, f, p, &d);
+		g->stats.blind_passed[blind]++;
+		g->stats.passed_plaintext++;
+		gf->decided = true;
+		gate_offload(g, f, no_offload);
+		return NF_ACCEPT;
+	}
 	if (gf->decided) {
 		/* PASS decided on a command: plaintext allowed, nothing later
 		 * can change it. */
@@ -1377,7 +1459,6 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	if (gf->pending.observed > DECIDE_LEVEL_UNKNOWN)
 		gate_record(g, f, p, &gf->pending);
 
-	const struct session_info *si = session_info(f->session);
 	switch (action) {
 	case SESSION_OFFLOAD: {
 		struct decide_input in = gate_input(g, f, DECIDE_PHASE_TLS);
@@ -1386,16 +1467,6 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 			in.dane = DECIDE_DANE_USABLE; /* validated TLSA known for this MX */
 		if (!si->tls_judged && !si->tls_failed)
 			in.must_judge = true;
-		d = decide(&in);
-		break;
-	}
-	case SESSION_LIMIT: {
-		log_debug("flow at an inspection bound: anomalies=0x%x phase=%d", si->anomalies,
-			  (int)si->phase);
-		struct decide_input in = gate_input(g, f, si->phase >= SESSION_PHASE_TLS_HANDSHAKE
-								  ? DECIDE_PHASE_TLS
-								  : DECIDE_PHASE_DATA);
-		in.must_judge = true;
 		d = decide(&in);
 		break;
 	}
@@ -1408,7 +1479,7 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM)
 		return gate_block(g, f, p, &d);
 	gate_record(g, f, p, &d);
-	if (d.action == DECIDE_PASS || action == SESSION_LIMIT) {
+	if (d.action == DECIDE_PASS) {
 		if (d.observed >= DECIDE_LEVEL_TLS)
 			g->stats.passed_tls++;
 		else
@@ -1471,6 +1542,11 @@ void gate_stats_json(struct gate *g, json_t *obj)
 		if (g->stats.by_reason[i])
 			json_object_set_new(reasons, decide_reason_name((enum decide_reason)i),
 					    json_integer((json_int_t)g->stats.by_reason[i]));
+	json_t *blind = json_object();
+	for (int i = 0; i < DECIDE_REASON_MAX && i < 32; i++)
+		if (g->stats.blind_passed[i])
+			json_object_set_new(blind, decide_reason_name((enum decide_reason)i),
+					    json_integer((json_int_t)g->stats.blind_passed[i]));
 	json_t *pol = json_object();
 	if (g->policy) {
 		json_object_set_new(pol, "serial", json_integer((json_int_t)policy_serial(g->policy)));
@@ -1500,4 +1576,5 @@ void gate_stats_json(struct gate *g, json_t *obj)
 			  (json_int_t)g->stats.inject_errors, "first_seen",
 			  (json_int_t)g->stats.first_seen, "locks", (json_int_t)g->stats.locks,
 			  "blocked_by_reason", reasons));
+	json_object_set_new(json_object_get(obj, "verdicts"), "passed_unfollowed_by_reason", blind);
 }

@@ -58,6 +58,9 @@ struct gate_stats {
 	uint64_t first_seen, locks, policy_applied, policy_refused;
 	uint64_t content_handovers, content_returns;
 	uint64_t by_reason[32];
+	/* Flows passed although the dialog could not be followed (nothing
+	 * could be required of them), by decide_reason. */
+	uint64_t blind_passed[32];
 };
 
 struct gate;
@@ -88,6 +91,12 @@ bool gate_withholds(const struct flow *f, const struct flowkey_packet *p);
 /* A flow whose content the kernel held: the session skips what passed
  * there (gate_before_segment() does this too). */
 void gate_content_sync(struct gate *g, struct flow *f, const struct flowkey_packet *p);
+/* A packet of a flow already blocked (dropped, or a copy that passed
+ * before the block took effect in the kernel): when the block came at a
+ * segment that had passed, the resets are sent again at this packet's
+ * sequence numbers, which the endpoints expect now. */
+void gate_blocked_packet(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+			 bool copied);
 /* The client has used BDAT (RFC 3030): a command may then start where a
  * chunk ends, not after a line end. */
 bool gate_chunking(const struct flow *f);

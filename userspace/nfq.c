@@ -190,8 +190,11 @@ static int nfqueue_message(const struct nlmsghdr *nlh, void *data)
 	uint32_t id = ntohl(ph->packet_id);
 	int verdict = NF_ACCEPT;
 
+	/* A packet that cannot be judged is not passed (DESIGN.md threat
+	 * model, rule 3): without its bytes, or cut short. */
 	if (!attr[NFQA_PAYLOAD]) {
 		q->stats.malformed++;
+		verdict = NF_DROP;
 		goto out;
 	}
 	const uint8_t *pkt = mnl_attr_get_payload(attr[NFQA_PAYLOAD]);
@@ -200,13 +203,22 @@ static int nfqueue_message(const struct nlmsghdr *nlh, void *data)
 		/* Never happens with a 64 KiB copy range; if it does, the
 		 * packet is incomplete and must not be fed to reassembly. */
 		q->stats.truncated++;
-		log_warnx_rl(&q->rl, "nfq: packet %u truncated to %zu bytes", id, len);
+		log_warnx_rl(&q->rl, "nfq: packet %u truncated to %zu bytes: dropped", id, len);
+		verdict = NF_DROP;
 		goto out;
 	}
 	q->stats.packets++;
 	q->stats.bytes += len;
 	uint32_t indev = attr[NFQA_IFINDEX_INDEV] ? ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV])) : 0;
-	verdict = q->fn(q->arg, pkt, len, indev);
+	enum nfqueue_csum csum = NFQUEUE_CSUM_VERIFIED;
+	if (attr[NFQA_SKB_INFO]) {
+		uint32_t info = ntohl(mnl_attr_get_u32(attr[NFQA_SKB_INFO]));
+		if (info & (NFQA_SKB_CSUMNOTREADY | NFQA_SKB_GSO))
+			csum = NFQUEUE_CSUM_NOT_READY;
+		else if (info & NFQA_SKB_CSUM_NOTVERIFIED)
+			csum = NFQUEUE_CSUM_NOT_VERIFIED;
+	}
+	verdict = q->fn(q->arg, pkt, len, indev, csum);
 out:
 	nfqueue_put_verdict(q, id, verdict);
 	return MNL_CB_OK;

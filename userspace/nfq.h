@@ -33,10 +33,19 @@ struct nfqueue_kernel_stats {
 	uint64_t user_dropped;  /* netlink buffer overrun: could not be sent to us */
 };
 
+/* What the kernel says of a packet's checksum (NFQA_SKB_INFO). */
+enum nfqueue_csum {
+	NFQUEUE_CSUM_VERIFIED,     /* checked by the NIC or the stack */
+	NFQUEUE_CSUM_NOT_VERIFIED, /* as received: a receiver checks it */
+	NFQUEUE_CSUM_NOT_READY,    /* to be filled in on the way out (local
+				      sender, GSO): right by construction */
+};
+
 /* Returns the verdict (NF_ACCEPT or NF_DROP) for one packet starting at the
  * IP header; indev is the interface it arrived on (0 if unknown). The
  * payload is only valid during the call. */
-typedef int (*nfqueue_packet_fn)(void *arg, const uint8_t *pkt, size_t len, uint32_t indev);
+typedef int (*nfqueue_packet_fn)(void *arg, const uint8_t *pkt, size_t len, uint32_t indev,
+				 enum nfqueue_csum csum);
 
 struct nfqueue;
 

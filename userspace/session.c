@@ -29,7 +29,7 @@ static const char *const anomaly_names[SESSION_ANOM_COUNT] = {
 	"tls_garbage", "tls_fatal_alert", "sslv2", "sslv3",
 	"tls_record_oversized", "reassembly_gap", "envelope_truncated",
 	"not_smtp", "plaintext_after_starttls", "midstream", "http_connect",
-	"ambiguous_end_of_data",
+	"urgent_data", "unseen_data", "ambiguous_end_of_data",
 };
 
 const char *session_anomaly_name(unsigned int bit)
@@ -319,6 +319,12 @@ void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 		if (!s->info.tls_judged)
 			s->limit_hit = true;
 	}
+}
+
+bool session_in_handshake(const struct session *s)
+{
+	return s && !s->d[C].seen_data && !s->d[S].seen_data && !s->d[C].fin && !s->d[S].fin &&
+	       !s->rst && s->info.phase != SESSION_PHASE_CLOSED;
 }
 
 void session_mark_timeout(struct session *s)
@@ -1535,7 +1541,20 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 	if (!s || !seg || (seg->dir != C && seg->dir != S))
 		return SESSION_CONTINUE;
 	d = &s->d[seg->dir];
+	struct session_dir *peer = &s->d[seg->dir == C ? S : C];
 	seq = seg->seq;
+	/* The peer's first ACK after this side's SYN data says whether it
+	 * read that data (TCP Fast Open) or dropped it. */
+	if (peer->syn_data && (seg->flags & SESSION_TCP_ACK)) {
+		peer->syn_data = false;
+		if ((int32_t)(seg->ack - peer->syn_data_end) >= 0)
+			flag(s, SESSION_ANOM_UNSEEN_DATA);
+	}
+	/* Urgent data: Linux takes the urgent byte out of the stream (unless
+	 * SO_OOBINLINE), other stacks keep it; which the receiver does is not
+	 * known here. */
+	if (seg->flags & SESSION_TCP_URG)
+		flag(s, SESSION_ANOM_URGENT_DATA);
 	if (seg->flags & SESSION_TCP_SYN) {
 		reasm_start(&d->r, seq + 1);
 		if (!d->rcv_started) {
@@ -1543,12 +1562,29 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 			d->rcv_next = seq + 1;
 		}
 		seq++;
+		if (seg->len) {
+			d->syn_data = true;
+			d->syn_data_end = seq + (uint32_t)seg->len;
+		}
 	}
 	if (seg->flags & SESSION_TCP_RST) {
-		s->rst = true;
-		s->info.phase = SESSION_PHASE_CLOSED;
+		/* RFC 5961 3.2, as Linux does: a reset counts only at exactly
+		 * the sequence number the receiver expects next; any other is
+		 * answered with a challenge ACK and ignored, and so it is here
+		 * (a spoofed RST must not end the inspection while the
+		 * receiver goes on). Unknown sequence: nothing to follow. */
+		uint32_t want = d->fin_seq_known ? d->fin_next : d->rcv_next;
+		if (!d->rcv_started || seq == want) {
+			s->rst = true;
+			s->info.phase = SESSION_PHASE_CLOSED;
+		}
+		return s->info.phase == SESSION_PHASE_CLOSED ? SESSION_CLOSED
+			: s->info.tls_judged ? SESSION_OFFLOAD
+			: s->limit_hit	      ? SESSION_LIMIT
+					      : SESSION_CONTINUE;
 	}
-	if (seg->len && seg->payload && s->info.phase != SESSION_PHASE_CLOSED) {
+	if (seg->len && seg->payload && !(seg->flags & SESSION_TCP_SYN) &&
+	    s->info.phase != SESSION_PHASE_CLOSED) {
 		const uint8_t *pl = seg->payload;
 		size_t left = seg->len;
 		uint32_t sq = seq;
@@ -1588,6 +1624,8 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 	if (seg->flags & SESSION_TCP_FIN) {
 		reasm_add_fin(&d->r, seq + (uint32_t)seg->len);
 		d->fin = true;
+		d->fin_seq_known = true;
+		d->fin_next = seq + (uint32_t)seg->len + 1;
 	}
 	if (s->info.phase != SESSION_PHASE_CLOSED) {
 		drive(s);

@@ -47,6 +47,7 @@ struct session_limits {
 #define SESSION_TCP_RST 0x04
 #define SESSION_TCP_PSH 0x08
 #define SESSION_TCP_ACK 0x10
+#define SESSION_TCP_URG 0x20
 
 struct tcp_segment {
 	enum tlsgate_dir dir;
@@ -141,7 +142,11 @@ enum session_anomaly {
 							     dialog is read on */
 	SESSION_ANOM_MIDSTREAM = 1u << 19,        /* picked up without the handshake */
 	SESSION_ANOM_HTTP_CONNECT = 1u << 20,     /* SMTP inside an HTTP CONNECT tunnel */
-	SESSION_ANOM_AMBIGUOUS_END_OF_DATA = 1u << 21, /* message content holds a "." that
+	SESSION_ANOM_URGENT_DATA = 1u << 21,      /* TCP URG: receivers differ on the byte */
+	SESSION_ANOM_UNSEEN_DATA = 1u << 22,      /* the receiver may read bytes not seen here
+						     (data on SYN it acknowledged, a hole
+						     acknowledged) */
+	SESSION_ANOM_AMBIGUOUS_END_OF_DATA = 1u << 23, /* message content holds a "." that
 							  some servers take as the end of
 							  data and others not (<LF>.<LF>,
 							  <LF>.<CR><LF>, <CR><LF>.<LF>,
@@ -153,7 +158,7 @@ enum session_anomaly {
 							  to <CR><LF>.<CR><LF>, the one
 							  end every server honours. */
 };
-#define SESSION_ANOM_COUNT 22
+#define SESSION_ANOM_COUNT 24
 /* Short snake_case name of one anomaly bit, e.g. "starttls_injection". */
 const char *session_anomaly_name(unsigned int bit);
 
@@ -242,6 +247,9 @@ bool session_client_next(const struct session *s, uint32_t *seq);
 unsigned int session_replies_owed(const struct session *s);
 /* True while a BDAT chunk has not all arrived; *chunk_end is its end. */
 bool session_chunk_pending(const struct session *s, uint32_t *chunk_end);
+/* True while neither side has sent data, FIN or RST: only then can a SYN
+ * with the flow's first sequence number be a retransmission of it. */
+bool session_in_handshake(const struct session *s);
 /* Records that the caller gave up on the flow (idle timeout): the summary's
  * end becomes "timeout" unless the dialog already ended. */
 void session_mark_timeout(struct session *s);

@@ -54,6 +54,14 @@ struct session_dir {
 			       order (or passed in the kernel) */
 	struct tls_hs_buf hs;
 	uint64_t bytes;
+	/* Data on this side's SYN: held out of the stream (a receiver without
+	 * TCP Fast Open drops it, and the sender sends it again); if the
+	 * other side's first ACK covers it, the receiver read bytes that
+	 * were never parsed here. */
+	bool syn_data;
+	uint32_t syn_data_end;
+	bool fin_seq_known;
+	uint32_t fin_next; /* the sequence number after the FIN */
 };
 
 struct session {

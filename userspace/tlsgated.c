@@ -45,6 +45,7 @@
 #include <linux/netfilter.h>
 
 #include "control.h"
+#include "csum.h"
 #include "datapath.h"
 #include "dnslearn.h"
 #include "flow.h"
@@ -110,7 +111,8 @@ struct daemon_stats {
 	uint64_t expired;       /* removed after idle timeout */
 	uint64_t adopted;       /* found in the pinned map at start */
 	uint64_t limit;         /* judged at a buffer bound */
-	uint64_t unparsed;      /* queued packets we could not parse (accepted) */
+	uint64_t unparsed;      /* queued packets we could not parse (dropped) */
+	uint64_t bad_checksum;  /* queued segments with a wrong TCP checksum (dropped) */
 	uint64_t offload_errors;
 };
 
@@ -426,10 +428,21 @@ static void daemon_catch_up(struct daemon *d)
 	gate_flush_news(d->gate);
 }
 
-static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t indev)
+static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t indev,
+			 enum nfqueue_csum csum)
 {
 	struct daemon *d = arg;
+	struct flowkey_packet p;
 
+	/* A segment whose checksum the receiver will find wrong is dropped
+	 * there: believing it would judge bytes the receiver never reads
+	 * (a decoy MAIL FROM ahead of the real one). Dropped here too. */
+	if (csum == NFQUEUE_CSUM_NOT_VERIFIED && flowkey_from_ip(pkt, len, &d->ports, &p) == 0 &&
+	    !csum_tcp_ok(pkt, len, &p)) {
+		d->stats.bad_checksum++;
+		log_warnx_rl(&d->rl, "dropped a queued segment with a bad TCP checksum");
+		return NF_DROP;
+	}
 	daemon_read_replies(d);
 	return daemon_segment(d, pkt, len, indev, NULL);
 }
@@ -460,20 +473,28 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	bool copied = copy != NULL;
 
 	if (flowkey_from_ip(pkt, len, &d->ports, &p) < 0) {
+		/* The tagger drops fragments and what it cannot parse; what
+		 * still comes here unparsed passes no more than it would
+		 * there (DESIGN.md threat model, rule 3). */
 		d->stats.unparsed++;
-		log_warnx_rl(&d->rl, "accepted a queued packet that cannot be parsed (%zu bytes)",
+		log_warnx_rl(&d->rl, "dropped a queued packet that cannot be parsed (%zu bytes)",
 			     len);
-		return NF_ACCEPT;
+		return NF_DROP;
 	}
 	uint64_t now = now_ns();
 	struct flow *f = flow_lookup(d->flows, &p.key);
 	bool opening = p.dir == TLSGATE_DIR_TO_SERVER && (p.flags & SESSION_TCP_SYN) &&
 		       !(p.flags & SESSION_TCP_ACK);
-	if (f && opening && !(f->syn_seen && f->syn_seq == p.seq)) {
-		/* Not the SYN this flow began with (again): a new connection on
-		 * the same addresses and ports, the old one closed unseen (its
-		 * close passed in the kernel). The old entry may say PASS or
-		 * BLOCK; the new connection is judged from the start. */
+	if (f && opening &&
+	    !(f->syn_seen && f->syn_seq == p.seq && f->verdict == TLSGATE_INSPECT &&
+	      session_in_handshake(f->session))) {
+		/* Not a retransmission of the SYN this flow began with (that
+		 * needs the same sequence number and a flow still in its
+		 * handshake): a new connection on the same addresses and
+		 * ports, the old one closed unseen (its close passed in the
+		 * kernel), even with the same initial sequence number. The old
+		 * entry may say PASS or BLOCK; the new connection is judged
+		 * from the start. */
 		d->stats.reopened++;
 		if (f->await_stage)
 			datapath_clear_await(d->dp, &f->key);
@@ -519,7 +540,11 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	}
 	if (f->verdict == TLSGATE_PASS)
 		return NF_ACCEPT; /* queued before the offload took effect */
-	if (f->verdict == TLSGATE_BLOCK || !f->session)
+	if (f->verdict == TLSGATE_BLOCK) {
+		gate_blocked_packet(d->gate, f, &p, copied);
+		return NF_DROP;
+	}
+	if (!f->session)
 		return NF_DROP;
 
 	struct tcp_segment seg = {
@@ -714,7 +739,7 @@ static char *daemon_stats_json(struct daemon *d)
 	flow_for_each(d->flows, count_one, &c);
 	json_t *root = json_pack(
 		"{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 		" s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}",
 		"flows", "tracked", (json_int_t)flow_count(d->flows), "inspecting",
 		(json_int_t)c.inspecting, "offloaded", (json_int_t)c.pass, "blocked",
@@ -729,7 +754,7 @@ static char *daemon_stats_json(struct daemon *d)
 		(json_int_t)qs->verdict_errors, "drops", (json_int_t)ks.queue_dropped,
 		"user_drops", (json_int_t)ks.user_dropped, "waiting",
 		(json_int_t)ks.queue_total, "unparsed", (json_int_t)d->stats.unparsed,
-		"kernel", "inspect",
+		"bad_checksum", (json_int_t)d->stats.bad_checksum, "kernel", "inspect",
 		counter_json(&k[TLSGATE_CNT_INSPECT_TO_SERVER], &k[TLSGATE_CNT_INSPECT_TO_CLIENT]),
 		"pass", counter_json(&k[TLSGATE_CNT_PASS_TO_SERVER], &k[TLSGATE_CNT_PASS_TO_CLIENT]),
 		"block",

@@ -8,12 +8,15 @@ Accepts SMTP connections and relays each to the server, except that
     markers fixed, so the reply stays well formed), and
   - a STARTTLS command sent anyway is answered "502 5.5.1" by the proxy
     itself and never reaches the server.
-Everything else is relayed byte for byte. This is what an active attacker
+Everything else is relayed byte for byte. With STRIPPER_PREFIX set (Python
+string escapes, e.g. "X\\r\\n"), those bytes reach the client first, ahead
+of the server's greeting: junk that real SMTP clients skip or not. This is what an active attacker
 on the path does to make an opportunistic sender fall back to plaintext.
 Runs until killed; prints "ready" on stdout once listening and one line per
 stripped reply or refused STARTTLS on stderr.
 """
 import asyncio
+import os
 import socket
 import sys
 
@@ -70,6 +73,10 @@ async def client_to_server(cr, sw, cw):
 
 
 async def handle(cr, cw, server):
+    prefix = os.environ.get("STRIPPER_PREFIX", "")
+    if prefix:
+        cw.write(prefix.encode().decode("unicode_escape").encode("latin-1"))
+        await cw.drain()
     try:
         sr, sw = await asyncio.open_connection(*server)
     except OSError as e:

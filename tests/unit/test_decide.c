@@ -15,8 +15,9 @@
 #include "decide.h"
 
 /* policies: 0 none (defaults), 1 banned cipher + min 1.2, 2 secure sender
- * and recipient domains (so plaintext cannot be offloaded early) */
-static struct policy *pols[3];
+ * and recipient domains (so plaintext cannot be offloaded early), 3 a domain
+ * that requires TLS */
+static struct policy *pols[4];
 static char err[POLICY_ERR_MAX];
 
 #define TLS12 0x0303
@@ -35,8 +36,13 @@ static int setup(void **state)
 		" \"secure_mode\": {\"sender_domains\": [{\"domain\": \"secure.example.org\", \"subdomains\": false}],"
 		" \"recipient_domains\": [{\"domain\": \"vault.example.org\", \"subdomains\": false}]}}";
 
+	static const char *j3 =
+		"{\"policy_version\": 1, \"serial\": 1, \"expires\": \"2027-01-01T00:00:00Z\","
+		" \"domains\": {\"strict.example.com\": {\"require_tls\": true}}}";
+
 	if (policy_parse(j1, strlen(j1), &pols[1], err, sizeof(err)) < 0 ||
-	    policy_parse(j2, strlen(j2), &pols[2], err, sizeof(err)) < 0) {
+	    policy_parse(j2, strlen(j2), &pols[2], err, sizeof(err)) < 0 ||
+	    policy_parse(j3, strlen(j3), &pols[3], err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
@@ -47,6 +53,7 @@ static int teardown(void **state)
 {
 	policy_free(pols[1]);
 	policy_free(pols[2]);
+	policy_free(pols[3]);
 	return 0;
 }
 
@@ -233,8 +240,51 @@ static const struct row rows[] = {
 	    .history_level = DECIDE_LEVEL_TLS, .phase = DECIDE_PHASE_CONNECT, .must_judge = true),
 	ROW("limit at connect, secure source", 0, BLOCK_TEMP, LIMIT, SECURE_SENDER_SOURCE, "451 4.7.4", UNKNOWN, false, false,
 	    SECURE_SRC, .phase = DECIDE_PHASE_CONNECT, .must_judge = true),
-	ROW("limit after allowed plaintext", 2, PASS, PLAINTEXT_ALLOWED, NONE, "", PLAINTEXT, false, false,
-	    PLAIN_NO_OFFER, .must_judge = true),
+	/* A bound reached after an allowed plaintext MAIL FROM: a later MAIL
+	 * FROM could still name a secure-mode sender (issue 17, finding 2). */
+	ROW("limit after allowed plaintext, secure domains in the policy", 2, BLOCK_TEMP, LIMIT,
+	    SECURE_SENDER_DOMAIN, "451 4.7.4", PLAINTEXT, false, false, PLAIN_NO_OFFER, .must_judge = true),
+	ROW("limit after allowed plaintext, inbound, secure recipients", 2, BLOCK_TEMP, LIMIT,
+	    SECURE_RECIPIENT, "451 4.7.4", PLAINTEXT, false, false, INBOUND, PLAIN_NO_OFFER,
+	    .must_judge = true),
+	ROW("limit at connect, secure domains in the policy", 2, BLOCK_TEMP, LIMIT,
+	    SECURE_SENDER_DOMAIN, "451 4.7.4", UNKNOWN, false, false, .phase = DECIDE_PHASE_CONNECT,
+	    .must_judge = true),
+	/* Threat model rule 1: a dialog the gateway cannot follow blocks
+	 * (reset: no SMTP framing to answer in) whatever could carry a
+	 * requirement, and passes only what nothing can be required of. */
+	ROW("not smtp, nothing required", 0, PASS, NOT_SMTP, NONE, "", UNKNOWN, false, false,
+	    .phase = DECIDE_PHASE_DATA, .blind = DECIDE_REASON_NOT_SMTP),
+	ROW("not smtp, secure domains in the policy", 2, BLOCK_TEMP, NOT_SMTP, SECURE_SENDER_DOMAIN, "",
+	    UNKNOWN, false, false, .phase = DECIDE_PHASE_DATA, .blind = DECIDE_REASON_NOT_SMTP),
+	ROW("not smtp, inbound, secure recipients", 2, BLOCK_TEMP, NOT_SMTP, SECURE_RECIPIENT, "",
+	    UNKNOWN, false, false, INBOUND, .phase = DECIDE_PHASE_DATA,
+	    .blind = DECIDE_REASON_NOT_SMTP),
+	ROW("not smtp, inbound, only secure senders", 1, PASS, NOT_SMTP, NONE, "", UNKNOWN, false,
+	    false, INBOUND, .phase = DECIDE_PHASE_DATA, .blind = DECIDE_REASON_NOT_SMTP),
+	ROW("overlap conflict, secure source", 0, BLOCK_TEMP, OVERLAP_CONFLICT, SECURE_SENDER_SOURCE, "",
+	    UNKNOWN, false, false, SECURE_SRC, .phase = DECIDE_PHASE_DATA,
+	    .blind = DECIDE_REASON_OVERLAP_CONFLICT),
+	ROW("overlap conflict, nothing required", 0, PASS, OVERLAP_CONFLICT, NONE, "", UNKNOWN, false,
+	    false, .phase = DECIDE_PHASE_DATA, .blind = DECIDE_REASON_OVERLAP_CONFLICT),
+	ROW("starttls injection, tls history", 0, BLOCK_TEMP, INJECTION, HISTORY, "", UNKNOWN, false,
+	    false, .history_level = DECIDE_LEVEL_TLS, TLS_OK(TLS12),
+	    .blind = DECIDE_REASON_INJECTION),
+	ROW("tls failed, dane", 0, BLOCK_TEMP, TLS_FAILED, DANE, "", UNKNOWN, false, false,
+	    .dane = DECIDE_DANE_USABLE, .phase = DECIDE_PHASE_TLS, .blind = DECIDE_REASON_TLS_FAILED),
+	ROW("tls failed, secure domain sender", 2, BLOCK_TEMP, TLS_FAILED, SECURE_SENDER_DOMAIN, "",
+	    UNKNOWN, false, false, .phase = DECIDE_PHASE_TLS, .blind = DECIDE_REASON_TLS_FAILED),
+	ROW("urgent data, policy require_tls domains", 3, BLOCK_TEMP, URGENT_DATA,
+	    POLICY_REQUIRE_TLS, "", UNKNOWN, false, false, .phase = DECIDE_PHASE_DATA,
+	    .blind = DECIDE_REASON_URGENT_DATA),
+	ROW("ambiguous end of data, secure source", 0, BLOCK_TEMP, AMBIGUOUS_DATA_END,
+	    SECURE_SENDER_SOURCE, "", UNKNOWN, false, false, SECURE_SRC, .phase = DECIDE_PHASE_DATA,
+	    .blind = DECIDE_REASON_AMBIGUOUS_DATA_END),
+	ROW("unseen data, nothing required", 1, PASS, UNSEEN_DATA, NONE, "", UNKNOWN, false, false,
+	    .phase = DECIDE_PHASE_CONNECT, .blind = DECIDE_REASON_UNSEEN_DATA),
+	ROW("unseen data, history", 0, BLOCK_TEMP, UNSEEN_DATA, HISTORY, "", UNKNOWN, false, false,
+	    .history_level = DECIDE_LEVEL_TLS, .phase = DECIDE_PHASE_CONNECT,
+	    .blind = DECIDE_REASON_UNSEEN_DATA),
 };
 
 static struct decision run_row(const struct row *r, int af, const char *addr, const char *mx)

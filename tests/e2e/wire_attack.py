@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""wire_attack.py MODE SERVER FROM: an SMTP client (IPv4) that sends
+MAIL FROM:<FROM> to SERVER through the gateway while playing one of the
+on-path tricks of issue 17 on its own connection, then prints the reply
+to MAIL FROM ("CODE TEXT", "closed" or "timeout") and, if that was 250,
+the reply to RCPT TO:<user@plain.test>.
+
+MODE:
+  badsum  before the real MAIL FROM, a decoy MAIL FROM:<decoy@example.com>
+          at the same sequence number with a wrong TCP checksum (the
+          server's stack drops it; a gateway that believes it judges the
+          decoy, or sees a conflicting overlap)
+  urgent  MAIL FROM:<FROM> with one byte sent as TCP urgent data
+          (MSG_OOB) in the domain: Linux takes it out of the stream, other
+          stacks keep it
+  rst     MAIL FROM in two segments, between them a reset with a sequence
+          number one past the right one (RFC 5961: the server ignores it
+          and reads the whole line)
+
+The crafted segments are sent on a raw socket (IP_HDRINCL) from this
+namespace, with the connection's sequence and acknowledgement numbers read
+from an AF_PACKET capture of its own interface (IFACE, default eth0).
+"""
+import os
+import socket
+import struct
+import sys
+import time
+
+from smtp_connect import connect, reply
+
+ETH_P_ALL = 0x0003
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def segment(src, sport, dst, dport, seq, ack, flags, payload, bad_sum=False):
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 502, 0, 0) + payload
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+    s = csum(pseudo + tcp)
+    if bad_sum:
+        s ^= 0x5A5A
+    tcp = tcp[:16] + struct.pack("!H", s) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0x1234, 0x4000, 64, 6, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    return ip + tcp
+
+
+class Tap:
+    """The connection's own segments, from a capture of the interface."""
+
+    def __init__(self, iface):
+        self.s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.s.bind((iface, 0))
+        self.s.setblocking(False)
+        self.next_seq = self.ack = None
+
+    def follow(self, local, lport, remote):
+        """Reads what was captured: our next sequence number (after the
+        data we sent) and the last acknowledgement we sent."""
+        while True:
+            try:
+                frame, addr = self.s.recvfrom(65536)
+            except BlockingIOError:
+                return
+            if len(frame) < 14 + 40 or frame[12:14] != b"\x08\x00":
+                continue
+            ip = frame[14:]
+            ihl = (ip[0] & 15) * 4
+            if ip[9] != 6 or ip[12:16] != socket.inet_aton(local) or \
+                    ip[16:20] != socket.inet_aton(remote):
+                continue
+            tcp = ip[ihl:]
+            sport, dport, seq, ack, off, flags = struct.unpack("!HHIIBB", tcp[:14])
+            if sport != lport:
+                continue
+            plen = struct.unpack("!H", ip[2:4])[0] - ihl - (off >> 4) * 4
+            end = (seq + plen + (1 if flags & 0x03 else 0)) & 0xFFFFFFFF
+            if self.next_seq is None or ((end - self.next_seq) & 0xFFFFFFFF) < 0x80000000:
+                self.next_seq = end
+            self.ack = ack
+
+
+def main():
+    mode, server, sender = sys.argv[1:4]
+    tap = Tap(os.environ.get("IFACE", "eth0"))
+    s, f, _ = connect(server, 15)
+    local, lport = s.getsockname()[:2]
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    reply(f)
+    s.sendall(b"EHLO in.world.test\r\n")
+    reply(f)
+    time.sleep(0.3)  # our ACK of the EHLO reply has left
+    tap.follow(local, lport, server)
+    if tap.next_seq is None:
+        print("no capture")
+        return 1
+    mail = b"MAIL FROM:<%s>\r\n" % sender.encode()
+    if mode == "badsum":
+        decoy = b"MAIL FROM:<decoy@example.com>\r\n"
+        raw.sendto(segment(local, lport, server, 25, tap.next_seq, tap.ack, 0x18, decoy, True),
+                   (server, 0))
+        time.sleep(0.3)
+        s.sendall(mail)
+    elif mode == "urgent":
+        at = mail.index(b"@") + 4
+        s.sendall(mail[:at])
+        time.sleep(0.1)
+        s.send(b"X", socket.MSG_OOB)
+        time.sleep(0.1)
+        s.sendall(mail[at:])
+    elif mode == "rst":
+        half = mail.index(b"@") + 3
+        s.sendall(mail[:half])
+        time.sleep(0.3)
+        tap.follow(local, lport, server)
+        raw.sendto(segment(local, lport, server, 25, (tap.next_seq + 1) & 0xFFFFFFFF, tap.ack,
+                           0x04, b""), (server, 0))
+        time.sleep(0.3)
+        s.sendall(mail[half:])
+    else:
+        print("unknown mode " + mode)
+        return 2
+    r = reply(f)
+    print(r)
+    if r.startswith("250"):
+        try:
+            s.sendall(b"RCPT TO:<user@plain.test>\r\n")
+            print(reply(f))
+            s.sendall(b"QUIT\r\n")
+        except OSError:
+            print("closed")
+    s.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
