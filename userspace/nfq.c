@@ -91,7 +91,10 @@ struct nfqueue *nfqueue_open(uint16_t queue_num, uint32_t queue_maxlen, int rcvb
 	nlh->nlmsg_flags |= NLM_F_ACK;
 	nlh->nlmsg_seq = 2;
 	nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, NFQUEUE_COPY_RANGE);
-	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+	/* No NFQA_CFG_F_FAIL_OPEN: a packet that finds the queue full is
+	 * dropped (the sender's TCP resends it), never passed unseen - it
+	 * may carry a secure-mode MAIL FROM (DESIGN.md threat model, rule 3). */
+	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_GSO));
 	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
 	nfq_nlmsg_cfg_put_qmaxlen(nlh, queue_maxlen);
 	if ((err = nfqueue_send_config(q, nlh)) < 0) {

@@ -93,7 +93,7 @@ static void print_stats(json_t *root)
 	printf("queue     %lld packets (%s) through NFQUEUE, %lld verdicts, %lld verdict errors\n",
 	       num(root, "queue.packets"), b1, num(root, "queue.verdicts"),
 	       num(root, "queue.verdict_errors"));
-	printf("          kernel drops: %lld queue full (failed open), %lld socket overrun; "
+	printf("          kernel drops: %lld queue full (dropped, resent by TCP), %lld socket overrun; "
 	       "%lld unparsed accepted\n",
 	       num(root, "queue.drops"), num(root, "queue.user_drops"),
 	       num(root, "queue.unparsed"));
@@ -526,7 +526,7 @@ static int cmd_status(const char *ctl, const char *web, bool json)
 		printf("tlsgated    %s\n", s ? "running" : "NOT REACHABLE");
 		if (s)
 			printf("flows       %lld seen, %lld offloaded, %lld being inspected; "
-			       "%lld packets failed open\n",
+			       "%lld packets dropped at a full queue\n",
 			       num(s, "flows.total"), num(s, "flows.offloaded_total"),
 			       num(s, "flows.inspecting"), num(s, "queue.drops"));
 		if (d) {

@@ -20,6 +20,10 @@
 #     gateway's 550 5.7.4, nothing reaches mx-plain.
 #  5. an SSH banner before the greeting: not delivered either (bounced by
 #     the gateway or deferred after a reset).
+#  6. overload: with a queue of 2 packets and the daemon stopped (SIGSTOP),
+#     a connection's packets that find the queue full are dropped, not
+#     passed unseen (no greeting reaches the client); counted as queue
+#     drops; after SIGCONT the connection goes on under inspection.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
@@ -125,5 +129,27 @@ else
 fi
 check "SSH banner before the greeting: nothing delivered to mx-plain" not_delivered "$id"
 junk_off
+
+# 6. A full queue drops, never passes.
+world_gw_stop
+world_gw_start --policy-key "$POL/pub.key" --policy "$POL/p.json" --queue-maxlen 2 ||
+	{ echo "Bail out! tlsgated did not restart"; exit 1; }
+gwpid=$(world_gw_pid)
+kill -STOP "$gwpid"
+out=$(world_exec in "$WORLD_PY" -c '
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], 25), timeout=8)
+    s.settimeout(4)
+    print(s.recv(100).decode(errors="replace").strip() or "closed")
+except OSError as e:
+    print("timeout" if isinstance(e, socket.timeout) else "error %s" % e)
+' $MX 2>&1)
+kill -CONT "$gwpid"
+diag "daemon stopped, queue of 2: $out"
+check "queue full: nothing passed unseen (no greeting while the daemon is stopped)" \
+	[ "$out" = timeout ]
+sleep 1
+check "queue full: the kernel counted the drops" [ "$(world_stats 'j["queue"]["drops"]')" -ge 1 ]
 
 done_testing

@@ -710,7 +710,7 @@ static void test_metrics_format(void **state)
 	reply_free(&r);
 	r = http_get(f, "/metrics", NULL);
 	assert_non_null(strstr(r.body, "\ntlsgate_flows_total 42\n"));
-	assert_non_null(strstr(r.body, "\ntlsgate_queue_failopen_total 7\n"));
+	assert_non_null(strstr(r.body, "\ntlsgate_queue_full_drops_total 7\n"));
 	assert_non_null(strstr(r.body, "tlsgate_blocks_total{rule=\"history-downgrade\"} 2\n"));
 	assert_non_null(strstr(r.body, "tlsgate_recent_blocks{rule=\"history-downgrade\"} 2\n"));
 	assert_non_null(strstr(r.body, "tlsgate_kernel_packets_total{action=\"pass\"} 5000\n"));
