@@ -36,6 +36,7 @@ static const char *const reason_names[DECIDE_REASON_MAX] = {
 	[DECIDE_REASON_URGENT_DATA] = "urgent-data",
 	[DECIDE_REASON_AMBIGUOUS_DATA_END] = "ambiguous-data-end",
 	[DECIDE_REASON_UNSEEN_DATA] = "unseen-data",
+	[DECIDE_REASON_MIDSTREAM] = "midstream",
 };
 
 static const char *const rule_names[DECIDE_RULE_MAX] = {
@@ -97,6 +98,7 @@ static const char *what_happened(enum decide_reason r)
 	case DECIDE_REASON_URGENT_DATA: return "TCP urgent data (receivers differ) with";
 	case DECIDE_REASON_AMBIGUOUS_DATA_END: return "end of DATA that servers read differently with";
 	case DECIDE_REASON_UNSEEN_DATA: return "bytes the receiver may read unseen with";
+	case DECIDE_REASON_MIDSTREAM: return "plaintext dialog picked up mid-stream (earlier commands unseen) with";
 	case DECIDE_REASON_PLAINTEXT_ALLOWED: return "plaintext allowed with";
 	case DECIDE_REASON_WEAK_TLS_ALLOWED: return "weak TLS counted as plaintext with";
 	case DECIDE_REASON_TLS_OK: return "TLS with";

@@ -133,6 +133,8 @@ enum decide_reason {
 	DECIDE_REASON_URGENT_DATA,          /* TCP urgent data (receivers differ) */
 	DECIDE_REASON_AMBIGUOUS_DATA_END,   /* servers disagree where DATA ends */
 	DECIDE_REASON_UNSEEN_DATA,          /* the receiver may read bytes not seen */
+	DECIDE_REASON_MIDSTREAM,            /* plaintext dialog picked up mid-stream:
+					       its earlier commands are unseen */
 	DECIDE_REASON_MAX,
 };
 

@@ -1385,6 +1385,10 @@ static enum decide_reason gate_blind(const struct session_info *si, enum session
 		return DECIDE_REASON_AMBIGUOUS_DATA_END;
 	if ((a & SESSION_ANOM_REASM_LOST) || action == SESSION_LIMIT)
 		return DECIDE_REASON_LIMIT;
+	/* Picked up without its start (evicted, expired, a daemon restart):
+	 * a MAIL FROM before the pick-up, or a line cut by it, is unseen. */
+	if ((a & SESSION_ANOM_MIDSTREAM) && si->phase == SESSION_PHASE_SMTP)
+		return DECIDE_REASON_MIDSTREAM;
 	if (si->phase == SESSION_PHASE_NOT_SMTP && !(si->tls_judged && !si->tls_failed))
 		return DECIDE_REASON_NOT_SMTP;
 	if (si->tls_failed && si->phase != SESSION_PHASE_SMTP)

@@ -257,6 +257,28 @@ static void test_in_handshake(void **state)
 	assert_false(session_in_handshake(NULL));
 }
 
+/* Picked up mid-stream (evicted, expired, a daemon restart): the session
+ * reads on in plaintext, and says so, so that the policy layer knows that
+ * a MAIL FROM before the pick-up (or a line cut by it) was never seen. */
+static void test_midstream_plaintext(void **state)
+{
+	struct run r;
+
+	memset(&r, 0, sizeof(r));
+	r.s = session_new(NULL, true);
+	session_set_command_cb(r.s, on_cmd, &r.cmds);
+	r.seq[CL] = 0x10000;
+	r.seq[SV] = 0x90000;
+	say(&r, CL, "cure.example.org>\r\n");
+	say(&r, SV, "250 2.1.0 Ok\r\n");
+	say(&r, CL, "RCPT TO:<bob@example.net>\r\n");
+	say(&r, SV, "250 2.1.5 Ok\r\n");
+	const struct session_info *si = session_info(r.s);
+	assert_true(si->anomalies & SESSION_ANOM_MIDSTREAM);
+	assert_int_equal(si->phase, SESSION_PHASE_SMTP);
+	session_free(r.s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +288,7 @@ int main(void)
 		cmocka_unit_test(test_syn_data),
 		cmocka_unit_test(test_urgent_flagged),
 		cmocka_unit_test(test_in_handshake),
+		cmocka_unit_test(test_midstream_plaintext),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
