@@ -1034,6 +1034,26 @@ static uint32_t gate_server_next(const struct flow *f, uint32_t at_least)
 	return at_least;
 }
 
+/* The server takes a reset only at exactly its next expected byte (RFC
+ * 5961). The withheld segment's start is that byte when everything before
+ * it reached the server; when the segment also carries bytes that passed
+ * before (a retransmission that merged them with new ones), the server's
+ * own newest ACK says where it is. A second reset there; a wrong one is
+ * only answered by a challenge ACK. */
+static void gate_reset_server_again(struct gate *g, struct flow *f, const struct flowkey_packet *p,
+				    uint32_t sent_at)
+{
+	uint32_t ack;
+	if (!f->session || !session_last_ack(f->session, TLSGATE_DIR_TO_CLIENT, &ack) ||
+	    ack == sent_at)
+		return;
+	/* only within what this segment covers: an older ACK says nothing */
+	if ((int32_t)(ack - p->seq) <= 0 || (int32_t)(ack - (p->seq + (uint32_t)p->payload_len)) > 0)
+		return;
+	if (enforce_reset_dest_at(g->enforce, p, ack) == 0)
+		g->stats.resets_injected++;
+}
+
 /* Acts on a block: SMTP refusal or resets, kernel BLOCK, lock, event.
  * When the server still owes replies to commands forwarded before the
  * withheld segment (pipelining), the refusal waits for them: injected at
@@ -1068,8 +1088,10 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 				((p->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN)) ? 1 : 0);
 			gf->reset_again = true;
 		}
-		gate_refuse(g, &q, d, answer ? &v : NULL,
-			    gf->starttls_withheld ? gf->server_seq : p->seq);
+		uint32_t server_seq = gf->starttls_withheld ? gf->server_seq : p->seq;
+		gate_refuse(g, &q, d, answer ? &v : NULL, server_seq);
+		if (p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_copied)
+			gate_reset_server_again(g, f, p, server_seq);
 		gate_block_flow(g, f);
 	}
 	if (d->action == DECIDE_BLOCK_PERM)
@@ -1137,6 +1159,7 @@ static void gate_deferred_refuse_now(struct gate *g, struct flow *f, uint32_t se
 	struct enforce_verbs v = { gf->deferred_verbs, gf->n_deferred_verbs };
 	gf->refusal_deferred = false;
 	gate_refuse(g, &q, &gf->pending, &v, q.seq);
+	gate_reset_server_again(g, f, &q, q.seq);
 	gate_block_flow(g, f);
 }
 

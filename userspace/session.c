@@ -321,6 +321,14 @@ void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 	}
 }
 
+bool session_last_ack(const struct session *s, enum tlsgate_dir dir, uint32_t *ack)
+{
+	if (!s || (dir != C && dir != S) || !s->d[dir].ack_seen)
+		return false;
+	*ack = s->d[dir].last_ack;
+	return true;
+}
+
 bool session_in_handshake(const struct session *s)
 {
 	return s && !s->d[C].seen_data && !s->d[S].seen_data && !s->d[C].fin && !s->d[S].fin &&
@@ -1549,6 +1557,11 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 		peer->syn_data = false;
 		if ((int32_t)(seg->ack - peer->syn_data_end) >= 0)
 			flag(s, SESSION_ANOM_UNSEEN_DATA);
+	}
+	if ((seg->flags & SESSION_TCP_ACK) && !(seg->flags & SESSION_TCP_RST) &&
+	    (!d->ack_seen || (int32_t)(seg->ack - d->last_ack) > 0)) {
+		d->ack_seen = true;
+		d->last_ack = seg->ack;
 	}
 	/* Urgent data: Linux takes the urgent byte out of the stream (unless
 	 * SO_OOBINLINE), other stacks keep it; which the receiver does is not

@@ -243,6 +243,9 @@ bool session_server_next(const struct session *s, uint32_t *seq);
 /* The client's next sequence number after what the session has without a
  * hole (arrived in order, or filled in since). */
 bool session_client_next(const struct session *s, uint32_t *seq);
+/* The newest acknowledgement number seen from dir's side (its next
+ * expected byte from the other side), when one was seen. */
+bool session_last_ack(const struct session *s, enum tlsgate_dir dir, uint32_t *ack);
 /* Client commands (and ends of data) the server has not answered yet. */
 unsigned int session_replies_owed(const struct session *s);
 /* True while a BDAT chunk has not all arrived; *chunk_end is its end. */
