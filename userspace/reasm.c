@@ -16,6 +16,9 @@ void reasm_release(struct reasm *r)
 	r->buf = NULL;
 	r->cap = 0;
 	r->n_isl = 0;
+	free(r->hist);
+	r->hist = NULL;
+	r->hist_len = r->hist_cap = 0;
 }
 
 void reasm_start(struct reasm *r, uint32_t next_seq)
@@ -201,8 +204,37 @@ const uint8_t *reasm_peek(const struct reasm *r, size_t *len)
 	return r->buf;
 }
 
+/* Room for `want` bytes of history (at most REASM_HISTORY). Without it
+ * the history is forgotten and the stream marked LOST: a retransmission
+ * that differs from consumed bytes could no longer be noticed. */
+static bool hist_room(struct reasm *r, size_t want)
+{
+	size_t ncap = r->hist_cap ? r->hist_cap : 128;
+	uint8_t *nh;
+
+	if (want > REASM_HISTORY)
+		want = REASM_HISTORY;
+	if (want <= r->hist_cap)
+		return true;
+	while (ncap < want)
+		ncap *= 2;
+	if (ncap > REASM_HISTORY)
+		ncap = REASM_HISTORY;
+	nh = realloc(r->hist, ncap);
+	if (!nh) {
+		r->hist_len = 0;
+		r->flags |= REASM_F_LOST;
+		return false;
+	}
+	r->hist = nh;
+	r->hist_cap = ncap;
+	return true;
+}
+
 static void hist_append(struct reasm *r, const uint8_t *p, size_t n)
 {
+	if (!hist_room(r, r->hist_len + n))
+		return;
 	if (n >= REASM_HISTORY) {
 		memcpy(r->hist, p + (n - REASM_HISTORY), REASM_HISTORY);
 		r->hist_len = REASM_HISTORY;
@@ -266,5 +298,5 @@ bool reasm_full(const struct reasm *r)
 
 size_t reasm_memory(const struct reasm *r)
 {
-	return r->cap;
+	return r->cap + r->hist_cap;
 }

@@ -47,8 +47,10 @@ struct reasm {
 	size_t cap;      /* allocated bytes of buf (<= limit) */
 	struct reasm_island isl[REASM_MAX_HOLES];
 	unsigned int n_isl;
-	uint8_t hist[REASM_HISTORY]; /* consumed bytes ending at base */
-	size_t hist_len;
+	uint8_t *hist;   /* consumed bytes ending at base; allocated as they
+			    come, up to REASM_HISTORY (most dialogs need far
+			    less: memory per inspected flow) */
+	size_t hist_len, hist_cap;
 	bool fin;
 	uint32_t fin_seq; /* sequence number of the FIN */
 	unsigned int flags; /* enum reasm_flags, sticky */
