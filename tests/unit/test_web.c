@@ -24,6 +24,7 @@
 
 #include "store.h"
 #include "web.h"
+#include "web_store.h"
 
 static char db_path[64];
 
@@ -81,6 +82,8 @@ static int release(void *arg, const char *mx, const char *by)
 	return hs->release_rc;
 }
 
+static void fill_store_dane(struct store *s, int64_t now);
+
 static void fill_store(void)
 {
 	int64_t now = time(NULL);
@@ -106,10 +109,15 @@ static void fill_store(void)
 					   false, now + 600), 0);
 	assert_int_equal(store_addr_mx_set(s, "198.51.100.30", "mx.plain.example",
 					   "mixed.example", false, now + 600), 0);
+	assert_int_equal(store_addr_mx_set(s, "198.51.100.21", "mx.dane.example", "mixed2.example",
+					   true, now + 600), 0);
+	assert_int_equal(store_addr_mx_set(s, "198.51.100.30", "mx.plain.example",
+					   "mixed2.example", false, now + 600), 0);
 	/* The IDN domain bücher.example in A-label form. */
 	assert_int_equal(store_addr_mx_set(s, "198.51.100.20", "mx.tls.example",
 					   "xn--bcher-kva.example", false, now + 600), 0);
 	assert_int_equal(store_history_lock(s, "mx.tls.example", "STARTTLS missing", now - 5), 0);
+	fill_store_dane(s, now);
 	struct store_event ev = { .time = now - 100, .kind = "block", .mx = "mx.tls.example",
 				  .rule = "history-downgrade", .verdict = "block-temporary",
 				  .reason = "first" };
@@ -118,6 +126,87 @@ static void fill_store(void)
 	ev.reason = "second \"quoted\" <b>";
 	assert_int_equal(store_event_add(s, &ev), 0);
 	store_close(s);
+}
+
+/* What tlsgate-probe --db writes for one address (probe/tlsgate-probe.c
+ * db_record): the row, the history record when it saw TLS or plaintext,
+ * and the address with its DNSSEC status. */
+static void probe_row(struct store *s, int64_t t, const char *domain, const char *cls,
+		      const char *mx, const char *addr, const char *verdict, const char *dane,
+		      const char *reason, bool secure)
+{
+	bool tls = strcmp(verdict, "plaintext") && strcmp(verdict, "dns-fail") &&
+		   strcmp(verdict, "connect-fail");
+	struct store_probe p = { .time = t, .domain = domain, .cls = cls, .mx = mx, .addr = addr,
+				 .verdict = verdict, .tls_version = tls ? "TLSv1.2" : NULL,
+				 .cipher = tls ? "ECDHE-RSA-AES128-GCM-SHA256" : NULL,
+				 .dane = dane, .reason = reason };
+	assert_int_equal(store_probe_add(s, &p), 0);
+	if (!addr)
+		return;
+	enum store_level lvl = !strcmp(verdict, "dane") ? STORE_LEVEL_DANE
+			       : tls			 ? STORE_LEVEL_TLS
+			       : !strcmp(verdict, "plaintext") ? STORE_LEVEL_PLAINTEXT
+							      : STORE_LEVEL_NONE;
+	if (lvl != STORE_LEVEL_NONE)
+		assert_int_equal(store_history_record(s, mx, lvl, 0, 0, t), 0);
+	assert_int_equal(store_addr_mx_set(s, addr, mx, domain, secure, t + 3600), 0);
+}
+
+/* The daemon's RCPT TO hint for the same address: never validated, it
+ * writes secure = 0 over the probe's row (gate.c, store_addr_mx_set). */
+static void gate_hint(struct store *s, int64_t now, const char *addr, const char *mx,
+		      const char *domain)
+{
+	assert_int_equal(store_addr_mx_set(s, addr, mx, domain, false, now + 3600), 0);
+}
+
+static void wire_block(struct store *s, int64_t t, const char *mx, const char *reason)
+{
+	struct store_event ev = { .time = t, .kind = "block", .mx = mx, .rule = "dane",
+				  .verdict = "block-temp", .reason = reason };
+	assert_int_equal(store_event_add(s, &ev), 0);
+}
+
+/* DANE destinations, each with the facts that decide its class. */
+static void fill_store_dane(struct store *s, int64_t now)
+{
+	/* The probe found the certificate not matching the TLSA records:
+	 * TLS was spoken, so history says TLS; the probe says dane-fail. */
+	probe_row(s, now - 20, "mismatch.example", "unknown", "mx.mismatch.example",
+		  "198.51.100.40", "dane-fail", "no-match", "DANE verification failed: no-match",
+		  true);
+	gate_hint(s, now, "198.51.100.40", "mx.mismatch.example", "mismatch.example");
+	/* Verified by the probe an hour ago, then a flow's certificate did not
+	 * match on the wire. */
+	probe_row(s, now - 3600, "wirefail.example", "dane", "mx.wirefail.example",
+		  "198.51.100.41", "dane", "match", "certificate matches TLSA 3 1 1 at depth 0",
+		  true);
+	wire_block(s, now - 60, "mx.wirefail.example",
+		   "certificate does not match the DANE TLSA records of MX mx.wirefail.example "
+		   "[198.51.100.41]; TLS required by rule dane");
+	/* The same, then a newer probe verified it again. */
+	probe_row(s, now - 3600, "wirefixed.example", "dane", "mx.wirefixed.example",
+		  "198.51.100.42", "dane", "match", "certificate matches", true);
+	wire_block(s, now - 600, "mx.wirefixed.example",
+		   "recent probe found a certificate not matching the DANE TLSA records of MX "
+		   "mx.wirefixed.example [198.51.100.42]; TLS required by rule dane");
+	probe_row(s, now - 10, "wirefixed.example", "dane", "mx.wirefixed.example",
+		  "198.51.100.42", "dane", "match", "certificate matches", true);
+	gate_hint(s, now, "198.51.100.42", "mx.wirefixed.example", "wirefixed.example");
+	/* DANE once, and the newest probe finds no validated TLSA any more. */
+	probe_row(s, now - 7200, "undane.example", "dane", "mx.undane.example", "198.51.100.43",
+		  "dane", "match", "certificate matches", true);
+	probe_row(s, now - 30, "undane.example", "tls", "mx.undane.example", "198.51.100.43",
+		  "tls", NULL, "TLS; no DNSSEC-validated TLSA records", true);
+	/* A signed zone without TLSA whose validated row a hint overwrote. */
+	probe_row(s, now - 40, "signed.example", "tls", "mx.signed.example", "198.51.100.44",
+		  "tls", NULL, "TLS; no DNSSEC-validated TLSA records", true);
+	gate_hint(s, now, "198.51.100.44", "mx.signed.example", "signed.example");
+	/* The validator found the MX's addresses bogus. */
+	probe_row(s, now - 50, "bogus.example", "unknown", "mx.bogus.example", NULL, "dns-fail",
+		  NULL, "address lookup failed: mx.bogus.example/A: bogus: signature expired",
+		  false);
 }
 
 static int setup_with(void **state, const char *token, const char *origin)
@@ -358,15 +447,17 @@ static void test_recipient_classes(void **state)
 				  NULL);
 	assert_int_equal(r.status, 200);
 	assert_non_null(r.json);
+	/* mx.tls.example is locked: its domains show locked, whatever else. */
 	static const char *const want[][3] = {
-		{ "tls.example", "tls", "TLS" },	 { "dane.example", "dane", "DANE ok" },
-		{ "plain.example", "plaintext", "no TLS" }, { "mixed.example", "plaintext", "no TLS" },
-		{ "xn--bcher-kva.example", "tls", "TLS" },
+		{ "tls.example", "locked", "locked" },	 { "dane.example", "dane", "DANE ok" },
+		{ "plain.example", "plaintext", "no TLS" }, { "mixed.example", "locked", "locked" },
+		{ "xn--bcher-kva.example", "locked", "locked" },
 	};
 	assert_int_equal(json_array_size(json_object_get(r.json, "recipients")), 5);
 	for (size_t i = 0; i < 5; i++) {
 		json_t *o = recipient(&r, i);
 		assert_string_equal(str(o, "domain"), want[i][0]);
+		if (getenv("DEBUG_WEB")) json_dumpf(o, stderr, JSON_INDENT(1));
 		assert_string_equal(str(o, "class"), want[i][1]);
 		assert_string_equal(str(o, "label"), want[i][2]);
 		assert_string_equal(str(o, "probe"), "none");
@@ -378,7 +469,15 @@ static void test_recipient_classes(void **state)
 	json_t *mx0 = json_array_get(json_object_get(tls, "mx"), 0);
 	assert_string_equal(str(mx0, "name"), "mx.tls.example");
 	assert_string_equal(str(mx0, "lock_reason"), "STARTTLS missing");
-	assert_string_equal(str(mx0, "dnssec"), "insecure");
+	assert_string_equal(str(mx0, "why"), "STARTTLS missing");
+	assert_string_equal(str(tls, "why"), "STARTTLS missing");
+	/* Only unvalidated hints: nothing says whether its zone is signed. */
+	assert_string_equal(str(mx0, "dnssec"), "unknown");
+	/* Mail went there (history from flows) and was blocked twice. */
+	assert_string_equal(str(tls, "seen"), "mail");
+	assert_int_equal(json_integer_value(json_object_get(tls, "blocks")), 2);
+	assert_string_equal(str(json_object_get(tls, "last_block"), "reason"),
+			    "second \"quoted\" <b>");
 	json_t *dane = recipient(&r, 1);
 	assert_string_equal(str(dane, "dnssec"), "secure");
 	assert_string_equal(str(dane, "cipher"), "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
@@ -451,7 +550,7 @@ static void test_recipient_bad_input(void **state)
 	reply_free(&r);
 	/* The store is intact after the injection attempt. */
 	r = http_get(f, "/api/v1/recipient?address=a@tls.example", NULL);
-	assert_string_equal(str(recipient(&r, 0), "class"), "tls");
+	assert_string_equal(str(recipient(&r, 0), "class"), "locked");
 	reply_free(&r);
 }
 
@@ -567,14 +666,17 @@ static void test_events_destinations_stats(void **state)
 	r = http_get(f, "/api/v1/destinations", NULL);
 	assert_int_equal(r.status, 200);
 	json_t *d = json_object_get(r.json, "destinations");
-	/* Five domains from addr_mx plus old.example (history only). */
-	assert_int_equal(json_array_size(d), 6);
+	/* Six domains from addr_mx, six from probes (five of them in addr_mx
+	 * too), plus old.example (history only). */
+	assert_int_equal(json_array_size(d), 13);
 	size_t i;
 	json_t *o;
 	int seen_mixed = 0;
 	json_array_foreach(d, i, o)
 	{
-		if (str(o, "domain") && !strcmp(str(o, "domain"), "mixed.example")) {
+		/* A domain with a DANE and a plaintext MX is only as good as the
+		 * plaintext one. */
+		if (str(o, "domain") && !strcmp(str(o, "domain"), "mixed2.example")) {
 			seen_mixed = 1;
 			assert_string_equal(str(o, "class"), "plaintext");
 		}
@@ -719,11 +821,183 @@ static void test_metrics_format(void **state)
 	reply_free(&r);
 }
 
+
+/* ---- classes ---------------------------------------------------------------- */
+
+/* Every state of web_store_classify, one MX at a time, then how a
+ * destination combines its MX hosts. */
+static void test_classify_function(void **state)
+{
+	(void)state;
+	static const struct {
+		struct web_mx_facts f;
+		enum web_class want;
+	} cases[] = {
+		{ { 0 }, WEB_CLASS_UNKNOWN },
+		{ { .history_level = STORE_LEVEL_PLAINTEXT }, WEB_CLASS_PLAINTEXT },
+		{ { .history_level = STORE_LEVEL_TLS }, WEB_CLASS_TLS },
+		/* a verified flow, nothing newer */
+		{ { .history_level = STORE_LEVEL_DANE }, WEB_CLASS_DANE },
+		/* the probe alone */
+		{ { .probe_time = 100, .probe_level = STORE_LEVEL_TLS,
+		    .probe_dane = WEB_DANE_NOT_APPLICABLE }, WEB_CLASS_TLS },
+		{ { .probe_time = 100, .probe_level = STORE_LEVEL_DANE, .probe_dane = WEB_DANE_MATCH },
+		  WEB_CLASS_DANE },
+		/* the probe's certificate did not match: TLS was spoken, yet
+		 * this is not TLS and not green */
+		{ { .history_level = STORE_LEVEL_TLS, .probe_time = 100,
+		    .probe_level = STORE_LEVEL_NONE, .probe_dane = WEB_DANE_FAIL },
+		  WEB_CLASS_DANE_FAILING },
+		/* a DANE history does not outlive a failing probe */
+		{ { .history_level = STORE_LEVEL_DANE, .probe_time = 100,
+		    .probe_dane = WEB_DANE_FAIL }, WEB_CLASS_DANE_FAILING },
+		/* a mismatch on the wire after the probe verified */
+		{ { .history_level = STORE_LEVEL_DANE, .probe_time = 100,
+		    .probe_level = STORE_LEVEL_DANE, .probe_dane = WEB_DANE_MATCH,
+		    .wire_mismatch_at = 200 }, WEB_CLASS_DANE_FAILING },
+		/* in the same second counts as newer: fail closed */
+		{ { .history_level = STORE_LEVEL_DANE, .probe_time = 200,
+		    .probe_level = STORE_LEVEL_DANE, .probe_dane = WEB_DANE_MATCH,
+		    .wire_mismatch_at = 200 }, WEB_CLASS_DANE_FAILING },
+		/* ... and a newer probe that verified again */
+		{ { .history_level = STORE_LEVEL_DANE, .probe_time = 300,
+		    .probe_level = STORE_LEVEL_DANE, .probe_dane = WEB_DANE_MATCH,
+		    .wire_mismatch_at = 200 }, WEB_CLASS_DANE },
+		/* a probe that reached nothing says nothing about DANE */
+		{ { .history_level = STORE_LEVEL_DANE, .probe_time = 300,
+		    .probe_dane = WEB_DANE_UNSEEN, .wire_mismatch_at = 200 },
+		  WEB_CLASS_DANE_FAILING },
+		{ { .history_level = STORE_LEVEL_DANE, .wire_mismatch_at = 200 },
+		  WEB_CLASS_DANE_FAILING },
+		/* DANE once; the newest probe finds no validated TLSA now */
+		{ { .history_level = STORE_LEVEL_DANE, .probe_time = 300,
+		    .probe_level = STORE_LEVEL_TLS, .probe_dane = WEB_DANE_NOT_APPLICABLE },
+		  WEB_CLASS_TLS },
+		/* ... which also outdates an older wire mismatch */
+		{ { .history_level = STORE_LEVEL_DANE, .probe_time = 300,
+		    .probe_level = STORE_LEVEL_TLS, .probe_dane = WEB_DANE_NOT_APPLICABLE,
+		    .wire_mismatch_at = 200 }, WEB_CLASS_TLS },
+		/* once TLS: a probe that found plaintext does not lower it */
+		{ { .history_level = STORE_LEVEL_TLS, .probe_time = 300,
+		    .probe_level = STORE_LEVEL_PLAINTEXT, .probe_dane = WEB_DANE_NOT_APPLICABLE },
+		  WEB_CLASS_TLS },
+		/* locked, whatever else */
+		{ { .history_level = STORE_LEVEL_TLS, .locked = true }, WEB_CLASS_LOCKED },
+		{ { .history_level = STORE_LEVEL_DANE, .locked = true, .probe_time = 300,
+		    .probe_level = STORE_LEVEL_DANE, .probe_dane = WEB_DANE_MATCH },
+		  WEB_CLASS_LOCKED },
+		{ { .history_level = STORE_LEVEL_DANE, .locked = true, .probe_time = 300,
+		    .probe_dane = WEB_DANE_FAIL }, WEB_CLASS_LOCKED },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum web_class per;
+		enum web_class c = web_store_classify(&cases[i].f, 1, &per);
+		if (c != cases[i].want || per != c)
+			fail_msg("case %zu: %s, want %s", i, web_class_name(c),
+				 web_class_name(cases[i].want));
+	}
+	/* Names and labels, once. */
+	static const char *const names[][2] = {
+		{ "unknown", "TLS?" }, { "plaintext", "no TLS" }, { "tls", "TLS" },
+		{ "dane", "DANE ok" }, { "dane-failing", "DANE failing" }, { "locked", "locked" },
+	};
+	for (int c = WEB_CLASS_UNKNOWN; c <= WEB_CLASS_LOCKED; c++) {
+		assert_string_equal(web_class_name((enum web_class)c), names[c][0]);
+		assert_string_equal(web_class_label((enum web_class)c), names[c][1]);
+		assert_string_equal(web_store_label(names[c][0]), names[c][1]);
+	}
+	/* A destination: locked first, then DANE failing, then the weakest
+	 * protection (plaintext < unknown < tls < dane). */
+	struct web_mx_facts two[2] = { { .history_level = STORE_LEVEL_DANE },
+				       { .history_level = STORE_LEVEL_PLAINTEXT } };
+	enum web_class per[2];
+	assert_int_equal(web_store_classify(two, 2, per), WEB_CLASS_PLAINTEXT);
+	assert_int_equal(per[0], WEB_CLASS_DANE);
+	two[1] = (struct web_mx_facts){ 0 };
+	assert_int_equal(web_store_classify(two, 2, per), WEB_CLASS_UNKNOWN);
+	two[1] = (struct web_mx_facts){ .history_level = STORE_LEVEL_PLAINTEXT };
+	two[0].wire_mismatch_at = 5;
+	assert_int_equal(web_store_classify(two, 2, per), WEB_CLASS_DANE_FAILING);
+	two[1].locked = true;
+	assert_int_equal(web_store_classify(two, 2, per), WEB_CLASS_LOCKED);
+	assert_int_equal(per[0], WEB_CLASS_DANE_FAILING);
+	two[0] = (struct web_mx_facts){ .history_level = STORE_LEVEL_TLS };
+	two[1] = (struct web_mx_facts){ 0 };
+	assert_int_equal(web_store_classify(two, 2, per), WEB_CLASS_UNKNOWN);
+	assert_int_equal(web_store_classify(two, 0, NULL), WEB_CLASS_UNKNOWN);
+}
+
+/* The same through the API, from what the probe, the daemon and its
+ * events write to the store (fill_store_dane). */
+static void test_honest_classes(void **state)
+{
+	struct fixture *f = *state;
+	struct reply r = http_get(f,
+				  "/api/v1/recipient?address=a@mismatch.example,b@wirefail.example,"
+				  "c@wirefixed.example,d@undane.example,e@signed.example,"
+				  "f@bogus.example",
+				  NULL);
+	assert_int_equal(r.status, 200);
+	static const char *const want[][5] = {
+		/* domain, class, label, dnssec, seen */
+		{ "mismatch.example", "dane-failing", "DANE failing", "secure", "looked-up" },
+		{ "wirefail.example", "dane-failing", "DANE failing", "secure", "mail" },
+		{ "wirefixed.example", "dane", "DANE ok", "secure", "mail" },
+		{ "undane.example", "tls", "TLS", "secure", "looked-up" },
+		{ "signed.example", "tls", "TLS", "unknown", "looked-up" },
+		{ "bogus.example", "unknown", "TLS?", "bogus", "looked-up" },
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		json_t *o = recipient(&r, i);
+		assert_string_equal(str(o, "domain"), want[i][0]);
+		if (getenv("DEBUG_WEB")) json_dumpf(o, stderr, JSON_INDENT(1));
+		if (strcmp(str(o, "class"), want[i][1]) || strcmp(str(o, "label"), want[i][2]) ||
+		    strcmp(str(o, "dnssec"), want[i][3]) || strcmp(str(o, "seen"), want[i][4]))
+			fail_msg("%s: class %s label %s dnssec %s seen %s, want %s %s %s %s",
+				 want[i][0], str(o, "class"), str(o, "label"), str(o, "dnssec"),
+				 str(o, "seen"), want[i][1], want[i][2], want[i][3], want[i][4]);
+		assert_non_null(str(o, "dnssec_basis"));
+	}
+	/* Why, and the newest DANE verification with its source. */
+	json_t *mm = json_array_get(json_object_get(recipient(&r, 0), "mx"), 0);
+	assert_string_equal(str(recipient(&r, 0), "why"), "DANE verification failed: no-match");
+	assert_string_equal(str(json_object_get(mm, "dane"), "source"), "probe");
+	assert_string_equal(str(json_object_get(mm, "dane"), "result"), "fail");
+	json_t *wf = json_array_get(json_object_get(recipient(&r, 1), "mx"), 0);
+	assert_string_equal(str(json_object_get(wf, "dane"), "source"), "wire");
+	assert_non_null(strstr(str(recipient(&r, 1), "why"), "does not match the DANE TLSA"));
+	assert_int_equal(json_integer_value(json_object_get(recipient(&r, 1), "blocks")), 1);
+	/* The wire's mismatch is newer than the probe: a probe is asked for;
+	 * a probe newer than the mismatch needs none. */
+	assert_string_equal(str(recipient(&r, 1), "probe"), "scheduled");
+	assert_string_equal(str(recipient(&r, 2), "probe"), "none");
+	assert_string_equal(str(json_object_get(json_array_get(json_object_get(recipient(&r, 2), "mx"), 0), "dane"), "source"), "probe");
+	/* The probe's history records are no flows: looked up, flows 0. */
+	assert_int_equal(json_integer_value(json_object_get(mm, "flows")), 0);
+	reply_free(&r);
+	/* Locks list the class of what is locked. */
+	r = http_get(f, "/api/v1/destinations", NULL);
+	size_t i;
+	json_t *o;
+	int locked = 0;
+	json_array_foreach(json_object_get(r.json, "destinations"), i, o)
+	{
+		if (!strcmp(str(o, "class"), "locked")) {
+			locked++;
+			assert_true(json_is_true(json_object_get(o, "locked")));
+		}
+	}
+	assert_int_equal(locked, 3); /* tls, mixed, bücher */
+	reply_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_address_parse),
 		cmocka_unit_test(test_address_list),
+		cmocka_unit_test(test_classify_function),
+		cmocka_unit_test_setup_teardown(test_honest_classes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recipient_classes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_and_stale_schedule_probe_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recipient_bad_input, setup, teardown),
