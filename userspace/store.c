@@ -1,4 +1,38 @@
-/* store.c - see store.h for the contract. */
+/* store.c - see store.h for the contract.
+ *
+ * Concurrency: who writes, and why nothing is lost.
+ *
+ * Three kinds of process share the file: tlsgated (one long-lived
+ * connection: packet-path writes and gate_flush() batches), up to four
+ * tlsgate-probe processes at once (each opens the store, writes one
+ * target's result in one transaction, closes) and the web page (a
+ * read-only connection, web_store.c).
+ *
+ * "One writer" here means one write transaction at a time, not one writing
+ * process: SQLite in WAL mode already serializes writers on its write lock,
+ * and readers never block it nor are blocked by it. So:
+ *   - every write transaction starts with BEGIN IMMEDIATE, which takes the
+ *     write lock up front and, while another connection holds it, waits in
+ *     the busy handler (sqlite3_busy_timeout, STORE_BUSY_MS). Never a
+ *     deferred transaction that reads and then writes: its upgrade fails
+ *     with SQLITE_BUSY at once, without the busy handler, when another
+ *     connection committed in between. That is how store_open()'s schema
+ *     transaction failed for about half of the probes started together,
+ *     and their results were lost (issue 18);
+ *   - a write that still fails with SQLITE_BUSY or SQLITE_LOCKED (busy
+ *     timeout expired, WAL recovery) is rolled back and retried, up to
+ *     STORE_WRITE_TRIES attempts with growing pauses; when it finally
+ *     fails it is logged once, naming what was lost, and returned as -EIO
+ *     to the caller: never dropped silently;
+ *   - a caller's own transaction (store_begin ... store_commit) holds the
+ *     write lock from its BEGIN IMMEDIATE on, so the writes inside cannot
+ *     meet SQLITE_BUSY; store_begin() retries like any write, and when it
+ *     finally fails the writes that follow run as their own (retried)
+ *     transactions instead of being lost.
+ * Handing the probe's results to the daemon to write (one writing process)
+ * would add a protocol and a new way to lose them (daemon restarting or
+ * busy) for what SQLite already serializes; write transactions here last
+ * milliseconds, so waiting for the lock is short. */
 #include "store.h"
 
 #include <errno.h>
@@ -6,6 +40,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -56,10 +92,25 @@ struct store_stmt {
 	bool busy;
 };
 
+/* How long one attempt waits for the write lock, and how many attempts a
+ * write gets. Together a bound (about 20 s) on how long a writer can stall,
+ * reached only when another connection keeps the lock that long. */
+#define STORE_BUSY_MS 5000
+#define STORE_WRITE_TRIES 4
+
 struct store {
 	sqlite3 *db;
 	struct store_stmt cache[STORE_STMT_CACHE];
+	int busy_ms, tries;
+	bool retrying;	   /* in store_write(): busy errors are logged there, once */
+	int err;	   /* SQLite's extended code of the last failure */
+	int tx_writes;	   /* writes in the caller's open transaction (store_begin) */
+	unsigned int seed; /* backoff jitter */
 };
+
+static const char sql_begin[] = "BEGIN IMMEDIATE";
+static const char sql_commit[] = "COMMIT";
+static const char sql_rollback[] = "ROLLBACK";
 
 const char *store_level_name(enum store_level level)
 {
@@ -75,20 +126,101 @@ const char *store_level_name(enum store_level level)
 	}
 }
 
+static bool store_busy(int rc)
+{
+	rc &= 0xff;
+	return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+}
+
+/* Records the connection's last error; logs it unless it is contention met
+ * inside store_write(), which retries and logs only what it finally loses. */
 static int store_fail(struct store *s, const char *what)
 {
-	log_warnx("store: %s: %s", what, sqlite3_errmsg(s->db));
+	s->err = sqlite3_extended_errcode(s->db);
+	if (!(s->retrying && store_busy(s->err)))
+		log_warnx("store: %s: %s", what, sqlite3_errmsg(s->db));
 	return -EIO;
 }
 
-static int store_exec(struct store *s, const char *sql)
+/* sqlite3_exec() for the few statements run once per connection; returns
+ * SQLite's code, logs nothing. */
+static int store_exec_rc(struct store *s, const char *sql)
 {
-	char *err = NULL;
-	if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {
-		log_warnx("store: %s", err ? err : "exec failed");
-		sqlite3_free(err);
-		return -EIO;
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		s->err = sqlite3_extended_errcode(s->db);
+	return rc;
+}
+
+/* A pause before attempt n (1, 2, ...): about 10, 40, 160 ms, jittered so
+ * that processes which collided do not collide again. */
+static void store_backoff(struct store *s, int attempt)
+{
+	long ms = 10L << (2 * (attempt - 1 < 8 ? attempt - 1 : 8));
+	ms += (long)(rand_r(&s->seed) % (unsigned int)(ms / 2 + 1));
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int store_run(struct store *s, const char *sql);
+
+/* Runs fn (its writes) as one write transaction: BEGIN IMMEDIATE, fn,
+ * COMMIT. Contention (SQLITE_BUSY/SQLITE_LOCKED after the busy timeout)
+ * rolls back and tries again, up to s->tries attempts; when the last one
+ * fails, "what key" is logged as lost and -EIO returned. Inside the
+ * caller's transaction (store_begin) fn just runs: that transaction holds
+ * the write lock already. fn's own results other than -EIO (-ENOENT,
+ * -EINVAL) roll back and are returned as they are, without a retry. */
+static int store_write(struct store *s, const char *what, const char *key,
+		       int (*fn)(struct store *s, const void *arg), const void *arg)
+{
+	if (!sqlite3_get_autocommit(s->db)) {
+		s->tx_writes++;
+		return fn(s, arg);
 	}
+	int rc = -EIO;
+	s->retrying = true;
+	for (int attempt = 0; attempt < s->tries; attempt++) {
+		if (attempt)
+			store_backoff(s, attempt);
+		s->err = SQLITE_OK;
+		if (store_run(s, sql_begin) != SQLITE_OK) {
+			rc = -EIO;
+			if (store_busy(s->err))
+				continue;
+			break;
+		}
+		rc = fn(s, arg);
+		if (rc == 0 && store_run(s, sql_commit) == SQLITE_OK) {
+			s->retrying = false;
+			return 0;
+		}
+		int err = s->err;
+		if (!sqlite3_get_autocommit(s->db))
+			store_run(s, sql_rollback);
+		s->err = err;
+		if (rc != 0 && rc != -EIO)
+			break; /* fn's own answer, not a failure */
+		rc = -EIO;
+		if (!store_busy(err))
+			break;
+	}
+	s->retrying = false;
+	if (rc == -EIO)
+		log_warnx("store: %s %s lost after %s: %s", what, key ? key : "",
+			  store_busy(s->err) ? "retries" : "an error", sqlite3_errstr(s->err));
+	return rc;
+}
+
+static int store_create_schema(struct store *s, const void *arg)
+{
+	(void)arg;
+	char sql[128];
+	snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '%d')",
+		 STORE_SCHEMA_VERSION);
+	if (store_exec_rc(s, store_schema) != SQLITE_OK || store_exec_rc(s, sql) != SQLITE_OK)
+		return store_fail(s, "schema");
 	return 0;
 }
 
@@ -96,31 +228,43 @@ struct store *store_open(const char *path, bool readonly)
 {
 	struct store *s = xcalloc(1, sizeof(*s));
 	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	s->busy_ms = STORE_BUSY_MS;
+	s->tries = STORE_WRITE_TRIES;
+	s->seed = (unsigned int)getpid() ^ (unsigned int)time(NULL);
 	if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		log_warnx("store: open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "no memory");
 		goto fail;
 	}
-	/* Readers (web page, probe) and the daemon share the file. */
-	sqlite3_busy_timeout(s->db, 2000);
+	/* The daemon, the probes and the web page share the file: wait for
+	 * the write lock rather than fail (readers in WAL mode rarely wait). */
+	sqlite3_busy_timeout(s->db, s->busy_ms);
 	if (!readonly) {
-		if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") < 0 ||
-		    store_exec(s, "BEGIN") < 0)
-			goto fail;
-		if (store_exec(s, store_schema) < 0) {
-			store_exec(s, "ROLLBACK");
+		/* WAL: readers and the one writer do not block each other. Once
+		 * set it stays with the file; switching needs a moment alone. */
+		int rc = SQLITE_BUSY;
+		for (int attempt = 0; attempt < s->tries && store_busy(rc); attempt++) {
+			if (attempt)
+				store_backoff(s, attempt);
+			rc = store_exec_rc(s, "PRAGMA journal_mode=WAL");
+		}
+		if (rc != SQLITE_OK || store_exec_rc(s, "PRAGMA synchronous=NORMAL") != SQLITE_OK) {
+			log_warnx("store: open %s: WAL mode: %s", path, sqlite3_errmsg(s->db));
 			goto fail;
 		}
-		char sql[128];
-		snprintf(sql, sizeof(sql),
-			 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '%d'); COMMIT",
-			 STORE_SCHEMA_VERSION);
-		if (store_exec(s, sql) < 0)
+		if (store_write(s, "schema of", path, store_create_schema, NULL) < 0)
 			goto fail;
 	}
 	return s;
 fail:
 	store_close(s);
 	return NULL;
+}
+
+void store_set_patience(struct store *s, int busy_ms, int tries)
+{
+	s->busy_ms = busy_ms > 0 ? busy_ms : 0;
+	s->tries = tries > 0 ? tries : 1;
+	sqlite3_busy_timeout(s->db, s->busy_ms);
 }
 
 void store_close(struct store *s)
@@ -211,8 +355,25 @@ static int store_step_done(struct store *s, sqlite3_stmt *st, const char *what)
 	if (!st)
 		return -EIO;
 	int rc = sqlite3_step(st);
+	int ret = rc == SQLITE_DONE ? 0 : store_fail(s, what);
 	store_release(s, st);
-	return rc == SQLITE_DONE ? 0 : store_fail(s, what);
+	return ret;
+}
+
+/* BEGIN IMMEDIATE, COMMIT, ROLLBACK: SQLite's code (s->err set), logs
+ * nothing. */
+static int store_run(struct store *s, const char *sql)
+{
+	sqlite3_stmt *st = store_stmt(s, sql);
+	if (!st) {
+		s->err = sqlite3_extended_errcode(s->db);
+		return s->err ? s->err : SQLITE_ERROR;
+	}
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		s->err = sqlite3_extended_errcode(s->db);
+	store_release(s, st);
+	return rc == SQLITE_DONE ? SQLITE_OK : (s->err ? s->err : rc);
 }
 
 static void store_copy(char *dst, size_t size, const unsigned char *src)
@@ -220,9 +381,20 @@ static void store_copy(char *dst, size_t size, const unsigned char *src)
 	snprintf(dst, size, "%s", src ? (const char *)src : "");
 }
 
-int store_history_record(struct store *s, const char *mx, enum store_level level,
-			 uint16_t version, uint16_t cipher, int64_t now)
+struct history_args {
+	const char *mx;
+	enum store_level level;
+	uint16_t version, cipher;
+	int64_t now;
+};
+
+static int history_record(struct store *s, const void *arg)
 {
+	const struct history_args *a = arg;
+	const char *mx = a->mx;
+	enum store_level level = a->level;
+	uint16_t version = a->version, cipher = a->cipher;
+	int64_t now = a->now;
 	bool tls = level >= STORE_LEVEL_TLS;
 	sqlite3_stmt *st = store_prepare(
 		s,
@@ -238,6 +410,13 @@ int store_history_record(struct store *s, const char *mx, enum store_level level
 		"siiiiiii", mx, (int64_t)level, (int64_t)version, (int64_t)cipher, now,
 		tls ? now : (int64_t)0, (int64_t)(tls ? 1 : 0), (int64_t)(tls ? 0 : 1));
 	return store_step_done(s, st, "history record");
+}
+
+int store_history_record(struct store *s, const char *mx, enum store_level level,
+			 uint16_t version, uint16_t cipher, int64_t now)
+{
+	struct history_args a = { mx, level, version, cipher, now };
+	return store_write(s, "TLS history of", mx, history_record, &a);
 }
 
 int store_history_get(struct store *s, const char *mx, struct store_history *out)
@@ -274,8 +453,16 @@ int store_history_get(struct store *s, const char *mx, struct store_history *out
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "history get");
 }
 
-int store_history_lock(struct store *s, const char *mx, const char *reason, int64_t now)
+struct lock_args {
+	const char *mx, *reason;
+	int64_t now;
+};
+
+static int history_lock(struct store *s, const void *arg)
 {
+	const struct lock_args *a = arg;
+	const char *mx = a->mx, *reason = a->reason;
+	int64_t now = a->now;
 	sqlite3_stmt *st = store_prepare(
 		s,
 		"INSERT INTO tls_history(mx, first_seen, last_seen, locked, lock_reason, locked_at)"
@@ -287,10 +474,22 @@ int store_history_lock(struct store *s, const char *mx, const char *reason, int6
 	return store_step_done(s, st, "history lock");
 }
 
-int store_history_release(struct store *s, const char *mx, const char *by, int64_t now)
+int store_history_lock(struct store *s, const char *mx, const char *reason, int64_t now)
 {
-	if (store_exec(s, "BEGIN IMMEDIATE") < 0)
-		return -EIO;
+	struct lock_args a = { mx, reason, now };
+	return store_write(s, "lock of", mx, history_lock, &a);
+}
+
+struct release_args {
+	const char *mx, *by;
+	int64_t now;
+};
+
+static int history_release(struct store *s, const void *arg)
+{
+	const struct release_args *a = arg;
+	const char *mx = a->mx, *by = a->by;
+	int64_t now = a->now;
 	sqlite3_stmt *st = store_prepare(
 		s, "UPDATE tls_history SET locked = 0, lock_reason = '' WHERE mx = ?1 AND locked",
 		"s", mx);
@@ -304,20 +503,40 @@ int store_history_release(struct store *s, const char *mx, const char *by, int64
 					  .rule = "history-release", .reason = reason };
 		rc = store_event_add(s, &ev);
 	}
-	if (store_exec(s, rc == 0 ? "COMMIT" : "ROLLBACK") < 0 && rc == 0)
-		rc = -EIO;
 	return rc;
 }
 
-int store_addr_mx_set(struct store *s, const char *addr, const char *mx, const char *domain,
-		      bool secure, int64_t expires)
+int store_history_release(struct store *s, const char *mx, const char *by, int64_t now)
 {
+	struct release_args a = { mx, by, now };
+	return store_write(s, "release of", mx, history_release, &a);
+}
+
+struct addr_mx_args {
+	const char *addr, *mx, *domain;
+	bool secure;
+	int64_t expires;
+};
+
+static int addr_mx_set(struct store *s, const void *arg)
+{
+	const struct addr_mx_args *a = arg;
+	const char *addr = a->addr, *mx = a->mx, *domain = a->domain;
+	bool secure = a->secure;
+	int64_t expires = a->expires;
 	sqlite3_stmt *st = store_prepare(
 		s,
 		"INSERT INTO addr_mx(addr, mx, domain, secure, expires) VALUES(?1, ?2, ?3, ?4, ?5)"
 		" ON CONFLICT(addr, mx, domain) DO UPDATE SET secure = ?4, expires = ?5",
 		"sssii", addr, mx, domain ? domain : "", (int64_t)secure, expires);
 	return store_step_done(s, st, "addr_mx set");
+}
+
+int store_addr_mx_set(struct store *s, const char *addr, const char *mx, const char *domain,
+		      bool secure, int64_t expires)
+{
+	struct addr_mx_args a = { addr, mx, domain, secure, expires };
+	return store_write(s, "MX mapping of", addr, addr_mx_set, &a);
 }
 
 int store_addr_mx_get(struct store *s, const char *addr, int64_t now, char mx[STORE_NAME_MAX],
@@ -342,8 +561,9 @@ int store_addr_mx_get(struct store *s, const char *addr, int64_t now, char mx[ST
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "addr_mx get");
 }
 
-int store_event_add(struct store *s, const struct store_event *ev)
+static int event_add(struct store *s, const void *arg)
 {
+	const struct store_event *ev = arg;
 	sqlite3_stmt *st = store_prepare(
 		s,
 		"INSERT INTO events(time, kind, client, server, mx, sender, recipient, rule,"
@@ -353,23 +573,50 @@ int store_event_add(struct store *s, const struct store_event *ev)
 	return store_step_done(s, st, "event add");
 }
 
-int store_event_trim(struct store *s, int64_t max_rows)
+int store_event_add(struct store *s, const struct store_event *ev)
+{
+	return store_write(s, "event", ev->kind, event_add, ev);
+}
+
+static int event_trim(struct store *s, const void *arg)
 {
 	sqlite3_stmt *st = store_prepare(
-		s,
-		"DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?1", "i", max_rows);
+		s, "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?1", "i",
+		*(const int64_t *)arg);
 	return store_step_done(s, st, "event trim");
 }
 
-int store_policy_set(struct store *s, uint64_t serial, const char *sha256, const char *key_id,
-		     int64_t applied_at, int64_t expires, const char *body)
+int store_event_trim(struct store *s, int64_t max_rows)
 {
+	return store_write(s, "trim of", "events", event_trim, &max_rows);
+}
+
+struct policy_args {
+	uint64_t serial;
+	const char *sha256, *key_id;
+	int64_t applied_at, expires;
+	const char *body;
+};
+
+static int policy_set(struct store *s, const void *arg)
+{
+	const struct policy_args *a = arg;
+	uint64_t serial = a->serial;
+	const char *sha256 = a->sha256, *key_id = a->key_id, *body = a->body;
+	int64_t applied_at = a->applied_at, expires = a->expires;
 	sqlite3_stmt *st = store_prepare(
 		s,
 		"INSERT OR REPLACE INTO policy_applied(serial, sha256, key_id, applied_at,"
 		" expires, body) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 		"issiis", (int64_t)serial, sha256, key_id, applied_at, expires, body);
 	return store_step_done(s, st, "policy set");
+}
+
+int store_policy_set(struct store *s, uint64_t serial, const char *sha256, const char *key_id,
+		     int64_t applied_at, int64_t expires, const char *body)
+{
+	struct policy_args a = { serial, sha256, key_id, applied_at, expires, body };
+	return store_write(s, "applied policy", sha256, policy_set, &a);
 }
 
 int store_policy_serial(struct store *s, uint64_t *serial)
@@ -387,10 +634,9 @@ int store_policy_serial(struct store *s, uint64_t *serial)
 	return have ? 0 : -ENOENT;
 }
 
-int store_probe_add(struct store *s, const struct store_probe *p)
+static int probe_add(struct store *s, const void *arg)
 {
-	if (!p->domain || !p->cls)
-		return -EINVAL;
+	const struct store_probe *p = arg;
 	sqlite3_stmt *st = store_prepare(
 		s,
 		"INSERT INTO probe_results(time, domain, class, mx, addr, verdict, tls_version,"
@@ -398,6 +644,13 @@ int store_probe_add(struct store *s, const struct store_probe *p)
 		"issssssssss", p->time, p->domain, p->cls, p->mx, p->addr, p->verdict,
 		p->tls_version, p->cipher, p->dane, p->reason, p->detail);
 	return store_step_done(s, st, "probe add");
+}
+
+int store_probe_add(struct store *s, const struct store_probe *p)
+{
+	if (!p->domain || !p->cls)
+		return -EINVAL;
+	return store_write(s, "probe result for", p->domain, probe_add, p);
 }
 
 int store_probe_latest(struct store *s, const char *domain, char cls[32], int64_t *time)
@@ -440,11 +693,20 @@ int store_probe_addr_latest(struct store *s, const char *addr, char verdict[32],
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "probe addr latest");
 }
 
-int store_tlsa_set(struct store *s, const char *mx, const struct store_tlsa *recs, size_t n,
-		   int64_t expires)
+struct tlsa_args {
+	const char *mx;
+	const struct store_tlsa *recs;
+	size_t n;
+	int64_t expires;
+};
+
+static int tlsa_set(struct store *s, const void *arg)
 {
-	if (store_exec(s, "BEGIN IMMEDIATE") < 0)
-		return -EIO;
+	const struct tlsa_args *a = arg;
+	const char *mx = a->mx;
+	const struct store_tlsa *recs = a->recs;
+	size_t n = a->n;
+	int64_t expires = a->expires;
 	sqlite3_stmt *st = store_prepare(s, "DELETE FROM tlsa WHERE mx = ?1", "s", mx);
 	int rc = store_step_done(s, st, "tlsa delete");
 	for (size_t i = 0; rc == 0 && i < n && i < STORE_TLSA_MAX; i++) {
@@ -466,9 +728,14 @@ int store_tlsa_set(struct store *s, const char *mx, const struct store_tlsa *rec
 		}
 		rc = store_step_done(s, st, "tlsa insert");
 	}
-	if (store_exec(s, rc == 0 ? "COMMIT" : "ROLLBACK") < 0 && rc == 0)
-		rc = -EIO;
 	return rc;
+}
+
+int store_tlsa_set(struct store *s, const char *mx, const struct store_tlsa *recs, size_t n,
+		   int64_t expires)
+{
+	struct tlsa_args a = { mx, recs, n, expires };
+	return store_write(s, "TLSA records of", mx, tlsa_set, &a);
 }
 
 int store_tlsa_get(struct store *s, const char *mx, int64_t now, struct store_tlsa *out,
@@ -501,10 +768,44 @@ int store_tlsa_get(struct store *s, const char *mx, int64_t now, struct store_tl
 
 int store_begin(struct store *s)
 {
-	return store_step_done(s, store_prepare(s, "BEGIN IMMEDIATE", ""), "begin");
+	if (!sqlite3_get_autocommit(s->db)) {
+		log_warnx("store: begin: a transaction is already open");
+		return -EIO;
+	}
+	for (int attempt = 0; attempt < s->tries; attempt++) {
+		if (attempt)
+			store_backoff(s, attempt);
+		if (store_run(s, sql_begin) == SQLITE_OK) {
+			s->tx_writes = 0;
+			return 0;
+		}
+		if (!store_busy(s->err))
+			break;
+	}
+	/* The writes that follow run as transactions of their own, each
+	 * retried and reported: slower, but nothing is lost. */
+	log_warnx("store: begin: %s; writing without a common transaction",
+		  sqlite3_errstr(s->err));
+	return -EIO;
 }
 
 int store_commit(struct store *s)
 {
-	return store_step_done(s, store_prepare(s, "COMMIT", ""), "commit");
+	if (sqlite3_get_autocommit(s->db))
+		return 0; /* store_begin() failed: every write was committed alone */
+	/* Holding the write lock, COMMIT meets no other writer; a busy answer
+	 * (a reader in rollback-journal mode) keeps the transaction open. */
+	for (int attempt = 0; attempt < s->tries; attempt++) {
+		if (attempt)
+			store_backoff(s, attempt);
+		if (store_run(s, sql_commit) == SQLITE_OK)
+			return 0;
+		if (!store_busy(s->err) || sqlite3_get_autocommit(s->db))
+			break;
+	}
+	int err = s->err;
+	if (!sqlite3_get_autocommit(s->db))
+		store_run(s, sql_rollback);
+	log_warnx("store: commit: %d writes lost: %s", s->tx_writes, sqlite3_errstr(err));
+	return -EIO;
 }

@@ -9,7 +9,13 @@
  *
  * All functions return 0 or a negative errno-style code (-EIO for SQLite
  * errors, which are also logged); lookups return -ENOENT when nothing is
- * stored. Nothing is built from input as SQL: every value is bound. */
+ * stored. Nothing is built from input as SQL: every value is bound.
+ *
+ * Concurrency (see store.c): several processes write the file. Every write
+ * is a BEGIN IMMEDIATE transaction that waits for the write lock (busy
+ * timeout) and is retried a bounded number of times under contention; a
+ * write that still fails is logged once, naming what was lost, and returns
+ * -EIO. Nothing is dropped silently. */
 #ifndef TLSGATE_STORE_H
 #define TLSGATE_STORE_H
 
@@ -64,8 +70,16 @@ struct store;
 struct store *store_open(const char *path, bool readonly);
 void store_close(struct store *s); /* accepts NULL */
 
-/* One write transaction around several calls (BEGIN IMMEDIATE / COMMIT).
- * Return 0 or -EIO. */
+/* How long one write waits for the lock (ms) and how many attempts it
+ * gets; store_open() sets 5000 ms and 4. For tests and tools. */
+void store_set_patience(struct store *s, int busy_ms, int tries);
+
+/* One write transaction around several calls (BEGIN IMMEDIATE / COMMIT):
+ * atomic, and one wait for the write lock instead of one per call. Return
+ * 0 or -EIO. When store_begin() fails (after its retries) the calls that
+ * follow are written as transactions of their own and store_commit()
+ * returns 0; when store_commit() fails the transaction's writes are lost,
+ * logged, and it returns -EIO. */
 int store_begin(struct store *s);
 int store_commit(struct store *s);
 

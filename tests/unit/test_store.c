@@ -1,6 +1,9 @@
 /* test_store.c - the SQLite store: history levels only rise, locks and
  * releases (with their event), address mappings expire, values with SQL in
- * them are stored verbatim, and everything survives a reopen. */
+ * them are stored verbatim, and everything survives a reopen. Under
+ * contention writes wait for the lock, join the caller's transaction, and
+ * are reported when they finally cannot be made (test_store_concurrency.c
+ * runs the processes that share the store against each other). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -186,6 +190,109 @@ static void test_survives_reopen(void **state)
 	store_close(ro);
 }
 
+/* Another connection holding the write lock (a probe's transaction, an
+ * operator's sqlite3 shell). */
+static sqlite3 *hold_write_lock(void)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	return db;
+}
+
+static void drop_write_lock(sqlite3 *db)
+{
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* A write that cannot get the lock within its patience is reported, not
+ * dropped silently; once the lock is free it goes through. */
+static void test_write_under_lock_is_reported(void **state)
+{
+	struct store *s = *state;
+	store_set_patience(s, 20, 2);
+	sqlite3 *other = hold_write_lock();
+	struct store_probe p = { .time = 10, .domain = "example.org", .cls = "dane",
+				 .mx = "mx.example.org", .addr = "192.0.2.25", .verdict = "dane" };
+	assert_int_equal(store_probe_add(s, &p), -EIO);
+	assert_int_equal(store_history_record(s, "mx.example.org", STORE_LEVEL_DANE, 0, 0, 10), -EIO);
+	struct store_tlsa rec = { .usage = 3, .selector = 1, .mtype = 1, .len = 1, .data = { 7 } };
+	assert_int_equal(store_tlsa_set(s, "mx.example.org", &rec, 1, 100), -EIO);
+	drop_write_lock(other);
+	assert_int_equal(count_rows("SELECT count(*) FROM probe_results"), 0);
+	assert_int_equal(store_probe_add(s, &p), 0);
+	assert_int_equal(store_tlsa_set(s, "mx.example.org", &rec, 1, 100), 0);
+	assert_int_equal(count_rows("SELECT count(*) FROM probe_results"), 1);
+	assert_int_equal(count_rows("SELECT count(*) FROM tlsa"), 1);
+}
+
+/* A writer waits for another's transaction to end (busy timeout, then
+ * retries) instead of failing with "database is locked". */
+static void test_write_waits_for_lock(void **state)
+{
+	struct store *s = *state;
+	int go[2];
+	assert_int_equal(pipe(go), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		sqlite3 *other = hold_write_lock();
+		char c = 1;
+		if (write(go[1], &c, 1) != 1)
+			_exit(1);
+		usleep(300 * 1000);
+		drop_write_lock(other);
+		_exit(0);
+	}
+	char c;
+	assert_int_equal(read(go[0], &c, 1), 1);
+	assert_int_equal(store_history_record(s, "mx.example.org", STORE_LEVEL_TLS, 0x0304, 1, 5), 0);
+	struct store *other = store_open(db_path, false); /* a probe starting */
+	assert_non_null(other);
+	store_close(other);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(go[0]);
+	close(go[1]);
+	assert_int_equal(count_rows("SELECT count(*) FROM tls_history"), 1);
+}
+
+/* What the probe does: one transaction around TLSA records, results and
+ * history; the calls that run their own transaction join the caller's. */
+static void test_calls_join_the_callers_transaction(void **state)
+{
+	struct store *s = *state;
+	struct store_tlsa rec = { .usage = 3, .selector = 1, .mtype = 1, .len = 1, .data = { 7 } };
+	struct store_probe p = { .time = 10, .domain = "example.org", .cls = "dane" };
+	assert_int_equal(store_begin(s), 0);
+	assert_int_equal(store_tlsa_set(s, "mx.example.org", &rec, 1, 100), 0);
+	assert_int_equal(store_probe_add(s, &p), 0);
+	assert_int_equal(store_history_lock(s, "mx.example.org", "test", 10), 0);
+	assert_int_equal(store_history_release(s, "mx.example.org", "operator", 11), 0);
+	assert_int_equal(store_history_release(s, "mx.example.org", "operator", 11), -ENOENT);
+	assert_int_equal(count_rows("SELECT count(*) FROM probe_results"), 0); /* not yet */
+	assert_int_equal(store_commit(s), 0);
+	assert_int_equal(count_rows("SELECT count(*) FROM tlsa"), 1);
+	assert_int_equal(count_rows("SELECT count(*) FROM probe_results"), 1);
+	assert_int_equal(count_rows("SELECT count(*) FROM events WHERE kind = 'release'"), 1);
+}
+
+/* When store_begin() cannot get the lock, the writes that follow are made
+ * one by one instead of being lost. */
+static void test_failed_begin_still_writes(void **state)
+{
+	struct store *s = *state;
+	store_set_patience(s, 20, 2);
+	sqlite3 *other = hold_write_lock();
+	assert_int_equal(store_begin(s), -EIO);
+	drop_write_lock(other);
+	assert_int_equal(store_history_record(s, "mx.example.org", STORE_LEVEL_TLS, 0x0304, 1, 5), 0);
+	assert_int_equal(store_commit(s), 0);
+	assert_int_equal(count_rows("SELECT count(*) FROM tls_history"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -196,6 +303,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_event_trim_keeps_newest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_probe_results_newest_wins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_under_lock_is_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_waits_for_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_calls_join_the_callers_transaction, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_failed_begin_still_writes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
