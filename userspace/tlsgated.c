@@ -95,6 +95,7 @@ struct config {
 	const char *pin_dir;
 	const char *control_path;
 	size_t max_flows;
+	unsigned int max_memory_mib;  /* sessions' memory before new flows are refused */
 	unsigned int idle_timeout;    /* s, flows still being inspected */
 	unsigned int offload_timeout; /* s, offloaded flows without packets */
 	uint32_t mark, mask;
@@ -113,6 +114,9 @@ struct daemon_stats {
 	uint64_t limit;         /* judged at a buffer bound */
 	uint64_t unparsed;      /* queued packets we could not parse (dropped) */
 	uint64_t bad_checksum;  /* queued segments with a wrong TCP checksum (dropped) */
+	uint64_t refused_full;   /* new flows dropped: flow table full */
+	uint64_t refused_memory; /* new flows dropped: sessions over --max-memory */
+	uint64_t handshake_expired; /* half-open flows forgotten after HANDSHAKE_TIMEOUT_S */
 	uint64_t offload_errors;
 };
 
@@ -140,6 +144,7 @@ struct daemon {
 	char *probe_queue[PROBES_QUEUED_MAX];
 	size_t probe_queued;
 	uint64_t probes_started, probes_refused;
+	uint64_t session_bytes; /* inspection memory, summed every tick */
 	struct netfilter_rule rule;
 	bool rule_added;
 	struct port_set ports;
@@ -507,6 +512,22 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 		 * nothing to inspect (e.g. the last ACK after a close). */
 		if (!(p.flags & SESSION_TCP_SYN) && p.payload_len == 0)
 			return NF_ACCEPT;
+		/* Bounds (DESIGN.md threat model, rule 3; a SYN flood): a full
+		 * table or the sessions' memory over the budget refuse the new
+		 * flow - its packet is dropped and TCP sends it again - rather
+		 * than evict a dialog under inspection or pass unseen. */
+		if (flow_count(d->flows) >= d->cfg.max_flows) {
+			d->stats.refused_full++;
+			log_warnx_rl(&d->rl, "flow table full (%zu): a new connection's packet is "
+					     "dropped", d->cfg.max_flows);
+			return NF_DROP;
+		}
+		if (d->session_bytes >= (uint64_t)d->cfg.max_memory_mib << 20) {
+			d->stats.refused_memory++;
+			log_warnx_rl(&d->rl, "inspection memory over --max-memory (%u MiB): a new "
+					     "connection's packet is dropped", d->cfg.max_memory_mib);
+			return NF_DROP;
+		}
 		f = flow_insert(d->flows, &p.key, now);
 		bool src_is_lo = memcmp(p.saddr, p.key.addr_lo, 16) == 0 &&
 				 p.sport == ntohs(p.key.port_lo);
@@ -615,10 +636,16 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 
 /* ---- timers ------------------------------------------------------------ */
 
+/* A connection whose handshake has not finished after this long is
+ * forgotten (a spoofed SYN holds a slot no longer); a late packet of a
+ * real one starts it again. */
+#define HANDSHAKE_TIMEOUT_S 10
+
 struct expire_ctx {
 	struct daemon *d;
 	uint64_t now;
 	bool scan_kernel;
+	uint64_t session_bytes; /* summed over the flows kept */
 };
 
 static int daemon_expire_one(void *arg, struct flow *f)
@@ -640,6 +667,12 @@ static int daemon_expire_one(void *arg, struct flow *f)
 		if (x->now - f->last_ns > (uint64_t)d->cfg.idle_timeout * 1000000000ull) {
 			d->stats.expired++;
 			daemon_forget(d, f);
+		} else if (session_in_handshake(f->session) &&
+			   x->now - f->last_ns > HANDSHAKE_TIMEOUT_S * 1000000000ull) {
+			d->stats.handshake_expired++;
+			daemon_forget(d, f);
+		} else {
+			x->session_bytes += session_memory(f->session) + sizeof(*f);
 		}
 		return 0;
 	}
@@ -673,6 +706,7 @@ static void daemon_tick(struct daemon *d)
 		d->last_kernel_scan_ns = x.now;
 	}
 	flow_for_each(d->flows, daemon_expire_one, &x);
+	d->session_bytes = x.session_bytes;
 }
 
 /* ---- adoption ---------------------------------------------------------- */
@@ -769,6 +803,15 @@ static char *daemon_stats_json(struct daemon *d)
 		json_t *kern = json_object_get(root, "kernel");
 		json_object_set_new(kern, "content",
 				    counter_json(&k[TLSGATE_CNT_CONTENT_PASSED], NULL));
+	json_t *fl = json_object_get(root, "flows");
+	if (fl) {
+		json_object_set_new(fl, "refused_full", json_integer((json_int_t)d->stats.refused_full));
+		json_object_set_new(fl, "refused_memory",
+				    json_integer((json_int_t)d->stats.refused_memory));
+		json_object_set_new(fl, "handshake_expired",
+				    json_integer((json_int_t)d->stats.handshake_expired));
+		json_object_set_new(fl, "memory_bytes", json_integer((json_int_t)d->session_bytes));
+	}
 		json_object_set_new(kern, "content_returned",
 				    counter_json(&k[TLSGATE_CNT_CONTENT_RETURNED], NULL));
 		json_object_set_new(kern, "reply_copied",
@@ -1033,10 +1076,11 @@ static void usage(FILE *out)
 		"  -o, --outside IFACE       interface towards the internet\n"
 		"  -p, --ports LIST          SMTP ports, comma separated (default 25)\n"
 		"  -q, --queue-num N         NFQUEUE number (default 0)\n"
-		"      --queue-maxlen N      packets the kernel queues before failing open (default %d)\n"
+		"      --queue-maxlen N      packets the kernel queues; more are dropped (default %d)\n"
 		"      --pin-dir DIR         BPF pin directory (default %s)\n"
 		"  -s, --control PATH        control socket (default %s)\n"
-		"      --max-flows N         tracked flows (default %d)\n"
+		"      --max-flows N         tracked flows; new ones beyond are dropped (default %d)\n"
+		"      --max-memory MIB      inspection memory; new flows beyond are dropped (default 256)\n"
 		"      --idle-timeout S      forget an inspected flow idle this long (default 300)\n"
 		"      --offload-timeout S   forget an offloaded flow idle this long (default 900)\n"
 		"      --mark 0xM/0xMASK     inspection mark (default 0x%x/0x%x)\n"
@@ -1277,6 +1321,10 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		if (!parse_uint(value, 1u << 24, &v) || v == 0)
 			config_bad(name, value, "not 1..16777216 (flows)");
 		cfg->max_flows = v;
+	} else if (!strcmp(name, "max-memory")) {
+		if (!parse_uint(value, 1u << 20, &v) || v == 0)
+			config_bad(name, value, "not 1..1048576 (MiB)");
+		cfg->max_memory_mib = (unsigned int)v;
 	} else if (!strcmp(name, "idle-timeout")) {
 		if (!parse_uint(value, 86400, &v) || v == 0)
 			config_bad(name, value, "not 1..86400 (seconds)");
@@ -1351,6 +1399,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "pin-dir", required_argument, NULL, 1 },
 		{ "control", required_argument, NULL, 's' },
 		{ "max-flows", required_argument, NULL, 1 },
+		{ "max-memory", required_argument, NULL, 1 },
 		{ "idle-timeout", required_argument, NULL, 1 },
 		{ "offload-timeout", required_argument, NULL, 1 },
 		{ "mark", required_argument, NULL, 1 },
@@ -1383,6 +1432,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		.pin_dir = TLSGATE_PIN_DIR_DEFAULT,
 		.control_path = CONTROL_SOCKET_DEFAULT,
 		.max_flows = TLSGATE_MAX_FLOWS,
+		.max_memory_mib = 256,
 		.idle_timeout = 300,
 		.offload_timeout = 900,
 		.mark = TLSGATE_MARK_INSPECT,
