@@ -901,11 +901,19 @@ void gate_flush(struct gate *g)
 {
 	if (g->n_pending == 0)
 		return;
-	store_begin(g->store);
+	/* without a common transaction each write is its own, retried and
+	 * reported by the store */
+	bool together = store_begin(g->store) == 0;
 	for (size_t i = 0; i < g->n_pending; i++)
 		store_history_record(g->store, g->pending[i].mx, g->pending[i].level,
 				     g->pending[i].version, g->pending[i].cipher, g->pending[i].time);
-	store_commit(g->store);
+	/* A failed commit rolled the batch back: it is kept for the next
+	 * flush (TLS history is what "once TLS, always TLS" rests on). */
+	if (together && store_commit(g->store) < 0) {
+		log_warnx_rl(&g->rl, "TLS history: %zu observations kept for the next write",
+			     g->n_pending);
+		return;
+	}
 	g->n_pending = 0;
 	g->pending_news = false;
 }
@@ -931,6 +939,13 @@ static void gate_record(struct gate *g, struct flow *f, const struct flowkey_pac
 	gf->recorded = true;
 	if (g->n_pending == GATE_PENDING_MAX)
 		gate_flush(g);
+	if (g->n_pending == GATE_PENDING_MAX) {
+		/* the store refuses writes: the oldest observation goes */
+		log_warnx_rl(&g->rl, "TLS history: the store refuses writes; an observation of %s "
+				     "is lost", g->pending[0].mx);
+		memmove(g->pending, g->pending + 1, (GATE_PENDING_MAX - 1) * sizeof(g->pending[0]));
+		g->n_pending--;
+	}
 	struct gate_pending *pe = &g->pending[g->n_pending++];
 	snprintf(pe->mx, sizeof(pe->mx), "%s", gf->mx);
 	pe->level = level_to_store(d->observed);
