@@ -979,10 +979,16 @@ static void probe_reap(struct daemon *d)
 {
 	int status;
 	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		for (size_t i = 0; i < PROBES_RUNNING_MAX; i++)
 			if (d->probe_pids[i] == pid)
 				d->probe_pids[i] = 0;
+		/* 70: a result could not be stored (tlsgate-probe(1)) */
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 70)
+			log_warnx_rl(&d->rl, "a probe's result could not be stored (see its log)");
+		else if (WIFSIGNALED(status))
+			log_warnx_rl(&d->rl, "a probe died of signal %d", WTERMSIG(status));
+	}
 }
 
 /* Starts queued probes while slots are free. */
