@@ -92,10 +92,18 @@ $(BUILD)/fuzz/obj/%.o: %.c $(BPF_SKELS) bpf/tlsgate_shared.h
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CLANG) $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) -fsanitize=fuzzer-no-link -c $< -o $@
 
+comma := ,
+# A target may stand in for library functions by --wrap (FUZZ_WRAP_<name>):
+# fuzz_gate runs the gate without the kernel datapath and raw sockets.
+FUZZ_WRAP_fuzz_gate := datapath_heartbeat datapath_heartbeat_stopped datapath_lookup \
+	datapath_set_content datapath_set_rcpt_domains datapath_set_secure_sources \
+	datapath_set_verdict enforce_open enforce_close enforce_answer enforce_refuse_at \
+	enforce_reset
+
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS) $(patsubst %,-Wl$(comma)--wrap=%,$(FUZZ_WRAP_$*))
 
 $(BUILD):
 	$(Q)mkdir -p $@
