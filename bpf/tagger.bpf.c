@@ -9,9 +9,12 @@
  *   BLOCK              -> TC_ACT_SHOT; the entry's counters grow
  *   CONTENT            -> message content: a client segment at the expected
  *                         sequence number without a '.' alone between line
- *                         ends (a BDAT chunk: within the chunk) passes
- *                         (TC_ACT_OK, counters grow); anything else
- *                         turns the entry to INSPECT here and is marked
+ *                         ends, not ending with a CR or a bare LF (a BDAT
+ *                         chunk: within the chunk) passes (TC_ACT_OK,
+ *                         counters grow); a copy of bytes passed so that
+ *                         the server could read otherwise is dropped
+ *                         (tagger_stale_ok()); anything else turns the
+ *                         entry to INSPECT here and is marked
  * An INSPECT (or returned CONTENT) entry with copy flags: a server segment
  * other than FIN/RST with data (COPY_REPLIES), a client segment without a
  * line the daemon may have to withhold (COPY_COMMANDS), a client FIN or RST
@@ -77,6 +80,7 @@
 #define PARSE_TCP_SYN 0x02
 #define PARSE_TCP_RST 0x04
 #define PARSE_TCP_ACK 0x10
+#define PARSE_TCP_URG 0x20
 
 /* Set through rodata by the loader before load. */
 const volatile __u32 inspect_mark = TLSGATE_MARK_INSPECT;
@@ -532,25 +536,31 @@ _Static_assert(__builtin_offsetof(struct tlsgate_flow_value, content_line_end) =
 	(((__u64)(seq) << 32) | ((__u64)(chunk) << 24) | ((__u64)(lf) << 16) |       \
 	 ((__u64)(line_end) << 8) | (__u64)(verdict))
 
-/* 1 when the payload (len bytes at off) ends with "." CRLF on a line of
- * its own: after an LF in the payload, or alone when the byte before it
- * was an LF (start_lf). */
+/* 1 when the payload (len bytes at off) ends with CR LF "." CR LF, the
+ * one end of data every server honours: all of it in the payload, or "."
+ * CRLF alone when the bytes before it were CR LF (crlf: TLSGATE_CONTENT_LF,
+ * which never stands for a bare LF). An LF or CR alone before the '.', or
+ * a '.' line ended otherwise, is no end here (servers disagree on it: SMTP
+ * smuggling); the scan finds that '.' between line ends and the segment
+ * comes back. */
 static __always_inline int tagger_content_end(struct __sk_buff *skb, __u32 off, long len,
-					      int start_lf)
+					      int crlf)
 {
-	__u8 tail[4];
+	__u8 tail[5];
 
-	if (len >= 4) {
-		if (bpf_skb_load_bytes(skb, off + (__u32)len - 4, tail, 4) < 0)
+	if (len >= 5) {
+		if (bpf_skb_load_bytes(skb, off + (__u32)len - 5, tail, 5) < 0)
 			return 0;
-	} else if (len == 3 && start_lf) {
-		tail[0] = '\n';
-		if (bpf_skb_load_bytes(skb, off, &tail[1], 3) < 0)
+	} else if (len == 3 && crlf) {
+		tail[0] = '\r';
+		tail[1] = '\n';
+		if (bpf_skb_load_bytes(skb, off, &tail[2], 3) < 0)
 			return 0;
 	} else {
 		return 0;
 	}
-	return tail[0] == '\n' && tail[1] == '.' && tail[2] == '\r' && tail[3] == '\n';
+	return tail[0] == '\r' && tail[1] == '\n' && tail[2] == '.' && tail[3] == '\r' &&
+	       tail[4] == '\n';
 }
 
 /* A segment's place in the frame, for the functions the verifier checks
@@ -565,21 +575,132 @@ struct tagger_seg {
 	__u8 tcp_flags;
 };
 
+#define STATE_LF(s) ((__u8)((s) >> 16))
+
+/* A client segment that starts before content_seq (c, in the state word
+ * s0) of an entry whose bytes before c the program passed unseen
+ * (TLSGATE_CONTENT_UNSEEN): a retransmission, a duplicate, or other bytes
+ * for the same sequence numbers. The server reads these bytes only if it
+ * dropped the copy that passed (a bad checksum, outside its window, a TTL
+ * that ends at the gateway: the program cannot tell), and then may read
+ * any mix of the copies, segment by segment. 1 when that is safe, so that
+ * the daemon's view holds whichever copy the server reads:
+ *   - the bytes before c hold no '.' between line ends, counting the
+ *     segment's start and its end (at c or before) as line ends: no end of
+ *     data in them, whatever comes before or after;
+ *   - the line state at c is the entry's: when the segment holds the byte
+ *     before c, it is no CR or LF (entry: no line end), or CR LF with the
+ *     CR in the segment too (entry: TLSGATE_CONTENT_LF); a segment that
+ *     ends at c - 1 ends with CR when the entry says CR LF.
+ * With TLSGATE_CONTENT_ENDED, an end of data CRLF "." CRLF that ends at c
+ * may be sent again: it ends the data at the same place.
+ * 0: dropped (the daemon could not know which copy the server reads; the
+ * segment never reaches it). The same client's honest retransmission
+ * repeats bytes that passed the in-order scan and passes here (but for a
+ * segment that starts with a '.' right before a line end). Global:
+ * verified once. */
+__attribute__((noinline)) int tagger_stale_ok(struct __sk_buff *skb, const struct tagger_seg *seg,
+					      __u64 s0)
+{
+	struct content_scan cs;
+	__u32 c, old, zero = 0;
+	__u8 lf, b[5];
+	long len;
+
+	if (!seg)
+		return 0;
+	len = seg->len;
+	if (len <= 0 || len > TLSGATE_CONTENT_SCAN_MAX)
+		return 0;
+	c = STATE_SEQ(s0);
+	old = c - seg->seq;
+	if (old == 0 || old > 0x7fffffff)
+		return 0; /* not before c */
+	if (old > (__u32)len)
+		old = (__u32)len;
+	lf = STATE_LF(s0);
+	cs.skb = skb;
+	cs.buf = bpf_map_lookup_elem(&content_scratch, &zero);
+	cs.off = seg->off;
+	cs.len = old;
+	cs.line_end = 1; /* the byte before it: any copy's */
+	cs.stop = 0;
+	cs.bdat = 0;
+	if (seg->seq + old == c) {
+		/* it holds the byte before c */
+		if (lf & TLSGATE_CONTENT_LF) {
+			if (old < 2 || bpf_skb_load_bytes(skb, seg->off + old - 2, b, 2) < 0 ||
+			    b[0] != '\r' || b[1] != '\n')
+				return 0;
+			if ((lf & TLSGATE_CONTENT_ENDED) && old >= 5 &&
+			    bpf_skb_load_bytes(skb, seg->off + old - 5, b, 5) == 0 && b[0] == '\r' &&
+			    b[1] == '\n' && b[2] == '.' && b[3] == '\r' && b[4] == '\n')
+				cs.len = old - 3; /* the same end of data */
+		} else if (STATE_LINE_END(s0)) {
+			return 0; /* a line end the program did not write */
+		} else if (bpf_skb_load_bytes(skb, seg->off + old - 1, b, 1) < 0 || b[0] == '\r' ||
+			   b[0] == '\n') {
+			return 0;
+		}
+	} else if (seg->seq + old == c - 1 && (lf & TLSGATE_CONTENT_LF)) {
+		if (bpf_skb_load_bytes(skb, seg->off + old - 1, b, 1) < 0 || b[0] != '\r')
+			return 0;
+	}
+	bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_dots, &cs, 0);
+	return !cs.stop;
+}
+
 /* A segment of a CONTENT flow: 1 when it may pass in the kernel (and the
- * entry has advanced past it), 0 when it goes to userspace. Global: the
- * verifier checks it once, not on every path to it (the scan's loop made
- * this the bulk of the program's verification). */
+ * entry has advanced past it, or it repeats bytes passed before), 2 when
+ * it is dropped (see tagger_stale_ok()), 0 when it goes to userspace.
+ * Global: the verifier checks it once, not on every path to it (the
+ * scan's loop made this the bulk of the program's verification).
+ *
+ * Why each way of passing is safe against reordering and retransmission
+ * (issue 17, finding 13). The daemon hands the content over (or the
+ * program switches at the 354) when the session has every client byte
+ * before content_seq in order and nothing beyond it; from then on
+ * content_seq moves only here, by compare-and-swap, by exactly the
+ * payload of a segment that started at it. So the bytes from the
+ * handover to content_seq are the segments that passed, each once, end
+ * to end, scanned with the exact line state before it:
+ *   - a segment that starts elsewhere never passes as new content: after
+ *     content_seq (a hole before it) it goes to the daemon with the flow,
+ *     which then sees every later byte; before it, it repeats passed
+ *     bytes: tagger_stale_ok() or dropped (before the program passed any:
+ *     the daemon's own bytes, which it compares with what it read);
+ *   - a segment that starts at content_seq but overlaps nothing passed
+ *     (content_seq is the end of all that passed), and what it holds is
+ *     scanned here, whole;
+ *   - a '.' after a line end of any kind (CR, LF, the segment's start
+ *     after either) and before one (CR, LF, the segment's end) comes
+ *     back: every end of data any server honours, and every ambiguous
+ *     one (SMTP smuggling) is such a '.';
+ *   - it may not end with a CR or with an LF without a CR before it: the
+ *     entry records only "CR LF" (TLSGATE_CONTENT_LF) or "no line end",
+ *     which is what the daemon's session takes from it when the content
+ *     comes back (session_content_skip(after_lf)), so the session reads
+ *     the next '.' as the server does;
+ *   - the end-of-data shortcut (COPY_END_OF_DATA) passes CRLF "." CRLF
+ *     only, at the segment's end, nothing ambiguous before it;
+ *   - a BDAT chunk's bytes are data whatever they hold and its end is a
+ *     count: a copy of them with other bytes changes no command; a
+ *     segment that reaches past the end comes back;
+ *   - SYN, FIN, RST and URG come back (the session reads them: URG may
+ *     take a byte out of the server's stream);
+ *   - an ACK without data passes: it carries no client byte. */
 __attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsgate_flow_value *val,
 					     const struct tagger_seg *seg)
 {
 	__u64 *state, s0, s1;
 	struct content_scan cs;
 	__u32 seq, off, zero = 0;
-	__u8 last;
+	__u8 last[2];
 	long len;
-	int ended;
+	int ended, crlf;
 
-	if (!val || !seg || (seg->tcp_flags & (PARSE_TCP_SYN | PARSE_TCP_FIN | PARSE_TCP_RST)))
+	if (!val || !seg ||
+	    (seg->tcp_flags & (PARSE_TCP_SYN | PARSE_TCP_FIN | PARSE_TCP_RST | PARSE_TCP_URG)))
 		return 0;
 	state = (__u64 *)val;
 	off = seg->off;
@@ -590,8 +711,23 @@ __attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsga
 		return 0;
 	s0 = READ_ONCE(*state);
 	seq = seg->seq;
-	if (STATE_VERDICT(s0) != TLSGATE_CONTENT || seq != STATE_SEQ(s0))
-		return 0; /* out of order, retransmitted, overlapping, or back */
+	if (STATE_VERDICT(s0) != TLSGATE_CONTENT)
+		return 0;
+	if (seq != STATE_SEQ(s0)) {
+		/* Out of order, retransmitted, overlapping. Before content_seq,
+		 * over bytes passed here unseen: see tagger_stale_ok(). A
+		 * retransmission that also reaches past content_seq goes to the
+		 * daemon, which reads on from content_seq. */
+		if (STATE_CHUNK(s0) || !(STATE_LF(s0) & TLSGATE_CONTENT_UNSEEN) ||
+		    (__s32)(seq - STATE_SEQ(s0)) > 0)
+			return 0;
+		if (!tagger_stale_ok(skb, seg, s0))
+			return 2;
+		if ((__s32)(seq + (__u32)len - STATE_SEQ(s0)) > 0)
+			return 0;
+		/* what the entry says held while it was checked */
+		return __sync_val_compare_and_swap(state, s0, s0) == s0;
+	}
 	if (STATE_CHUNK(s0)) {
 		/* BDAT: the chunk's bytes are data whatever they hold; what
 		 * follows its end is the next command. */
@@ -606,18 +742,19 @@ __attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsga
 		cs.line_end = STATE_LINE_END(s0);
 		cs.stop = 0;
 		cs.bdat = 0;
-		/* END_OF_DATA: a segment that ends with the end of data - after
-		 * an LF in it, or alone after one - and holds no other passes;
-		 * the rest of it is scanned. */
+		/* END_OF_DATA: a segment that ends with the end of data - CRLF
+		 * "." CRLF in it, or "." CRLF alone after CRLF - and holds no
+		 * other passes; the rest of it is scanned. */
 		ended = (READ_ONCE(val->copy) & TLSGATE_COPY_END_OF_DATA) &&
-			tagger_content_end(skb, off, len, (__u8)(s0 >> 16) & TLSGATE_CONTENT_LF);
+			tagger_content_end(skb, off, len, STATE_LF(s0) & TLSGATE_CONTENT_LF);
 		if (ended)
 			cs.len -= 3;
 		bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_dots, &cs, 0);
 		if (cs.stop)
 			return 0;
 		if (ended) {
-			s1 = STATE(seq + (__u32)len, 0, TLSGATE_CONTENT_LF | TLSGATE_CONTENT_ENDED, 1,
+			s1 = STATE(seq + (__u32)len, 0,
+				   TLSGATE_CONTENT_LF | TLSGATE_CONTENT_UNSEEN | TLSGATE_CONTENT_ENDED, 1,
 				   TLSGATE_INSPECT);
 			if (__sync_val_compare_and_swap(state, s0, s1) != s0)
 				return 0;
@@ -627,12 +764,22 @@ __attribute__((noinline)) int tagger_content(struct __sk_buff *skb, struct tlsga
 			tagger_count(skb, TLSGATE_CNT_CONTENT_ENDED);
 			return 1;
 		}
-		/* What the next segment starts after: the last byte (the
-		 * last word may be partial). */
-		if (bpf_skb_load_bytes(skb, off + cs.len - 1, &last, 1) < 0)
+		/* What the next segment starts after: the last bytes (the last
+		 * word may be partial). A CR, or an LF without a CR before it
+		 * in the segment, comes back: the entry cannot say so. */
+		if (len >= 2) {
+			if (bpf_skb_load_bytes(skb, off + (__u32)len - 2, last, 2) < 0)
+				return 0;
+		} else {
+			last[0] = 0;
+			if (bpf_skb_load_bytes(skb, off, &last[1], 1) < 0)
+				return 0;
+		}
+		if (last[1] == '\r' || (last[1] == '\n' && last[0] != '\r'))
 			return 0;
-		s1 = STATE(seq + (__u32)len, 0, content_is(last, '\n'),
-			   content_is(last, '\r') | content_is(last, '\n'), TLSGATE_CONTENT);
+		crlf = last[1] == '\n';
+		s1 = STATE(seq + (__u32)len, 0, crlf | TLSGATE_CONTENT_UNSEEN, crlf,
+			   TLSGATE_CONTENT);
 	}
 	return __sync_val_compare_and_swap(state, s0, s1) == s0;
 }
@@ -953,6 +1100,16 @@ static __always_inline int tagger_await_server(struct __sk_buff *skb,
 			       ? 2
 			       : 0;
 	cseq = READ_ONCE(a->client_seq);
+	/* Safe against the client's reordering and retransmission (issue 17,
+	 * finding 13): the 354 acknowledges exactly cseq, so the server has
+	 * every client byte before it (no copy of them can change what it
+	 * read), and the last client segment the program saw ended there,
+	 * after an LF (any later, earlier or overlapping one moved
+	 * client_state elsewhere): the content starts at a line start, and
+	 * nothing the client sent after DATA passed unscanned. The entry's
+	 * TLSGATE_CONTENT_LF stands for that start, where ".\r\n" ends the
+	 * data for every server. The server's side is trusted as the daemon
+	 * trusts it (a forged 354 fools both). */
 	if (lines != skip + 1 || !(r & 0x100) || bpf_ntohl(tcph->ack_seq) != cseq ||
 	    READ_ONCE(val->client_state) != TLSGATE_CLIENT_STATE(cseq, 1))
 		goto other; /* not DATA's 354, or the client sent more */
@@ -976,7 +1133,10 @@ other:
 /* A copied client command alone (len bytes at seq, after an LF): "DATA"
  * CRLF, or a RCPT TO copied for its domain. An AWAIT_DATA there, with
  * nothing from the server since its reply, moves on to stage (AWAIT_354
- * or AWAIT_REPLY) after it (1). */
+ * or AWAIT_REPLY) after it (1). Only a copy (which starts where the last
+ * client segment ended, see tagger_copy_command()) at exactly the
+ * client_seq the entry holds moves it; what the server then does with it
+ * is checked at the 354 (its ACK number). */
 static __always_inline int tagger_await_command(struct tlsgate_flow_value *val,
 						struct tlsgate_flow_key *key, __u32 seq, __u32 len,
 						__u8 stage)
@@ -1068,40 +1228,32 @@ static __always_inline int tagger_ends_with_data(struct __sk_buff *skb, __u32 of
 }
 
 
-/* 1 when the payload (len bytes at off) is "QUIT" CRLF, either case. */
-static __always_inline int tagger_is_quit(struct __sk_buff *skb, __u32 off, long len)
-{
-	__u8 b[6];
-
-	if (len != 6 || bpf_skb_load_bytes(skb, off, b, 6) < 0)
-		return 0;
-	return (b[0] | 0x20) == 'q' && (b[1] | 0x20) == 'u' && (b[2] | 0x20) == 'i' &&
-	       (b[3] | 0x20) == 't' && b[4] == '\r' && b[5] == '\n';
-}
-
-/* A QUIT alone at seq (copy e): the first client segment after an end of
- * data that passed here (the entry INSPECT, ENDED at seq) turns the entry
- * PASS (see TLSGATE_REPLY_PASSED). */
-static __always_inline void tagger_quit_pass(struct __sk_buff *skb,
-					     struct tlsgate_flow_value *val,
-					     struct tlsgate_reply_event *e, __u32 seq)
-{
-	__u64 *state = (__u64 *)val, s0 = READ_ONCE(*state);
-
-	if (STATE_VERDICT(s0) != TLSGATE_INSPECT ||
-	    !((__u8)(s0 >> 16) & TLSGATE_CONTENT_ENDED) || STATE_SEQ(s0) != seq ||
-	    __sync_val_compare_and_swap(state, s0, (s0 & ~0xffull) | TLSGATE_PASS) != s0)
-		return;
-	e->flags |= TLSGATE_REPLY_PASSED;
-	e->passed_ns = bpf_ktime_get_ns();
-	tagger_count(skb, TLSGATE_CNT_QUIT_PASSED);
-}
-
 /* A client segment of a flow whose commands are copied: copied and passed
  * when it continues no line (the client segment before it in sequence
  * ended with LF) and no line in it may be one the daemon must withhold
  * (and the copy can be made); else marked. Either way it becomes the
- * segment the next one is checked against. */
+ * segment the next one is checked against.
+ *
+ * Why this is safe against reordering and retransmission (issue 17,
+ * finding 13): a copy starts exactly where the last client segment the
+ * program saw ended (client_state, exchanged by every client segment with
+ * data, marked ones included), after an LF. So a copy never overlaps
+ * bytes the segment before it covered, and any segment that starts
+ * elsewhere - a retransmission, other bytes for copied sequence numbers,
+ * the filler of a hole left by a segment that ends after it - is marked,
+ * and queued behind every copy made before it (the ring is read first,
+ * daemon_client_gap()). A copy beyond a hole is not read by the server
+ * before that hole is filled, and the filler is queued: the daemon judges
+ * it having read the copies, and withholds it (and so everything after
+ * it) if it completes a MAIL, RCPT or STARTTLS line. Copies of the same
+ * bytes that differ are compared in the daemon's reassembly (first copy
+ * wins, a conflict is flagged, as for queued segments). An LF that ends
+ * the segment before may be replaced, for the server, only by another
+ * copy of that byte: marked, compared. URG is marked (the daemon flags
+ * it): it may take a byte out of the server's stream.
+ * Left to the daemon: a copy the server drops (bad checksum, outside its
+ * window) is believed by the daemon, and its replacement is compared only
+ * within the reassembly's history (REASM_HISTORY bytes back). */
 static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 					       struct tlsgate_flow_value *val,
 					       struct tlsgate_flow_key *key,
@@ -1135,7 +1287,11 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 	cs.stop = 0;
 	cs.bdat = 0;
 	bpf_loop((cs.len + CONTENT_BLOCK - 1) / CONTENT_BLOCK, content_scan_commands, &cs, 0);
-	/* A RCPT TO that the daemon would let pass, whatever its place. */
+	/* A RCPT TO that the daemon would let pass, whatever its place. Only
+	 * a segment that is that one line alone, under the same rule of
+	 * place as any copy (above): the whole line is in it, from a line
+	 * start to its LF, so no byte of another segment changes what the
+	 * server reads as this command. */
 	rcpt = cs.stop && !cs.bdat && last == '\n' && tagger_rcpt_unruled(skb, off, (__u32)len);
 	if (rcpt)
 		cs.stop = 0;
@@ -1182,8 +1338,10 @@ static __always_inline int tagger_copy_command(struct __sk_buff *skb,
 			e->flags = TLSGATE_REPLY_AWAIT_MOVED;
 	}
 	tagger_copy_ended(e, val);
-	if (tagger_is_quit(skb, off, len))
-		tagger_quit_pass(skb, val, e, seq);
+	/* No QUIT turns the entry PASS here any more (see
+	 * TLSGATE_REPLY_PASSED): the server may not have the QUIT, nor the
+	 * end of data before it, and what it reads instead at those sequence
+	 * numbers would pass unseen. */
 	return tagger_copy_submit(e, data);
 }
 
@@ -1206,7 +1364,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	__u16 sport, dport;
 	__u8 tcp_flags;
 	struct tagger_seg seg;
-	int reopen, in_order;
+	int reopen, in_order, ret;
 	__u8 verdict;
 	int proto;
 
@@ -1344,12 +1502,15 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		seg.len = (long)l3_end - (long)l4_end;
 		seg.dir = dir;
 		seg.tcp_flags = tcp_flags;
-		if (tagger_content(skb, val, &seg)) {
+		ret = tagger_content(skb, val, &seg);
+		if (ret == 1) {
 			__sync_fetch_and_add(&val->packets, 1);
 			__sync_fetch_and_add(&val->bytes, skb->len);
 			tagger_count(skb, TLSGATE_CNT_CONTENT_PASSED);
 			return TC_ACT_OK;
 		}
+		if (ret == 2)
+			return tagger_drop(skb, TLSGATE_CNT_STALE_DROPPED);
 		/* Back to userspace from this segment on. */
 		tagger_content_return(val);
 		tagger_count(skb, TLSGATE_CNT_CONTENT_RETURNED);
@@ -1361,11 +1522,37 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		l4_end = tagger_off(nh.pos, data);
 		payload = (long)l3_end - (long)l4_end;
 		/* A pure ACK passes here only after the fail-closed check,
-		 * like the copies below. */
+		 * like the copies below. Safe whatever its sequence numbers:
+		 * it carries no byte of either stream; an ACK number only
+		 * acknowledges, and what the daemon needs of the server's
+		 * acknowledgements arrives on its data. Not with URG: an
+		 * urgent pointer may point into data to come and take a byte
+		 * out of the receiver's stream (the session flags it). */
 		if (payload == 0 && !(((__u8 *)tcph)[13] & (PARSE_TCP_SYN | PARSE_TCP_FIN |
-							     PARSE_TCP_RST))) {
+							     PARSE_TCP_RST | PARSE_TCP_URG))) {
 			tagger_count(skb, TLSGATE_CNT_ACK_SKIPPED);
 			return TC_ACT_OK;
+		}
+		/* A client segment over bytes passed here unseen (the entry
+		 * went back to INSPECT after content, the end of data
+		 * included, and the daemon has not written it since): as in
+		 * CONTENT, dropped unless safe whichever copy the server reads
+		 * (tagger_stale_ok()); the daemon, which did not see those
+		 * bytes, could not compare. */
+		if (val && !reopen && dir == TLSGATE_DIR_TO_SERVER && payload > 0) {
+			__u64 st = READ_ONCE(*(__u64 *)val);
+
+			if (STATE_VERDICT(st) == TLSGATE_INSPECT &&
+			    (STATE_LF(st) & TLSGATE_CONTENT_UNSEEN) &&
+			    (__s32)(bpf_ntohl(tcph->seq) - STATE_SEQ(st)) < 0) {
+				seg.seq = bpf_ntohl(tcph->seq);
+				seg.off = l4_end;
+				seg.len = payload;
+				seg.dir = dir;
+				seg.tcp_flags = tcp_flags;
+				if (!tagger_stale_ok(skb, &seg, st))
+					return tagger_drop(skb, TLSGATE_CNT_STALE_DROPPED);
+			}
 		}
 		/* Where the server's stream got to (see struct tlsgate_await):
 		 * this segment is the first server data since one that ended
@@ -1383,6 +1570,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		 * hold no line the daemon may have to withhold, and a FIN or
 		 * RST without data either way. FIN or RST with data is queued. */
 		if (val && READ_ONCE(val->verdict) == TLSGATE_INSPECT && val->copy &&
+		    !(tcp_flags & PARSE_TCP_URG) &&
 		    (payload == 0 || !(tcp_flags & (PARSE_TCP_FIN | PARSE_TCP_RST)))) {
 			seg.seq = bpf_ntohl(tcph->seq);
 			seg.l3_off = tagger_off(l3, data);

@@ -74,9 +74,14 @@ _Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "d
  *             may have to be withheld, and are marked; but for a RCPT TO
  *             line alone that rcpt_domains clears (see there).
  *   END_OF_DATA: (CONTENT entries) a client segment that ends with the end
- *             of data - LF "." CRLF - and holds no other '.' alone between
+ *             of data - CRLF "." CRLF, exactly: within the segment, or "."
+ *             CRLF alone after content that ended with CRLF
+ *             (TLSGATE_CONTENT_LF) - and holds no other '.' alone between
  *             line ends passes too; the entry turns back to INSPECT with
- *             TLSGATE_CONTENT_ENDED and client_state after it.
+ *             TLSGATE_CONTENT_ENDED and client_state after it. Nothing
+ *             servers disagree on (LF "." CRLF, CR "." CRLF, CRLF "." LF:
+ *             SMTP smuggling) ends here: such a '.' is between line ends,
+ *             so its segment comes back.
  * A copied client segment that ends with a line "DATA" wakes the daemon,
  * so that it can write the flow's awaits entry before the server answers
  * (see struct tlsgate_await), unless that entry moved on at it; a copied
@@ -109,14 +114,13 @@ _Static_assert(sizeof(struct tlsgate_reply_event) == 24 + TLSGATE_REPLY_COPY_MAX
  * copied: the content the kernel carried ended at content_seq (the
  * daemon learns it from the copy, not from a lookup). */
 #define TLSGATE_REPLY_ENDED 0x04
-/* A client segment "QUIT" CRLF alone (either case), the first client
- * segment after an end of data that passed in the kernel: nothing after
- * QUIT can change a verdict, so the program turned the entry PASS (by
- * compare-and-swap from that INSPECT state) and the rest of the
- * connection stays in the kernel. The daemon offloads its flow as at any
- * QUIT, without writing the entry again unless it wrote it after
- * passed_ns. Not after a segment that was marked: the daemon may still
- * withhold that one. */
+/* No longer set: the program used to turn the entry PASS at a client
+ * segment "QUIT" CRLF alone right after an end of data it passed. Removed
+ * (issue 17, finding 13): a QUIT (or that end of data) the server drops -
+ * a bad checksum, outside its window, a TTL that ends at the gateway -
+ * leaves its sequence numbers free for other bytes (MAIL FROM, RCPT TO,
+ * DATA, content) that would then pass unseen. The daemon offloads at
+ * QUIT itself. Kept for the daemon's code that reads it. */
 #define TLSGATE_REPLY_PASSED 0x08
 
 /* awaits map (key: the flow key): the daemon's word on where the reply to
@@ -194,12 +198,18 @@ enum tlsgate_verdict {
 	TLSGATE_CONTENT = 3, /* inside message content (DATA after 354; a BDAT
 				chunk: see content_chunk): a client
 				segment passes in the kernel when it starts at
-				content_seq and holds no '.' between a CR or LF
+				content_seq, holds no '.' between a CR or LF
 				and a CR or LF (so no end of data, whatever line
 				ending the server honours; a '.' ending the
-				segment counts as followed by one). Anything else
+				segment counts as followed by one), does not
+				end with a CR or a bare LF (content_lf can say
+				"CRLF" or "no line end" only) and has no URG.
+				A retransmission of bytes the program passed
+				(TLSGATE_CONTENT_UNSEEN) passes if it is safe
+				whichever copy the server reads, else it is
+				dropped (see tagger_stale_ok()). Anything else
 				- another sequence number, such a '.', server
-				data, SYN/FIN/RST - turns the entry back to
+				data, SYN/FIN/RST/URG - turns the entry back to
 				INSPECT in the program and is marked. */
 };
 
@@ -228,10 +238,17 @@ struct tlsgate_flow_value {
 	/* CONTENT only, written by userspace when it hands the content over
 	 * and by the program as segments pass: */
 	__u8 content_line_end; /* the byte before content_seq is CR or LF */
-	__u8 content_lf;       /* TLSGATE_CONTENT_LF: ... is LF (where
-				  userspace's lines end); TLSGATE_CONTENT_ENDED:
-				  back to INSPECT after passing the end of data
-				  (content_seq is after its CRLF) */
+	__u8 content_lf;       /* TLSGATE_CONTENT_LF: the bytes before
+				  content_seq are CR LF (or the content starts
+				  there); clear: the byte before is no CR or LF,
+				  unless userspace wrote the entry (then
+				  content_line_end says);
+				  TLSGATE_CONTENT_UNSEEN: the program passed
+				  content bytes before content_seq that the
+				  daemon did not see;
+				  TLSGATE_CONTENT_ENDED: back to INSPECT after
+				  passing the end of data (content_seq is after
+				  its CRLF) */
 	__u8 content_chunk;    /* a BDAT chunk: bytes before content_end pass
 				  unscanned, a segment reaching past it returns */
 	__u32 content_seq;     /* the client's next sequence number (host order) */
@@ -257,7 +274,11 @@ struct tlsgate_flow_value {
 _Static_assert(sizeof(struct tlsgate_flow_value) == 56, "flow value layout");
 #define TLSGATE_CLIENT_STATE(next, lf) ((__u64)(__u32)(next) | ((__u64)!!(lf) << 32))
 #define TLSGATE_SERVER_STATE(next) ((__u64)(__u32)(next) | (1ull << 32))
+/* CR LF, exactly: a bare LF or CR before content_seq is never recorded
+ * (the program does not pass a segment that ends so), so userspace's
+ * session_content_skip(after_lf) reads the line state exactly. */
 #define TLSGATE_CONTENT_LF 0x01
+#define TLSGATE_CONTENT_UNSEEN 0x02
 #define TLSGATE_CONTENT_ENDED 0x04
 
 /* Direction of a packet relative to the SMTP session. */
@@ -289,7 +310,9 @@ enum tlsgate_counter {
 	TLSGATE_CNT_CONTENT_ENDED,  /* end-of-data segments passed (CONTENT_ENDED) */
 	TLSGATE_CNT_CONTENT_SWITCHED, /* entries the program turned CONTENT at a 354 */
 	TLSGATE_CNT_RCPT_COPIED, /* RCPT TO lines judged by domain here, copied */
-	TLSGATE_CNT_QUIT_PASSED, /* entries turned PASS at a QUIT after the content */
+	TLSGATE_CNT_QUIT_PASSED, /* always 0: the rule is gone (TLSGATE_REPLY_PASSED) */
+	TLSGATE_CNT_STALE_DROPPED, /* client retransmissions of bytes passed unseen
+				      that the server could read differently: dropped */
 	TLSGATE_CNT_MAX,
 };
 
