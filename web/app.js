@@ -4,17 +4,33 @@
 'use strict';
 
 const REFRESH_MS = 5000;
-const LABELS = { dane: 'DANE ok', tls: 'TLS', plaintext: 'no TLS', unknown: 'TLS?' };
-const RANK = { plaintext: 0, unknown: 1, tls: 2, dane: 3 };
+const LABELS = {
+  dane: 'DANE ok', tls: 'TLS', plaintext: 'no TLS', unknown: 'TLS?',
+  'dane-failing': 'DANE failing', locked: 'locked',
+};
+// Most pressing first: what sorting by protection puts on top.
+const RANK = { locked: 0, 'dane-failing': 1, plaintext: 2, unknown: 3, tls: 4, dane: 5 };
 const SVG_NS = 'http://www.w3.org/2000/svg';
-// Thumb up (protected), thumb down (no TLS), question mark (unknown).
+// One icon per class, each shape distinct (not only its colour):
+// shield with a check (DANE ok), closed padlock (TLS), open padlock
+// (no TLS), question mark (unknown), shield with a cross (DANE failing),
+// pause sign (locked: mail waits for an operator).
 const ICONS = {
-  up: 'M2 21h4V9H2v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L15.17 1 8.59 7.59C8.22 7.95 8 8.45 8 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z',
-  down: 'M15 3H6c-.83 0-1.54.5-1.84 1.22l-3.02 7.05c-.09.23-.14.47-.14.73v2c0 1.1.9 2 2 2h6.31l-.95 4.57-.03.32c0 .41.17.79.44 1.06L9.83 23l6.59-6.59c.36-.36.58-.86.58-1.41V5c0-1.1-.9-2-2-2zm4 0v12h4V3h-4z',
+  dane: 'M12 1 3 5v6c0 5.55 3.84 10.74 9 12 5.16-1.26 9-6.45 9-12V5l-9-4zm-2 16-4-4 1.41-1.41L10 14.17l6.59-6.59L18 9l-8 8z',
+  tls: 'M18 8h-1V6c0-2.76-2.24-5-5-5S7 3.24 7 6v2H6c-1.1 0-2 .9-2 2v10c0 1.1.9 2 2 2h12c1.1 0 2-.9 2-2V10c0-1.1-.9-2-2-2zm-6 9c-1.1 0-2-.9-2-2s.9-2 2-2 2 .9 2 2-.9 2-2 2zm3.1-9H8.9V6c0-1.71 1.39-3.1 3.1-3.1 1.71 0 3.1 1.39 3.1 3.1v2z',
+  plaintext: 'M12 17c1.1 0 2-.9 2-2s-.9-2-2-2-2 .9-2 2 .9 2 2 2zm6-9h-1V6c0-2.76-2.24-5-5-5S7 3.24 7 6h1.9c0-1.71 1.39-3.1 3.1-3.1 1.71 0 3.1 1.39 3.1 3.1v2H6c-1.1 0-2 .9-2 2v10c0 1.1.9 2 2 2h12c1.1 0 2-.9 2-2V10c0-1.1-.9-2-2-2zm0 12H6V10h12v10z',
   unknown: 'M12 2a10 10 0 100 20 10 10 0 000-20zm1 17h-2v-2h2v2zm2.07-7.75l-.9.92C13.45 12.9 13 13.5 13 15h-2v-.5c0-1.1.45-2.1 1.17-2.83l1.24-1.26A1.99 1.99 0 0012 7a2 2 0 00-2 2H8a4 4 0 118 0c0 .88-.36 1.68-.93 2.25z',
+  'dane-failing': 'M12 1 3 5v6c0 5.55 3.84 10.74 9 12 5.16-1.26 9-6.45 9-12V5l-9-4zm3.5 13.09-1.41 1.41L12 13.41l-2.09 2.09-1.41-1.41L10.59 12 8.5 9.91 9.91 8.5 12 10.59l2.09-2.09 1.41 1.41L13.41 12l2.09 2.09z',
+  locked: 'M12 2C6.48 2 2 6.48 2 12s4.48 10 10 10 10-4.48 10-10S17.52 2 12 2zm-1 14H9V8h2v8zm4 0h-2V8h2v8z',
+};
+const SEEN = { mail: 'mail', 'looked-up': 'looked up', dns: 'DNS only' };
+const SEEN_HELP = {
+  mail: 'the gateway saw mail to its MX hosts',
+  'looked-up': 'only looked up (probed); no mail seen to its MX hosts',
+  dns: 'only named in DNS answers the MTAs received; no mail or probe yet',
 };
 
-const state = { destinations: [], sortKey: 'domain', sortDir: 1, filter: '' };
+const state = { destinations: [], sortKey: 'domain', sortDir: 1, filter: '', open: new Set() };
 
 function $(id) { return document.getElementById(id); }
 
@@ -31,10 +47,25 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+const pad = n => String(n).padStart(2, '0');
+
+// ISO 8601, local time: 2099-01-01 00:00:00 (the offset is in the header
+// and in each <time>'s datetime).
 function fmtTime(t) {
   if (!t) return '\u2013';
   const d = new Date(t * 1000);
-  return d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function tzOffset(d) {
+  const m = -d.getTimezoneOffset();
+  return (m < 0 ? '-' : '+') + pad(Math.floor(Math.abs(m) / 60)) + ':' + pad(Math.abs(m) % 60);
+}
+
+function timeEl(t) {
+  if (!t) return '\u2013';
+  const d = new Date(t * 1000);
+  return el('time', { datetime: fmtTime(t).replace(' ', 'T') + tzOffset(d) }, fmtTime(t));
 }
 
 function fmtNum(n) { return typeof n === 'number' ? n.toLocaleString() : '\u2013'; }
@@ -46,27 +77,30 @@ function badge(cls, title) {
   svg.setAttribute('viewBox', '0 0 24 24');
   svg.setAttribute('aria-hidden', 'true');
   const path = document.createElementNS(SVG_NS, 'path');
-  path.setAttribute('d', cls === 'plaintext' ? ICONS.down : cls === 'unknown' ? ICONS.unknown : ICONS.up);
+  path.setAttribute('d', ICONS[cls]);
   path.setAttribute('fill', 'currentColor');
   svg.append(path);
-  const b = el('span', { class: 'badge ' + cls, 'data-class': cls, title: title || LABELS[cls] }, svg, LABELS[cls]);
-  return b;
+  return el('span', { class: 'badge ' + cls, 'data-class': cls, title: title || LABELS[cls] }, svg, LABELS[cls]);
 }
 
-// Hover text: everything known about a destination's MX hosts.
+// Everything known about a destination's MX hosts (hover text, and the
+// details row opened by a click or tap).
 function details(d) {
   const lines = [];
-  lines.push(`${LABELS[d.class] || 'TLS?'}${d.locked ? ' \u2013 LOCKED (possible downgrade)' : ''}`);
-  lines.push(`DNSSEC: ${d.dnssec || 'unknown'}; TLSA: ${d.tlsa || 'not checked'}`);
+  lines.push(`${LABELS[d.class] || 'TLS?'}${d.why ? ': ' + d.why : ''}`);
+  lines.push(`DNSSEC: ${d.dnssec || 'unknown'}${d.dnssec_basis ? ' (' + d.dnssec_basis + ')' : ''}; TLSA: ${d.tlsa || 'not checked'}`);
+  if (d.seen) lines.push(`seen: ${SEEN_HELP[d.seen] || d.seen}`);
   if (d.tls_version) lines.push(`last TLS: ${d.tls_version} ${d.cipher || ''}`);
+  if (d.last_block) lines.push(`last blocked ${fmtTime(d.last_block.time)}: ${d.last_block.reason || d.last_block.rule || ''}`);
   for (const m of d.mx || []) {
     lines.push('');
-    lines.push(`MX ${m.name}: ${m.label}${m.locked ? ' (locked: ' + (m.lock_reason || '') + ')' : ''}`);
+    lines.push(`MX ${m.name}: ${m.label}${m.why ? ' (' + m.why + ')' : ''}`);
     if (m.addresses && m.addresses.length) lines.push(`  addresses: ${m.addresses.join(', ')}`);
     if (m.tls_version) lines.push(`  TLS ${m.tls_version}, cipher ${m.cipher || '?'}`);
     if (m.best_version) lines.push(`  best version seen: ${m.best_version}`);
-    lines.push(`  DNSSEC ${m.dnssec}; TLSA ${m.tlsa || 'not checked'}`);
-    if (typeof m.tls_count === 'number') lines.push(`  ${m.tls_count} TLS / ${m.plain_count} plaintext connections; last seen ${fmtTime(m.last_seen)}`);
+    lines.push(`  DNSSEC ${m.dnssec}${m.dnssec_basis ? ' (' + m.dnssec_basis + ')' : ''}; TLSA ${m.tlsa || 'not checked'}`);
+    if (m.dane) lines.push(`  DANE ${m.dane.result} (${m.dane.source}${m.dane.time ? ', ' + fmtTime(m.dane.time) : ''})`);
+    if (typeof m.tls_count === 'number') lines.push(`  ${m.flows ?? 0} flows seen, ${m.blocks ?? 0} blocked; last seen ${fmtTime(m.last_seen)}`);
     for (const p of m.probe || []) lines.push(`  probe ${p.addr || ''}: ${p.verdict}${p.reason ? ' (' + p.reason + ')' : ''}`);
   }
   if (d.probed) lines.push('', `probed ${fmtTime(d.probed.time)}: ${d.probed.class}${d.probed.reason ? ' (' + d.probed.reason + ')' : ''}`);
@@ -127,7 +161,7 @@ function renderChart(samples) {
       r.setAttribute('height', Math.max(h, p[k] ? 1 : 0).toFixed(1));
       r.setAttribute('class', cls);
       const t = document.createElementNS(SVG_NS, 'title');
-      t.textContent = `${new Date(p.t * 1000).toLocaleTimeString()}: ${p[k]} ${k}`;
+      t.textContent = `${fmtTime(p.t)}: ${p[k]} ${k}`;
       r.append(t);
       svg.append(r);
     }
@@ -142,29 +176,56 @@ function sortValue(d, key) {
     case 'mx': return (d.mx || []).map(m => m.name).join(' ');
     case 'tls': return d.tls_version || '';
     case 'checked': return d.checked || 0;
+    case 'seen': return d.seen || '';
+    case 'state': return (d.locked ? 0 : 2) - (d.blocks ? 1 : 0);
     default: return d.domain || (d.mx && d.mx[0] && d.mx[0].name) || '';
   }
+}
+
+// Blocked and locked, per destination.
+function stateCell(d) {
+  const parts = [];
+  if (d.locked) {
+    const why = (d.mx || []).filter(m => m.locked).map(m => m.lock_reason).filter(Boolean)[0];
+    parts.push(el('div', { class: 'state-locked' }, 'locked', why ? el('span', { class: 'detail' }, ': ' + why) : null));
+  }
+  if (d.blocks) parts.push(el('div', { class: 'state-blocked' }, `${d.blocks} blocked, last `, timeEl(d.last_block && d.last_block.time)));
+  return parts.length ? parts : ['\u2013'];
+}
+
+function destName(d) { return d.domain || (d.mx && d.mx[0] && d.mx[0].name) || '?'; }
+
+function toggle(name) {
+  if (state.open.has(name)) state.open.delete(name); else state.open.add(name);
+  renderDestinations();
 }
 
 function renderDestinations() {
   const f = state.filter.toLowerCase();
   const rows = state.destinations.filter(d => {
     if (!f) return true;
-    const hay = [d.domain || '', d.class, LABELS[d.class], ...(d.mx || []).map(m => m.name)].join(' ').toLowerCase();
+    const hay = [d.domain || '', d.class, LABELS[d.class], SEEN[d.seen] || '', ...(d.mx || []).map(m => m.name)].join(' ').toLowerCase();
     return hay.includes(f);
   });
   rows.sort((a, b) => {
     const x = sortValue(a, state.sortKey), y = sortValue(b, state.sortKey);
     return (x < y ? -1 : x > y ? 1 : 0) * state.sortDir;
   });
-  $('dest-body').replaceChildren(...rows.map(d => {
-    const name = d.domain || (d.mx && d.mx[0] && d.mx[0].name) || '?';
-    return el('tr', { class: d.locked ? 'locked dest' : 'dest', 'data-domain': name, 'data-class': d.class },
-      el('td', {}, badge(d.class, details(d))),
-      el('td', {}, d.domain || el('span', { class: 'mono', title: 'MX host without a known recipient domain' }, name)),
-      el('td', { class: 'mono' }, (d.mx || []).map(m => m.name).join(', ')),
-      el('td', {}, d.tls_version ? `${d.tls_version} ${d.cipher || ''}` : '\u2013'),
-      el('td', {}, fmtTime(d.checked)));
+  $('dest-body').replaceChildren(...rows.flatMap(d => {
+    const name = destName(d), open = state.open.has(name), text = details(d);
+    const btn = el('button', { type: 'button', class: 'more', 'aria-expanded': String(open), 'aria-label': 'details of ' + name, title: 'details' }, open ? '\u25BE' : '\u25B8');
+    const tr = el('tr', { class: 'dest' + (d.locked ? ' locked' : '') + (open ? ' open' : ''), 'data-domain': name, 'data-class': d.class, 'data-seen': d.seen || '', title: text },
+      el('td', { 'data-label': 'Protection' }, btn, badge(d.class, text)),
+      el('td', { 'data-label': 'Domain' }, d.domain || el('span', { class: 'mono', title: 'MX host without a known recipient domain' }, name)),
+      el('td', { 'data-label': 'Seen', class: 'seen', title: SEEN_HELP[d.seen] || '' }, SEEN[d.seen] || '\u2013'),
+      el('td', { 'data-label': 'State', class: 'state' }, ...stateCell(d)),
+      el('td', { 'data-label': 'MX hosts', class: 'mono' }, (d.mx || []).map(m => m.name).join(', ')),
+      el('td', { 'data-label': 'TLS' }, d.tls_version ? `${d.tls_version} ${d.cipher || ''}` : '\u2013'),
+      el('td', { 'data-label': 'Last seen' }, timeEl(d.checked)));
+    tr.addEventListener('click', e => { if (!e.target.closest('a, input')) toggle(name); });
+    const more = el('tr', { class: 'dest-details', 'data-for': name, hidden: open ? null : '' },
+      el('td', { colspan: '7' }, el('pre', {}, text)));
+    return [tr, more];
   }));
   $('dest-empty').hidden = state.destinations.length > 0;
 }
@@ -185,14 +246,26 @@ function setupSorting() {
 
 // ---- events, locks, policy ---------------------------------------------------
 
+// What happened, said once: the kind and its verdict as one phrase.
+function eventWhat(e) {
+  const v = e.verdict || '';
+  switch (e.kind) {
+    case 'block': return v.includes('perm') ? 'blocked (permanent)' : v.includes('temp') ? 'blocked (temporary)' : 'blocked';
+    case 'first-seen': return 'first connection';
+    case 'release': return 'released';
+    case 'policy': return v === 'refused' ? 'policy refused' : v === 'applied' ? 'policy applied' : 'policy';
+    default: return [e.kind, v && !v.startsWith(e.kind || '\0') ? v : ''].filter(Boolean).join(': ');
+  }
+}
+
 function renderEvents(events) {
   $('events-body').replaceChildren(...events.map(e => el('tr', { class: 'event ' + (e.kind || ''), 'data-id': e.id, 'data-kind': e.kind },
-    el('td', {}, fmtTime(e.time)),
-    el('td', {}, e.kind || '', e.verdict ? el('div', { class: 'detail' }, e.verdict) : null),
-    el('td', { class: 'mono' }, e.mx || e.server || ''),
-    el('td', { class: 'mono' }, [e.sender, e.recipient].filter(Boolean).join(' \u2192 ')),
-    el('td', { class: 'mono' }, e.rule || ''),
-    el('td', { class: 'reason' }, e.reason || ''))));
+    el('td', { 'data-label': 'Time' }, timeEl(e.time)),
+    el('td', { 'data-label': 'What', class: 'what' }, eventWhat(e)),
+    el('td', { 'data-label': 'MX', class: 'mono' }, e.mx || e.server || ''),
+    el('td', { 'data-label': 'Sender \u2192 recipient', class: 'mono' }, [e.sender, e.recipient].filter(Boolean).join(' \u2192 ')),
+    el('td', { 'data-label': 'Rule', class: 'mono' }, e.rule || ''),
+    el('td', { 'data-label': 'Reason', class: 'reason' }, e.reason || ''))));
   $('events-empty').hidden = events.length > 0;
 }
 
@@ -201,7 +274,8 @@ function renderLocks(locks) {
     const btn = el('button', { class: 'release', type: 'button', 'data-mx': l.mx }, 'Release');
     btn.addEventListener('click', () => release(l.mx, btn));
     return el('tr', { class: 'lock', 'data-mx': l.mx },
-      el('td', { class: 'mono' }, l.mx), el('td', {}, l.reason || ''), el('td', {}, fmtTime(l.locked_at)), el('td', {}, btn));
+      el('td', { 'data-label': 'MX', class: 'mono' }, l.mx), el('td', { 'data-label': 'Why' }, l.reason || ''),
+      el('td', { 'data-label': 'Since' }, timeEl(l.locked_at)), el('td', {}, btn));
   }));
   $('locks-empty').hidden = locks.length > 0;
 }
@@ -226,10 +300,10 @@ function renderPolicy(p) {
   const dl = $('policy-info');
   const a = p.applied, r = p.last_refused;
   const items = a ? [
-    ['Serial', a.serial], ['Signer key id', a.key_id], ['Applied at', fmtTime(a.applied_at)],
-    ['Expires', a.expires ? fmtTime(a.expires) : 'never'], ['SHA-256', a.sha256],
+    ['Serial', a.serial], ['Signer key id', a.key_id], ['Applied at', timeEl(a.applied_at)],
+    ['Expires', a.expires ? timeEl(a.expires) : 'never'], ['SHA-256', a.sha256],
   ] : [['Applied', 'no signed policy applied: history and DANE rules only']];
-  items.push(['Last refused', r ? `${fmtTime(r.time)}: ${r.reason}` : 'none']);
+  items.push(['Last refused', r ? el('span', {}, timeEl(r.time), `: ${r.reason}`) : 'none']);
   dl.replaceChildren(...items.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { class: k === 'SHA-256' ? 'mono' : null }, v)]));
 }
 
@@ -248,7 +322,8 @@ async function check(ev) {
       el('span', { class: 'detail' },
         (x.tls_version ? ` \u2013 ${x.tls_version} ${x.cipher || ''}` : '') +
         (x.probe === 'scheduled' ? ' \u2013 a probe is scheduled, ask again in a moment' : '') +
-        (x.locked ? ' \u2013 locked: mail waits for an operator' : '')))));
+        (x.locked ? ' \u2013 locked: mail waits for an operator' : '') +
+        (x.class === 'dane-failing' ? ' \u2013 DANE failing: mail is deferred' : '')))));
   } catch (e) {
     out.replaceChildren(el('li', { class: 'error' }, e.message));
   }
@@ -273,13 +348,14 @@ async function refresh() {
   if (locks) renderLocks(locks.locks);
   if (policy) renderPolicy(policy);
   $('error').textContent = errors.length ? 'Not everything could be loaded: ' + errors.join('; ') : '';
-  $('updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ', every ' + REFRESH_MS / 1000 + ' s';
+  $('updated').textContent = 'updated ' + fmtTime(Date.now() / 1000) + ', every ' + REFRESH_MS / 1000 + ' s';
   document.body.dataset.state = errors.length ? 'partial' : 'ready';
 }
 
 document.addEventListener('DOMContentLoaded', () => {
   setupSorting();
   for (const s of document.querySelectorAll('.legend .badge')) s.replaceWith(badge(s.classList[1]));
+  $('tz').textContent = 'Times are local (UTC' + tzOffset(new Date()) + ').';
   $('check-form').addEventListener('submit', check);
   const t = sessionStorage.getItem('tlsgate-token');
   if (t) $('token').value = t;
