@@ -104,7 +104,8 @@ const char *web_class_label(enum web_class c);
 /* The description of one recipient domain (A-label, lower case):
  *   {"domain", "class" (above), "label", "why" (what made the class, or
  *    null), "tls_version", "cipher" (last seen, or null),
- *    "dnssec": "secure"|"insecure"|"bogus"|"unknown", "dnssec_basis" (the
+ *    "dnssec": "secure"|"bogus"|"unknown" (never "insecure", which the
+ *    store cannot tell: web_store.c ws_mx_dnssec), "dnssec_basis" (the
  *    stored fact it was derived from), "tlsa" (probe's DANE result or
  *    null), "locked", "checked" (unix time of the newest evidence, or
  *    null), "stale", "seen": "mail"|"looked-up"|"dns", "blocks" (block

@@ -115,6 +115,9 @@ check "plain.test is class plaintext (store level 1), label 'no TLS'" \
 	[ "$(j 'j["recipients"][1]["class"]') $(j 'j["recipients"][1]["label"]')" = "plaintext no TLS" ]
 check "the third (trailing dot) is tls.test again" [ "$(j 'j["recipients"][2]["domain"]')" = tls.test ]
 check "known fresh domains schedule no probe" [ "$(j 'j["recipients"][0]["probe"]')" = none ]
+check "mail went to tls.test (seen: mail)" [ "$(j 'j["recipients"][0]["seen"]')" = mail ]
+check "tls.test's addresses came from unvalidated hints: dnssec unknown, not 'insecure'" \
+	[ "$(j 'j["recipients"][0]["dnssec"]')" = unknown ]
 
 # --- bad input --------------------------------------------------------------------
 bad_ok=0 bad_n=0
@@ -174,6 +177,11 @@ check "the event's reason is the store's" \
 	[ "$(j 'j["events"][0]["reason"]')" = "$(sql 'SELECT reason FROM events ORDER BY id DESC LIMIT 1')" ]
 api GET "/api/v1/recipient?address=user@tls.test"
 check "a lookup shows tls.test locked" [ "$(j 'j["recipients"][0]["locked"]')" = True ]
+check "... as class 'locked', label 'locked', whatever its TLS history" \
+	[ "$(j 'j["recipients"][0]["class"]') $(j 'j["recipients"][0]["label"]')" = "locked locked" ]
+check "... with the lock's reason as why" \
+	[ "$(j 'j["recipients"][0]["why"]')" = "$(sql "SELECT lock_reason FROM tls_history WHERE mx = 'mx-tls.world.test'")" ]
+check "... and its block counted" world_in_range "$(j 'j["recipients"][0]["blocks"]')" 1
 
 api POST /api/v1/history/release '{"mx":"mx-tls.world.test"}'
 check "release without a token: 401" [ "$HTTP_STATUS" = 401 ]
@@ -186,6 +194,8 @@ diag "release: $HTTP_STATUS $HTTP_BODY"
 check "release with the token: 200" [ "$HTTP_STATUS" = 200 ]
 check "unlocked in the store" \
 	[ "$(sql "SELECT locked FROM tls_history WHERE mx = 'mx-tls.world.test'")" = 0 ]
+api GET "/api/v1/recipient?address=user@tls.test"
+check "released: tls.test is class tls again" [ "$(j 'j["recipients"][0]["class"]')" = tls ]
 api GET /api/v1/locks
 check "and gone from /api/v1/locks" [ "$(j 'len(j["locks"])')" = 0 ]
 api POST /api/v1/history/release '{"mx":"mx-tls.world.test"}' "Authorization: Bearer $TOKEN"
@@ -212,6 +222,11 @@ done
 grep -v "^=== " "$WORLD_DIR/gw/tlsgated.log" | grep -iv "first-seen" | tail -15 | sed 's/^/# log: /'
 diag "notlsa.test after the probe: $cls ($(j 'j["recipients"][0]["mx"]' | head -c 300))"
 check "after the probe notlsa.test is class tls (signed, no TLSA, STARTTLS)" [ "$cls" = tls ]
+check "notlsa.test: dnssec is what the validating probe stored (secure)" \
+	[ "$(j 'j["recipients"][0]["dnssec"]')" = secure ]
+diag "notlsa.test dnssec basis: $(j 'j["recipients"][0]["dnssec_basis"]')"
+check "notlsa.test was only looked up (no mail went there)" \
+	[ "$(j 'j["recipients"][0]["seen"]')" = looked-up ]
 check "the store has the probe's result" \
 	[ "$(sql "SELECT class FROM probe_results WHERE domain = 'notlsa.test' ORDER BY id DESC LIMIT 1")" = tls ]
 
