@@ -212,6 +212,20 @@ static enum decide_rule later_rule(const struct decide_input *in)
 							      : DECIDE_RULE_NONE;
 }
 
+bool decide_may_require(const struct decide_input *in)
+{
+	bool outbound = in->direction == DECIDE_OUTBOUND;
+
+	if (in->sender != DECIDE_SENDER_NORMAL || (!outbound && in->recipient_secure))
+		return true;
+	if (outbound && (in->dane != DECIDE_DANE_NONE || in->override.require_dane ||
+			 in->override.require_tls ||
+			 (!in->override.allow_plaintext &&
+			  (in->history_locked || in->history_level >= DECIDE_LEVEL_TLS))))
+		return true;
+	return later_rule(in) != DECIDE_RULE_NONE;
+}
+
 struct decision decide(const struct decide_input *in)
 {
 	bool outbound = in->direction == DECIDE_OUTBOUND;
@@ -328,6 +342,14 @@ struct decision decide(const struct decide_input *in)
 			}
 			if (secure != DECIDE_RULE_NONE)
 				return verdict(in, DECIDE_BLOCK_PERM, how, secure, observed);
+			/* Inside TLS the envelope is hidden: when the policy
+			 * names secure-mode sender (or recipient) domains or
+			 * domains that require TLS, a weak handshake may carry
+			 * their mail. Reset it: an MTA at "may" retries in
+			 * plaintext (Postfix after its backoff), where MAIL FROM
+			 * and RCPT TO are judged; one at "encrypt" defers. */
+			if (later_rule(in) != DECIDE_RULE_NONE)
+				return verdict(in, DECIDE_BLOCK_TEMP, how, later_rule(in), observed);
 			return verdict(in, DECIDE_PASS, DECIDE_REASON_WEAK_TLS_ALLOWED, weak, observed);
 		}
 		observed = DECIDE_LEVEL_TLS;

@@ -204,6 +204,11 @@ struct decision {
 };
 
 struct decision decide(const struct decide_input *in);
+/* True when something could still be required of this flow: the
+ * destination's DANE, history or policy, secure mode, or a command still
+ * to come under the policy (the flows DESIGN.md's threat model says fail
+ * closed). */
+bool decide_may_require(const struct decide_input *in);
 
 /* Stable names for logs and events ("starttls-not-offered", "tls-history"). */
 const char *decide_action_name(enum decide_action a);

@@ -1423,9 +1423,12 @@ static enum decide_reason gate_blind(const struct session_info *si, enum session
 		return DECIDE_REASON_AMBIGUOUS_DATA_END;
 	if ((a & SESSION_ANOM_REASM_LOST) || action == SESSION_LIMIT)
 		return DECIDE_REASON_LIMIT;
-	/* Picked up without its start (evicted, expired, a daemon restart):
-	 * a MAIL FROM before the pick-up, or a line cut by it, is unseen. */
-	if ((a & SESSION_ANOM_MIDSTREAM) && si->phase == SESSION_PHASE_SMTP)
+	/* Picked up without its start (expired, a daemon restart): a MAIL
+	 * FROM before the pick-up, or a line cut by it, is unseen, and so is
+	 * whatever has lower sequence numbers than the first byte seen (the
+	 * session takes it for old data). Only a pick-up inside TLS is safe. */
+	if ((a & SESSION_ANOM_MIDSTREAM) && si->phase != SESSION_PHASE_TLS_HANDSHAKE &&
+	    si->phase != SESSION_PHASE_TLS)
 		return DECIDE_REASON_MIDSTREAM;
 	if (si->phase == SESSION_PHASE_NOT_SMTP && !(si->tls_judged && !si->tls_failed))
 		return DECIDE_REASON_NOT_SMTP;
@@ -1512,9 +1515,31 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		d = decide(&in);
 		break;
 	}
-	case SESSION_CONTINUE:
+	case SESSION_CONTINUE: {
+		/* Bytes sent ahead of the server's reply to DATA or STARTTLS
+		 * (or of the greeting) cannot be read yet: commands, content or
+		 * TLS? The receiver will read them one way or the other, so
+		 * they are withheld (the client sends them again) until the
+		 * reply tells, where anything could be required. */
+		/* The same for bytes beyond a hole: the receiver keeps them
+		 * and reads them the moment the hole is filled, before the
+		 * session could judge them against the replies in between.
+		 * Only what the session has read in order is forwarded. */
+		uint32_t held, next;
+		uint32_t end = p->seq + (uint32_t)p->payload_len;
+		if (p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_copied && p->payload_len &&
+		    !f->content &&
+		    ((session_client_waiting(f->session, &held) && (int32_t)(end - held) > 0) ||
+		     (session_client_next(f->session, &next) && (int32_t)(end - next) > 0))) {
+			struct decide_input in = gate_input(g, f, DECIDE_PHASE_DATA);
+			if (decide_may_require(&in)) {
+				g->stats.withheld_ahead++;
+				return NF_DROP;
+			}
+		}
 		gate_content_want(g, f, no_offload);
 		return NF_ACCEPT;
+	}
 	default:
 		return NF_ACCEPT;
 	}
@@ -1619,4 +1644,6 @@ void gate_stats_json(struct gate *g, json_t *obj)
 			  (json_int_t)g->stats.first_seen, "locks", (json_int_t)g->stats.locks,
 			  "blocked_by_reason", reasons));
 	json_object_set_new(json_object_get(obj, "verdicts"), "passed_unfollowed_by_reason", blind);
+	json_object_set_new(json_object_get(obj, "verdicts"), "withheld_ahead_of_reply",
+			    json_integer((json_int_t)g->stats.withheld_ahead));
 }

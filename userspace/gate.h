@@ -61,6 +61,7 @@ struct gate_stats {
 	/* Flows passed although the dialog could not be followed (nothing
 	 * could be required of them), by decide_reason. */
 	uint64_t blind_passed[32];
+	uint64_t withheld_ahead; /* client segments sent ahead of a reply, withheld */
 };
 
 struct gate;

@@ -321,6 +321,19 @@ void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 	}
 }
 
+bool session_client_waiting(const struct session *s, uint32_t *held_from)
+{
+	size_t n;
+
+	if (!s || s->d[C].mode != DIR_WAIT || !s->d[C].r.started)
+		return false;
+	reasm_peek(&s->d[C].r, &n);
+	if (!n && reasm_in_order(&s->d[C].r))
+		return false;
+	*held_from = s->d[C].r.base;
+	return true;
+}
+
 bool session_last_ack(const struct session *s, enum tlsgate_dir dir, uint32_t *ack)
 {
 	if (!s || (dir != C && dir != S) || !s->d[dir].ack_seen)

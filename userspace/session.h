@@ -243,6 +243,11 @@ bool session_server_next(const struct session *s, uint32_t *seq);
 /* The client's next sequence number after what the session has without a
  * hole (arrived in order, or filled in since). */
 bool session_client_next(const struct session *s, uint32_t *seq);
+/* The client sent bytes the session cannot read yet: it waits for the
+ * server's reply to STARTTLS or DATA (or the greeting) to know whether
+ * they are commands, content or TLS. *held_from: the first such byte's
+ * sequence number. An honest client sends nothing there before the reply. */
+bool session_client_waiting(const struct session *s, uint32_t *held_from);
 /* The newest acknowledgement number seen from dir's side (its next
  * expected byte from the other side), when one was seen. */
 bool session_last_ack(const struct session *s, enum tlsgate_dir dir, uint32_t *ack);

@@ -828,6 +828,8 @@ static char *daemon_stats_json(struct daemon *d)
 				    counter_json(&k[TLSGATE_CNT_RCPT_COPIED], NULL));
 		json_object_set_new(kern, "quit_passed",
 				    counter_json(&k[TLSGATE_CNT_QUIT_PASSED], NULL));
+		json_object_set_new(kern, "stale_dropped",
+				    counter_json(&k[TLSGATE_CNT_STALE_DROPPED], NULL));
 		json_object_set_new(root, "replies",
 				    json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled",
 					      d->replies != NULL, "read", (json_int_t)d->replies_read,

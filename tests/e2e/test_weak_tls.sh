@@ -3,22 +3,28 @@
 # policy's minimum version, or a banned cipher | normal sender: as
 # plaintext | secure-mode sender: block", on real Postfix traffic.
 #
-# mx-tls is made to offer TLS 1.2 only. The secure-mode sender is a source
+# mx-tls is made to offer TLS 1.2 only. One secure-mode sender is a source
 # address (192.0.2.25, 2001:db8:1::25): the sending Postfix has a second
 # smtp transport bound to it, chosen per recipient address
-# (secure@tls.test, secure@tls6.test). A secure sender *domain* cannot be
-# used here: once TLS runs, MAIL FROM is encrypted and the gateway never
-# sees it (policy/README.md, known limitation).
+# (secure@tls.test, secure@tls6.test). The policy also names a secure-mode
+# sender domain, secure.world.test, which is hidden inside TLS: so every
+# weak handshake may carry its mail, and the gateway resets it (rule
+# secure-sender-domain). The sending Postfix (smtp_tls_security_level =
+# may) defers, and once the message is older than minimal_backoff_time it
+# retries without TLS, where MAIL FROM is judged (issue 18, item 6).
 #
 #  1. policy minimum TLS 1.3, IPv4 and IPv6: a normal sender's mail is
-#     delivered over TLS 1.2, and the history counts it as plaintext; the
-#     secure source's mail is not delivered: both sides are reset after the
+#     deferred at first (TLS 1.2 handshake reset) and then delivered in
+#     plaintext, never over the weak TLS; the history counts plaintext. A
+#     secure sender domain's mail is not delivered: it bounces with the
+#     gateway's 550 5.7.4 once Postfix falls back to plaintext. The secure
+#     source's mail is not delivered: both sides are reset after the
 #     ServerHello, the sending Postfix logs the reset TLS handshake and
 #     defers (4.7.5); a block event with rule secure-sender-source and the
 #     reason "TLS version below the policy minimum".
-#  2. policy minimum 1.2 but the cipher mx-tls negotiated (read from the
-#     first delivery's Received header) banned: the same, with the reason
-#     "banned TLS cipher suite".
+#  2. policy minimum 1.2 but the cipher mx-tls negotiates with Postfix's
+#     client (posttls-finger inside mx-tls, not through the gateway)
+#     banned: the same as 1, with the reason "banned TLS cipher suite".
 #  3. control: policy minimum 1.2, nothing banned: the secure source's mail
 #     is delivered over TLS (so 1 and 2 were the policy, not the setup).
 set -u
@@ -130,24 +136,64 @@ secure_blocked() {
 	world_exec in postsuper -c "$IN/etc" -d "$qid" >/dev/null 2>&1
 }
 
-# 1. Minimum TLS 1.3, IPv4 and IPv6.
-CIPHER=
-for v in 4 6; do
-	if [ $v = 4 ]; then dom=tls.test mx=198.51.100.20; else dom=tls6.test mx=2001:db8:2::20; fi
+# normal_falls_back V DOM MX WHAT: a normal sender's mail over the weak
+# handshake: deferred first (reset), then delivered in plaintext.
+normal_falls_back() {
+	local v=$1 dom=$2 mx=$3 what=$4 id qid f rcv
 	pp0=$(world_stats 'j["verdicts"]["passed_plaintext"]')
 	pt0=$(world_stats 'j["verdicts"]["passed_tls"]')
-	id=$(send_to "user@$dom" "normal sender, TLS 1.2, IPv$v")
-	f=$(world_wait_delivered mx-tls "$id" 30)
-	check "IPv$v: normal sender's mail delivered despite TLS 1.2 < 1.3 (as plaintext)" [ -n "$f" ]
+	id=$(send_to "user@$dom" "normal sender, $what, IPv$v")
+	qid=$(queue_id "$id")
+	if wait_log "$qid: to=<user@$dom>.*status=deferred \(Cannot start TLS" 30; then
+		ok "IPv$v, $what: normal sender's first attempt deferred (weak handshake reset)"
+	else
+		not_ok "IPv$v, $what: normal sender's first attempt deferred (weak handshake reset)"
+		world_dump_log in "$id"
+	fi
+	f=$(world_wait_delivered mx-tls "$id" 60)
+	check "IPv$v, $what: ... then delivered once Postfix fell back to plaintext" [ -n "$f" ]
 	rcv=$(grep -m1 -A3 '^Received: from in.world.test' "${f:-/dev/null}" | tr -s ' \t\n' ' ')
 	diag "IPv$v: $rcv"
-	check "IPv$v: ... and it went over TLS 1.2" grep -q 'using TLSv1.2 with cipher' <<<"$rcv"
-	[ $v = 4 ] && CIPHER=$(sed -n 's/.*using TLSv1\.2 with cipher \([A-Za-z0-9_-]*\) .*/\1/p' <<<"$rcv")
+	check "IPv$v, $what: ... never over the weak TLS (plain ESMTP)" \
+		eval 'grep -q "with ESMTP id" <<<"$rcv" && ! grep -q "using TLS" <<<"$rcv"'
 	sleep 0.5
-	check "IPv$v: the history counts the weak TLS as plaintext (level 1)" \
+	check "IPv$v, $what: the history counts mx-tls as plaintext (level 1)" \
 		[ "$(sql "select level from tls_history where mx='$mx'")" = 1 ]
-	check "IPv$v: the gateway counted the flow as passed plaintext, not TLS" \
+	check "IPv$v, $what: the gateway passed it as plaintext, not TLS" \
 		counted_plaintext "$pp0" "$pt0"
+}
+# secure_domain_bounced V DOM WHAT: mail from the secure sender domain
+# over the weak handshake bounces at the plaintext fallback.
+secure_domain_bounced() {
+	local v=$1 dom=$2 what=$3 id qid file line
+	id=$(world_msgid)
+	file=$WORLD_DIR/msg/${id%@*}
+	world_make_message "$file" "$id" "user@$dom" "secure domain, $what, IPv$v" &&
+		world_inject "$file" alice@secure.world.test "user@$dom"
+	qid=$(queue_id "$id")
+	if wait_log "$qid: to=<user@$dom>.*status=bounced" 60; then
+		line=$(grep "$qid: to=<user@$dom>.*status=bounced" "$IN/maillog" | tail -1)
+		diag "$line"
+		check "IPv$v, $what: secure sender domain bounced with the gateway's 550 5.7.4" \
+			grep -q '550 5.7.4' <<<"$line"
+	else
+		not_ok "IPv$v, $what: secure sender domain bounced with the gateway's 550 5.7.4"
+		world_dump_log in "$id"
+	fi
+	check "IPv$v, $what: ... and never reached mx-tls" world_not world_find_message mx-tls "$id"
+}
+
+# The cipher mx-tls negotiates with Postfix's TLS client at TLS 1.2: asked
+# by posttls-finger (the same client code) inside mx-tls, not through the
+# gateway.
+CIPHER=$(MAIL_CONFIG=$IN/etc world_exec mx-tls posttls-finger -c -l may "[198.51.100.20]" 2>&1 |
+	sed -n 's/.*TLSv1\.2 with cipher \([A-Za-z0-9_-]*\).*/\1/p' | head -1)
+
+# 1. Minimum TLS 1.3, IPv4 and IPv6.
+for v in 4 6; do
+	if [ $v = 4 ]; then dom=tls.test mx=198.51.100.20; else dom=tls6.test mx=2001:db8:2::20; fi
+	normal_falls_back $v $dom $mx "TLS 1.2 < 1.3"
+	secure_domain_bounced $v $dom "TLS 1.2 < 1.3"
 	secure_blocked $v "secure@$dom" $mx "TLS version below the policy minimum"
 done
 
@@ -162,15 +208,7 @@ else
 	diag "policy apply: $ans"
 	check "policy serial 11 (minimum 1.2, $IANA banned) applied" \
 		[ "$(world_stats 'j["policy"]["serial"]')" = 11 ]
-	pp0=$(world_stats 'j["verdicts"]["passed_plaintext"]')
-	pt0=$(world_stats 'j["verdicts"]["passed_tls"]')
-	id=$(send_to user@tls.test "normal sender, banned cipher")
-	f=$(world_wait_delivered mx-tls "$id" 30)
-	check "normal sender's mail delivered despite the banned cipher (as plaintext)" \
-		grep -q "using TLSv1.2 with cipher $CIPHER" "${f:-/dev/null}"
-	check "the history still counts mx-tls as plaintext" \
-		[ "$(sql "select level from tls_history where mx='198.51.100.20'")" = 1 ]
-	check "the gateway counted it as passed plaintext, not TLS" counted_plaintext "$pp0" "$pt0"
+	normal_falls_back 4 tls.test 198.51.100.20 "banned cipher"
 	secure_blocked 4 secure@tls.test 198.51.100.20 "banned TLS cipher suite"
 fi
 

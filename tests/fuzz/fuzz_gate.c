@@ -657,9 +657,8 @@ static bool smtp_reads_secure(const struct dialog *d, const uint8_t *s, size_t n
 			end = sizeof(l) - 1;
 		memcpy(l, s + i, end);
 		l[end] = '\0';
-		for (size_t k = 0; k < end; k++)
-			if (!l[k])
-				l[k] = ' ';
+		/* A NUL ends the command as Postfix's smtpd reads it (a C
+		 * string): "MAIL<NUL>FROM:<...>" is a bare MAIL, refused 501. */
 		i += len + 1;
 		if (!strncasecmp(l, "MAIL FROM:", 10)) {
 			path_domain(l + 10, dom, sizeof(dom));
@@ -726,7 +725,7 @@ static uint8_t pkt_buf[STREAM_MAX + 64];
 static int gate_accepts, gate_drops;
 static bool syn_accept;
 static struct dialog dlg;
-static char trace[4096];
+static char trace[262144];
 static size_t trace_len;
 static bool verbose, no_gate;
 

@@ -148,6 +148,15 @@ static const struct row rows[] = {
 	    TLS_OK(0x0302)),
 	ROW("banned cipher, normal, no requirement", 1, PASS, WEAK_TLS_ALLOWED, BANNED_CIPHER, "", PLAINTEXT, false, false,
 	    TLS_CIPHER(TLS12, BANNED_CIPHER)),
+	/* The envelope is hidden in TLS: with secure-mode domains (or domains
+	 * requiring TLS) in the policy, a weak handshake may carry their mail
+	 * (issue 18, item 6): reset, so the MTA retries where it is seen. */
+	ROW("tls1.1, normal, secure domains in the policy", 2, BLOCK_TEMP, TLS_VERSION_LOW,
+	    SECURE_SENDER_DOMAIN, "", PLAINTEXT, false, false, TLS_OK(0x0302)),
+	ROW("tls1.1, inbound, secure recipients in the policy", 2, BLOCK_TEMP, TLS_VERSION_LOW,
+	    SECURE_RECIPIENT, "", PLAINTEXT, false, false, INBOUND, TLS_OK(0x0302)),
+	ROW("tls1.1, normal, a domain requiring TLS in the policy", 3, BLOCK_TEMP, TLS_VERSION_LOW,
+	    POLICY_REQUIRE_TLS, "", PLAINTEXT, false, false, TLS_OK(0x0302)),
 	ROW("tls1.1, secure domain", 1, BLOCK_PERM, TLS_VERSION_LOW, SECURE_SENDER_DOMAIN, "", PLAINTEXT, false, false,
 	    SECURE_DOM, TLS_OK(0x0302)),
 	ROW("banned cipher, secure source", 1, BLOCK_PERM, CIPHER_BANNED, SECURE_SENDER_SOURCE, "", PLAINTEXT, false, false,
@@ -481,6 +490,38 @@ static void test_required_domain_keeps_watching(void **state)
 
 /* decide() depends on its input only: the same input twice gives the same
  * answer, and names exist for every enum value. */
+/* Which flows fail closed (decide_may_require): what the gate withholds
+ * and blocks on when it cannot follow the dialog. */
+static void test_may_require(void **state)
+{
+	struct decide_input in = { .direction = DECIDE_OUTBOUND, .phase = DECIDE_PHASE_MAIL };
+
+	in.policy = pols[0];
+	assert_false(decide_may_require(&in));
+	in.policy = pols[1]; /* cipher rules only */
+	assert_false(decide_may_require(&in));
+	in.policy = pols[2]; /* secure sender and recipient domains */
+	assert_true(decide_may_require(&in));
+	in.policy = pols[3]; /* a domain that requires TLS */
+	assert_true(decide_may_require(&in));
+	in.policy = pols[0];
+	in.history_level = DECIDE_LEVEL_TLS;
+	assert_true(decide_may_require(&in));
+	in.override.allow_plaintext = true; /* lifts history, not DANE */
+	assert_false(decide_may_require(&in));
+	in.dane = DECIDE_DANE_USABLE;
+	assert_true(decide_may_require(&in));
+	in = (struct decide_input){ .direction = DECIDE_OUTBOUND, .policy = pols[0],
+				    .sender = DECIDE_SENDER_SECURE_SOURCE };
+	assert_true(decide_may_require(&in));
+	/* inbound: only secure-mode recipients count, not the destination */
+	in = (struct decide_input){ .direction = DECIDE_INBOUND, .policy = pols[0],
+				    .history_level = DECIDE_LEVEL_TLS, .dane = DECIDE_DANE_USABLE };
+	assert_false(decide_may_require(&in));
+	in.policy = pols[2];
+	assert_true(decide_may_require(&in));
+}
+
 static void test_pure_and_named(void **state)
 {
 	size_t i;
@@ -506,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_names),
 		cmocka_unit_test(test_text_names_rule_and_domain),
 		cmocka_unit_test(test_required_domain_keeps_watching),
+		cmocka_unit_test(test_may_require),
 		cmocka_unit_test(test_pure_and_named),
 	};
 
