@@ -3,6 +3,7 @@
 #include "flow.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "log.h"
@@ -86,6 +87,8 @@ void flow_remove(struct flow_table *t, struct flow *f)
 	if (*pp)
 		*pp = f->hash_next;
 	flow_lru_unlink(t, f);
+	if (f->judged_fd1 > 0)
+		close(f->judged_fd1 - 1);
 	session_free(f->session);
 	free(f->gate);
 	free(f);

@@ -48,6 +48,9 @@ struct flow {
 	/* For offloaded flows: the kernel counters as last read, and when they
 	 * last changed (idle expiry). */
 	uint64_t kernel_packets, kernel_bytes, kernel_change_ns;
+	/* --judged-dir (diagnostics): the file the client bytes the session
+	 * consumed go to, as its descriptor + 1 (0: none); closed with the flow. */
+	int judged_fd1;
 	struct flow *hash_next;
 	struct flow *lru_prev, *lru_next; /* lru_next: less recently active */
 };

@@ -265,6 +265,9 @@ void reasm_skip(struct reasm *r, uint64_t n)
 		hist_append(r, r->buf, (size_t)n);
 	else
 		r->hist_len = 0; /* history must end exactly at base */
+	if (r->tap)
+		r->tap(r->tap_arg, r->buf, n <= ready ? (size_t)n : ready,
+		       n <= ready ? 0 : n - ready);
 	for (i = 0, j = 0; i < r->n_isl; i++) {
 		struct reasm_island c = r->isl[i];
 

@@ -55,6 +55,10 @@ struct reasm {
 	uint32_t fin_seq; /* sequence number of the FIN */
 	unsigned int flags; /* enum reasm_flags, sticky */
 	uint64_t consumed;  /* bytes consumed or skipped so far */
+	/* Diagnostics (NULL: off): every byte consumed, in stream order;
+	 * bytes skipped before they arrived are reported as a count only. */
+	void (*tap)(void *arg, const uint8_t *p, size_t n, uint64_t unseen);
+	void *tap_arg;
 };
 
 /* Initialises an empty, unstarted stream. Cannot fail. */

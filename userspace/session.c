@@ -321,6 +321,16 @@ void session_content_skip(struct session *s, uint32_t seq, bool after_lf)
 	}
 }
 
+void session_set_client_tap(struct session *s,
+			    void (*fn)(void *arg, const uint8_t *p, size_t n, uint64_t unseen),
+			    void *arg)
+{
+	if (!s)
+		return;
+	s->d[C].r.tap = fn;
+	s->d[C].r.tap_arg = arg;
+}
+
 bool session_client_waiting(const struct session *s, uint32_t *held_from)
 {
 	size_t n;

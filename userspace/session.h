@@ -258,6 +258,12 @@ bool session_chunk_pending(const struct session *s, uint32_t *chunk_end);
 /* True while neither side has sent data, FIN or RST: only then can a SYN
  * with the flow's first sequence number be a retransmission of it. */
 bool session_in_handshake(const struct session *s);
+/* Diagnostics: fn gets every client byte the session consumed, in stream
+ * order - what it judged the server reads (unseen: bytes skipped before
+ * they arrived, e.g. a BDAT chunk, counted only). NULL: off. */
+void session_set_client_tap(struct session *s,
+			    void (*fn)(void *arg, const uint8_t *p, size_t n, uint64_t unseen),
+			    void *arg);
 /* Records that the caller gave up on the flow (idle timeout): the summary's
  * end becomes "timeout" unless the dialog already ended. */
 void session_mark_timeout(struct session *s);

@@ -96,6 +96,7 @@ struct config {
 	const char *control_path;
 	size_t max_flows;
 	unsigned int max_memory_mib;  /* sessions' memory before new flows are refused */
+	const char *judged_dir;       /* diagnostics: client bytes each session consumed */
 	unsigned int idle_timeout;    /* s, flows still being inspected */
 	unsigned int offload_timeout; /* s, offloaded flows without packets */
 	uint32_t mark, mask;
@@ -452,6 +453,43 @@ static int daemon_packet(void *arg, const uint8_t *pkt, size_t len, uint32_t ind
 	return daemon_segment(d, pkt, len, indev, NULL);
 }
 
+/* --judged-dir: what the session consumed of the client's stream, for a
+ * test to compare byte for byte with what the server application read. */
+static void daemon_judged_tap(void *arg, const uint8_t *p, size_t n, uint64_t unseen)
+{
+	struct flow *f = arg;
+	char mark[64];
+
+	if (n && write(f->judged_fd1 - 1, p, n) < 0)
+		return;
+	if (unseen) {
+		int m = snprintf(mark, sizeof(mark), "\n[tlsgated: %llu bytes unseen]\n",
+				 (unsigned long long)unseen);
+		if (write(f->judged_fd1 - 1, mark, (size_t)m) < 0)
+			return;
+	}
+}
+
+static void daemon_judged_open(struct daemon *d, struct flow *f, const struct flowkey_packet *p)
+{
+	char client[INET6_ADDRSTRLEN], path[4096];
+	const uint8_t *a = p->dir == TLSGATE_DIR_TO_SERVER ? p->saddr : p->daddr;
+	uint16_t port = p->dir == TLSGATE_DIR_TO_SERVER ? p->sport : p->dport;
+
+	if (p->family == AF_INET)
+		inet_ntop(AF_INET, a + 12, client, sizeof(client));
+	else
+		inet_ntop(AF_INET6, a, client, sizeof(client));
+	snprintf(path, sizeof(path), "%s/%s-%u.judged", d->cfg.judged_dir, client, port);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_warnx_rl(&d->rl, "--judged-dir: %s: %s", path, strerror(errno));
+		return;
+	}
+	f->judged_fd1 = fd + 1;
+	session_set_client_tap(f->session, daemon_judged_tap, f);
+}
+
 /* A client segment at which the tagger clears COPY_COMMANDS: one it does
  * not scan (over TLSGATE_CONTENT_SCAN_MAX), or with a line (the payload's
  * start, or after a CR or LF) that starts with b or B. Lines after a bare
@@ -543,6 +581,8 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 			return NF_ACCEPT;
 		}
 		gate_flow_start(d->gate, f, &p, indev);
+		if (d->cfg.judged_dir)
+			daemon_judged_open(d, f, &p);
 	}
 	flow_touch(d->flows, f, now);
 	if (copied) {
@@ -1089,6 +1129,8 @@ static void usage(FILE *out)
 		"  -s, --control PATH        control socket (default %s)\n"
 		"      --max-flows N         tracked flows; new ones beyond are dropped (default %d)\n"
 		"      --max-memory MIB      inspection memory; new flows beyond are dropped (default 256)\n"
+		"      --judged-dir DIR      diagnostics: write the client bytes each inspected flow's\n"
+		"                            session consumed to DIR/CLIENT-PORT.judged (tests)\n"
 		"      --idle-timeout S      forget an inspected flow idle this long (default 300)\n"
 		"      --offload-timeout S   forget an offloaded flow idle this long (default 900)\n"
 		"      --mark 0xM/0xMASK     inspection mark (default 0x%x/0x%x)\n"
@@ -1329,6 +1371,8 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		if (!parse_uint(value, 1u << 24, &v) || v == 0)
 			config_bad(name, value, "not 1..16777216 (flows)");
 		cfg->max_flows = v;
+	} else if (!strcmp(name, "judged-dir")) {
+		cfg->judged_dir = value;
 	} else if (!strcmp(name, "max-memory")) {
 		if (!parse_uint(value, 1u << 20, &v) || v == 0)
 			config_bad(name, value, "not 1..1048576 (MiB)");
@@ -1408,6 +1452,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "control", required_argument, NULL, 's' },
 		{ "max-flows", required_argument, NULL, 1 },
 		{ "max-memory", required_argument, NULL, 1 },
+		{ "judged-dir", required_argument, NULL, 1 },
 		{ "idle-timeout", required_argument, NULL, 1 },
 		{ "offload-timeout", required_argument, NULL, 1 },
 		{ "mark", required_argument, NULL, 1 },

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""recording_server.py ADDR PORT DIR: a minimal SMTP server for the
+differential oracle. It records, per connection, every byte its
+application reads (DIR/CLIENT-PORT.read, CLIENT-PORT being the peer as
+the kernel reports it) and answers as an SMTP server would: 220 greeting;
+250 to EHLO (PIPELINING, 8BITMIME, no STARTTLS, no CHUNKING), HELO, MAIL,
+RCPT, RSET, NOOP; 354 to DATA, then 250 after CR LF . CR LF; 221 to QUIT,
+then it closes; 502 to anything else. Lines end at LF (a CR before it is
+dropped), as Postfix reads them. Prints "ready" once listening."""
+import asyncio
+import os
+import socket
+import sys
+
+
+async def session(reader, writer, outdir):
+    peer = writer.get_extra_info("peername")
+    name = "%s-%d.read" % (peer[0], peer[1])
+    with open(os.path.join(outdir, name), "wb") as rec:
+        async def line():
+            data = await reader.readline()
+            rec.write(data)
+            rec.flush()
+            return data
+
+        writer.write(b"220 recorder.world.test ESMTP\r\n")
+        await writer.drain()
+        while True:
+            data = await line()
+            if not data:
+                break
+            cmd = data.rstrip(b"\r\n").upper()
+            verb = cmd.split(b" ", 1)[0]
+            if verb == b"EHLO":
+                writer.write(b"250-recorder.world.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif verb in (b"HELO", b"RSET", b"NOOP") or cmd.startswith((b"MAIL FROM:", b"RCPT TO:")):
+                writer.write(b"250 2.0.0 Ok\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                await writer.drain()
+                prev = b"\r\n"
+                while True:
+                    d = await line()
+                    if not d:
+                        return
+                    if d == b".\r\n" and prev.endswith(b"\r\n"):
+                        break
+                    prev = d
+                writer.write(b"250 2.0.0 Ok: queued\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"502 5.5.2 Error: command not recognized\r\n")
+            await writer.drain()
+    writer.close()
+
+
+async def main():
+    addr, port, outdir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    srv = await asyncio.start_server(lambda r, w: session(r, w, outdir), addr, port,
+                                     family=family, reuse_address=True)
+    print("ready", flush=True)
+    async with srv:
+        await srv.serve_forever()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
