@@ -561,6 +561,96 @@ int store_addr_mx_get(struct store *s, const char *addr, int64_t now, char mx[ST
 	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "addr_mx get");
 }
 
+/* The name an address goes by (see store.h): rows naming the bare address
+ * itself are not names; expired rows are the address's last known names. */
+int store_addr_mx_name(struct store *s, const char *addr, int64_t now, char mx[STORE_NAME_MAX],
+		       char domain[STORE_NAME_MAX], bool *secure, bool *current)
+{
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"SELECT a.mx, a.domain, a.secure, a.expires > ?2,"
+		" EXISTS(SELECT 1 FROM tls_history h WHERE h.mx = a.mx AND (h.level > 0 OR h.locked))"
+		" AS known FROM addr_mx a WHERE a.addr = ?1 AND a.mx != ?1 AND a.mx != ''"
+		" ORDER BY (a.secure AND a.expires > ?2) DESC, known DESC, a.secure DESC,"
+		" a.expires > ?2 DESC, a.expires DESC, a.mx LIMIT 1",
+		"si", addr, now);
+	if (!st)
+		return -EIO;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		store_copy(mx, STORE_NAME_MAX, sqlite3_column_text(st, 0));
+		if (domain)
+			store_copy(domain, STORE_NAME_MAX, sqlite3_column_text(st, 1));
+		if (secure)
+			*secure = sqlite3_column_int(st, 2) != 0;
+		if (current)
+			*current = sqlite3_column_int(st, 3) != 0;
+	}
+	store_release(s, st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : store_fail(s, "addr_mx name");
+}
+
+/* The strictest history over every identity of one destination (see
+ * store.h). Rows come strictest first, so the first one names it. */
+int store_history_get_any(struct store *s, const char *mx, const char *addr,
+			  struct store_history *out)
+{
+	sqlite3_stmt *st = store_prepare(
+		s,
+		"SELECT mx, level, best_version, last_version, last_cipher, first_seen, last_seen,"
+		" first_tls, last_tls, tls_count, plain_count, locked, lock_reason, locked_at"
+		" FROM tls_history WHERE mx = ?1 OR mx = ?2"
+		" OR mx IN (SELECT mx FROM addr_mx WHERE addr = ?2)"
+		" ORDER BY locked DESC, level DESC, best_version DESC, last_seen DESC, mx",
+		"ss", mx ? mx : "", addr ? addr : "");
+	if (!st)
+		return -EIO;
+	int rc, rows = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		enum store_level level = (enum store_level)sqlite3_column_int(st, 1);
+		uint16_t best = (uint16_t)sqlite3_column_int(st, 2);
+		int64_t first_seen = sqlite3_column_int64(st, 5), last_seen = sqlite3_column_int64(st, 6);
+		int64_t first_tls = sqlite3_column_int64(st, 7), last_tls = sqlite3_column_int64(st, 8);
+		if (rows++ == 0) {
+			memset(out, 0, sizeof(*out));
+			store_copy(out->mx, sizeof(out->mx), sqlite3_column_text(st, 0));
+			out->level = level;
+			out->best_version = best;
+			out->last_version = (uint16_t)sqlite3_column_int(st, 3);
+			out->last_cipher = (uint16_t)sqlite3_column_int(st, 4);
+			out->first_seen = first_seen;
+			out->last_seen = last_seen;
+			out->first_tls = first_tls;
+			out->last_tls = last_tls;
+			out->locked = sqlite3_column_int(st, 11) != 0;
+			store_copy(out->lock_reason, sizeof(out->lock_reason),
+				   sqlite3_column_text(st, 12));
+			out->locked_at = sqlite3_column_int64(st, 13);
+		} else {
+			if (level > out->level)
+				out->level = level;
+			if (best > out->best_version)
+				out->best_version = best;
+			if (first_seen < out->first_seen)
+				out->first_seen = first_seen;
+			if (last_seen > out->last_seen)
+				out->last_seen = last_seen;
+			if (first_tls && (!out->first_tls || first_tls < out->first_tls))
+				out->first_tls = first_tls;
+			if (last_tls > out->last_tls)
+				out->last_tls = last_tls;
+		}
+		out->tls_count += sqlite3_column_int64(st, 9);
+		out->plain_count += sqlite3_column_int64(st, 10);
+	}
+	store_release(s, st);
+	if (rc != SQLITE_DONE)
+		return store_fail(s, "history get any");
+	return rows ? 0 : -ENOENT;
+}
+
 static int event_add(struct store *s, const void *arg)
 {
 	const struct store_event *ev = arg;

@@ -103,6 +103,27 @@ int store_addr_mx_set(struct store *s, const char *addr, const char *mx, const c
 int store_addr_mx_get(struct store *s, const char *addr, int64_t now, char mx[STORE_NAME_MAX],
 		      char domain[STORE_NAME_MAX], bool *secure);
 
+/* The name the address goes by, for judging a flow to it. Rows naming the
+ * bare address itself are no name (an RCPT hint for an unnamed address
+ * writes one). Preferred, in order: an unexpired validated mapping; a name
+ * with history (level or lock), so that a hint never replaces a name that
+ * has history; a name once validated; an unexpired mapping; the newest
+ * expiry. Expired rows count: an address keeps its last known name after
+ * the DNS TTL (addr_mx rows are never deleted for this reason, and for
+ * store_history_get_any()). *current: the row is unexpired. secure,
+ * domain and current may be NULL. -ENOENT: no name was ever known. */
+int store_addr_mx_name(struct store *s, const char *addr, int64_t now, char mx[STORE_NAME_MAX],
+		       char domain[STORE_NAME_MAX], bool *secure, bool *current);
+/* The strictest history of one destination over all its identities: the
+ * name mx, the address addr (history of a flow seen without a name), and
+ * every name addr was ever mapped to (addr_mx, expired rows included).
+ * level and best_version: the highest; locked: when any is locked, with
+ * that row's reason and time; counts summed, times widened. out->mx names
+ * the row that decides: the locked one, else the highest level. mx or
+ * addr may be NULL. -ENOENT when none has history. */
+int store_history_get_any(struct store *s, const char *mx, const char *addr,
+			  struct store_history *out);
+
 int store_event_add(struct store *s, const struct store_event *ev);
 /* Events are kept bounded: rows beyond max_rows (oldest first) are deleted. */
 int store_event_trim(struct store *s, int64_t max_rows);

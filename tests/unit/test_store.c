@@ -115,6 +115,101 @@ static void test_addr_mx_expiry_and_secure_first(void **state)
 	assert_int_equal(store_addr_mx_get(s, "2001:db8::25", 2000, mx, domain, &secure), -ENOENT);
 }
 
+/* Issue 18.4: one forged DNS answer mapped a locked MX's address to a
+ * fresh name, and the flow was judged by that name alone. History and
+ * locks apply by name and by address: the strictest of the name, the bare
+ * address and every name the address was ever mapped to. */
+static void test_history_by_name_and_address(void **state)
+{
+	struct store *s = *state;
+	struct store_history h;
+	const char *addr = "198.51.100.20";
+	assert_int_equal(store_addr_mx_set(s, addr, "mx.tls.example", "tls.example", false, 100), 0);
+	assert_int_equal(store_history_record(s, "mx.tls.example", STORE_LEVEL_TLS, 0x0304, 0x1301, 50), 0);
+	assert_int_equal(store_history_lock(s, "mx.tls.example", "STARTTLS not offered", 60), 0);
+	/* the forged (or merely newer) name, with the newest expiry */
+	assert_int_equal(store_addr_mx_set(s, addr, "fresh.attacker.example", "tls.example", false, 100000), 0);
+	assert_int_equal(store_history_get(s, "fresh.attacker.example", &h), -ENOENT);
+	assert_int_equal(store_history_get_any(s, "fresh.attacker.example", addr, &h), 0);
+	assert_int_equal(h.level, STORE_LEVEL_TLS);
+	assert_int_equal(h.best_version, 0x0304);
+	assert_true(h.locked);
+	assert_string_equal(h.mx, "mx.tls.example");
+	assert_string_equal(h.lock_reason, "STARTTLS not offered");
+	/* the mapping expired long ago, the address is seen without a name */
+	assert_int_equal(store_history_get_any(s, addr, addr, &h), 0);
+	assert_true(h.locked);
+	assert_int_equal(h.level, STORE_LEVEL_TLS);
+	/* history recorded under the bare address (a flow before any name
+	 * was known) applies to the name too; the strictest level wins */
+	assert_int_equal(store_history_record(s, "2001:db8::25", STORE_LEVEL_DANE, 0x0303, 0, 70), 0);
+	assert_int_equal(store_addr_mx_set(s, "2001:db8::25", "mx6.example", "example", true, 100), 0);
+	assert_int_equal(store_history_record(s, "mx6.example", STORE_LEVEL_PLAINTEXT, 0, 0, 80), 0);
+	assert_int_equal(store_history_get_any(s, "mx6.example", "2001:db8::25", &h), 0);
+	assert_int_equal(h.level, STORE_LEVEL_DANE);
+	assert_string_equal(h.mx, "2001:db8::25");
+	assert_false(h.locked);
+	assert_int_equal(h.tls_count + h.plain_count, 2);
+	assert_int_equal(h.first_seen, 70);
+	assert_int_equal(h.last_seen, 80);
+	/* nothing leaks to another address or name */
+	assert_int_equal(store_history_get_any(s, "other.example", "198.51.100.99", &h), -ENOENT);
+	assert_int_equal(store_history_get_any(s, NULL, "198.51.100.99", &h), -ENOENT);
+	assert_int_equal(store_history_get_any(s, "mx.tls.example", NULL, &h), 0);
+	assert_true(h.locked);
+}
+
+/* Issue 18.3: an address is never its own MX name when a name was known
+ * for it, and a hint never replaces a name that has history. */
+static void test_addr_mx_name(void **state)
+{
+	struct store *s = *state;
+	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX];
+	bool secure, current;
+	const char *addr = "198.51.100.20";
+	assert_int_equal(store_addr_mx_name(s, addr, 10, mx, domain, &secure, &current), -ENOENT);
+	/* the bare address as "name" (an RCPT hint while no name was known) */
+	assert_int_equal(store_addr_mx_set(s, addr, addr, "tls.example", false, 5000), 0);
+	assert_int_equal(store_addr_mx_name(s, addr, 10, mx, domain, &secure, &current), -ENOENT);
+	/* the name from DNS, TTL 300 from t=0, with history */
+	assert_int_equal(store_addr_mx_set(s, addr, "mx.tls.example", "tls.example", false, 300), 0);
+	assert_int_equal(store_history_record(s, "mx.tls.example", STORE_LEVEL_TLS, 0x0304, 0, 10), 0);
+	assert_int_equal(store_addr_mx_name(s, addr, 10, mx, domain, &secure, &current), 0);
+	assert_string_equal(mx, "mx.tls.example");
+	assert_true(current);
+	/* past the TTL: still the last known name, not the address */
+	assert_int_equal(store_addr_mx_name(s, addr, 4000, mx, domain, &secure, &current), 0);
+	assert_string_equal(mx, "mx.tls.example");
+	assert_string_equal(domain, "tls.example");
+	assert_false(current);
+	/* a newer unvalidated name without history does not replace it */
+	assert_int_equal(store_addr_mx_set(s, addr, "fresh.example", "tls.example", false, 9000), 0);
+	assert_int_equal(store_addr_mx_name(s, addr, 4000, mx, domain, &secure, &current), 0);
+	assert_string_equal(mx, "mx.tls.example");
+	assert_int_equal(store_addr_mx_name(s, addr, 100, mx, domain, &secure, &current), 0);
+	assert_string_equal(mx, "mx.tls.example");
+	/* a validated mapping does (validated data ends what validated
+	 * data established; the history of both still applies) */
+	assert_int_equal(store_addr_mx_set(s, addr, "mx2.tls.example", "tls.example", true, 8000), 0);
+	assert_int_equal(store_addr_mx_name(s, addr, 4000, mx, domain, &secure, &current), 0);
+	assert_string_equal(mx, "mx2.tls.example");
+	assert_true(secure);
+	assert_true(current);
+	/* expired, it falls back to the name with history again */
+	assert_int_equal(store_addr_mx_name(s, addr, 8500, mx, NULL, NULL, &current), 0);
+	assert_string_equal(mx, "mx.tls.example");
+	assert_false(current);
+	/* without any history: the newest unexpired name */
+	const char *b = "198.51.100.30";
+	assert_int_equal(store_addr_mx_set(s, b, "old.example", "", false, 100), 0);
+	assert_int_equal(store_addr_mx_set(s, b, "new.example", "", false, 200), 0);
+	assert_int_equal(store_addr_mx_name(s, b, 150, mx, NULL, NULL, &current), 0);
+	assert_string_equal(mx, "new.example");
+	assert_int_equal(store_addr_mx_name(s, b, 250, mx, NULL, NULL, &current), 0);
+	assert_string_equal(mx, "new.example");
+	assert_false(current);
+}
+
 static void test_hostile_values_stored_verbatim(void **state)
 {
 	struct store *s = *state;
@@ -299,6 +394,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_history_level_only_rises, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_and_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_addr_mx_expiry_and_secure_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history_by_name_and_address, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_addr_mx_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_values_stored_verbatim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_trim_keeps_newest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
