@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <netinet/in.h>
+
 #include <bpf/libbpf.h>
 
 #include "dns_parse.h"
@@ -21,6 +23,24 @@ struct dnslearn_host {
 	int64_t probed; /* when the domain was last handed to the probe */
 };
 
+/* A query seen leaving the inside, waiting for its answer. */
+struct dnslearn_query {
+	int64_t expires; /* 0: a free slot */
+	uint8_t client[16], server[16];
+	uint16_t cport, id, qtype, qclass;
+	uint32_t ifindex;
+	uint8_t family, proto;
+	char qname[STORE_NAME_MAX]; /* lower case, no trailing dot */
+};
+
+/* The tagger's older event: 16 bytes of header, no endpoints. */
+#define DNSLEARN_EVENT_V1_HDR 16
+_Static_assert(sizeof(struct dnslearn_event_v2) == 56, "dns event v2 layout");
+_Static_assert(sizeof(struct tlsgate_dns_event) == DNSLEARN_EVENT_V1_HDR + TLSGATE_DNS_COPY_MAX ||
+		       sizeof(struct tlsgate_dns_event) ==
+			       sizeof(struct dnslearn_event_v2) + TLSGATE_DNS_COPY_MAX,
+	       "tlsgate_dns_event is neither layout dnslearn reads");
+
 struct dnslearn {
 	struct ring_buffer *rb;
 	struct store *store;
@@ -28,6 +48,9 @@ struct dnslearn {
 	void *arg;
 	struct dnslearn_host *hosts; /* DNSLEARN_HOSTS, replaced round robin */
 	size_t next;
+	struct dnslearn_query *queries; /* DNSLEARN_QUERIES */
+	uint32_t inside[DNSLEARN_INSIDE_MAX];
+	size_t n_inside;
 	struct dnslearn_stats stats;
 };
 
@@ -107,17 +130,23 @@ static const char *cname_final(const struct dns_msg *m, const char *name, char *
 	return buf;
 }
 
-void dnslearn_message(struct dnslearn *l, const uint8_t *buf, size_t len, int64_t now)
+/* Learns from an answer that matched its query, only about the names the
+ * question asked: MX records owned by the question's name (or the end of
+ * its CNAME chain), and addresses of the question's name or of this
+ * answer's MX hosts (directly or through CNAMEs in the message) when they
+ * are known MX hosts. Records about other names (what a resolver would
+ * scrub as out of bailiwick) teach nothing. */
+#define DNSLEARN_NAMES 16
+static void learn_answer(struct dnslearn *l, const struct dns_msg *m, int64_t now)
 {
-	struct dns_msg *m = NULL;
-	if (dns_msg_parse(buf, len, &m, NULL) < 0) {
-		l->stats.malformed++;
+	if (!m->qr || m->rcode != 0 || m->n_qd != 1)
 		return;
-	}
-	if (!m->qr || m->rcode != 0)
-		goto out;
-	/* First the MX records (answer section), then every address record
-	 * whose owner is a known MX host, directly or through a CNAME. */
+	char names[DNSLEARN_NAMES][STORE_NAME_MAX]; /* whose addresses count */
+	size_t n_names = 0;
+	char qname[STORE_NAME_MAX], qfinal[STORE_NAME_MAX];
+	name_norm(m->qd[0].name, qname, sizeof(qname));
+	cname_final(m, qname, qfinal, sizeof(qfinal));
+	snprintf(names[n_names++], STORE_NAME_MAX, "%s", qname);
 	for (size_t i = 0; i < m->n_rr; i++) {
 		const struct dns_rr *rr = &m->rr[i];
 		char domain[STORE_NAME_MAX], host[STORE_NAME_MAX];
@@ -125,9 +154,15 @@ void dnslearn_message(struct dnslearn *l, const uint8_t *buf, size_t len, int64_
 		    rr->section != DNS_SECTION_ANSWER)
 			continue;
 		name_norm(rr->name, domain, sizeof(domain));
+		if (strcmp(domain, qname) && strcmp(domain, qfinal))
+			continue;
 		name_norm(rr->u.mx.exchange, host, sizeof(host));
-		if (host[0]) /* a null MX (".") names no host */
-			learn_mx(l, domain, host, rr->ttl, now);
+		if (!host[0]) /* a null MX (".") names no host */
+			continue;
+		/* the domain asked for, not the CNAME's target */
+		learn_mx(l, qname, host, rr->ttl, now);
+		if (n_names < DNSLEARN_NAMES)
+			snprintf(names[n_names++], STORE_NAME_MAX, "%s", host);
 	}
 	for (size_t i = 0; i < m->n_rr; i++) {
 		const struct dns_rr *rr = &m->rr[i];
@@ -136,15 +171,12 @@ void dnslearn_message(struct dnslearn *l, const uint8_t *buf, size_t len, int64_
 			continue;
 		char owner[STORE_NAME_MAX], addr[STORE_ADDR_MAX];
 		name_norm(rr->name, owner, sizeof(owner));
-		struct dnslearn_host *h = host_find(l, owner, now);
-		/* The owner may be the target of a CNAME of an MX host. */
-		for (size_t j = 0; !h && j < m->n_rr; j++) {
-			char alias[STORE_NAME_MAX], fin[STORE_NAME_MAX];
-			if (m->rr[j].type != DNS_TYPE_CNAME)
-				continue;
-			name_norm(m->rr[j].name, alias, sizeof(alias));
-			if (!strcmp(cname_final(m, alias, fin, sizeof(fin)), owner))
-				h = host_find(l, alias, now);
+		struct dnslearn_host *h = NULL;
+		for (size_t j = 0; !h && j < n_names; j++) {
+			char fin[STORE_NAME_MAX];
+			if (!strcmp(names[j], owner) ||
+			    !strcmp(cname_final(m, names[j], fin, sizeof(fin)), owner))
+				h = host_find(l, names[j], now);
 		}
 		if (!h)
 			continue;
@@ -156,31 +188,157 @@ void dnslearn_message(struct dnslearn *l, const uint8_t *buf, size_t len, int64_
 		if (store_addr_mx_set(l->store, addr, h->host, h->domain, false, now + ttl) == 0)
 			l->stats.addr_learned++;
 	}
-out:
+}
+
+static bool is_inside(const struct dnslearn *l, uint32_t ifindex)
+{
+	for (size_t i = 0; i < l->n_inside; i++)
+		if (l->inside[i] == ifindex)
+			return true;
+	return false;
+}
+
+void dnslearn_set_inside(struct dnslearn *l, const uint32_t *ifindex, size_t n)
+{
+	l->n_inside = 0;
+	for (size_t i = 0; i < n && l->n_inside < DNSLEARN_INSIDE_MAX; i++)
+		l->inside[l->n_inside++] = ifindex[i];
+}
+
+/* Remembers a query leaving the inside (one question, standard opcode). */
+static void remember_query(struct dnslearn *l, const struct dnslearn_wire *w,
+			   const struct dns_msg *m, int64_t now)
+{
+	if (m->opcode != 0 || m->n_qd != 1 || w->dport != 53 ||
+	    (l->n_inside && !is_inside(l, w->ifindex))) {
+		l->stats.queries_ignored++;
+		return;
+	}
+	struct dnslearn_query q = {
+		.expires = now + DNSLEARN_QUERY_TTL,
+		.cport = w->sport,
+		.id = m->id,
+		.qtype = m->qd[0].qtype,
+		.qclass = m->qd[0].qclass,
+		.ifindex = w->ifindex,
+		.family = (uint8_t)w->family,
+		.proto = w->proto,
+	};
+	memcpy(q.client, w->saddr, 16);
+	memcpy(q.server, w->daddr, 16);
+	name_norm(m->qd[0].name, q.qname, sizeof(q.qname));
+	/* the same query again (a retransmission), else a free or expired
+	 * slot, else the oldest outstanding one goes */
+	struct dnslearn_query *slot = NULL, *oldest = NULL;
+	for (size_t i = 0; i < DNSLEARN_QUERIES; i++) {
+		struct dnslearn_query *e = &l->queries[i];
+		if (e->expires > now && e->id == q.id && e->cport == q.cport &&
+		    e->qtype == q.qtype && e->qclass == q.qclass && e->family == q.family &&
+		    e->proto == q.proto && !memcmp(e->client, q.client, 16) &&
+		    !memcmp(e->server, q.server, 16) && !strcmp(e->qname, q.qname)) {
+			slot = e;
+			break;
+		}
+		if (!slot && e->expires <= now)
+			slot = e; /* keep looking for the same query */
+		if (!oldest || e->expires < oldest->expires)
+			oldest = e;
+	}
+	if (!slot) {
+		slot = oldest;
+		l->stats.queries_evicted++;
+	}
+	*slot = q;
+	l->stats.queries++;
+}
+
+/* The outstanding query this answer answers, or NULL. */
+static struct dnslearn_query *match_query(struct dnslearn *l, const struct dnslearn_wire *w,
+					  const struct dns_msg *m, int64_t now)
+{
+	char qname[STORE_NAME_MAX];
+	if (m->opcode != 0 || m->n_qd != 1 || w->sport != 53)
+		return NULL;
+	name_norm(m->qd[0].name, qname, sizeof(qname));
+	for (size_t i = 0; i < DNSLEARN_QUERIES; i++) {
+		struct dnslearn_query *e = &l->queries[i];
+		if (e->expires <= now || e->id != m->id || e->cport != w->dport ||
+		    e->family != (uint8_t)w->family || e->proto != w->proto ||
+		    memcmp(e->client, w->daddr, 16) || memcmp(e->server, w->saddr, 16) ||
+		    e->qtype != m->qd[0].qtype || e->qclass != m->qd[0].qclass ||
+		    strcmp(e->qname, qname))
+			continue;
+		/* the answer came back from the other side */
+		if (l->n_inside ? !is_inside(l, e->ifindex) || is_inside(l, w->ifindex)
+				: w->ifindex == e->ifindex)
+			continue;
+		return e;
+	}
+	return NULL;
+}
+
+void dnslearn_packet(struct dnslearn *l, const struct dnslearn_wire *w, const uint8_t *buf,
+		     size_t len, int64_t now)
+{
+	struct dns_msg *m = NULL;
+	if (dns_msg_parse(buf, len, &m, NULL) < 0) {
+		l->stats.malformed++;
+		return;
+	}
+	if (!m->qr) {
+		remember_query(l, w, m, now);
+	} else {
+		struct dnslearn_query *q = match_query(l, w, m, now);
+		if (q) {
+			q->expires = 0; /* one answer per query */
+			l->stats.answers_matched++;
+			learn_answer(l, m, now);
+		} else {
+			l->stats.answers_unmatched++;
+		}
+	}
 	dns_msg_free(m);
 }
 
 static int dnslearn_event(void *ctx, void *data, size_t size)
 {
 	struct dnslearn *l = ctx;
-	const struct tlsgate_dns_event *e = data;
+	const struct dnslearn_event_v2 *e = data;
 	l->stats.messages++;
-	if (size < sizeof(*e) || e->len > TLSGATE_DNS_COPY_MAX) {
+	if (size == DNSLEARN_EVENT_V1_HDR + TLSGATE_DNS_COPY_MAX) {
+		/* an answer without its endpoints: nothing to match it with */
+		l->stats.no_endpoints++;
+		return 0;
+	}
+	if (size < sizeof(*e) + TLSGATE_DNS_COPY_MAX || e->len > TLSGATE_DNS_COPY_MAX ||
+	    (e->ipver != 4 && e->ipver != 6)) {
 		l->stats.malformed++;
 		return 0;
 	}
 	if (e->orig_len > e->len)
 		l->stats.truncated++;
+	struct dnslearn_wire w = {
+		.family = e->ipver == 4 ? AF_INET : AF_INET6,
+		.sport = e->sport,
+		.dport = e->dport,
+		.ifindex = e->ifindex,
+		.proto = e->proto,
+	};
+	memcpy(w.saddr, e->saddr, 16);
+	memcpy(w.daddr, e->daddr, 16);
 	const uint8_t *msg = e->data;
 	size_t len = e->len;
-	if (e->proto == 6) { /* TCP: the first complete length-prefixed message */
+	if (e->proto == IPPROTO_TCP) { /* the first complete length-prefixed message */
 		size_t consumed;
 		if (dns_tcp_next(e->data, e->len, &msg, &len, &consumed) != 0) {
 			l->stats.malformed++;
 			return 0;
 		}
+	} else if (e->proto != IPPROTO_UDP) {
+		l->stats.malformed++;
+		return 0;
 	}
-	dnslearn_message(l, msg, len, (int64_t)time(NULL));
+	dnslearn_packet(l, &w, msg, len, (int64_t)time(NULL));
 	return 0;
 }
 
@@ -192,6 +350,7 @@ struct dnslearn *dnslearn_open(int ring_fd, struct store *store, dnslearn_probe_
 	l->probe = probe;
 	l->arg = arg;
 	l->hosts = xcalloc(DNSLEARN_HOSTS, sizeof(*l->hosts));
+	l->queries = xcalloc(DNSLEARN_QUERIES, sizeof(*l->queries));
 	if (ring_fd >= 0) {
 		l->rb = ring_buffer__new(ring_fd, dnslearn_event, l, NULL);
 		if (!l->rb) {
@@ -209,6 +368,7 @@ void dnslearn_close(struct dnslearn *l)
 		return;
 	ring_buffer__free(l->rb);
 	free(l->hosts);
+	free(l->queries);
 	free(l);
 }
 
