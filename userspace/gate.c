@@ -653,8 +653,7 @@ static void gate_dest_flush(struct gate *g)
 
 static void gate_dest_load(struct gate *g, struct gate_dest *d, const char *addr)
 {
-	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX], verdict[32];
-	bool secure;
+	char mx[STORE_NAME_MAX], verdict[32];
 	int64_t now = wall_now(), when;
 
 	/* everything but the RCPT hint memo, which stays with its address */
@@ -664,12 +663,19 @@ static void gate_dest_load(struct gate *g, struct gate_dest *d, const char *addr
 		memset(d, 0, offsetof(struct gate_dest, hint_domain));
 	snprintf(d->addr, sizeof(d->addr), "%s", addr);
 	d->loaded = mono_s();
-	if (store_addr_mx_get(g->store, addr, now, mx, domain, &secure) == 0)
+	/* The name: a validated mapping, else a name with history (a hint
+	 * never replaces it), else the newest; past the DNS TTL the last known
+	 * name. Never the bare address when a name was known (issue 18.3). */
+	if (store_addr_mx_name(g->store, addr, now, mx, NULL, NULL, NULL) == 0)
 		snprintf(d->mx, sizeof(d->mx), "%s", mx);
 	else
 		snprintf(d->mx, sizeof(d->mx), "%s", addr);
+	/* History and locks by name and by address, the strictest wins: the
+	 * name's, the bare address's and those of every name the address was
+	 * ever mapped to. A new or lost name cannot end a requirement (issue
+	 * 18.4; DESIGN.md, threat model rule 4). */
 	struct store_history h;
-	if (store_history_get(g->store, d->mx, &h) == 0) {
+	if (store_history_get_any(g->store, d->mx, addr, &h) == 0) {
 		d->history_known = true;
 		d->history_level = level_from_store(h.level);
 		d->history_version = h.best_version;
