@@ -280,12 +280,55 @@ int web_address_parse(const char *in, struct web_address *out, const char **why)
 	return web_domain_normalize(at + 1, out->domain, why);
 }
 
-int web_addresses_add(const char *value, struct web_address *out, size_t *n, size_t max,
-		      const char **why)
+/* One UTF-8 character's length at s (at most n bytes), 0 when s does not
+ * start a valid one. */
+static size_t web_utf8_len(const unsigned char *s, size_t n)
+{
+	size_t k = s[0] < 0x80 ? 1 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
+	return k <= n && web_utf8_valid(s, k) ? k : 0;
+}
+
+void web_address_quote(const char *in, size_t len, char *buf, size_t size)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	if (size < 8) {
+		if (size)
+			buf[0] = '\0';
+		return;
+	}
+	for (size_t i = 0; i < len;) {
+		const unsigned char *c = (const unsigned char *)in + i;
+		size_t k = web_utf8_len(c, len - i);
+		bool plain = k > 1 || (k == 1 && c[0] >= 0x20 && c[0] < 0x7f && c[0] != '\\');
+		size_t need = plain ? k : 4;
+		if (o + need + 4 > size) { /* room for "..." and the NUL */
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (plain) {
+			memcpy(buf + o, c, k);
+		} else {
+			buf[o] = '\\';
+			buf[o + 1] = 'x';
+			buf[o + 2] = hex[c[0] >> 4];
+			buf[o + 3] = hex[c[0] & 15];
+		}
+		o += need;
+		i += plain ? k : 1;
+	}
+	buf[o] = '\0';
+}
+
+int web_addresses_add_at(const char *value, struct web_address *out, size_t *n, size_t max,
+			 const char **why, struct web_address_bad *bad)
 {
 	const char *dummy;
 	if (!why)
 		why = &dummy;
+	if (bad)
+		bad->position = 0, bad->text[0] = '\0';
 	if (strlen(value) > max * (WEB_ADDRESS_MAX + 1)) {
 		*why = "parameter too long";
 		return -E2BIG;
@@ -295,28 +338,41 @@ int web_addresses_add(const char *value, struct web_address *out, size_t *n, siz
 		const char *comma = strchr(p, ',');
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
 		char one[WEB_ADDRESS_MAX + 8];
+		int rc = 0;
+		bool blank = strspn(p, " \t") >= len;
 		/* Blanks around a longer address still make it too long. */
 		if (len >= sizeof(one)) {
 			*why = "address too long";
-			return -E2BIG;
-		}
-		memcpy(one, p, len);
-		one[len] = '\0';
-		bool blank = strspn(one, " \t") == len;
-		if (!blank) {
+			rc = -E2BIG;
+		} else if (!blank) {
+			memcpy(one, p, len);
+			one[len] = '\0';
 			if (*n >= max) {
 				*why = "too many addresses";
-				return -E2BIG;
+				rc = -E2BIG;
+			} else {
+				rc = web_address_parse(one, &out[*n], why);
 			}
-			int rc = web_address_parse(one, &out[*n], why);
-			if (rc < 0)
-				return rc;
-			(*n)++;
 		}
+		if (rc < 0) {
+			if (bad) {
+				bad->position = *n + 1;
+				web_address_quote(p, len, bad->text, sizeof(bad->text));
+			}
+			return rc;
+		}
+		if (!blank)
+			(*n)++;
 		if (!comma)
 			return 0;
 		p = comma + 1;
 	}
+}
+
+int web_addresses_add(const char *value, struct web_address *out, size_t *n, size_t max,
+		      const char **why)
+{
+	return web_addresses_add_at(value, out, n, max, why, NULL);
 }
 
 /* ---- answers ----------------------------------------------------------- */
@@ -572,6 +628,7 @@ struct web_args {
 	size_t n;
 	int rc;
 	const char *why;
+	struct web_address_bad bad; /* which address, when rc < 0 */
 };
 
 static enum MHD_Result web_collect_address(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -580,13 +637,51 @@ static enum MHD_Result web_collect_address(void *cls, enum MHD_ValueKind kind, c
 	struct web_args *a = cls;
 	if (strcmp(key, "address") || a->rc < 0)
 		return MHD_YES;
-	if (!value || value_size != strlen(value)) {
+	if (!value) {
 		a->rc = -EINVAL;
-		a->why = value ? "address contains a NUL byte" : "empty address";
+		a->why = "empty address";
+		a->bad.position = a->n + 1;
+		a->bad.text[0] = '\0';
 		return MHD_NO;
 	}
-	a->rc = web_addresses_add(value, a->list, &a->n, WEB_ADDRESSES_MAX, &a->why);
+	if (value_size != strlen(value)) {
+		/* A NUL byte: the addresses before the one that holds it are
+		 * checked first (the first bad one is named), then that one. */
+		size_t nul = strlen(value), start = nul, end = nul;
+		while (start > 0 && value[start - 1] != ',')
+			start--;
+		while (end < value_size && value[end] != ',')
+			end++;
+		char *head = xmalloc(start + 1);
+		memcpy(head, value, start);
+		head[start] = '\0';
+		a->rc = web_addresses_add_at(head, a->list, &a->n, WEB_ADDRESSES_MAX, &a->why,
+					     &a->bad);
+		free(head);
+		if (a->rc == 0) {
+			a->rc = -EINVAL;
+			a->why = "address contains a NUL byte";
+			a->bad.position = a->n + 1;
+			web_address_quote(value + start, end - start, a->bad.text,
+					  sizeof(a->bad.text));
+		}
+		return MHD_NO;
+	}
+	a->rc = web_addresses_add_at(value, a->list, &a->n, WEB_ADDRESSES_MAX, &a->why, &a->bad);
 	return a->rc < 0 ? MHD_NO : MHD_YES;
+}
+
+/* The 400 of a lookup: the reason, and which address when one is at fault
+ * ({"error", "address": as given, "position": 1-based}). */
+static json_t *web_address_error(const struct web_args *a)
+{
+	const char *why = a->why ? a->why : "bad address";
+	if (!a->bad.position || !strcmp(why, "too many addresses"))
+		return json_pack("{s:s}", "error", why);
+	char msg[sizeof(a->bad.text) + 160];
+	snprintf(msg, sizeof(msg), "address %zu \"%s\": %s", a->bad.position, a->bad.text, why);
+	return json_pack("{s:s,s:s,s:I}", "error", msg, "address", a->bad.text, "position",
+			 (json_int_t)a->bad.position);
 }
 
 static enum MHD_Result web_recipient(struct web *w, struct MHD_Connection *c)
@@ -598,8 +693,7 @@ static enum MHD_Result web_recipient(struct web *w, struct MHD_Connection *c)
 		a.rc = -EINVAL, a.why = "no address given (?address=user@example.net)";
 	if (a.rc < 0) {
 		free(list);
-		return web_json(w, c, MHD_HTTP_BAD_REQUEST,
-				json_pack("{s:s}", "error", a.why ? a.why : "bad address"));
+		return web_json(w, c, MHD_HTTP_BAD_REQUEST, web_address_error(&a));
 	}
 	json_t *out = json_array();
 	int64_t now = web_now();

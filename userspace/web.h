@@ -101,4 +101,23 @@ int web_address_parse(const char *in, struct web_address *out, const char **why)
 int web_addresses_add(const char *value, struct web_address *out, size_t *n, size_t max,
 		      const char **why);
 
+/* Which address of a lookup was refused, for the answer to say so. */
+#define WEB_BAD_TEXT_MAX 100
+struct web_address_bad {
+	size_t position; /* 1-based among the request's addresses (repeated
+			    parameters and comma-separated alike); 0 when no
+			    one address is at fault (the parameter too long) */
+	char text[WEB_BAD_TEXT_MAX]; /* that address as given, printable:
+					a backslash and bytes that are not
+					printable UTF-8 as \xNN; cut with "..." */
+};
+
+/* web_addresses_add, and on error, when bad is not NULL, which address
+ * (counted from *n + 1 on entry) was refused. */
+int web_addresses_add_at(const char *value, struct web_address *out, size_t *n, size_t max,
+			 const char **why, struct web_address_bad *bad);
+
+/* len bytes of in as printable text into buf (see web_address_bad.text). */
+void web_address_quote(const char *in, size_t len, char *buf, size_t size);
+
 #endif
