@@ -3,9 +3,13 @@
  *   tlsgatectl [--control PATH] [--web ADDR:PORT] [--json] COMMAND [ARGS]
  *
  * What changes state (history release, probe, policy apply) and the live
- * counters go over the local control socket (root only: that is the
+ * counters (stats) go over the local control socket (root only: that is the
  * authorization); what reads the store goes over the daemon's HTTP API on
  * the management address (plain HTTP/1.1, one request per connection).
+ * Each command reads from one channel, so one daemon: `status` and `flows`
+ * need the store too (destinations; why a flow was blocked), so they read
+ * everything from the API, and only when it cannot be reached fall back to
+ * the control socket alone; their first line says which daemon answered.
  * Human output by default, the daemon's JSON with --json.
  *
  * Exit status: 0 ok, 1 the daemon could not be reached or answered with an
@@ -26,7 +30,9 @@
 
 #include "control.h"
 #include "log.h"
+#include "tls_parse.h"
 #include "web.h"
+#include "web_store.h"
 
 #define CTL_HTTP_TIMEOUT_MS 10000
 #define CTL_HTTP_MAX (64u * 1024 * 1024)
@@ -38,7 +44,7 @@ static void usage(FILE *out)
 		"commands:\n"
 		"  status                 counters, destinations by class, locks, policy\n"
 		"  stats                  flows by state, queue vs kernel-only packets and bytes, drops\n"
-		"  flows                  every tracked or offloaded flow with its counters\n"
+		"  flows                  every tracked or offloaded flow: counters, TLS, why blocked\n"
 		"  check ADDRESS...       how mail to each recipient is protected\n"
 		"  destinations           every known domain and MX with its class\n"
 		"  events [N]             the newest N events (default 50)\n"
@@ -48,7 +54,9 @@ static void usage(FILE *out)
 		"  policy apply FILE      apply a signed policy (FILE.minisig beside it)\n"
 		"  probe DOMAIN           probe a domain's MX hosts now\n"
 		"options:\n"
-		"  -s, --control PATH     control socket (default " CONTROL_SOCKET_DEFAULT ")\n"
+		"  -s, --control PATH     control socket (default " CONTROL_SOCKET_DEFAULT "):\n"
+		"                         stats and what changes state; status and flows\n"
+		"                         only when the API cannot be reached\n"
 		"  -w, --web ADDR:PORT    the daemon's HTTP API (default $TLSGATE_WEB, else\n"
 		"                         " WEB_LISTEN_DEFAULT ")\n"
 		"  -j, --json             print the daemon's JSON\n"
@@ -111,22 +119,101 @@ static void print_stats(json_t *root)
 	       num(root, "kernel.unparsed.packets"));
 }
 
-static void print_flows(json_t *arr)
+/* A flow's TLS value as the daemon gives it ("0x0303", or a number); 0
+ * when absent or not a value. */
+static unsigned flow_u16(json_t *f, const char *key)
+{
+	json_t *v = json_object_get(f, key);
+	if (json_is_integer(v))
+		return (unsigned)json_integer_value(v) & 0xffff;
+	const char *t = json_string_value(v);
+	char *end;
+	if (!t || !*t)
+		return 0;
+	unsigned long n = strtoul(t, &end, 0);
+	return *end || n > 0xffff ? 0 : (unsigned)n;
+}
+
+/* "TLSv1.3" as the API and the status page spell it (web_store.c); "-"
+ * for no TLS. */
+static const char *flow_version(unsigned v, char *buf, size_t len)
+{
+	static const char *const names[] = { "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3" };
+	if (!v)
+		return "-";
+	if (v >= 0x0300 && v <= 0x0304)
+		return names[v - 0x0300];
+	return tls_version_format((uint16_t)v, buf, len);
+}
+
+/* The IANA name of the cipher suite, its value when the table has none,
+ * "-" without TLS. */
+static const char *flow_cipher(unsigned version, unsigned cipher, char *buf, size_t len)
+{
+	if (!version)
+		return "-";
+	const char *n = tls_cipher_name((uint16_t)cipher);
+	if (n)
+		return n;
+	snprintf(buf, len, "0x%04x", cipher);
+	return buf;
+}
+
+/* The newest block event of this flow (events newest first), or NULL. */
+static json_t *flow_block_event(json_t *f, json_t *events)
+{
+	const char *client = json_string_value(json_object_get(f, "client"));
+	const char *server = json_string_value(json_object_get(f, "server"));
+	size_t i;
+	json_t *e;
+	if (!client || !server)
+		return NULL;
+	json_array_foreach(events, i, e)
+	{
+		const char *k = json_string_value(json_object_get(e, "kind"));
+		const char *c = json_string_value(json_object_get(e, "client"));
+		const char *sv = json_string_value(json_object_get(e, "server"));
+		if (k && c && sv && !strcmp(k, "block") && !strcmp(c, client) && !strcmp(sv, server))
+			return e;
+	}
+	return NULL;
+}
+
+/* flows: the daemon's array; events: its newest events (NULL when not
+ * known, no_events says why). A blocked flow gets a line saying why. */
+static void print_flows(json_t *arr, json_t *events, const char *no_events)
 {
 	size_t i;
 	json_t *f;
-	printf("%-24s %-24s %-8s %8s %10s %10s %12s %-7s %s\n", "CLIENT", "SERVER", "VERDICT",
+	printf("%-24s %-24s %-8s %8s %10s %10s %12s %-8s %s\n", "CLIENT", "SERVER", "VERDICT",
 	       "QUEUED", "Q-BYTES", "K-PACKETS", "K-BYTES", "TLS", "CIPHER");
 	json_array_foreach(arr, i, f)
 	{
-		printf("%-24s %-24s %-8s %8lld %10lld %10lld %12lld %-7s %s%s\n",
-		       json_string_value(json_object_get(f, "client")),
-		       json_string_value(json_object_get(f, "server")),
-		       json_string_value(json_object_get(f, "verdict")), num(f, "queued_packets"),
-		       num(f, "queued_bytes"), num(f, "kernel_packets"), num(f, "kernel_bytes"),
-		       json_string_value(json_object_get(f, "tls_version")),
-		       json_string_value(json_object_get(f, "tls_cipher")),
+		char vb[32], cb[16];
+		unsigned v = flow_u16(f, "tls_version"), c = flow_u16(f, "tls_cipher");
+		const char *verdict = json_string_value(json_object_get(f, "verdict"));
+		printf("%-24s %-24s %-8s %8lld %10lld %10lld %12lld %-8s %s%s\n",
+		       json_string_value(json_object_get(f, "client")) ?: "-",
+		       json_string_value(json_object_get(f, "server")) ?: "-", verdict ?: "-",
+		       num(f, "queued_packets"), num(f, "queued_bytes"), num(f, "kernel_packets"),
+		       num(f, "kernel_bytes"), flow_version(v, vb, sizeof(vb)),
+		       flow_cipher(v, c, cb, sizeof(cb)),
 		       json_is_true(json_object_get(f, "adopted")) ? " (adopted)" : "");
+		if (!verdict || strcmp(verdict, "block"))
+			continue;
+		const char *own = json_string_value(json_object_get(f, "reason"));
+		json_t *e = own ? NULL : flow_block_event(f, events);
+		if (own)
+			printf("    why blocked: %s\n", own);
+		else if (e)
+			printf("    why blocked: %s [rule %s, %s]\n",
+			       json_string_value(json_object_get(e, "reason")) ?: "-",
+			       json_string_value(json_object_get(e, "rule")) ?: "-",
+			       json_string_value(json_object_get(e, "verdict")) ?: "-");
+		else
+			printf("    why blocked: not known (%s)\n",
+			       events ? "no block event of this flow among the newest events"
+				      : no_events);
 	}
 	printf("%zu flow(s)\n", json_array_size(arr));
 }
@@ -176,8 +263,11 @@ static int __attribute__((format(printf, 1, 2))) bad_usage(const char *fmt, ...)
 }
 
 /* GET path from addr ("host:port" or "[v6]:port"); returns the body
- * (malloc'd) and the status in *status, or NULL with a message on stderr. */
-static char *http_get(const char *addr, const char *path, int *status)
+ * (malloc'd) and the status in *status, or NULL with a message on stderr.
+ * With unreachable non-NULL, a daemon that cannot be reached (no address,
+ * no connection) sets it and prints nothing: the caller says what it does
+ * instead. */
+static char *http_get_or(const char *addr, const char *path, int *status, bool *unreachable)
 {
 	char host[256];
 	const char *port;
@@ -203,13 +293,19 @@ static char *http_get(const char *addr, const char *path, int *status)
 	struct addrinfo *ai;
 	int rc = getaddrinfo(host, port, &hints, &ai);
 	if (rc) {
-		fprintf(stderr, "tlsgatectl: %s: %s\n", addr, gai_strerror(rc));
+		if (unreachable)
+			*unreachable = true;
+		else
+			fprintf(stderr, "tlsgatectl: %s: %s\n", addr, gai_strerror(rc));
 		return NULL;
 	}
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		fprintf(stderr, "tlsgatectl: cannot reach the tlsgated API at %s: %s\n", addr,
-			strerror(errno));
+		if (unreachable)
+			*unreachable = true;
+		else
+			fprintf(stderr, "tlsgatectl: cannot reach the tlsgated API at %s: %s\n",
+				addr, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		freeaddrinfo(ai);
@@ -275,6 +371,11 @@ fail:
 bad:
 	fprintf(stderr, "tlsgatectl: bad --web address '%s' (want ADDR:PORT)\n", addr);
 	return NULL;
+}
+
+static char *http_get(const char *addr, const char *path, int *status)
+{
+	return http_get_or(addr, path, status, NULL);
 }
 
 /* Percent-encodes s for a query string into buf (size >= 3 * strlen + 1). */
@@ -484,13 +585,6 @@ static int control_command(const char *path, const char *cmd, bool json, void (*
 	return status;
 }
 
-static void print_stats_any(json_t *root)
-{
-	if (json_is_array(root))
-		print_flows(root);
-	else
-		print_stats(root);
-}
 
 static void print_ok(json_t *root)
 {
@@ -503,47 +597,251 @@ static void print_ok(json_t *root)
 	}
 }
 
+/* GET path as JSON from the API: the document, or NULL with *why set
+ * ("not reachable", or the error); *unreachable when it cannot be reached
+ * at all. */
+static json_t *api_json(const char *web, const char *path, bool *unreachable, char *why,
+			size_t whylen)
+{
+	int status = 0;
+	char *body = http_get_or(web, path, &status, unreachable);
+	if (!body) {
+		snprintf(why, whylen, "%s", *unreachable ? "not reachable" : "no answer");
+		return NULL;
+	}
+	json_t *root = json_loads(body, 0, NULL);
+	free(body);
+	if (root && status == 200)
+		return root;
+	snprintf(why, whylen, "HTTP %d: %s", status,
+		 json_string_value(json_object_get(root, "error")) ?: "bad answer");
+	json_decref(root);
+	return NULL;
+}
+
+/* The control socket's answer to cmd as JSON, or NULL (a message printed). */
+static json_t *control_json(const char *ctl, const char *cmd)
+{
+	char *answer = control_request(ctl, cmd);
+	if (!answer) {
+		fprintf(stderr, "tlsgatectl: cannot reach tlsgated at %s: %s\n", ctl,
+			strerror(errno));
+		return NULL;
+	}
+	json_error_t err;
+	json_t *root = json_loads(answer, 0, &err);
+	free(answer);
+	if (!root)
+		fprintf(stderr, "tlsgatectl: bad answer from tlsgated at %s: %s\n", ctl, err.text);
+	return root;
+}
+
+static void print_json(json_t *j)
+{
+	char *out = json_dumps(j, JSON_INDENT(2));
+	printf("%s\n", out ? out : "null");
+	free(out);
+}
+
+/* flows: the flows and the block events from one daemon's API; only when
+ * the API cannot be reached, the control socket's flows (then nobody can
+ * say why one was blocked). --json prints the daemon's array of flows. */
+static int cmd_flows(const char *ctl, const char *web, bool json)
+{
+	bool unreachable = false;
+	char why[512];
+	json_t *root = api_json(web, "/api/v1/flows", &unreachable, why, sizeof(why));
+	json_t *flows = json_object_get(root, "flows");
+	json_t *events = NULL, *evroot = NULL, *fallback = NULL;
+	char no_events[600];
+	if (!root && !unreachable) {
+		fprintf(stderr, "tlsgatectl: flows from the tlsgated API at %s: %s\n", web, why);
+		return 1;
+	}
+	if (root && !json_is_array(flows)) {
+		fprintf(stderr, "tlsgatectl: bad answer from the tlsgated API at %s\n", web);
+		json_decref(root);
+		return 1;
+	}
+	if (!root) {
+		fallback = control_json(ctl, "flows");
+		if (!fallback)
+			return 1;
+		if (!json_is_array(fallback)) {
+			fprintf(stderr, "tlsgatectl: %s\n",
+				json_string_value(json_object_get(fallback, "error")) ?:
+					"bad answer to flows");
+			json_decref(fallback);
+			return 1;
+		}
+		flows = fallback;
+		snprintf(no_events, sizeof(no_events),
+			 "block events are read from the API at %s, not reachable", web);
+	}
+	if (json) {
+		print_json(flows);
+	} else {
+		if (root) {
+			printf("tlsgated at %s (web API)\n", web);
+			/* Only a blocked flow needs its events. */
+			size_t i;
+			json_t *f;
+			bool blocked = false;
+			json_array_foreach(flows, i, f)
+			blocked |= !strcmp(jstr(f, "verdict"), "block");
+			char path[64];
+			snprintf(path, sizeof(path), "/api/v1/events?limit=%d", WEB_EVENTS_MAX);
+			if (blocked && !(evroot = api_json(web, path, &unreachable, why, sizeof(why))))
+				snprintf(no_events, sizeof(no_events), "events: %s", why);
+			events = json_object_get(evroot, "events");
+		} else {
+			printf("tlsgated at %s (control socket; the web API at %s is not reachable)\n",
+			       ctl, web);
+		}
+		print_flows(flows, events, no_events);
+	}
+	json_decref(root);
+	json_decref(evroot);
+	json_decref(fallback);
+	return 0;
+}
+
+/* check: one lookup of all the addresses. A refused lookup names the bad
+ * address; a daemon whose answer does not is asked nothing more: the
+ * address is found here with the same parser. */
+static int cmd_check(const char *web, const char *const *args, int nargs, bool json)
+{
+	size_t cap = 32;
+	for (int i = 0; i < nargs; i++)
+		cap += 9 + 3 * strlen(args[i]);
+	char *q = xmalloc(cap);
+	strcpy(q, "/api/v1/recipient?");
+	for (int i = 0; i < nargs; i++) {
+		strcat(q, i ? "&address=" : "address=");
+		url_encode(args[i], q + strlen(q));
+	}
+	int status = 0;
+	char *body = http_get(web, q, &status);
+	free(q);
+	if (!body)
+		return 1;
+	json_t *root = json_loads(body, 0, NULL);
+	int rc = 0;
+	if (status == 400 && json_is_object(root)) {
+		const char *why = jstr(root, "error");
+		if (json_is_integer(json_object_get(root, "position"))) {
+			fprintf(stderr, "tlsgatectl: check: %s\n", why);
+		} else {
+			struct web_address *list = xcalloc(WEB_ADDRESSES_MAX, sizeof(*list));
+			struct web_address_bad bad = { 0 };
+			const char *local = NULL;
+			size_t n = 0;
+			for (int i = 0; i < nargs; i++)
+				if (web_addresses_add_at(args[i], list, &n, WEB_ADDRESSES_MAX, &local,
+							 &bad) < 0)
+					break;
+			if (bad.position)
+				fprintf(stderr, "tlsgatectl: check: address %zu \"%s\": %s\n",
+					bad.position, bad.text, why);
+			else
+				fprintf(stderr, "tlsgatectl: check: %s\n", why);
+			free(list);
+		}
+		rc = 1;
+	} else if (!root || status != 200) {
+		fprintf(stderr, "tlsgatectl: check: %s (HTTP %d)\n",
+			json_string_value(json_object_get(root, "error")) ?: "bad answer", status);
+		rc = 1;
+	} else if (json) {
+		printf("%s", body);
+	} else {
+		print_check(root);
+	}
+	json_decref(root);
+	free(body);
+	return rc;
+}
+
+/* The classes of web_store.h, in the order status counts them. */
+static const char *const status_classes[] = { "dane", "tls", "plaintext", "unknown",
+					      "dane-failing", "locked" };
+#define STATUS_CLASSES (sizeof(status_classes) / sizeof(status_classes[0]))
+
+/* Counts destinations by class into counts[STATUS_CLASSES + 1] (the last:
+ * a class this tlsgatectl does not know). */
+static void status_count(json_t *dests, size_t *counts)
+{
+	size_t i;
+	json_t *x;
+	memset(counts, 0, (STATUS_CLASSES + 1) * sizeof(*counts));
+	json_array_foreach(dests, i, x)
+	{
+		size_t k = 0;
+		while (k < STATUS_CLASSES && strcmp(jstr(x, "class"), status_classes[k]))
+			k++;
+		counts[k]++;
+	}
+}
+
+/* status: counters, destinations by class and the policy, all from one
+ * daemon's API; only when the API cannot be reached, the counters from
+ * the control socket (destinations and policy then unknown: exit 1). */
 static int cmd_status(const char *ctl, const char *web, bool json)
 {
-	char *stats = control_request(ctl, "stats");
-	int ds = 0, ps = 0;
-	char *dest = http_get(web, "/api/v1/destinations", &ds);
-	char *pol = http_get(web, "/api/v1/policy", &ps);
-	json_t *s = stats ? json_loads(stats, 0, NULL) : NULL;
-	json_t *d = dest && ds == 200 ? json_loads(dest, 0, NULL) : NULL;
-	json_t *p = pol && ps == 200 ? json_loads(pol, 0, NULL) : NULL;
-	int rc = s ? 0 : 1;
-	if (!stats)
-		fprintf(stderr, "tlsgatectl: cannot reach tlsgated at %s: %s\n", ctl, strerror(errno));
+	bool unreachable = false;
+	char why[512] = "";
+	int rc = 0;
+	json_t *s = api_json(web, "/api/v1/stats", &unreachable, why, sizeof(why));
+	json_t *d = NULL, *p = NULL;
+	const char *via = "web API";
+	if (s) {
+		d = api_json(web, "/api/v1/destinations", &unreachable, why, sizeof(why));
+		if (d)
+			p = api_json(web, "/api/v1/policy", &unreachable, why, sizeof(why));
+		if (!d || !p)
+			rc = 1;
+	} else if (unreachable) {
+		via = "control socket";
+		s = control_json(ctl, "stats");
+		rc = 1;
+		if (!s)
+			return 1;
+	} else {
+		fprintf(stderr, "tlsgatectl: status from the tlsgated API at %s: %s\n", web, why);
+		return 1;
+	}
+	json_t *dests = json_object_get(d, "destinations");
+	size_t counts[STATUS_CLASSES + 1];
+	status_count(dests, counts);
 	if (json) {
-		json_t *o = json_pack("{s:O?,s:O?,s:O?}", "stats", s, "destinations",
-				      json_object_get(d, "destinations"), "policy", p);
-		char *out = json_dumps(o, JSON_INDENT(2));
-		printf("%s\n", out);
-		free(out);
+		json_t *cls = json_object();
+		for (size_t k = 0; d && k < STATUS_CLASSES; k++)
+			json_object_set_new(cls, status_classes[k], json_integer((json_int_t)counts[k]));
+		json_t *o = json_pack("{s:{s:s,s:s},s:O?,s:O?,s:o,s:O?}", "daemon", "via", via, "at",
+				      strcmp(via, "web API") ? ctl : web, "stats", s, "destinations",
+				      dests, "classes", d ? cls : json_null(), "policy", p);
+		if (!d)
+			json_decref(cls);
+		print_json(o);
 		json_decref(o);
 	} else {
-		printf("tlsgated    %s\n", s ? "running" : "NOT REACHABLE");
-		if (s)
-			printf("flows       %lld seen, %lld offloaded, %lld being inspected; "
-			       "%lld packets dropped at a full queue\n",
-			       num(s, "flows.total"), num(s, "flows.offloaded_total"),
-			       num(s, "flows.inspecting"), num(s, "queue.drops"));
+		printf("tlsgated    running, at %s (%s)\n", strcmp(via, "web API") ? ctl : web, via);
+		printf("flows       %lld seen, %lld offloaded, %lld being inspected; "
+		       "%lld packets dropped at a full queue\n",
+		       num(s, "flows.total"), num(s, "flows.offloaded_total"),
+		       num(s, "flows.inspecting"), num(s, "queue.drops"));
 		if (d) {
-			size_t i, counts[4] = { 0 }, locked = 0;
-			static const char *const cls[] = { "dane", "tls", "plaintext", "unknown" };
-			json_t *x;
-			json_array_foreach(json_object_get(d, "destinations"), i, x)
-			{
-				for (size_t k = 0; k < 4; k++)
-					counts[k] += !strcmp(jstr(x, "class"), cls[k]);
-				locked += json_is_true(json_object_get(x, "locked"));
-			}
-			printf("destinations %zu DANE ok, %zu TLS, %zu no TLS, %zu TLS?; %zu locked\n",
-			       counts[0], counts[1], counts[2], counts[3], locked);
+			printf("destinations");
+			for (size_t k = 0; k < STATUS_CLASSES; k++)
+				printf("%s %zu %s", k ? "," : "", counts[k],
+				       web_store_label(status_classes[k]));
+			if (counts[STATUS_CLASSES])
+				printf(", %zu other", counts[STATUS_CLASSES]);
+			printf("\n");
+		} else if (strcmp(via, "web API")) {
+			printf("destinations unknown (the web API at %s is not reachable)\n", web);
 		} else {
-			printf("destinations unknown (API at %s not reachable)\n", web);
-			rc = 1;
+			printf("destinations unknown (%s)\n", why);
 		}
 		if (p) {
 			json_t *a = json_object_get(p, "applied");
@@ -553,14 +851,13 @@ static int cmd_status(const char *ctl, const char *web, bool json)
 				       jstr(a, "key_id"));
 			else
 				printf("policy      none applied\n");
+		} else if (d) {
+			printf("policy      unknown (%s)\n", why);
 		}
 	}
 	json_decref(s);
 	json_decref(d);
 	json_decref(p);
-	free(stats);
-	free(dest);
-	free(pol);
 	return rc;
 }
 
@@ -626,10 +923,15 @@ int main(int argc, char **argv)
 		}
 	}
 	char line[CONTROL_LINE_MAX];
-	if (!strcmp(cmd, "stats") || !strcmp(cmd, "flows")) {
+	if (!strcmp(cmd, "stats")) {
 		if (nargs)
 			goto extra;
-		return control_command(path, cmd, json, print_stats_any);
+		return control_command(path, cmd, json, print_stats);
+	}
+	if (!strcmp(cmd, "flows")) {
+		if (nargs)
+			goto extra;
+		return cmd_flows(path, web, json);
 	}
 	if (!strcmp(cmd, "status")) {
 		if (nargs)
@@ -641,18 +943,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tlsgatectl: check needs at least one address\n");
 			return 2;
 		}
-		size_t cap = 32;
-		for (int i = 0; i < nargs; i++)
-			cap += 9 + 3 * strlen(args[i]);
-		char *q = xmalloc(cap);
-		strcpy(q, "/api/v1/recipient?");
-		for (int i = 0; i < nargs; i++) {
-			strcat(q, i ? "&address=" : "address=");
-			url_encode(args[i], q + strlen(q));
-		}
-		int rc = api_command(web, q, json, print_check);
-		free(q);
-		return rc;
+		return cmd_check(web, args, nargs, json);
 	}
 	if (!strcmp(cmd, "destinations")) {
 		if (nargs)
