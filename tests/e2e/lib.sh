@@ -6,8 +6,21 @@
 sql() { sqlite3 -batch "$WORLD_DIR/gw/tlsgate.db" "$1"; }
 # flush: ask the sending Postfix to retry its deferred mail now.
 flush() { world_exec in postqueue -c "$WORLD_DIR/in/etc" -f >/dev/null 2>&1; }
-# queue_id MSGID: the sender's queue id of that message.
-queue_id() { grep -F "message-id=<$1>" "$WORLD_DIR/in/maillog" | sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1; }
+# queue_id MSGID [TIMEOUT]: the sender's queue id of that message, waited
+# for (TIMEOUT s, default $QUEUE_ID_WAIT or 30): Postfix logs it (cleanup's
+# message-id line) a moment after the injection returned, and read before
+# that it was empty, so a caller's "$qid: to=..." matched an older
+# message's line. Prints nothing and fails when it is not logged in time.
+queue_id() {
+	local qid end=$((SECONDS + ${2:-${QUEUE_ID_WAIT:-30}}))
+	while :; do
+		qid=$(grep -F "message-id=<$1>" "$WORLD_DIR/in/maillog" 2>/dev/null |
+			sed -n 's/.*: \([0-9A-F]\{6,\}\): .*/\1/p' | head -1)
+		[ -n "$qid" ] && { echo "$qid"; return 0; }
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.2
+	done
+}
 # wait_for TIMEOUT CMD...: poll until CMD succeeds.
 wait_for() {
 	local end=$((SECONDS + $1))
@@ -22,13 +35,17 @@ wait_log() { wait_for "${2:-20}" grep -qE "$1" "$WORLD_DIR/in/maillog"; }
 # DEFERRED_LINE (its last deferral line, also shown as a diag).
 expect_deferred() {
 	DEFERRED_QID=$(queue_id "$1")
-	if wait_log "$DEFERRED_QID: to=<$2>.*status=deferred" 30; then
+	# Without its queue id the pattern would match any message's line.
+	if [ -n "$DEFERRED_QID" ] && wait_log "$DEFERRED_QID: to=<$2>.*status=deferred" 30; then
 		ok "$3"
 	else
 		not_ok "$3"
+		[ -n "$DEFERRED_QID" ] || diag "the sender never logged message $1"
 		world_dump_log in "$1"
 	fi
-	DEFERRED_LINE=$(grep "$DEFERRED_QID: to=<$2>.*deferred" "$WORLD_DIR/in/maillog" | tail -1)
+	DEFERRED_LINE=
+	[ -z "$DEFERRED_QID" ] ||
+		DEFERRED_LINE=$(grep "$DEFERRED_QID: to=<$2>.*deferred" "$WORLD_DIR/in/maillog" | tail -1)
 	diag "$DEFERRED_LINE"
 }
 # send_as FROM TO SUBJECT: inject a message with that envelope sender;

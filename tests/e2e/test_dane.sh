@@ -34,6 +34,22 @@ diag "world $WORLD_ID, resolver 203.0.113.10"
 DB=$WORLD_DIR/gw/tlsgate.db
 probe_verdict() { sql "select verdict from probe_results where domain='$1' and addr='198.51.100.20' order by id desc limit 1"; }
 has_verdict() { [ -n "$(probe_verdict "$1")" ]; }
+# deferred_line MSGID: waits for the sender's queue id of MSGID (queue_id
+# waits until Postfix logged it), then up to 30 s for its deferral to
+# user@tls.test; sets qid and line (that message's newest status line,
+# empty when there is none: never another message's).
+deferred_line() {
+	line=
+	qid=$(queue_id "$1") || { diag "the sender never logged message $1"; return 1; }
+	wait_for 30 grep -qE " $qid: to=<user@tls.test>.*status=deferred" "$WORLD_DIR/in/maillog"
+	line=$(grep -E " $qid: to=<user@tls.test>.*status=" "$WORLD_DIR/in/maillog" | tail -1)
+	diag "$qid: ${line:-no status line}"
+}
+# not_bounced: the message of $qid (known) was not bounced.
+not_bounced() { [ -n "$qid" ] && world_not grep -q " $qid: .*status=bounced" "$WORLD_DIR/in/maillog"; }
+# sql_ge1 QUERY: the count QUERY gives is at least 1 (what the gateway
+# writes is flushed to the store a moment after the packet: wait for it).
+sql_ge1() { [ "$(sql "$1")" -ge 1 ] 2>/dev/null; }
 # resolve DOMAIN MXHOST: what the sending MTA's resolver would ask.
 resolve() {
 	world_exec in dig +time=3 +tries=2 @203.0.113.10 MX "$1" >/dev/null &&
@@ -60,15 +76,12 @@ else
 fi
 check "the probe found the DANE mismatch (dane-fail)" [ "$(probe_verdict dane-bad.test)" = dane-fail ]
 id=$(world_send user@tls.test "to a DANE-mismatch MX")
-qid=$(queue_id "$id")
-wait_for 30 grep -qE "$qid: to=<user@tls.test>.*status=deferred" "$WORLD_DIR/in/maillog"
-line=$(grep -E "$qid: to=<user@tls.test>.*status=" "$WORLD_DIR/in/maillog" | tail -1)
-diag "$line"
+deferred_line "$id"
 check "DANE mismatch: the message is deferred" grep -q 'status=deferred' <<<"$line"
-check "DANE mismatch: not bounced" world_not grep -q "$qid: .*status=bounced" "$WORLD_DIR/in/maillog"
+check "DANE mismatch: not bounced" not_bounced
 check "DANE mismatch: nothing delivered" world_not world_find_message mx-tls "$id"
 check "block event with the DANE rule and the learned MX name" \
-	[ "$(sql "select count(*) from events where kind='block' and rule like 'dane%' and mx='mx-bad.test'")" -ge 1 ]
+	wait_for 10 sql_ge1 "select count(*) from events where kind='block' and rule like 'dane%' and mx='mx-bad.test'"
 
 # 4: the matching TLSA (a fresh address mapping: the gateway sees addresses).
 sql "delete from addr_mx where addr='198.51.100.20'"
@@ -93,8 +106,8 @@ id=$(world_send user@tls.test "to a DANE-verified MX")
 f=$(world_wait_delivered mx-tls "$id" 30)
 check "DANE verified (certificate checked on the wire): delivered over TLS" grep -q 'with ESMTPS' "${f:-/dev/null}"
 check "... and it was TLS 1.2" grep -q 'TLSv1.2' "${f:-/dev/null}"
-sleep 0.5
-check "history records mx-ee.test at level dane" [ "$(sql "select level from tls_history where mx='mx-ee.test'")" = 3 ]
+check "history records mx-ee.test at level dane" \
+	wait_for 10 sql_ge1 "select count(*) from tls_history where mx='mx-ee.test' and level = 3"
 
 # 5: DANE on the wire with TLS 1.2: another key.
 rogue=$WORLD_DIR/ca/rogue.pem
@@ -109,14 +122,11 @@ world_exec in postconf -c "$WORLD_DIR/in/etc" -e 'smtp_connection_cache_on_deman
 	world_exec in postfix -c "$WORLD_DIR/in/etc" reload >/dev/null 2>&1
 sleep 3
 id=$(world_send user@tls.test "DANE on the wire, another key")
-qid=$(queue_id "$id")
-wait_for 30 grep -qE "$qid: to=<user@tls.test>.*status=deferred" "$WORLD_DIR/in/maillog"
-line=$(grep -E "$qid: to=<user@tls.test>.*status=" "$WORLD_DIR/in/maillog" | tail -1)
-diag "$line"
+deferred_line "$id"
 check "another key on the wire: deferred" grep -q 'status=deferred' <<<"$line"
 check "another key on the wire: nothing delivered" world_not world_find_message mx-tls "$id"
 check "block event: DANE mismatch seen on the wire (not the probe's verdict)" \
-	[ "$(sql "select count(*) from events where kind='block' and rule like 'dane%' and reason like '%does not match the DANE TLSA%' and mx='mx-ee.test'")" -ge 1 ]
+	wait_for 10 sql_ge1 "select count(*) from events where kind='block' and rule like 'dane%' and reason like '%does not match the DANE TLSA%' and mx='mx-ee.test'"
 diag "$(sql "select reason from events where kind='block' and mx='mx-ee.test' order by id desc limit 1")"
 grep -E 'dane on the wire|mx-ee' "$WORLD_DIR/gw/tlsgated.log" | tail -5 | sed 's/^/# /' 
 
