@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 		i += len;
-		if (reasm_memory(&r) > LIMIT)
+		if (reasm_memory(&r) > LIMIT + REASM_HISTORY) /* window + history */
 			__builtin_trap();
 		p = reasm_peek(&r, &n);
 		if (n > LIMIT)
