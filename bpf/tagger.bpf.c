@@ -112,6 +112,16 @@ struct {
 	__uint(max_entries, TLSGATE_MAX_RCPT_DOMAINS);
 } rcpt_domains SEC(".maps");
 
+/* Not pinned: written from the policy at each start (see
+ * TLSGATE_SD_READY). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct tlsgate_sd_ready);
+	__uint(max_entries, TLSGATE_MAX_SECURE_DOMAINS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} secure_domains SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u16);
@@ -173,6 +183,50 @@ struct {
 	__type(value, struct content_chunk);
 	__uint(max_entries, 1);
 } content_scratch SEC(".maps");
+
+/* Scratch for the secure-domain scan while the daemon is gone (see
+ * tagger_secure_domains()). */
+#define SD_CHUNK 512   /* payload bytes loaded at a time; a power of two */
+#define SD_DOMAIN 256  /* a domain's last bytes hashed; a power of two */
+#define SD_MAX_AT 128  /* domains checked per segment; a power of two */
+
+/* The scan's state, in the scratch map rather than on the stack: the
+ * verifier then reads it as any number, and checks each callback once
+ * instead of once for every combination of values it could track. */
+struct sd_state {
+	__u32 state; /* SD_* */
+	__u32 kind;  /* SD_KIND_* of the line */
+	__u32 idx;
+	__u32 dom;   /* in a domain (SD_PATH): its first byte + 1, else 0 */
+	__u32 nat;   /* domains recorded */
+	__u32 hit;   /* drop the segment and block the flow */
+	__u32 first; /* on the payload's first line */
+	__u32 amb;   /* ... and it has held only white space and the
+			letters of "mail from" and "rcpt to" */
+	/* pass 2 */
+	__u32 pos;   /* bytes of the current domain in d, not yet hashed */
+	__u32 trail; /* still in the domain's trailing dots */
+	__u32 whole; /* d holds the whole domain, from its first byte */
+	__u32 mask;  /* TLSGATE_SD_* flags that count at a parent */
+	__u32 emask; /* ... for the domain itself */
+	__u32 pad;
+	__u64 hash;
+};
+
+struct sd_scratch {
+	struct sd_state st;
+	__u8 b[SD_CHUNK];
+	__u8 d[SD_DOMAIN];
+	__u32 start[SD_MAX_AT]; /* a domain's first byte (payload offset) | kind << 24 */
+	__u32 end[SD_MAX_AT];   /* after its last byte */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sd_scratch);
+	__uint(max_entries, 1);
+} sd_scratch SEC(".maps");
 
 /* Headers we want in the linear area: Ethernet, two VLAN tags, IPv6 and a
  * few extension headers, TCP with options. A driver may leave part of them
@@ -240,6 +294,31 @@ static __always_inline int tagger_fail_closed(const __u8 *addr)
 	lk.prefixlen = 128;
 	__builtin_memcpy(lk.addr, addr, 16);
 	return bpf_map_lookup_elem(&secure_sources, &lk) != NULL;
+}
+
+/* The secure_domains READY entry's flags when the daemon has missed its
+ * heartbeat for longer than the failclosed_ms written there (0: the daemon
+ * is alive, or no policy is in the map). */
+static __always_inline __u32 tagger_domains_stale(void)
+{
+	struct tlsgate_daemon_state *st;
+	struct tlsgate_sd_ready *r;
+	__u64 ready = TLSGATE_SD_READY;
+	__u32 zero = 0, flags;
+
+	r = bpf_map_lookup_elem(&secure_domains, &ready);
+	if (!r)
+		return 0;
+	flags = READ_ONCE(r->flags);
+	if (!flags || !r->failclosed_ms)
+		return 0;
+	st = bpf_map_lookup_elem(&daemon_state, &zero);
+	if (!st)
+		return 0; /* never written: the loader has not started a daemon */
+	if (bpf_ktime_get_ns() - READ_ONCE(st->heartbeat_ns) <=
+	    (__u64)r->failclosed_ms * 1000000ull)
+		return 0;
+	return flags;
 }
 
 /* True when a plain IPv4 or IPv6 TCP segment's headers all lie in the
@@ -1047,6 +1126,362 @@ __attribute__((noinline)) int tagger_rcpt_unruled(struct __sk_buff *skb, __u32 o
 	return 1;
 }
 
+/* ---- secure domains while the daemon is gone (secure_domains) ------------ */
+
+/* The command line states of the scan: a line's first bytes are read as
+ * Postfix's smtpd and the daemon's session read them (white space before
+ * the verb and between the words, "FROM" and ':' apart or not). */
+#define SD_LEAD 0   /* at a line start, before the verb */
+#define SD_VERB 1   /* in "mail" or "rcpt" (idx letters matched) */
+#define SD_SEP 2    /* after the verb: white space, at least one */
+#define SD_WORD 3   /* in "from" or "to" (idx letters matched) */
+#define SD_COLON 4  /* after the word: white space, then ':' */
+#define SD_PATH 5   /* after the ':', to the line's end */
+#define SD_OTHER 6  /* any other line, to its end */
+
+#define SD_KIND_MAIL 1
+#define SD_KIND_RCPT 2
+#define SD_KIND_BOTH 3
+
+/* "mail", "rcpt", "from", "to" as little-endian words: letter idx of a
+ * word is (w >> 8 * idx) & 0xff. */
+#define SD_W_MAIL 0x6c69616du
+#define SD_W_RCPT 0x74706372u
+#define SD_W_FROM 0x6d6f7266u
+#define SD_W_TO 0x6f74u
+
+struct sd_scan {
+	struct __sk_buff *skb;
+	__u32 off;  /* payload start in the frame */
+	__u32 len;  /* payload bytes */
+	__u32 fail; /* a load failed: not judged */
+};
+
+/* What ends a domain in a path: anything but letters, digits, '-', '_',
+ * '.' and non-ASCII bytes (an IDNA U-label's UTF-8 stays in the domain). */
+static __always_inline int sd_domain_char(__u8 c)
+{
+	__u8 l = c | 0x20;
+
+	return (l >= 'a' && l <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+	       c == '.' || c >= 0x80;
+}
+
+/* smtpd's white space within a line (CR and LF end it). */
+static __always_inline int sd_space(__u8 c)
+{
+	return c == ' ' || c == '\t' || c == '\v' || c == '\f';
+}
+
+/* The letters of "mail from" and "rcpt to", folded: all a line may hold
+ * before its ':' when the server may have read the start of that line
+ * from an earlier segment. */
+static __always_inline int sd_verb_letter(__u8 l)
+{
+	return l == 'm' || l == 'a' || l == 'i' || l == 'l' || l == 'f' || l == 'r' || l == 'o' ||
+	       l == 'c' || l == 'p' || l == 't';
+}
+
+/* Records the domain that ends at byte at (exclusive). */
+static __always_inline void sd_record(struct sd_state *ss, struct sd_scratch *s, __u32 at)
+{
+	__u32 n = ss->nat;
+
+	if (ss->dom) {
+		if (n >= SD_MAX_AT) {
+			ss->hit = 1; /* more than can be checked: not judged, dropped */
+		} else {
+			s->start[n & (SD_MAX_AT - 1)] = (ss->dom - 1) | (ss->kind << 24);
+			s->end[n & (SD_MAX_AT - 1)] = at;
+			ss->nat = n + 1;
+		}
+		ss->dom = 0;
+	}
+}
+
+/* bpf_loop callback, pass 1: payload byte i through the line states;
+ * records each domain after an '@' on a MAIL FROM or RCPT TO line.
+ * Returns 1 to stop. */
+static long sd_scan_byte(__u64 i, void *arg)
+{
+	struct sd_scan *fs = arg;
+	struct sd_scratch *s;
+	struct sd_state *ss;
+	__u32 zero = 0, at = (__u32)i, n, st, w, wl;
+	__u8 c, l;
+	int ws;
+
+	if (at >= fs->len)
+		return 1;
+	s = bpf_map_lookup_elem(&sd_scratch, &zero);
+	if (!s) {
+		fs->fail = 1;
+		return 1;
+	}
+	ss = &s->st;
+	if (ss->hit)
+		return 1;
+	if ((at & (SD_CHUNK - 1)) == 0) {
+		n = fs->len - at;
+		if (n > SD_CHUNK)
+			n = SD_CHUNK;
+		n = ((n - 1) & (SD_CHUNK - 1)) + 1; /* 1..SD_CHUNK, for the verifier */
+		if (bpf_skb_load_bytes(fs->skb, fs->off + at, s->b, n) < 0) {
+			fs->fail = 1;
+			return 1;
+		}
+	}
+	c = s->b[at & (SD_CHUNK - 1)];
+	st = ss->state;
+	if (st == SD_PATH && ss->dom && !sd_domain_char(c))
+		sd_record(ss, s, at);
+	if (c == '\r' || c == '\n') {
+		/* either ends a line for some server: the next one starts */
+		ss->state = SD_LEAD;
+		ss->first = 0;
+		return 0;
+	}
+	ws = sd_space(c);
+	l = c | 0x20;
+	wl = ss->kind == SD_KIND_MAIL ? 4 : 2; /* "from", "to" */
+	if (st != SD_PATH && c == ':' && !(st == SD_WORD && ss->idx == wl) && st != SD_COLON) {
+		/* A ':' the command syntax does not expect: on the first line
+		 * after nothing but the letters of the two commands, it may end
+		 * a command the server began to read from an earlier segment. */
+		if (ss->first && ss->amb) {
+			ss->state = SD_PATH;
+			ss->kind = SD_KIND_BOTH;
+		} else {
+			ss->state = SD_OTHER;
+		}
+		return 0;
+	}
+	if (!ws && !sd_verb_letter(l))
+		ss->amb = 0;
+	switch (st) {
+	case SD_LEAD:
+		if (ws)
+			break;
+		ss->idx = 1;
+		if (l == 'm') {
+			ss->kind = SD_KIND_MAIL;
+			ss->state = SD_VERB;
+		} else if (l == 'r') {
+			ss->kind = SD_KIND_RCPT;
+			ss->state = SD_VERB;
+		} else {
+			ss->state = SD_OTHER;
+		}
+		break;
+	case SD_VERB:
+		w = ss->kind == SD_KIND_MAIL ? SD_W_MAIL : SD_W_RCPT;
+		if (ss->idx < 4 && l == ((w >> (8 * (ss->idx & 3))) & 0xff))
+			ss->idx++;
+		else if (ss->idx == 4 && ws)
+			ss->state = SD_SEP;
+		else
+			ss->state = SD_OTHER;
+		break;
+	case SD_SEP:
+		if (ws)
+			break;
+		w = ss->kind == SD_KIND_MAIL ? SD_W_FROM : SD_W_TO;
+		if (l == (w & 0xff)) {
+			ss->idx = 1;
+			ss->state = SD_WORD;
+		} else {
+			ss->state = SD_OTHER;
+		}
+		break;
+	case SD_WORD:
+		w = ss->kind == SD_KIND_MAIL ? SD_W_FROM : SD_W_TO;
+		if (ss->idx < wl && l == ((w >> (8 * (ss->idx & 3))) & 0xff))
+			ss->idx++;
+		else if (ss->idx == wl && c == ':')
+			ss->state = SD_PATH;
+		else if (ss->idx == wl && ws)
+			ss->state = SD_COLON;
+		else
+			ss->state = SD_OTHER;
+		break;
+	case SD_COLON:
+		if (c == ':')
+			ss->state = SD_PATH;
+		else if (!ws)
+			ss->state = SD_OTHER;
+		break;
+	case SD_PATH:
+		/* Every '@' of the path counts: the domain's, a source
+		 * route's, a quoted local part's (more, never fewer). */
+		if (c == '@')
+			ss->dom = at + 2;
+		break;
+	}
+	return 0;
+}
+
+/* bpf_loop callback, pass 2: recorded domain i >> 8, its byte i & 255
+ * counted from its end (trailing dots skipped); the hash of each parent
+ * is looked up at the dot before it, the whole domain's after its first
+ * byte, as in rcpt_domain_byte(). Returns 1 to stop. */
+static long sd_domain_byte(__u64 i, void *arg)
+{
+	struct sd_scan *fs = arg;
+	struct tlsgate_sd_ready *v;
+	struct sd_scratch *s;
+	struct sd_state *ss;
+	__u32 zero = 0, e = (__u32)(i >> 8), j = (__u32)i & (SD_DOMAIN - 1), start, end, n, kind;
+	__u8 c;
+
+	s = bpf_map_lookup_elem(&sd_scratch, &zero);
+	if (!s) {
+		fs->fail = 1;
+		return 1;
+	}
+	ss = &s->st;
+	if (e >= ss->nat || ss->hit)
+		return 1;
+	if (j == 0) {
+		start = s->start[e & (SD_MAX_AT - 1)];
+		kind = start >> 24;
+		start &= 0xffffff;
+		end = s->end[e & (SD_MAX_AT - 1)];
+		ss->mask = (kind & SD_KIND_MAIL ? TLSGATE_SD_SENDER_SUB : 0) |
+			   (kind & SD_KIND_RCPT ? TLSGATE_SD_RECIPIENT_SUB : 0);
+		ss->emask = ss->mask | (kind & SD_KIND_MAIL ? TLSGATE_SD_SENDER : 0) |
+			    (kind & SD_KIND_RCPT ? TLSGATE_SD_RECIPIENT : 0);
+		ss->pos = 0;
+		if (end <= start || end > fs->len)
+			return 0; /* an '@' with nothing after it */
+		/* The last SD_DOMAIN - 1 bytes: a longer name is no policy's,
+		 * but its parents may be. */
+		n = end - start;
+		ss->whole = n < SD_DOMAIN;
+		if (n >= SD_DOMAIN)
+			n = SD_DOMAIN - 1;
+		n = ((n - 1) & (SD_DOMAIN - 1)) + 1; /* the bound, for the verifier */
+		if (bpf_skb_load_bytes(fs->skb, fs->off + end - n, s->d, n) < 0) {
+			fs->fail = 1;
+			return 1;
+		}
+		ss->pos = n;
+		ss->trail = 1;
+		ss->hash = TLSGATE_FNV_BASIS;
+	}
+	if (j > ss->pos)
+		return 0; /* this domain is done */
+	if (j == ss->pos) {
+		if (!ss->trail && ss->whole) {
+			v = bpf_map_lookup_elem(&secure_domains, &ss->hash);
+			if (v && (v->flags & ss->emask))
+				ss->hit = 1;
+		}
+		return 0;
+	}
+	c = s->d[(ss->pos - 1 - j) & (SD_DOMAIN - 1)];
+	if (c == '.' && ss->trail)
+		return 0;
+	if (c == '.' && !ss->trail) {
+		v = bpf_map_lookup_elem(&secure_domains, &ss->hash);
+		if (v && (v->flags & ss->mask)) {
+			ss->hit = 1;
+			return 1;
+		}
+	}
+	ss->trail = 0;
+	if (c >= 'A' && c <= 'Z')
+		c |= 0x20;
+	ss->hash = TLSGATE_DOMAIN_HASH_STEP(ss->hash, c);
+	return 0;
+}
+
+/* While the daemon is gone: 1 when a client segment (payload len bytes at
+ * off) must be dropped and its flow blocked, because the server may read in
+ * it a MAIL FROM naming a secure-mode sender domain or a RCPT TO naming a
+ * secure-mode recipient domain (secure_domains, each domain itself and, as
+ * the policy says, its subdomains; case-insensitive; trailing dots
+ * ignored), or such a command line it does not end (not judged). Lines
+ * start at the payload's start and after every CR or LF; the verb, the word
+ * and the ':' may have white space before and between them as smtpd allows.
+ * The payload's first line may continue a line the program did not see
+ * start (a split "MAIL FR" + "OM:<...>", a segment the server trims to what
+ * it lacks): any first line with a ':' after nothing but the letters of
+ * "mail from" and "rcpt to" and white space counts as both. Every '@' of a
+ * path to the line's end is checked (source routes, quoted local parts),
+ * its domain ending at the first byte that is none of letters, digits,
+ * '-', '_', '.', non-ASCII. Global: verified once. */
+__attribute__((noinline)) int tagger_secure_domains(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	struct sd_scan fs = { 0 };
+	struct sd_scratch *s;
+	struct sd_state *ss;
+	__u32 zero = 0;
+
+	if (len == 0)
+		return 0;
+	if (len > TLSGATE_CONTENT_SCAN_MAX)
+		return 1; /* not scanned: not passed */
+	s = bpf_map_lookup_elem(&sd_scratch, &zero);
+	if (!s)
+		return 1;
+	ss = &s->st;
+	__builtin_memset(ss, 0, sizeof(*ss));
+	ss->state = SD_LEAD;
+	ss->first = 1;
+	ss->amb = 1;
+	fs.skb = skb;
+	fs.off = off;
+	fs.len = len;
+	bpf_loop(len, sd_scan_byte, &fs, 0);
+	/* The scratch again: the callbacks' writes are not this pointer's
+	 * to the verifier. */
+	s = bpf_map_lookup_elem(&sd_scratch, &zero);
+	if (!s || fs.fail)
+		return 1;
+	ss = &s->st;
+	if (ss->hit)
+		return 1;
+	if (ss->state == SD_PATH) {
+		/* a MAIL FROM or RCPT TO line the segment does not end: the rest
+		 * (its domain, or the part that makes it one) is not seen */
+		return 1;
+	}
+	if (ss->nat)
+		bpf_loop((ss->nat & (2 * SD_MAX_AT - 1)) * SD_DOMAIN, sd_domain_byte, &fs, 0);
+	s = bpf_map_lookup_elem(&sd_scratch, &zero);
+	if (!s || fs.fail)
+		return 1;
+	return s->st.hit != 0;
+}
+
+/* Turns the flow BLOCK (val, or a new entry for key) after a segment
+ * that tagger_secure_domains() refused: nothing more of it passes,
+ * whatever the server or a forger answers to the dropped segment. Inline:
+ * a global function may not be passed a NULL val on 6.1. */
+static __always_inline void tagger_block_flow(struct tlsgate_flow_value *val,
+					      struct tlsgate_flow_key *key)
+{
+	struct tlsgate_flow_value nv;
+	__u64 s0;
+	int i;
+
+	if (val) {
+		for (i = 0; i < 8; i++) {
+			s0 = READ_ONCE(*(__u64 *)val);
+			if (STATE_VERDICT(s0) == TLSGATE_BLOCK ||
+			    __sync_val_compare_and_swap((__u64 *)val, s0,
+							(s0 & ~0xffull) | TLSGATE_BLOCK) == s0)
+				return;
+		}
+		val->verdict = TLSGATE_BLOCK; /* eight races lost in a row */
+		return;
+	}
+	__builtin_memset(&nv, 0, sizeof(nv));
+	nv.verdict = TLSGATE_BLOCK;
+	nv.verdict_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&flows, key, &nv, BPF_ANY);
+}
+
 /* A copied server segment with data (payload len bytes at off, sequence
  * number seq; in_order: it starts where the server segment before it
  * ended) against the flow's awaits entry (struct tlsgate_await): counts
@@ -1495,6 +1930,13 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		tagger_count(skb, TLSGATE_CNT_FAILCLOSED);
 		return TC_ACT_SHOT;
 	}
+	/* fail_mode.normal "closed": the same for every such flow while the
+	 * daemon is gone (see secure_domains). */
+	if ((!val || reopen || (verdict != TLSGATE_PASS && verdict != TLSGATE_BLOCK)) &&
+	    (tagger_domains_stale() & TLSGATE_SD_NORMAL_CLOSED)) {
+		tagger_count(skb, TLSGATE_CNT_FAILCLOSED);
+		return TC_ACT_SHOT;
+	}
 	if (val && verdict == TLSGATE_CONTENT) {
 		l4_end = tagger_off(nh.pos, data);
 		seg.seq = bpf_ntohl(tcph->seq);
@@ -1528,6 +1970,18 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		 * acknowledgements arrives on its data. Not with URG: an
 		 * urgent pointer may point into data to come and take a byte
 		 * out of the receiver's stream (the session flags it). */
+		/* While the daemon is gone, a client segment that may carry a
+		 * secure domain's MAIL FROM or RCPT TO: dropped, and the flow
+		 * with it (content the program passes as such is not read:
+		 * CONTENT above). Before any copy or mark: the queue's bypass
+		 * would pass it. */
+		if (dir == TLSGATE_DIR_TO_SERVER && payload > 0 &&
+		    (tagger_domains_stale() & TLSGATE_SD_DOMAINS) &&
+		    tagger_secure_domains(skb, l4_end, (__u32)payload)) {
+			tagger_block_flow(val, &key);
+			tagger_count(skb, TLSGATE_CNT_FAILCLOSED);
+			return TC_ACT_SHOT;
+		}
 		if (payload == 0 && !(((__u8 *)tcph)[13] & (PARSE_TCP_SYN | PARSE_TCP_FIN |
 							     PARSE_TCP_RST | PARSE_TCP_URG))) {
 			tagger_count(skb, TLSGATE_CNT_ACK_SKIPPED);

@@ -189,6 +189,38 @@ _Static_assert(sizeof(struct tlsgate_await) == 16, "await layout");
 #define TLSGATE_FNV_PRIME 0x100000001b3ull
 #define TLSGATE_DOMAIN_HASH_STEP(h, c) (((h) ^ (__u8)(c)) * TLSGATE_FNV_PRIME)
 
+/* secure_domains map (key: TLSGATE_DOMAIN_HASH of a domain, as
+ * rcpt_domains; value struct tlsgate_sd_ready, for a domain flags
+ * TLSGATE_SD_SENDER... and failclosed_ms 0): the policy's secure-mode
+ * sender domains and secure-mode recipient domains, for the daemon's
+ * absence. Key TLSGATE_SD_READY (0) holds flags TLSGATE_SD_DOMAINS... and
+ * the heartbeat age at which the program stops trusting the daemon, and the
+ * policy's fail_mode.normal, written last. The daemon adds a new set
+ * before it removes what is stale, so that while it rewrites the map
+ * the set is the old and the new one together (never less closed). While the heartbeat
+ * (daemon_state) is older than failclosed_ms, every client segment with
+ * data of a flow that is not PASS or BLOCK (no entry, INSPECT, CONTENT
+ * that came back) is scanned in the program (see tagger_secure_domains()):
+ * a MAIL FROM naming a secure sender domain, a RCPT TO naming a secure
+ * recipient domain, or such a command line the segment does not end, is
+ * dropped and the flow turned BLOCK. With TLSGATE_SD_NORMAL_CLOSED
+ * (fail_mode.normal "closed") every packet of such a flow is dropped. */
+/* two policy lists of 10,000, twice (old and new set while the daemon
+ * rewrites it), and READY */
+#define TLSGATE_MAX_SECURE_DOMAINS (4 * 10000 + 1)
+#define TLSGATE_SD_READY 0ull
+#define TLSGATE_SD_SENDER 0x01        /* the sender domain itself */
+#define TLSGATE_SD_SENDER_SUB 0x02    /* ... and its subdomains */
+#define TLSGATE_SD_RECIPIENT 0x04     /* the recipient domain itself */
+#define TLSGATE_SD_RECIPIENT_SUB 0x08 /* ... and its subdomains */
+struct tlsgate_sd_ready {
+	__u32 flags;         /* TLSGATE_SD_NORMAL_CLOSED, TLSGATE_SD_DOMAINS */
+	__u32 failclosed_ms; /* 0: never stale */
+};
+_Static_assert(sizeof(struct tlsgate_sd_ready) == 8, "sd ready layout");
+#define TLSGATE_SD_DOMAINS 0x01       /* some secure domain is in the map */
+#define TLSGATE_SD_NORMAL_CLOSED 0x02 /* fail_mode.normal "closed" */
+
 #define TLSGATE_PIN_DIR_DEFAULT "/sys/fs/bpf/tlsgate"
 
 enum tlsgate_verdict {
@@ -299,7 +331,9 @@ enum tlsgate_counter {
 	TLSGATE_CNT_FRAGMENT,  /* IPv4/IPv6 fragment that may be TCP: dropped */
 	TLSGATE_CNT_ACK_SKIPPED, /* pure ACK of a flow under inspection: carries
 				    nothing to inspect, stays in the kernel */
-	TLSGATE_CNT_FAILCLOSED, /* secure-mode source while the daemon is gone: dropped */
+	TLSGATE_CNT_FAILCLOSED, /* while the daemon is gone: a secure-mode source, a
+				   secure domain (secure_domains), or any flow
+				   under fail_mode.normal "closed": dropped */
 	TLSGATE_CNT_DNS_COPIED,  /* DNS answers copied to the daemon */
 	TLSGATE_CNT_DNS_DROPPED, /* DNS answers not copied: ring buffer full */
 	TLSGATE_CNT_CONTENT_PASSED,   /* CONTENT segments (and ACKs) passed in the kernel */

@@ -122,6 +122,11 @@ static int reset_flows(void **state)
 	while (bpf_map_get_next_key(fd, NULL, &h) == 0)
 		if (bpf_map_delete_elem(fd, &h))
 			return -1;
+	/* no secure domains, no fail_mode: nothing judged by domain */
+	fd = bpf_map__fd(skel->maps.secure_domains);
+	while (bpf_map_get_next_key(fd, NULL, &h) == 0)
+		if (bpf_map_delete_elem(fd, &h))
+			return -1;
 	return 0;
 }
 
@@ -3573,6 +3578,357 @@ static void test_fail_closed_all_v6(void **state)
 	check_fail_closed_all(spec_v6(), "2001:db8:1::10", 128);
 }
 
+
+/* ---- secure domains while the daemon is gone (secure_domains) --------- */
+
+struct sd_rule {
+	const char *domain;
+	uint32_t flags; /* TLSGATE_SD_* */
+};
+
+/* secure_domains as the daemon writes it (flowkey_domain_hash() of each
+ * domain), READY with ready flags and a 3 s timeout (0: no READY). */
+static void set_secure_domains(const struct sd_rule *rules, size_t n, uint32_t ready)
+{
+	int fd = bpf_map__fd(skel->maps.secure_domains);
+	struct tlsgate_sd_ready v = { 0 };
+	uint64_t h = TLSGATE_SD_READY;
+
+	bpf_map_delete_elem(fd, &h);
+	for (size_t i = 0; i < n; i++) {
+		h = flowkey_domain_hash(rules[i].domain);
+		v.flags = rules[i].flags;
+		assert_int_equal(bpf_map_update_elem(fd, &h, &v, BPF_ANY), 0);
+	}
+	if (ready) {
+		h = TLSGATE_SD_READY;
+		v.flags = ready;
+		v.failclosed_ms = 3000;
+		assert_int_equal(bpf_map_update_elem(fd, &h, &v, BPF_ANY), 0);
+	}
+}
+
+static const struct sd_rule sd_rules[] = {
+	{ "secure.world.test", TLSGATE_SD_SENDER },
+	{ "corp.test", TLSGATE_SD_SENDER | TLSGATE_SD_SENDER_SUB },
+	{ "vault.world.test", TLSGATE_SD_RECIPIENT },
+	{ "safe.test", TLSGATE_SD_RECIPIENT | TLSGATE_SD_RECIPIENT_SUB },
+	{ "both.test", TLSGATE_SD_SENDER | TLSGATE_SD_RECIPIENT },
+};
+
+#define DAEMON_ALIVE() set_daemon_state(mono_ns(), 0)
+#define DAEMON_GONE() set_daemon_state(mono_ns() - 10ull * 1000000000ull, 0)
+
+/* A client segment (s with payload p) of a flow without an entry: dropped
+ * and its flow turned BLOCK (so the flow's next segment, any, and the
+ * server's are dropped as BLOCK), or marked as before and no entry made. */
+static void expect_sd(const char *what, struct pkt_spec s, const char *p, bool dropped)
+{
+	struct tlsgate_flow_key key;
+	struct tlsgate_flow_value v;
+	struct flowkey_packet fp;
+	struct pkt_spec r;
+	uint8_t frame[PKT_MAX];
+	size_t n, l3;
+	char w[160];
+
+	s.payload = p;
+	n = build(&s, frame, &l3, NULL);
+	assert_int_equal(flowkey_from_ip(frame + l3, n - l3, &smtp, &fp), 0);
+	key = fp.key;
+	bpf_map_delete_elem(bpf_map__fd(skel->maps.flows), &key);
+	snprintf(w, sizeof(w), "%s: ", what);
+	if (!dropped) {
+		expect_moved(w, frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER, NO_COUNTER);
+		if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.flows), &key, &v) == 0)
+			fail_msg("%san entry was made", w);
+		return;
+	}
+	expect_moved(w, frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED, NO_COUNTER);
+	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.flows), &key, &v) != 0 ||
+	    v.verdict != TLSGATE_BLOCK)
+		fail_msg("%sthe flow was not turned BLOCK", w);
+	s.payload = "RCPT TO:<bob@example.org>\r\n";
+	s.seq += 100;
+	n = build(&s, frame, NULL, NULL);
+	expect_moved(w, frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_BLOCK_TO_SERVER, NO_COUNTER);
+	r = pkt_reverse(&s);
+	r.payload = "250 2.1.0 Ok\r\n";
+	n = build(&r, frame, NULL, NULL);
+	expect_moved(w, frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_BLOCK_TO_CLIENT, NO_COUNTER);
+	assert_int_equal(bpf_map_delete_elem(bpf_map__fd(skel->maps.flows), &key), 0);
+}
+
+/* While the daemon misses its heartbeat, a client segment that may carry
+ * a secure sender domain's MAIL FROM or a secure recipient domain's RCPT
+ * TO is dropped and its flow blocked; ordinary mail is marked as before
+ * (the queue's bypass lets it pass); with the daemon alive, everything is
+ * marked as before. */
+static void check_secure_domains(struct pkt_spec s)
+{
+	static const struct {
+		const char *p;
+		bool dropped;
+	} cases[] = {
+		/* the secure sender's MAIL FROM in every spelling smtpd takes */
+		{ "MAIL FROM:<alice@secure.world.test>\r\n", true },
+		{ "mail from:<ALICE@Secure.World.TEST>\r\n", true },
+		{ "MAIL FROM:<alice@secure.world.test.>\r\n", true },
+		{ "MAIL FROM:<alice@secure.world.test..>\r\n", true },
+		{ " MAIL FROM: <alice@secure.world.test> SIZE=100 BODY=8BITMIME\r\n", true },
+		{ "\tMAIL\v FROM\t :\t<alice@secure.world.test>\r\n", true },
+		{ "MAIL FROM:alice@secure.world.test\r\n", true },
+		{ "MAIL FROM:<alice@secure.world.test>\n", true }, /* bare LF */
+		{ "MAIL FROM:<alice@secure.world.test>\r", true }, /* bare CR */
+		{ "MAIL FROM:<alice@secure.world.test> \r\n", true },
+		{ "MAIL FROM:<\"a@b c\"@secure.world.test>\r\n", true },	/* quoted */
+		{ "MAIL FROM:<\"a\\\"@x\"@secure.world.test>\r\n", true },
+		{ "MAIL FROM:<@relay.example,@other.example:alice@secure.world.test>\r\n", true },
+		{ "MAIL FROM:<@secure.world.test:alice@example.org>\r\n", true }, /* route */
+		{ "MAIL FROM:<alice@secure.world.test(comment)>\r\n", true },
+		{ "MAIL FROM:<alice@secure.world.test >\r\n", true },
+		/* not the first line: pipelined, after LF, bare LF, bare CR */
+		{ "RSET\r\nMAIL FROM:<alice@secure.world.test>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n", true },
+		{ "NOOP\nMAIL FROM:<alice@secure.world.test>\n", true },
+		{ "NOOP\rMAIL FROM:<alice@secure.world.test>\r\n", true },
+		{ "EHLO x\r\n  mail  from  :  <a@secure.world.test>\r\n", true },
+		/* subdomains as the policy says */
+		{ "MAIL FROM:<a@corp.test>\r\n", true },
+		{ "MAIL FROM:<a@mail.eu.CORP.test>\r\n", true },
+		{ "MAIL FROM:<a@mail.eu.corp.test.>\r\n", true },
+		{ "MAIL FROM:<a@sub.secure.world.test>\r\n", false }, /* subdomains: false */
+		{ "MAIL FROM:<a@notsecure.world.test>\r\n", false },
+		{ "MAIL FROM:<a@xcorp.test>\r\n", false },
+		{ "MAIL FROM:<a@secure.world.test.example.org>\r\n", false },
+		{ "MAIL FROM:<a@secure-world.test>\r\n", false },
+		/* RCPT TO names a secure recipient domain (inbound or outbound:
+		 * the program does not care) */
+		{ "RCPT TO:<bob@vault.world.test>\r\n", true },
+		{ "rcpt   to:<BOB@VAULT.world.test> NOTIFY=NEVER\r\n", true },
+		{ "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<bob@vault.world.test>\r\n", true },
+		{ "RCPT TO:<bob@safe.test>\r\n", true },
+		{ "RCPT TO:<bob@a.b.safe.test>\r\n", true },
+		{ "RCPT TO:<bob@x.vault.world.test>\r\n", false }, /* subdomains: false */
+		{ "MAIL FROM:<a@both.test>\r\n", true },
+		{ "RCPT TO:<a@both.test>\r\n", true },
+		/* the kinds do not mix: a sender domain as recipient (mail to
+		 * the secure organisation) and a recipient domain as sender */
+		{ "RCPT TO:<alice@secure.world.test>\r\n", false },
+		{ "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@secure.world.test>\r\n", false },
+		{ "MAIL FROM:<bob@vault.world.test>\r\n", false },
+		/* a command line the segment does not end: not judged, dropped
+		 * (the rest could name a secure domain) */
+		{ "MAIL FROM:<alice@secure.wor", true },
+		{ "MAIL FROM:<alice@secure.world.test>", true },
+		{ "MAIL FROM:<a@example.org", true },
+		{ "MAIL FROM:", true },
+		{ "NOOP\r\nRCPT TO:<bob@", true },
+		/* the first line may end a command begun in an earlier segment
+		 * (split "MAIL FR" + "OM:<...>"): both kinds judged */
+		{ "OM:<alice@secure.world.test>\r\n", true },
+		{ "L FROM:<alice@secure.world.test>\r\n", true },
+		{ "FROM:<alice@secure.world.test>\r\n", true },
+		{ ":<alice@secure.world.test>\r\n", true },
+		{ " :<alice@secure.world.test>\r\n", true },
+		{ "o:<bob@vault.world.test>\r\n", true },
+		{ "OM:<alice@example.org>\r\n", false },
+		{ "OM:<alice@secure.wo", true },
+		/* ordinary mail: the same commands with other domains, other
+		 * commands, a secure domain where it is not a command's */
+		{ "MAIL FROM:<alice@example.org>\r\n", false },
+		{ "MAIL FROM:<>\r\n", false },
+		{ "RCPT TO:<bob@example.org>\r\n", false },
+		{ "EHLO secure.world.test\r\n", false },
+		{ "DATA\r\n", false },
+		{ "Hello alice@secure.world.test, see you.\r\n", false },
+		{ "Reply-To: alice@secure.world.test\r\n", false },
+		{ "MAILX FROM:<alice@secure.world.test>\r\n", false },
+		{ "MAIL FROMX:<alice@secure.world.test>\r\n", false },
+		{ "NOOP\r\nMAILFROM:<alice@secure.world.test>\r\n", false },
+		/* on the first line, no better than a suffix of the command */
+		{ "MAILFROM:<alice@secure.world.test>\r\n", true },
+		{ "SEND FROM:<alice@secure.world.test>\r\n", false },
+		{ "xMAIL FROM:<a@example.org>\r\n", false },
+		{ "Subject: an incomplete line of cont", false },
+		{ "mail from the secure organisation: no\r\n", false },
+		{ "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", false }, /* a ClientHello */
+	};
+	uint8_t frame[PKT_MAX];
+	struct tlsgate_flow_key key;
+	char what[200];
+	size_t i, n, l3;
+
+	require_loaded();
+	set_secure_domains(sd_rules, sizeof(sd_rules) / sizeof(sd_rules[0]), TLSGATE_SD_DOMAINS);
+
+	/* Daemon alive: all marked, nothing judged here. */
+	DAEMON_ALIVE();
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(what, sizeof(what), "alive, case %zu", i);
+		expect_sd(what, s, cases[i].p, false);
+	}
+	/* Daemon gone. */
+	DAEMON_GONE();
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(what, sizeof(what), "gone, case %zu (%.60s)", i, cases[i].p);
+		expect_sd(what, s, cases[i].p, cases[i].dropped);
+	}
+
+	/* A domain past the first scratch chunk (512 bytes), and a line
+	 * across the chunk boundary. */
+	{
+		static char big[1400];
+		size_t k;
+
+		memset(big, 0, sizeof(big));
+		for (k = 0; k < 20; k++)
+			strcat(big, "RCPT TO:<someone@example.org>\r\n"); /* 31 bytes each */
+		strcat(big, "MAIL FROM:<alice@secure.world.test>\r\n");
+		expect_sd("gone, MAIL FROM at byte 620", s, big, true);
+		big[0] = '\0';
+		for (k = 0; k < 16; k++)
+			strcat(big, "RCPT TO:<someone@example.org>\r\n");
+		strcat(big, "RCPT TO:<bob@vault.world.test>\r\n"); /* 496..528 */
+		expect_sd("gone, RCPT TO across the chunk boundary", s, big, true);
+		big[0] = '\0';
+		for (k = 0; k < 40; k++)
+			strcat(big, "RCPT TO:<someone@example.org>\r\n");
+		expect_sd("gone, 40 ordinary RCPT TO", s, big, false);
+	}
+	/* More domains than the program checks: not judged, dropped. */
+	{
+		static char many[3200];
+		size_t k;
+
+		many[0] = '\0';
+		for (k = 0; k < 130; k++)
+			strcat(many, "RCPT TO:<a@b.org>\r\n");
+		expect_sd("gone, 130 RCPT TO", s, many, true);
+	}
+
+	/* No READY (no policy) or READY without domains: marked. */
+	set_secure_domains(sd_rules, sizeof(sd_rules) / sizeof(sd_rules[0]), 0);
+	expect_sd("no READY", s, "MAIL FROM:<alice@secure.world.test>\r\n", false);
+	set_secure_domains(NULL, 0, 0);
+	expect_sd("empty", s, "MAIL FROM:<alice@secure.world.test>\r\n", false);
+	set_secure_domains(sd_rules, sizeof(sd_rules) / sizeof(sd_rules[0]), TLSGATE_SD_DOMAINS);
+
+	/* An INSPECT entry (the daemon judged the flow's start, then died):
+	 * dropped and the entry turned BLOCK. */
+	s.payload = "MAIL FROM:<alice@secure.world.test>\r\n";
+	n = build(&s, frame, &l3, NULL);
+	put_flow(frame, n, l3, TLSGATE_INSPECT, &key);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED);
+	assert_int_equal(get_flow(&key).verdict, TLSGATE_BLOCK);
+	/* A PASS entry is not read (offloaded: a TLS flow, or a plaintext
+	 * one with nothing left to judge). */
+	put_flow(frame, n, l3, TLSGATE_PASS, &key);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_SERVER);
+	/* Message content the program passes as such is not read. */
+	put_content(&s, s.seq, 1, &key);
+	s.payload = "MAIL FROM:<alice@secure.world.test> is a line of content\r\n";
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_CONTENT_PASSED);
+	assert_int_equal(get_flow(&key).verdict, TLSGATE_CONTENT);
+	assert_int_equal(bpf_map_delete_elem(bpf_map__fd(skel->maps.flows), &key), 0);
+	/* A client's SYN, and the server's side: not read, marked. */
+	s.payload = "";
+	s.flags = 0x02;
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	s.flags = 0x18;
+	{
+		struct pkt_spec r = pkt_reverse(&s);
+
+		r.payload = "250-secure.world.test\r\n250 STARTTLS\r\nMAIL FROM:<a@secure.world.test>\r\n";
+		n = build(&r, frame, NULL, NULL);
+		expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_CLIENT);
+	}
+
+	/* Heartbeat fresh again: marked as before. */
+	DAEMON_ALIVE();
+	expect_sd("alive again", s, "MAIL FROM:<alice@secure.world.test>\r\n", false);
+	set_secure_domains(NULL, 0, 0);
+	set_daemon_state(0, 0);
+}
+
+static void test_secure_domains_v4(void **state)
+{
+	check_secure_domains(spec_v4());
+}
+
+static void test_secure_domains_v6(void **state)
+{
+	check_secure_domains(spec_v6());
+}
+
+/* fail_mode.normal "closed": while the daemon is gone every packet of a
+ * flow not yet judged is dropped, both ways, SYN and ACK included; PASS
+ * and BLOCK flows keep their verdicts; alive, nothing changes. */
+static void check_normal_closed(struct pkt_spec s)
+{
+	struct pkt_spec r = pkt_reverse(&s);
+	struct tlsgate_flow_key key;
+	uint8_t frame[PKT_MAX];
+	size_t n, l3;
+
+	require_loaded();
+	set_secure_domains(NULL, 0, TLSGATE_SD_NORMAL_CLOSED);
+	s.payload = "MAIL FROM:<a@example.org>\r\n";
+	DAEMON_ALIVE();
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_OK, true, TLSGATE_CNT_INSPECT_TO_SERVER);
+	DAEMON_GONE();
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED);
+	n = build(&r, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED);
+	s.payload = "";
+	s.flags = 0x02; /* SYN */
+	n = build(&s, frame, NULL, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED);
+	s.flags = 0x10; /* ACK */
+	n = build(&s, frame, &l3, NULL);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED);
+	put_flow(frame, n, l3, TLSGATE_INSPECT, &key);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_FAILCLOSED);
+	put_flow(frame, n, l3, TLSGATE_PASS, &key);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_PASS_TO_SERVER);
+	put_flow(frame, n, l3, TLSGATE_BLOCK, &key);
+	expect(frame, n, TC_ACT_SHOT, false, TLSGATE_CNT_BLOCK_TO_SERVER);
+	assert_int_equal(bpf_map_delete_elem(bpf_map__fd(skel->maps.flows), &key), 0);
+	/* "open" (the default): the same ACK is skipped as before */
+	set_secure_domains(NULL, 0, TLSGATE_SD_DOMAINS);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_ACK_SKIPPED);
+	/* no READY: the same */
+	set_secure_domains(NULL, 0, 0);
+	expect(frame, n, TC_ACT_OK, false, TLSGATE_CNT_ACK_SKIPPED);
+	set_daemon_state(0, 0);
+}
+
+static void test_normal_closed_v4(void **state)
+{
+	check_normal_closed(spec_v4());
+}
+
+static void test_normal_closed_v6(void **state)
+{
+	check_normal_closed(spec_v6());
+}
+
+/* The daemon's hashes (flowkey_domain_hash) are the program's: a domain
+ * written through flowkey.c is found by the program's own hashing of a
+ * mixed-case, dotted spelling (the cases above), and the map's bounds. */
+static void test_secure_domains_map(void **state)
+{
+	require_loaded();
+	assert_int_equal(bpf_map__type(skel->maps.secure_domains), BPF_MAP_TYPE_HASH);
+	assert_int_equal(bpf_map__key_size(skel->maps.secure_domains), 8);
+	assert_int_equal(bpf_map__value_size(skel->maps.secure_domains),
+			 sizeof(struct tlsgate_sd_ready));
+	assert_true(bpf_map__max_entries(skel->maps.secure_domains) >= 4 * 10000 + 1);
+	assert_true(flowkey_domain_hash("secure.world.test") != TLSGATE_SD_READY);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3657,6 +4013,11 @@ int main(void)
 		cmocka_unit_test_setup(test_await_rcpt_v6, reset_flows),
 		cmocka_unit_test_setup(test_fail_closed_all_v4, reset_flows),
 		cmocka_unit_test_setup(test_fail_closed_all_v6, reset_flows),
+		cmocka_unit_test_setup(test_secure_domains_v4, reset_flows),
+		cmocka_unit_test_setup(test_secure_domains_v6, reset_flows),
+		cmocka_unit_test_setup(test_normal_closed_v4, reset_flows),
+		cmocka_unit_test_setup(test_normal_closed_v6, reset_flows),
+		cmocka_unit_test_setup(test_secure_domains_map, reset_flows),
 	};
 
 	return cmocka_run_group_tests_name("tagger", tests, group_setup, group_teardown);
