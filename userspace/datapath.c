@@ -468,6 +468,72 @@ int datapath_set_rcpt_domains(struct datapath *dp, const uint64_t *hashes, size_
 	return err;
 }
 
+int datapath_set_secure_domains(struct datapath *dp, const uint64_t *hashes, const uint32_t *flags,
+				size_t n, uint32_t ready_flags, uint32_t failclosed_ms)
+{
+	int fd = bpf_map__fd(dp->skel->maps.secure_domains);
+	__u64 ready = TLSGATE_SD_READY;
+	struct tlsgate_sd_ready v = { 0 };
+	/* a policy's two lists at most: half the map (see its bound) */
+	const size_t cap = (TLSGATE_MAX_SECURE_DOMAINS - 1) / 2;
+	if (n > cap)
+		return -E2BIG;
+	if (!ready_flags && bpf_map_delete_elem(fd, &ready) < 0 && errno != ENOENT)
+		return -errno;
+	/* The new set, each hash with all its flags (sorted: equal hashes
+	 * side by side). */
+	struct sd_pair {
+		uint64_t hash;
+		uint32_t flags;
+	} *pairs = xcalloc(n + 1, sizeof(*pairs));
+	uint64_t *sorted = xcalloc(n + 1, sizeof(*sorted));
+	for (size_t i = 0; i < n; i++) {
+		pairs[i].hash = hashes[i];
+		pairs[i].flags = flags[i];
+	}
+	qsort(pairs, n, sizeof(*pairs), hash_cmp); /* by the hash, the first member */
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = pairs[i].hash;
+	int err = 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		if (i + 1 < n && pairs[i + 1].hash == pairs[i].hash) {
+			pairs[i + 1].flags |= pairs[i].flags;
+			continue;
+		}
+		if (pairs[i].hash == TLSGATE_SD_READY)
+			continue; /* no name's hash in practice; never READY */
+		v.flags = pairs[i].flags;
+		v.failclosed_ms = 0;
+		if (bpf_map_update_elem(fd, &pairs[i].hash, &v, BPF_ANY) < 0)
+			err = -errno;
+	}
+	free(pairs);
+	/* Then what is stale: collected, then deleted (deleting while
+	 * iterating restarts the walk). */
+	size_t max = TLSGATE_MAX_SECURE_DOMAINS, n_stale = 0;
+	uint64_t *stale = xcalloc(max, sizeof(*stale));
+	__u64 cur, next;
+	int rc = err ? -1 : bpf_map_get_next_key(fd, NULL, &next);
+	while (rc == 0 && n_stale < max) {
+		cur = next;
+		if (cur != TLSGATE_SD_READY && !bsearch(&cur, sorted, n, sizeof(*sorted), hash_cmp))
+			stale[n_stale++] = cur;
+		rc = bpf_map_get_next_key(fd, &cur, &next);
+	}
+	for (size_t i = 0; i < n_stale && !err; i++)
+		if (bpf_map_delete_elem(fd, &stale[i]) < 0 && errno != ENOENT)
+			err = -errno;
+	free(stale);
+	free(sorted);
+	if (!err && ready_flags) {
+		v.flags = ready_flags;
+		v.failclosed_ms = failclosed_ms;
+		if (bpf_map_update_elem(fd, &ready, &v, BPF_ANY) < 0)
+			err = -errno;
+	}
+	return err;
+}
+
 int datapath_dns_ring_fd(const struct datapath *dp)
 {
 	return bpf_map__fd(dp->skel->maps.dns_events);

@@ -97,6 +97,18 @@ int datapath_set_secure_sources(struct datapath *dp, const struct tlsgate_lpm_ke
  * Returns 0 or -errno (then READY stays absent: every RCPT is marked). */
 int datapath_set_rcpt_domains(struct datapath *dp, const uint64_t *hashes, size_t n);
 
+/* Replaces the secure_domains map's contents: the n domains' hashes
+ * (flowkey_domain_hash) with their TLSGATE_SD_SENDER... flags (a hash
+ * given twice gets both flags), then the READY entry with ready_flags
+ * (TLSGATE_SD_DOMAINS, TLSGATE_SD_NORMAL_CLOSED) and failclosed_ms, the
+ * heartbeat age from which the program acts alone. The new set is added
+ * before the stale one is removed and READY written last, so that the
+ * program never sees less than the old or the new set. ready_flags 0: no
+ * policy; READY goes first, then the rest. Returns 0 or -errno (then the
+ * map holds a superset of both sets under the old READY: call again). */
+int datapath_set_secure_domains(struct datapath *dp, const uint64_t *hashes, const uint32_t *flags,
+				size_t n, uint32_t ready_flags, uint32_t failclosed_ms);
+
 /* The fd of the dns_events ring buffer (for dnslearn). */
 int datapath_dns_ring_fd(const struct datapath *dp);
 int datapath_reply_ring_fd(const struct datapath *dp);

@@ -335,9 +335,45 @@ static void sha256_hex(const char *data, size_t len, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+/* The kernel's secure_domains from policy p (NULL: none): its secure-mode
+ * sender and recipient domains and fail_mode.normal, for when the daemon
+ * is gone (bpf/tlsgate_shared.h). On failure the map keeps a superset of
+ * the old and the new set under the old READY: retried at the next
+ * policy. */
+static void gate_secure_domains(struct gate *g, const struct policy *p)
+{
+	const char **names = xcalloc(2 * POLICY_MAX_ENTRIES, sizeof(*names));
+	unsigned int *pf = xcalloc(2 * POLICY_MAX_ENTRIES, sizeof(*pf));
+	size_t n = policy_secure_domains(p, names, pf, 2 * POLICY_MAX_ENTRIES);
+	uint64_t *hashes = xcalloc(n + 1, sizeof(*hashes));
+	uint32_t *flags = xcalloc(n + 1, sizeof(*flags));
+	for (size_t i = 0; i < n; i++) {
+		bool sub = pf[i] & POLICY_SECURE_SUBDOMAINS;
+		hashes[i] = flowkey_domain_hash(names[i]);
+		if (pf[i] & POLICY_SECURE_SENDER)
+			flags[i] = TLSGATE_SD_SENDER | (sub ? TLSGATE_SD_SENDER_SUB : 0);
+		else
+			flags[i] = TLSGATE_SD_RECIPIENT | (sub ? TLSGATE_SD_RECIPIENT_SUB : 0);
+	}
+	uint32_t ready = (n ? TLSGATE_SD_DOMAINS : 0) |
+			 (p && policy_fail_mode_normal(p) == POLICY_FAIL_CLOSED
+				  ? TLSGATE_SD_NORMAL_CLOSED
+				  : 0);
+	int rc = datapath_set_secure_domains(g->dp, hashes, flags, n, ready, g->cfg.failclosed_ms);
+	if (rc < 0)
+		log_warnx("cannot write the secure domains to the kernel (%s): while the daemon is "
+			  "gone they fail as the previous policy said",
+			  strerror(-rc));
+	free(flags);
+	free(hashes);
+	free(pf);
+	free(names);
+}
+
 /* The kernel's rcpt_domains from policy p (NULL: none, every RCPT TO
  * passes the daemon's judgement). On failure READY stays absent and every
- * RCPT TO is queued: slower, never weaker. */
+ * RCPT TO is queued: slower, never weaker. Then secure_domains, from the
+ * same policy. */
 static void gate_rcpt_domains(struct gate *g, const struct policy *p)
 {
 	const char **names = xcalloc(2 * POLICY_MAX_ENTRIES, sizeof(*names));
@@ -352,6 +388,7 @@ static void gate_rcpt_domains(struct gate *g, const struct policy *p)
 			  strerror(-rc));
 	free(hashes);
 	free(names);
+	gate_secure_domains(g, p);
 }
 
 /* Verifies and installs a policy from memory. applied_serial: the serial

@@ -603,6 +603,10 @@ static int parse_fail_mode(struct ctx *c, json_t *fm, struct policy *p)
 
 		if (!v)
 			continue;
+		if (s && strcmp(s, "open") == 0 && i == 1)
+			return bad(c, "fail_mode",
+				   "\"secure\" cannot be \"open\": secure mode always fails closed "
+				   "(drop the field or say \"closed\")");
 		if (s && strcmp(s, "open") == 0)
 			*dst[i] = POLICY_FAIL_OPEN;
 		else if (s && strcmp(s, "closed") == 0)
@@ -890,6 +894,26 @@ size_t policy_refusing_domains(const struct policy *p, const char **names, size_
 			names[n++] = p->overrides.v[i].name;
 	for (i = 0; i < p->recipient_domains.n && n < max; i++)
 		names[n++] = p->recipient_domains.v[i].name;
+	return n;
+}
+
+size_t policy_secure_domains(const struct policy *p, const char **names, unsigned int *flags,
+			     size_t max)
+{
+	size_t n = 0, i;
+
+	if (!p)
+		return 0;
+	for (i = 0; i < p->sender_domains.n && n < max; i++, n++) {
+		names[n] = p->sender_domains.v[i].name;
+		flags[n] = POLICY_SECURE_SENDER |
+			   (p->sender_domains.v[i].subdomains ? POLICY_SECURE_SUBDOMAINS : 0);
+	}
+	for (i = 0; i < p->recipient_domains.n && n < max; i++, n++) {
+		names[n] = p->recipient_domains.v[i].name;
+		flags[n] = POLICY_SECURE_RECIPIENT |
+			   (p->recipient_domains.v[i].subdomains ? POLICY_SECURE_SUBDOMAINS : 0);
+	}
 	return n;
 }
 

@@ -115,10 +115,22 @@ size_t policy_sender_prefixes(const struct policy *p, const struct policy_prefix
  * or not: up to max names (normalised) into names; returns how many.
  * 2 * POLICY_MAX_ENTRIES is always enough. */
 size_t policy_refusing_domains(const struct policy *p, const char **names, size_t max);
+/* The secure-mode sender domains, then the secure-mode recipient domains
+ * (normalised), with POLICY_SECURE_* flags: up to max into names and
+ * flags; returns how many. 2 * POLICY_MAX_ENTRIES is always enough. A
+ * domain may be in both lists (twice here). */
+#define POLICY_SECURE_SENDER 0x1
+#define POLICY_SECURE_RECIPIENT 0x2
+#define POLICY_SECURE_SUBDOMAINS 0x4 /* the entry covers subdomains */
+size_t policy_secure_domains(const struct policy *p, const char **names, unsigned int *flags,
+			     size_t max);
 /* History releases: host names (lower case, no trailing dot) or address
  * literals; valid while p lives. */
 size_t policy_history_releases(const struct policy *p, const char *const **hosts);
+/* fail_mode.normal: "closed" drops every flow not yet judged while the
+ * daemon is gone (in the kernel, see bpf/tlsgate_shared.h secure_domains). */
 enum policy_fail_mode policy_fail_mode_normal(const struct policy *p);
+/* Always POLICY_FAIL_CLOSED: "open" is refused at parse time. */
 enum policy_fail_mode policy_fail_mode_secure(const struct policy *p);
 uint32_t policy_dane_probe_max_age(const struct policy *p);
 

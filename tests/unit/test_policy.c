@@ -365,6 +365,7 @@ static void test_schema_refusals(void **state)
 		{ HEAD "\"history_releases\": [{\"host\": \"mx1.example.net\", \"until\": \"2027\"}]}", "unknown field \"until\"" },
 		{ HEAD "\"fail_mode\": {\"normal\": \"drop\"}}", "\"normal\" must be \"open\" or \"closed\"" },
 		{ HEAD "\"fail_mode\": {\"secure\": false}}", "\"secure\" must be" },
+		{ HEAD "\"fail_mode\": {\"secure\": \"open\"}}", "\"secure\" cannot be \"open\"" },
 		{ HEAD "\"dane_probe_max_age\": 59}", "dane_probe_max_age" },
 		{ HEAD "\"dane_probe_max_age\": 2592001}", "dane_probe_max_age" },
 		{ HEAD "\"comment\": 5}", "comment" },
