@@ -48,7 +48,14 @@
  * not offloaded are dropped: secure mode fails closed, the rest fails open
  * through the NFQUEUE rule's queue bypass. The check comes first for every
  * flow that is not PASS or BLOCK (no entry, INSPECT, CONTENT, unknown, a
- * client's SYN), before anything of it may pass: content, copies, ACKs. A
+ * client's SYN), before anything of it may pass: content, copies, ACKs; so
+ * does fail_mode.normal "closed" (secure_domains READY), which drops all of
+ * them. Secure-mode domains (secure_domains) fail closed too: a client
+ * segment with data of such a flow that the program would mark or copy
+ * (not content it passes as such) and that may hold a MAIL FROM naming a
+ * secure sender domain or a RCPT TO naming a secure recipient domain, or
+ * such a line unfinished, is dropped and the flow turned BLOCK (see
+ * tagger_secure_domains()). A
  * pure ACK (no payload, no SYN/FIN/RST) of a flow under inspection is then
  * not marked: it carries nothing the inspection needs, and about a fifth of
  * a plaintext dialog's packets are such ACKs.
