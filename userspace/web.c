@@ -75,6 +75,9 @@ struct web {
 	struct web_store *sample_store; /* the daemon thread's own connection */
 	int port;
 	char *token, *cors_origin;
+	char *listen;                 /* for the Host header check */
+	char *hosts[WEB_HOSTS_MAX];   /* --web-host names */
+	size_t n_hosts;
 	struct web_hooks hooks;
 	struct web_store *store;
 	struct metrics_web counters;
@@ -1043,6 +1046,119 @@ static void *web_pacer(void *arg)
 	return NULL;
 }
 
+/* ---- Host header (DNS rebinding) -------------------------------------- */
+
+/* The host part of "NAME[:PORT]" or "[ADDR6][:PORT]"; false when malformed
+ * (empty, a bad port, junk after the bracket). */
+static bool web_host_split(const char *in, const char **h, size_t *hlen, bool *bracketed)
+{
+	const char *port = NULL;
+	if (in[0] == '[') {
+		const char *end = strchr(in, ']');
+		if (!end)
+			return false;
+		*h = in + 1;
+		*hlen = (size_t)(end - in - 1);
+		*bracketed = true;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1])
+			return false;
+	} else {
+		const char *colon = strchr(in, ':');
+		*h = in;
+		*hlen = colon ? (size_t)(colon - in) : strlen(in);
+		*bracketed = false;
+		if (colon)
+			port = colon + 1;
+	}
+	if (port) {
+		size_t n = strlen(port);
+		if (n == 0 || n > 5 || strspn(port, "0123456789") != n || atol(port) < 1 ||
+		    atol(port) > 65535)
+			return false;
+	}
+	return *hlen > 0;
+}
+
+/* An IPv4 or IPv6 literal of len bytes at s, as 16 bytes (IPv4 in the first 4). */
+static bool web_host_literal(const char *s, size_t len, int *af, unsigned char addr[16])
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	if (len == 0 || len >= sizeof(buf))
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	memset(addr, 0, 16);
+	if (inet_pton(AF_INET, buf, addr) == 1)
+		*af = AF_INET;
+	else if (inet_pton(AF_INET6, buf, addr) == 1)
+		*af = AF_INET6;
+	else
+		return false;
+	return true;
+}
+
+static bool web_host_name_is(const char *h, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	if (n && name[n - 1] == '.')
+		n--;
+	return n == len && !strncasecmp(h, name, len);
+}
+
+bool web_host_allowed(const char *host, const char *listen, const char *const *hosts,
+		      size_t n_hosts)
+{
+	const char *h;
+	size_t len;
+	bool br;
+	int af;
+	unsigned char a[16];
+	if (!host)
+		return true; /* HTTP/1.0 without Host: not a browser */
+	if (!web_host_split(host, &h, &len, &br))
+		return false;
+	if (web_host_literal(h, len, &af, a)) {
+		/* An address names no one's zone: nothing to rebind. */
+		static const unsigned char lo6[16] = { [15] = 1 }, any[16] = { 0 };
+		if (br != (af == AF_INET6))
+			return false;
+		if ((af == AF_INET && a[0] == 127) || (af == AF_INET6 && !memcmp(a, lo6, 16)))
+			return true;
+		const char *lh;
+		size_t llen;
+		bool lbr;
+		int laf;
+		unsigned char la[16];
+		if (listen && web_host_split(listen, &lh, &llen, &lbr) &&
+		    web_host_literal(lh, llen, &laf, la))
+			return !memcmp(la, any, 16) || (laf == af && !memcmp(la, a, 16));
+		return false;
+	}
+	if (br)
+		return false;
+	if (h[len - 1] == '.')
+		len--;
+	if (web_host_name_is(h, len, "localhost"))
+		return true;
+	for (size_t i = 0; i < n_hosts; i++)
+		if (hosts[i] && web_host_name_is(h, len, hosts[i]))
+			return true;
+	return false;
+}
+
+static enum MHD_Result web_misdirected(struct web *w, struct MHD_Connection *c, const char *host)
+{
+	char quoted[WEB_BAD_TEXT_MAX], msg[WEB_BAD_TEXT_MAX + 256];
+	web_address_quote(host, strlen(host), quoted, sizeof(quoted));
+	snprintf(msg, sizeof(msg),
+		 "Host \"%s\" is not a name of this gateway: ask for it by its address, "
+		 "localhost or a name given to tlsgated with --web-host (DNS rebinding protection)",
+		 quoted);
+	return web_json(w, c, 421, json_pack("{s:s}", "error", msg));
+}
+
 static enum MHD_Result web_handler(void *cls, struct MHD_Connection *c, const char *url,
 				   const char *method, const char *version,
 				   const char *upload_data, size_t *upload_data_size,
@@ -1067,6 +1183,10 @@ static enum MHD_Result web_handler(void *cls, struct MHD_Connection *c, const ch
 	/* The whole request is read: it waits here for its turn (MHD calls
 	 * again when the pacer resumes it). */
 	if (!rq->paced) {
+		/* Before its turn: a refused request costs no token. */
+		const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+		if (!web_host_allowed(host, w->listen, (const char *const *)w->hosts, w->n_hosts))
+			return web_misdirected(w, c, host);
 		rq->paced = true;
 		if (web_pace(w, c))
 			return MHD_YES;
@@ -1143,6 +1263,10 @@ struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks
 		w->hooks = *hooks;
 	w->token = cfg->token && cfg->token[0] ? xstrdup(cfg->token) : NULL;
 	w->cors_origin = cfg->cors_origin ? xstrdup(cfg->cors_origin) : NULL;
+	w->listen = xstrdup(listen);
+	for (size_t i = 0; i < cfg->n_hosts && i < WEB_HOSTS_MAX; i++)
+		if (cfg->hosts[i])
+			w->hosts[w->n_hosts++] = xstrdup(cfg->hosts[i]);
 	w->rate = cfg->rate;
 	w->tokens = 20;
 	clock_gettime(CLOCK_MONOTONIC, &w->tokens_at);
@@ -1224,6 +1348,9 @@ void web_close(struct web *w)
 	web_store_free(w->store);
 	free(w->token);
 	free(w->cors_origin);
+	free(w->listen);
+	for (size_t i = 0; i < w->n_hosts; i++)
+		free(w->hosts[i]);
 	free(w);
 }
 

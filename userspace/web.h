@@ -17,6 +17,16 @@
  *   POST /api/v1/history/release   {"mx": NAME}       bearer token required
  *   POST /api/v1/probe             {"domain": NAME}   bearer token required
  *
+ * Every request must name the gateway in its Host header (DNS rebinding:
+ * a page of an attacker's name, resolved to this address, must not reach
+ * the API from a browser on the management network or through a tunnel):
+ * an IP address literal that is the listening address, a loopback address
+ * or any address when listening on the wildcard address; "localhost"; or
+ * a name configured as web_config.hosts (tlsgated --web-host). The port is
+ * not compared (a tunnel or proxy may change it; rebinding changes the
+ * name). Anything else is answered 421 with {"error": ...}; a request
+ * without a Host header (HTTP/1.0; no browser sends one) is served.
+ *
  * Read endpoints need no authentication (the server listens only on the
  * management address). State-changing requests need "Authorization: Bearer
  * TOKEN"; with no token configured they are refused (403). Bad input is a
@@ -32,6 +42,7 @@
 #ifndef TLSGATE_WEB_H
 #define TLSGATE_WEB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "store.h"
@@ -42,6 +53,7 @@
 #define WEB_EVENTS_MAX 1000    /* rows in one events answer */
 #define WEB_BODY_MAX 4096      /* bytes in a POST body */
 #define WEB_CONNECTIONS_MAX 512
+#define WEB_HOSTS_MAX 8        /* names in web_config.hosts */
 
 struct web_hooks {
 	void *arg;
@@ -58,6 +70,8 @@ struct web_config {
 	const char *store_path;  /* SQLite file, opened read-only by web_store */
 	unsigned rate;           /* requests per second answered (paced, not
 				    refused: see web_pace()); 0: no pacing */
+	const char *hosts[WEB_HOSTS_MAX]; /* more names for the Host header (see above) */
+	size_t n_hosts;
 };
 /* The default pace: a status page, monitoring and a webmail's lookups fit
  * in it; a flood of requests waits instead of taking the mail path's CPU. */
@@ -78,6 +92,12 @@ int web_fd(const struct web *w);
 void web_process(struct web *w);
 /* The bound port (useful when cfg->listen asked for port 0). */
 int web_port(const struct web *w);
+
+/* Whether a request with Host header host (NULL: none) is served by a
+ * server listening on listen ("ADDR:PORT", "[ADDR6]:PORT") with the extra
+ * names hosts[0..n_hosts) (see the rules above). Exposed for tests. */
+bool web_host_allowed(const char *host, const char *listen, const char *const *hosts,
+		      size_t n_hosts);
 
 /* ---- recipient parameters (exposed for tests and the fuzzer) ---------- */
 

@@ -223,7 +223,7 @@ static int setup_with(void **state, const char *token, const char *origin)
 				   .flows_json = flows_json, .schedule_probe = schedule_probe,
 				   .release = release };
 	struct web_config cfg = { .listen = "127.0.0.1:0", .token = token, .cors_origin = origin,
-				  .store_path = db_path };
+				  .store_path = db_path, .hosts = { "gw.example.org" }, .n_hosts = 1 };
 	f->w = web_open(&cfg, &hooks);
 	assert_non_null(f->w);
 	f->port = web_port(f->w);
@@ -567,7 +567,7 @@ static void test_cors(void **state)
 	assert_null(strstr(r.headers, "Access-Control-Allow-Origin"));
 	reply_free(&r);
 	r = http_raw_to(f, "127.0.0.1",
-			"OPTIONS /api/v1/recipient HTTP/1.1\r\nHost: x\r\n"
+			"OPTIONS /api/v1/recipient HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 			"Origin: https://webmail.example\r\nAccess-Control-Request-Method: GET\r\n"
 			"Connection: close\r\n\r\n");
 	assert_int_equal(r.status, 204);
@@ -708,7 +708,7 @@ static void test_events_destinations_stats(void **state)
 	r = http_get(f, "/nope", NULL);
 	assert_int_equal(r.status, 404);
 	reply_free(&r);
-	r = http_raw_to(f, "127.0.0.1", "DELETE /api/v1/locks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	r = http_raw_to(f, "127.0.0.1", "DELETE /api/v1/locks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 	assert_int_equal(r.status, 405);
 	reply_free(&r);
 }
@@ -739,7 +739,7 @@ static void test_page_served(void **state)
 static void test_listens_only_on_configured_address(void **state)
 {
 	struct fixture *f = *state;
-	struct reply r = http_raw_to(f, "127.0.0.2", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	struct reply r = http_raw_to(f, "127.0.0.2", "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 	assert_int_equal(r.status, -ECONNREFUSED);
 	struct web_config cfg = { .listen = "127.0.0.1", .store_path = db_path };
 	assert_null(web_open(&cfg, NULL));
@@ -747,6 +747,103 @@ static void test_listens_only_on_configured_address(void **state)
 	assert_null(web_open(&cfg, NULL));
 	cfg.listen = "localhost:8025"; /* numeric only: no resolver at start-up */
 	assert_null(web_open(&cfg, NULL));
+}
+
+/* ---- Host header (DNS rebinding, issue 19) ------------------------------ */
+
+static struct reply http_get_host(struct fixture *f, const char *path, const char *host)
+{
+	char req[1024];
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+		 path, host);
+	return http_raw_to(f, "127.0.0.1", req);
+}
+
+static void test_host_header(void **state)
+{
+	struct fixture *f = *state;
+	char with_port[64];
+	snprintf(with_port, sizeof(with_port), "127.0.0.1:%d", f->port);
+	const char *good[] = { with_port, "127.0.0.1", "localhost", "LocalHost.", "localhost:9000",
+			       "[::1]:8025", "127.0.0.2", "gw.example.org", "GW.Example.ORG.:443" };
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct reply r = http_get_host(f, "/api/v1/events", good[i]);
+		if (r.status != 200)
+			fail_msg("Host: %s answered %d", good[i], r.status);
+		reply_free(&r);
+	}
+	/* A name the attacker's DNS points at this address: the page, the
+	 * API and the metrics all refuse it, saying why. */
+	const char *bad[] = { "evil.example", "evil.example:8025", "localhost.evil.example",
+			      "127.0.0.1.evil.example", "gw.example.org.evil", "10.9.8.7",
+			      "[::2]", "127.0.0.1:0", "127.0.0.1:x", "[::1", "::1" };
+	const char *paths[] = { "/", "/api/v1/recipient?address=a@unknown.example",
+				"/api/v1/stats", "/metrics" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct reply r = http_get_host(f, paths[i % 4], bad[i]);
+		if (r.status != 421)
+			fail_msg("Host: '%s' answered %d, not 421", bad[i], r.status);
+		if (r.status == 421) {
+			assert_non_null(r.json);
+			assert_non_null(strstr(str(r.json, "error"), "not a name of this gateway"));
+			assert_non_null(strstr(str(r.json, "error"), "--web-host"));
+		}
+		reply_free(&r);
+	}
+	assert_int_equal(f->hs.probes, 0); /* the refused lookup scheduled nothing */
+	/* A POST with the right token but a foreign Host: refused before it acts. */
+	char req[512];
+	const char *body = "{\"domain\": \"example.com\"}";
+	snprintf(req, sizeof(req),
+		 "POST /api/v1/probe HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer "
+		 "s3cret-token\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		 "Connection: close\r\n\r\n%s",
+		 strlen(body), body);
+	struct reply r = http_raw_to(f, "127.0.0.1", req);
+	assert_int_equal(r.status, 421);
+	assert_int_equal(f->hs.probes, 0);
+	reply_free(&r);
+	/* HTTP/1.0 without a Host header (no browser sends that): served. */
+	r = http_raw_to(f, "127.0.0.1", "GET /api/v1/events HTTP/1.0\r\n\r\n");
+	assert_int_equal(r.status, 200);
+	reply_free(&r);
+}
+
+static void test_host_allowed_rules(void **state)
+{
+	const char *names[] = { "status.example.org", "gw.example.org." };
+	/* Specific listening address: it, loopback, localhost, the names. */
+	const char *l = "192.0.2.1:8025";
+	assert_true(web_host_allowed(NULL, l, names, 2));
+	assert_true(web_host_allowed("192.0.2.1", l, names, 2));
+	assert_true(web_host_allowed("192.0.2.1:8025", l, names, 2));
+	assert_true(web_host_allowed("192.0.2.1:12345", l, names, 2)); /* a tunnel's port */
+	assert_true(web_host_allowed("127.0.0.1:8025", l, names, 2));
+	assert_true(web_host_allowed("[::1]", l, names, 2));
+	assert_true(web_host_allowed("localhost:8025", l, names, 2));
+	assert_true(web_host_allowed("status.example.org:8025", l, names, 2));
+	assert_true(web_host_allowed("gw.example.org", l, names, 2));
+	assert_false(web_host_allowed("192.0.2.2", l, names, 2));
+	assert_false(web_host_allowed("[2001:db8::1]", l, names, 2));
+	assert_false(web_host_allowed("example.org", l, names, 2));
+	assert_false(web_host_allowed("xstatus.example.org", l, names, 2));
+	assert_false(web_host_allowed("status.example.org.evil", l, names, 2));
+	assert_false(web_host_allowed("status.example.org:", l, names, 2));
+	assert_false(web_host_allowed("status.example.org:70000", l, names, 2));
+	assert_false(web_host_allowed("[status.example.org]", l, names, 2));
+	assert_false(web_host_allowed("[192.0.2.1]", l, names, 2));
+	assert_false(web_host_allowed("192.0.2.1]", l, names, 2));
+	assert_false(web_host_allowed("", l, names, 2));
+	assert_false(web_host_allowed("localhost", l, NULL, 0) == false);
+	assert_false(web_host_allowed("status.example.org", l, NULL, 0));
+	/* The wildcard address: any address literal (none can be rebound),
+	 * still no foreign name. */
+	assert_true(web_host_allowed("198.51.100.9:8025", "0.0.0.0:8025", NULL, 0));
+	assert_true(web_host_allowed("[2001:db8::1]:8025", "[::]:8025", NULL, 0));
+	assert_false(web_host_allowed("evil.example", "0.0.0.0:8025", NULL, 0));
+	/* IPv6 listening address. */
+	assert_true(web_host_allowed("[2001:DB8::5]:8025", "[2001:db8::5]:8025", NULL, 0));
+	assert_false(web_host_allowed("[2001:db8::6]", "[2001:db8::5]:8025", NULL, 0));
 }
 
 /* Prometheus text format rules (what promtool check metrics enforces for
@@ -997,6 +1094,8 @@ int main(void)
 		cmocka_unit_test(test_address_parse),
 		cmocka_unit_test(test_address_list),
 		cmocka_unit_test(test_classify_function),
+		cmocka_unit_test(test_host_allowed_rules),
+		cmocka_unit_test_setup_teardown(test_host_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_honest_classes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recipient_classes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_and_stale_schedule_probe_once, setup, teardown),

@@ -24,7 +24,9 @@ c = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
 if body is not None:
     headers.setdefault("Content-Type", "application/json")
 # The URL is sent as given (already percent-encoded by the caller).
-c.putrequest(method, path, skip_accept_encoding=True)
+# A Host header given by the caller replaces the one from the URL.
+c.putrequest(method, path, skip_accept_encoding=True,
+             skip_host=any(k.lower() == "host" for k in headers))
 for k, v in headers.items():
     c.putheader(k, v)
 data = body.encode() if body is not None else None
