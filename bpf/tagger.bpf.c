@@ -222,6 +222,7 @@ struct sd_state {
 
 struct sd_scratch {
 	struct sd_state st;
+	struct tlsgate_flow_value nv; /* a BLOCK entry to write (not on the stack) */
 	__u8 b[SD_CHUNK];
 	__u8 d[SD_DOMAIN];
 	__u32 start[SD_MAX_AT]; /* a domain's first byte (payload offset) | kind << 24 */
@@ -1468,7 +1469,8 @@ __attribute__((noinline)) int tagger_secure_domains(struct __sk_buff *skb, __u32
 static __always_inline void tagger_block_flow(struct tlsgate_flow_value *val,
 					      struct tlsgate_flow_key *key)
 {
-	struct tlsgate_flow_value nv;
+	struct sd_scratch *sc;
+	__u32 zero = 0;
 	__u64 s0;
 	int i;
 
@@ -1483,10 +1485,13 @@ static __always_inline void tagger_block_flow(struct tlsgate_flow_value *val,
 		val->verdict = TLSGATE_BLOCK; /* eight races lost in a row */
 		return;
 	}
-	__builtin_memset(&nv, 0, sizeof(nv));
-	nv.verdict = TLSGATE_BLOCK;
-	nv.verdict_ns = bpf_ktime_get_ns();
-	bpf_map_update_elem(&flows, key, &nv, BPF_ANY);
+	sc = bpf_map_lookup_elem(&sd_scratch, &zero);
+	if (!sc)
+		return; /* cannot be: the segment is dropped all the same */
+	__builtin_memset(&sc->nv, 0, sizeof(sc->nv));
+	sc->nv.verdict = TLSGATE_BLOCK;
+	sc->nv.verdict_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&flows, key, &sc->nv, BPF_ANY);
 }
 
 /* A copied server segment with data (payload len bytes at off, sequence
