@@ -3,25 +3,48 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 
-#define CONTROL_READ_TIMEOUT_MS 1000
 #define CONTROL_ANSWER_MAX (64u * 1024 * 1024)
 
+#define CONTROL_LISTENER UINT32_MAX /* epoll data of the listening socket */
+
+/* A client being served: its command line as it arrives, then its answer
+ * as the socket takes it, each within its deadline. */
+struct control_client {
+	int fd; /* -1: free */
+	char line[CONTROL_LINE_MAX + 1];
+	size_t used;
+	bool answering, writing;
+	char *out;
+	size_t out_len, out_off;
+	uint64_t since, deadline; /* ms, CLOCK_MONOTONIC */
+};
+
 struct control {
-	int fd;
+	int fd; /* listening */
+	int ep; /* epoll set of the listening socket and the clients: control_fd() */
 	char *path;
 	control_handler_fn fn;
 	void *arg;
+	struct control_client clients[CONTROL_CLIENTS_MAX];
+	size_t n_clients;
+	uint64_t timed_out, evicted;
 };
+
+static void control_drop(struct control *c, struct control_client *cl, const char *why);
 
 static int control_addr(const char *path, struct sockaddr_un *sun)
 {
@@ -54,11 +77,24 @@ struct control *control_open(const char *path, control_handler_fn fn, void *arg)
 		close(fd);
 		return NULL;
 	}
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = CONTROL_LISTENER };
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		log_warn("control: epoll");
+		if (ep >= 0)
+			close(ep);
+		close(fd);
+		unlink(path);
+		return NULL;
+	}
 	struct control *c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
+	c->ep = ep;
 	c->path = xstrdup(path);
 	c->fn = fn;
 	c->arg = arg;
+	for (size_t k = 0; k < CONTROL_CLIENTS_MAX; k++)
+		c->clients[k].fd = -1;
 	return c;
 }
 
@@ -66,6 +102,10 @@ void control_close(struct control *c)
 {
 	if (!c)
 		return;
+	for (size_t k = 0; k < CONTROL_CLIENTS_MAX; k++)
+		if (c->clients[k].fd >= 0)
+			control_drop(c, &c->clients[k], NULL);
+	close(c->ep);
 	close(c->fd);
 	unlink(c->path);
 	free(c->path);
@@ -74,10 +114,19 @@ void control_close(struct control *c)
 
 int control_fd(const struct control *c)
 {
-	return c->fd;
+	return c->ep;
 }
 
-/* Waits for fd to be ready for events; 0 when ready, -ETIMEDOUT or -errno. */
+void control_counts(const struct control *c, size_t *clients, uint64_t *timed_out,
+		    uint64_t *evicted)
+{
+	*clients = c->n_clients;
+	*timed_out = c->timed_out;
+	*evicted = c->evicted;
+}
+
+/* Waits for fd to be ready for events; 0 when ready, -ETIMEDOUT or -errno.
+ * (The client side only: the daemon's side never waits.) */
 static int control_wait(int fd, short events, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = events };
@@ -110,54 +159,165 @@ static int control_write_all(int fd, const char *buf, size_t len, int timeout_ms
 	return 0;
 }
 
-static void control_client(struct control *c, int fd)
+static uint64_t control_now_ms(void)
 {
-	char line[CONTROL_LINE_MAX + 1];
-	size_t used = 0;
-	while (used < CONTROL_LINE_MAX) {
-		if (control_wait(fd, POLLIN, CONTROL_READ_TIMEOUT_MS) < 0)
-			return;
-		ssize_t n = recv(fd, line + used, CONTROL_LINE_MAX - used, 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void control_drop(struct control *c, struct control_client *cl, const char *why)
+{
+	if (why)
+		log_debug("control: client dropped: %s", why);
+	epoll_ctl(c->ep, EPOLL_CTL_DEL, cl->fd, NULL);
+	close(cl->fd);
+	free(cl->out);
+	*cl = (struct control_client){ .fd = -1 };
+	c->n_clients--;
+}
+
+/* Sends what the socket takes now; drops the client when all is sent or
+ * it failed. */
+static void control_send(struct control *c, struct control_client *cl, uint64_t now)
+{
+	while (cl->out_off < cl->out_len) {
+		ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-		if (memchr(line, '\n', used))
-			break;
+		if (n < 0 && errno == EAGAIN) {
+			if (!cl->writing) {
+				struct epoll_event ev = { .events = EPOLLOUT,
+							  .data.u32 = (uint32_t)(cl - c->clients) };
+				epoll_ctl(c->ep, EPOLL_CTL_MOD, cl->fd, &ev);
+				cl->writing = true;
+			}
+			return;
+		}
+		if (n <= 0) {
+			control_drop(c, cl, "went away");
+			return;
+		}
+		cl->out_off += (size_t)n;
+		/* Progress: the write deadline starts again, within the cap. */
+		cl->deadline = now + CONTROL_WRITE_TIMEOUT_MS;
+		if (cl->deadline > cl->since + CONTROL_CLIENT_MAX_MS)
+			cl->deadline = cl->since + CONTROL_CLIENT_MAX_MS;
 	}
-	line[used] = '\0';
-	char *nl = strchr(line, '\n');
+	control_drop(c, cl, NULL);
+}
+
+static void control_answer(struct control *c, struct control_client *cl, char *text,
+			   uint64_t now)
+{
+	cl->out = text;
+	cl->out_len = strlen(text);
+	cl->out_off = 0;
+	cl->answering = true;
+	cl->deadline = now + CONTROL_WRITE_TIMEOUT_MS;
+	control_send(c, cl, now);
+}
+
+/* Reads what has arrived; answers once the line is whole. */
+static void control_read(struct control *c, struct control_client *cl, uint64_t now)
+{
+	bool eof = false;
+	while (cl->used < CONTROL_LINE_MAX && !memchr(cl->line, '\n', cl->used)) {
+		ssize_t n = recv(cl->fd, cl->line + cl->used, CONTROL_LINE_MAX - cl->used,
+				 MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return; /* more later (or the deadline) */
+		if (n <= 0) {
+			eof = true;
+			break;
+		}
+		cl->used += (size_t)n;
+	}
+	cl->line[cl->used] = '\0';
+	char *nl = strchr(cl->line, '\n');
 	if (!nl) {
-		const char *err = "{\"error\":\"command line missing or too long\"}\n";
-		control_write_all(fd, err, strlen(err), CONTROL_WRITE_TIMEOUT_MS);
+		if (eof && cl->used == 0) {
+			control_drop(c, cl, "closed without a command");
+			return;
+		}
+		control_answer(c, cl, xstrdup("{\"error\":\"command line missing or too long\"}\n"),
+			       now);
 		return;
 	}
 	*nl = '\0';
-	if (nl > line && nl[-1] == '\r')
+	if (nl > cl->line && nl[-1] == '\r')
 		nl[-1] = '\0';
-	char *answer = c->fn(c->arg, line);
-	if (!answer) {
-		const char *err = "{\"error\":\"unknown command\"}\n";
-		control_write_all(fd, err, strlen(err), CONTROL_WRITE_TIMEOUT_MS);
-		return;
+	/* Nothing more is read from this client. */
+	struct epoll_event ev = { .events = 0, .data.u32 = (uint32_t)(cl - c->clients) };
+	epoll_ctl(c->ep, EPOLL_CTL_MOD, cl->fd, &ev);
+	char *answer = c->fn(c->arg, cl->line);
+	control_answer(c, cl, answer ? answer : xstrdup("{\"error\":\"unknown command\"}\n"), now);
+}
+
+static void control_accept(struct control *c, uint64_t now)
+{
+	for (int i = 0; i < CONTROL_CLIENTS_MAX; i++) {
+		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("control: accept");
+			return;
+		}
+		if (c->n_clients >= CONTROL_CLIENTS_MAX) {
+			/* Full: the client that has waited longest makes room. */
+			struct control_client *old = NULL;
+			for (size_t k = 0; k < CONTROL_CLIENTS_MAX; k++)
+				if (c->clients[k].fd >= 0 && (!old || c->clients[k].since < old->since))
+					old = &c->clients[k];
+			c->evicted++;
+			control_drop(c, old, "evicted: too many clients");
+		}
+		struct control_client *cl = NULL;
+		for (size_t k = 0; k < CONTROL_CLIENTS_MAX && !cl; k++)
+			if (c->clients[k].fd < 0)
+				cl = &c->clients[k];
+		*cl = (struct control_client){ .fd = fd, .since = now,
+					       .deadline = now + CONTROL_READ_TIMEOUT_MS };
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)(cl - c->clients) };
+		if (epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			log_warn("control: epoll_ctl");
+			close(fd);
+			*cl = (struct control_client){ .fd = -1 };
+			continue;
+		}
+		c->n_clients++;
 	}
-	if (control_write_all(fd, answer, strlen(answer), CONTROL_WRITE_TIMEOUT_MS) < 0)
-		log_debug("control: client went away");
-	free(answer);
 }
 
 void control_serve(struct control *c)
 {
-	for (int i = 0; i < 16; i++) {
-		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				log_warn("control: accept");
-			return;
+	uint64_t now = control_now_ms();
+	struct epoll_event evs[CONTROL_CLIENTS_MAX + 1];
+	int n = epoll_wait(c->ep, evs, CONTROL_CLIENTS_MAX + 1, 0);
+	for (int i = 0; i < n; i++) {
+		uint32_t k = evs[i].data.u32;
+		if (k == CONTROL_LISTENER) {
+			control_accept(c, now);
+			continue;
 		}
-		control_client(c, fd);
-		close(fd);
+		if (k >= CONTROL_CLIENTS_MAX || c->clients[k].fd < 0)
+			continue;
+		struct control_client *cl = &c->clients[k];
+		if (cl->answering)
+			control_send(c, cl, now);
+		else
+			control_read(c, cl, now);
+	}
+	for (size_t k = 0; k < CONTROL_CLIENTS_MAX; k++) {
+		struct control_client *cl = &c->clients[k];
+		if (cl->fd >= 0 && now >= cl->deadline) {
+			c->timed_out++;
+			control_drop(c, cl, cl->answering ? "does not read its answer"
+							  : "no command line in time");
+		}
 	}
 }
 

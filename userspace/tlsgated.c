@@ -26,11 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <libgen.h>
+#include <grp.h>
+#include <pwd.h>
 #include <net/if.h>
 #include <spawn.h>
 #include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -42,6 +47,7 @@
 
 #include <bpf/libbpf.h>
 #include <jansson.h>
+#include <linux/capability.h>
 #include <linux/netfilter.h>
 
 #include "control.h"
@@ -54,6 +60,7 @@
 #include "log.h"
 #include "netfilter.h"
 #include "policy.h"
+#include "probe_queue.h"
 #include "nfq.h"
 #include "session.h"
 #include "web.h"
@@ -65,8 +72,11 @@
  * being taken. */
 #define DAEMON_GAP_TRIES 1000
 
-#define PROBES_RUNNING_MAX 4
-#define PROBES_QUEUED_MAX 64
+/* Probes: 4 at once, API lookups' probes at most 2 of them; 64 waiting
+ * for mail, 32 for the API (probe_queue.h). */
+#define PROBE_USER_DEFAULT "tlsgate" /* else "nobody" */
+#define PROBE_EXIT_PRIVS 125 /* the child could not drop its privileges */
+#define PROBE_EXIT_EXEC 127  /* the child could not execute the probe */
 
 struct config {
 	const char *ifaces[DATAPATH_MAX_IFACES];
@@ -81,6 +91,8 @@ struct config {
 	const char *web_listen; /* NULL: off */
 	const char *web_token_file;
 	const char *web_cors;
+	const char *web_hosts[WEB_HOSTS_MAX]; /* --web-host: names for the Host header */
+	size_t n_web_hosts;
 	unsigned int web_rate;
 	const char *probe_cmd;
 	const char *probe_resolver;
@@ -88,6 +100,7 @@ struct config {
 	bool learn_probe; /* probe domains learned from DNS answers */
 	const char *probe_args[8]; /* extra arguments for tlsgate-probe */
 	size_t n_probe_args;
+	const char *probe_user; /* NULL: PROBE_USER_DEFAULT if it exists, else nobody */
 	uint16_t ports[TLSGATED_MAX_PORTS];
 	size_t n_ports;
 	uint16_t queue_num;
@@ -140,11 +153,14 @@ struct daemon {
 	uint64_t quit_unexpected;    /* the kernel passed at a QUIT the session did not end at */
 	struct web *web;
 	char *web_token;
-	/* Probes run as child processes (tlsgate-probe --db), bounded. */
-	pid_t probe_pids[PROBES_RUNNING_MAX];
-	char *probe_queue[PROBES_QUEUED_MAX];
-	size_t probe_queued;
-	uint64_t probes_started, probes_refused;
+	/* Probes run as child processes (tlsgate-probe --db), bounded, as
+	 * an unprivileged user without capabilities (probe_child). */
+	struct probe_queue *probes;
+	bool probe_drop;  /* running as root: children drop to probe_uid */
+	uid_t probe_uid;
+	gid_t probe_gid;
+	int cap_last;     /* highest capability number of this kernel */
+	int fd_max;       /* closed in the child when close_range() is refused */
 	uint64_t session_bytes; /* inspection memory, summed every tick */
 	struct netfilter_rule rule;
 	bool rule_added;
@@ -895,10 +911,36 @@ static char *daemon_stats_json(struct daemon *d)
 				      (json_int_t)ds->probes_requested, "copied",
 				      counter_json(&k[TLSGATE_CNT_DNS_COPIED], NULL), "dropped",
 				      counter_json(&k[TLSGATE_CNT_DNS_DROPPED], NULL)));
-	json_object_set_new(root, "probes",
-			    json_pack("{s:I,s:I,s:I}", "started", (json_int_t)d->probes_started,
-				      "queued", (json_int_t)d->probe_queued, "refused",
-				      (json_int_t)d->probes_refused));
+	{
+		/* Totals as before, and per class (probe_queue.h). */
+		struct probe_queue_stats ps;
+		probe_queue_stats(d->probes, &ps);
+		json_t *p = json_pack(
+			"{s:I,s:I,s:I,s:I}", "started",
+			(json_int_t)(ps.started[PROBE_MAIL] + ps.started[PROBE_API]), "queued",
+			(json_int_t)(ps.queued[PROBE_MAIL] + ps.queued[PROBE_API]), "refused",
+			(json_int_t)(ps.refused[PROBE_MAIL] + ps.refused[PROBE_API]), "running",
+			(json_int_t)(ps.running[PROBE_MAIL] + ps.running[PROBE_API]));
+		for (int pc = 0; pc < PROBE_CLASSES; pc++)
+			json_object_set_new(p, probe_class_name((enum probe_class)pc),
+					    json_pack("{s:I,s:I,s:I,s:I}", "started",
+						      (json_int_t)ps.started[pc], "queued",
+						      (json_int_t)ps.queued[pc], "refused",
+						      (json_int_t)ps.refused[pc], "running",
+						      (json_int_t)ps.running[pc]));
+		json_object_set_new(p, "user", d->probe_drop ? json_integer(d->probe_uid)
+							     : json_null());
+		json_object_set_new(root, "probes", p);
+	}
+	if (d->ctl) {
+		size_t clients;
+		uint64_t timed_out, evicted;
+		control_counts(d->ctl, &clients, &timed_out, &evicted);
+		json_object_set_new(root, "control",
+				    json_pack("{s:I,s:I,s:I}", "clients", (json_int_t)clients,
+					      "timed_out", (json_int_t)timed_out, "evicted",
+					      (json_int_t)evicted));
+	}
 	char *s = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	return s;
@@ -1022,28 +1064,93 @@ static void probe_reap(struct daemon *d)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (size_t i = 0; i < PROBES_RUNNING_MAX; i++)
-			if (d->probe_pids[i] == pid)
-				d->probe_pids[i] = 0;
+		if (!probe_queue_done(d->probes, pid))
+			continue;
 		/* 70: a result could not be stored (tlsgate-probe(1)) */
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 70)
 			log_warnx_rl(&d->rl, "a probe's result could not be stored (see its log)");
+		else if (WIFEXITED(status) && WEXITSTATUS(status) == PROBE_EXIT_PRIVS)
+			log_warnx_rl(&d->rl, "a probe did not run: it could not give up root and "
+					     "its capabilities (see the log above)");
+		else if (WIFEXITED(status) && WEXITSTATUS(status) == PROBE_EXIT_EXEC)
+			log_warnx_rl(&d->rl, "a probe did not run: %s could not be executed",
+				     d->cfg.probe_cmd);
 		else if (WIFSIGNALED(status))
 			log_warnx_rl(&d->rl, "a probe died of signal %d", WTERMSIG(status));
 	}
 }
 
-/* Starts queued probes while slots are free. */
-static void probe_run_queue(struct daemon *d)
+/* In the child, between fork() and exec: async-signal-safe calls only. */
+static void probe_child_fail(const char *what)
+{
+	static const char head[] = "tlsgated: probe child: cannot ";
+	int e = errno;
+	ssize_t rc_ = write(STDERR_FILENO, head, sizeof(head) - 1);
+	rc_ = write(STDERR_FILENO, what, strlen(what));
+	const char *es = e == EPERM ? ": not permitted\n" : e == EINVAL ? ": invalid\n" : "\n";
+	rc_ = write(STDERR_FILENO, es, strlen(es));
+	(void)rc_;
+	_exit(PROBE_EXIT_PRIVS);
+}
+
+/* The child of a probe, before exec: default signal mask, stdout to
+ * /dev/null, no descriptor of the daemon's beyond stderr (map, raw socket
+ * and queue descriptors are checked when opened, not when used: inherited,
+ * they would keep their power). Then, when the daemon is root: no
+ * supplementary groups, the probe user's gid and uid (real, effective,
+ * saved), an empty bounding set, no ambient, inheritable, permitted or
+ * effective capability, and no_new_privs. Any step that fails ends the
+ * child (PROBE_EXIT_PRIVS): a probe never runs with more. */
+static void __attribute__((noreturn)) probe_child(struct daemon *d, char **argv)
 {
 	extern char **environ;
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null < 0 || dup2(null, STDOUT_FILENO) < 0)
+		probe_child_fail("open /dev/null");
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0)
+		for (int fd = 3; fd < d->fd_max; fd++)
+			close(fd);
+	if (d->probe_drop) {
+		gid_t gid = d->probe_gid;
+		uid_t uid = d->probe_uid;
+		if (syscall(SYS_setgroups, 0, NULL) < 0)
+			probe_child_fail("clear the supplementary groups");
+		if (syscall(SYS_setresgid, gid, gid, gid) < 0)
+			probe_child_fail("set the probe user's gid");
+		/* Needs CAP_SETPCAP, so before the uid changes. */
+		for (int cap = 0; cap <= d->cap_last; cap++)
+			if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
+			    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+				probe_child_fail("empty the capability bounding set");
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+			probe_child_fail("clear the ambient capabilities");
+		if (syscall(SYS_setresuid, uid, uid, uid) < 0)
+			probe_child_fail("set the probe user's uid");
+		struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+		struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+		if (syscall(SYS_capset, &h, caps) < 0)
+			probe_child_fail("clear the capability sets");
+		/* No way back: the checks the kernel would refuse anyway. */
+		if (syscall(SYS_setuid, 0) == 0 || getuid() != uid || geteuid() != uid)
+			probe_child_fail("stay without root");
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		probe_child_fail("set no_new_privs");
+	execve(d->cfg.probe_cmd, argv, environ);
+	_exit(PROBE_EXIT_EXEC);
+}
+
+/* Starts queued probes while slots are free (probe_queue.h: mail first,
+ * the API's at most its share). */
+static void probe_run_queue(struct daemon *d)
+{
+	char domain[PROBE_QUEUE_DOMAIN_MAX];
+	enum probe_class cls;
 	probe_reap(d);
-	for (size_t slot = 0; slot < PROBES_RUNNING_MAX && d->probe_queued; slot++) {
-		if (d->probe_pids[slot])
-			continue;
-		char *domain = d->probe_queue[0];
-		memmove(d->probe_queue, d->probe_queue + 1,
-			--d->probe_queued * sizeof(d->probe_queue[0]));
+	while (probe_queue_take(d->probes, domain, &cls)) {
 		char *argv[32];
 		int n = 0;
 		argv[n++] = (char *)d->cfg.probe_cmd;
@@ -1063,39 +1170,124 @@ static void probe_run_queue(struct daemon *d)
 		argv[n++] = "--";
 		argv[n++] = domain;
 		argv[n] = NULL;
-		posix_spawn_file_actions_t fa;
-		posix_spawn_file_actions_init(&fa);
-		posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-		pid_t pid;
-		int rc = posix_spawn(&pid, d->cfg.probe_cmd, &fa, NULL, argv, environ);
-		posix_spawn_file_actions_destroy(&fa);
-		if (rc != 0) {
-			log_warnx_rl(&d->rl, "cannot start %s: %s", d->cfg.probe_cmd, strerror(rc));
-		} else {
-			d->probe_pids[slot] = pid;
-			d->probes_started++;
-			log_info("probe of %s started (pid %d)", domain, (int)pid);
+		pid_t pid = fork();
+		if (pid == 0)
+			probe_child(d, argv);
+		if (pid < 0) {
+			log_warnx_rl(&d->rl, "cannot start %s: %s", d->cfg.probe_cmd,
+				     strerror(errno));
+			continue;
 		}
-		free(domain);
+		probe_queue_running(d->probes, pid, cls);
+		log_info("probe of %s started (pid %d, for %s%s)", domain, (int)pid,
+			 probe_class_name(cls), d->probe_drop ? ", unprivileged" : "");
 	}
 }
 
-static int daemon_schedule_probe(void *arg, const char *domain)
+static int probe_schedule(struct daemon *d, const char *domain, enum probe_class cls)
 {
-	struct daemon *d = arg;
 	char norm[256];
 	if (policy_domain_normalize(domain, norm, sizeof(norm)) < 0)
 		return -EINVAL;
-	for (size_t i = 0; i < d->probe_queued; i++)
-		if (!strcmp(d->probe_queue[i], norm))
-			return 0; /* already waiting */
-	if (d->probe_queued >= PROBES_QUEUED_MAX) {
-		d->probes_refused++;
-		return -EBUSY;
-	}
-	d->probe_queue[d->probe_queued++] = xstrdup(norm);
+	int rc = probe_queue_add(d->probes, norm, cls);
+	if (rc < 0)
+		return rc;
 	probe_run_queue(d);
 	return 0;
+}
+
+/* Mail's probes: the gate (a named MX's DANE state), DNS learning and the
+ * operator (tlsgatectl probe). */
+static int daemon_schedule_probe(void *arg, const char *domain)
+{
+	return probe_schedule(arg, domain, PROBE_MAIL);
+}
+
+/* The web API's: their own queue and share (probe_queue.h). */
+static int daemon_schedule_probe_api(void *arg, const char *domain)
+{
+	return probe_schedule(arg, domain, PROBE_API);
+}
+
+/* The probe user: --probe-user, else PROBE_USER_DEFAULT when it exists,
+ * else nobody. Never root. Only when the daemon is root (else a child
+ * cannot change its uid and runs as the daemon's user). */
+static void probe_user_resolve(struct daemon *d)
+{
+	struct rlimit rl;
+	d->fd_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur
+									      : 65536;
+	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	if (!f || fscanf(f, "%d", &d->cap_last) != 1 || d->cap_last < 0 || d->cap_last > 63)
+		d->cap_last = CAP_LAST_CAP;
+	if (f)
+		fclose(f);
+	if (geteuid() != 0) {
+		log_info("probes run as this daemon's user (uid %d): not root, nothing to drop",
+			 (int)geteuid());
+		return;
+	}
+	const char *name = d->cfg.probe_user;
+	struct passwd *pw = getpwnam(name ? name : PROBE_USER_DEFAULT);
+	if (!pw && !name)
+		pw = getpwnam(name = "nobody");
+	if (!pw)
+		fatalx("--probe-user %s: no such user", name ? name : "nobody");
+	if (pw->pw_uid == 0 || pw->pw_gid == 0)
+		fatalx("--probe-user %s: uid %d, gid %d: the probe must not run as root", pw->pw_name,
+		       (int)pw->pw_uid, (int)pw->pw_gid);
+	d->probe_drop = true;
+	d->probe_uid = pw->pw_uid;
+	d->probe_gid = pw->pw_gid;
+	struct group *gr = getgrgid(pw->pw_gid);
+	log_info("probes run as %s (uid %d, group %s), without capabilities", pw->pw_name,
+		 (int)pw->pw_uid, gr ? gr->gr_name : "?");
+}
+
+/* The probe writes its results to the store: the store file (and its
+ * -wal and -shm, which SQLite, run as root, creates with the file's owner
+ * and mode) become group probe_gid, mode 0660, and the directory that
+ * holds them searchable by that group when others may not search it.
+ * Nothing else of the directory is given away (no write: SQLite needs it
+ * only to create -wal and -shm, which exist while the daemon has the store
+ * open). */
+static void probe_store_share(struct daemon *d)
+{
+	if (!d->probe_drop)
+		return;
+	char *copy = xstrdup(d->cfg.store_path);
+	const char *dir = dirname(copy);
+	struct stat st;
+	if (stat(dir, &st) == 0 && !(st.st_mode & S_IXOTH) &&
+	    !(st.st_gid == d->probe_gid && (st.st_mode & S_IXGRP))) {
+		if (st.st_uid != geteuid())
+			log_warnx("%s is not searchable by the probe user: probes cannot store results",
+				  dir);
+		else if (chown(dir, (uid_t)-1, d->probe_gid) < 0 ||
+			 chmod(dir, (st.st_mode & 07777 & ~(mode_t)S_IWGRP) | S_IXGRP) < 0)
+			log_warn("%s: group search for the probe user", dir);
+	}
+	free(copy);
+	static const char *const suffix[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < 3; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s%s", d->cfg.store_path, suffix[i]);
+		/* By path, not by an open descriptor: closing any descriptor
+		 * of the file would drop this process's POSIX locks on it,
+		 * SQLite's included, and the next connection to close would
+		 * delete the -wal and -shm the store still uses. */
+		if (lstat(path, &st) < 0) {
+			if (errno != ENOENT || i == 0)
+				log_warn("%s: cannot share with the probe user", path);
+			continue;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			log_warnx("%s: not a regular file: not shared with the probe user", path);
+			continue;
+		}
+		if (lchown(path, (uid_t)-1, d->probe_gid) < 0 || chmod(path, 0660) < 0)
+			log_warn("%s: group %d, mode 0660 for the probe user", path, (int)d->probe_gid);
+	}
 }
 
 static int daemon_release(void *arg, const char *mx, const char *by)
@@ -1149,19 +1341,24 @@ static void usage(FILE *out)
 		"      --web ADDR:PORT|off   status page and API (default 127.0.0.1:8025)\n"
 		"      --web-token-file FILE bearer token for state-changing API requests\n"
 		"      --web-cors ORIGIN     webmail origin allowed to call the lookup API\n"
+		"      --web-host NAME       a name the status page and API answer to in the Host\n"
+		"                            header, besides addresses and localhost (up to %d)\n"
 		"      --web-rate N          web requests answered per second; more wait their\n"
 		"                            turn (default %u; 0: no pacing)\n"
 		"      --probe PATH          tlsgate-probe binary (default: next to tlsgated)\n"
 		"      --probe-resolver ADDR forwarder for the probe's validating resolver\n"
 		"      --probe-trust-anchor FILE  the probe's DNSSEC trust anchor\n"
 		"      --probe-arg ARG       one more argument for tlsgate-probe (up to 8 times)\n"
+		"      --probe-user USER     the unprivileged user probes run as, without\n"
+		"                            capabilities (default tlsgate if it exists, else nobody)\n"
 		"      --probe-learned yes|no  probe each recipient domain learned from DNS\n"
 		"                            answers (validates MX/TLSA for DANE; default yes)\n"
 		"  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
 		"  -c, --config FILE         read options from FILE (one 'name = value' a line)\n"
 		"  -h, --help\n",
 		NFQUEUE_QUEUE_MAXLEN_DEFAULT, TLSGATE_PIN_DIR_DEFAULT, CONTROL_SOCKET_DEFAULT,
-		TLSGATE_MAX_FLOWS, TLSGATE_MARK_INSPECT, TLSGATE_MARK_MASK, WEB_RATE_DEFAULT);
+		TLSGATE_MAX_FLOWS, TLSGATE_MARK_INSPECT, TLSGATE_MARK_MASK, WEB_HOSTS_MAX,
+		WEB_RATE_DEFAULT);
 }
 
 static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -1322,6 +1519,12 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->web_listen = !strcmp(value, "off") ? NULL : value;
 	} else if (!strcmp(name, "web-token-file")) {
 		cfg->web_token_file = value;
+	} else if (!strcmp(name, "web-host")) {
+		if (cfg->n_web_hosts >= WEB_HOSTS_MAX)
+			config_bad(name, value, "at most %d --web-host", WEB_HOSTS_MAX);
+		if (!*value || strlen(value) > 253 || strpbrk(value, ":/[]@ \t"))
+			config_bad(name, value, "not a host name (no port, no brackets)");
+		cfg->web_hosts[cfg->n_web_hosts++] = value;
 	} else if (!strcmp(name, "web-cors")) {
 		cfg->web_cors = value;
 	} else if (!strcmp(name, "web-rate")) {
@@ -1338,6 +1541,10 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		if (cfg->n_probe_args >= 8)
 			config_bad(name, value, "at most 8 --probe-arg");
 		cfg->probe_args[cfg->n_probe_args++] = value;
+	} else if (!strcmp(name, "probe-user")) {
+		if (!*value)
+			config_bad(name, value, "empty user name");
+		cfg->probe_user = value;
 	} else if (!strcmp(name, "probe-learned")) {
 		if (strcmp(value, "yes") && strcmp(value, "no"))
 			config_bad(name, value, "not yes or no");
@@ -1467,12 +1674,14 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "web", required_argument, NULL, 1 },
 		{ "web-token-file", required_argument, NULL, 1 },
 		{ "web-cors", required_argument, NULL, 1 },
+		{ "web-host", required_argument, NULL, 1 },
 		{ "web-rate", required_argument, NULL, 1 },
 		{ "probe", required_argument, NULL, 1 },
 		{ "probe-resolver", required_argument, NULL, 1 },
 		{ "probe-trust-anchor", required_argument, NULL, 1 },
 		{ "probe-learned", required_argument, NULL, 1 },
 		{ "probe-arg", required_argument, NULL, 1 },
+		{ "probe-user", required_argument, NULL, 1 },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1567,8 +1776,7 @@ static void daemon_teardown(struct daemon *d)
 	if (d->ring_prod && d->ring_prod != MAP_FAILED)
 		munmap(d->ring_prod, (size_t)sysconf(_SC_PAGESIZE));
 	free(d->web_token);
-	for (size_t i = 0; i < d->probe_queued; i++)
-		free(d->probe_queue[i]);
+	probe_queue_free(d->probes);
 	control_close(d->ctl);
 	if (d->rule_added)
 		netfilter_remove(&d->rule);
@@ -1676,6 +1884,7 @@ static int daemon_run(struct daemon *d)
 					gate_tick(d->gate);
 					notify("WATCHDOG=1");
 					probe_run_queue(d);
+					control_serve(d->ctl); /* deadlines */
 					if (d->web)
 						web_process(d->web);
 				}
@@ -1729,6 +1938,11 @@ int main(int argc, char **argv)
 	d.limits = (struct session_limits){ .dialog_bytes = SESSION_DIALOG_BYTES_DEFAULT,
 					    .tls_bytes = SESSION_TLS_BYTES_DEFAULT };
 	d.flows = flow_table_new(d.cfg.max_flows, NULL, NULL);
+	{
+		struct probe_queue_limits pl = PROBE_QUEUE_LIMITS_DEFAULT;
+		d.probes = probe_queue_new(&pl);
+	}
+	probe_user_resolve(&d);
 
 	struct datapath_config dcfg = {
 		.pin_dir = d.cfg.pin_dir,
@@ -1798,6 +2012,7 @@ int main(int argc, char **argv)
 			gcfg.inside_ifindex[gcfg.n_inside++] = (int)if_nametoindex(d.cfg.ifaces[i]);
 	d.gate = gate_open(&gcfg, d.dp);
 	START_STEP(d.gate, "the store, policy key or raw sockets could not be opened");
+	probe_store_share(&d);
 	d.dns = dnslearn_open(datapath_dns_ring_fd(d.dp), gate_store(d.gate),
 			      d.cfg.learn_probe ? daemon_schedule_probe : NULL, &d);
 	START_STEP(d.dns, "the DNS answer ring could not be opened");
@@ -1849,10 +2064,12 @@ int main(int argc, char **argv)
 		struct web_config wcfg = { .listen = d.cfg.web_listen, .token = d.web_token,
 					   .cors_origin = d.cfg.web_cors,
 					   .store_path = d.cfg.store_path,
-					   .rate = d.cfg.web_rate };
+					   .rate = d.cfg.web_rate,
+					   .n_hosts = d.cfg.n_web_hosts };
+		memcpy(wcfg.hosts, d.cfg.web_hosts, sizeof(wcfg.hosts));
 		struct web_hooks hooks = { .arg = &d, .stats_json = daemon_stats_hook,
 					   .flows_json = daemon_flows_hook,
-					   .schedule_probe = daemon_schedule_probe,
+					   .schedule_probe = daemon_schedule_probe_api,
 					   .release = daemon_release };
 		d.web = web_open(&wcfg, &hooks);
 		START_STEP(d.web, "the status page could not listen");
