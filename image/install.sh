@@ -3,7 +3,8 @@
 #   DESTDIR=/tmp/stage PREFIX=/usr BUILD=build image/install.sh
 # Binaries: PREFIX/sbin/tlsgated, PREFIX/bin/{tlsgatectl,tlsgate-probe,
 # tlsgate-replay}; helpers in PREFIX/lib/tlsgate; systemd units in
-# /lib/systemd/system; udev rule in /lib/udev/rules.d; configuration in
+# /lib/systemd/system; udev rule in /lib/udev/rules.d; the probe's user in
+# /usr/lib/sysusers.d/tlsgate.conf; configuration in
 # /etc/tlsgate (existing files are kept, never overwritten); docs in
 # PREFIX/share/doc/tlsgate; manual pages, uncompressed, in
 # PREFIX/share/man/man8/{tlsgated,tlsgatectl,tlsgate-probe}.8 and
@@ -23,6 +24,7 @@ MANDIR=$PREFIX/share/man
 SYSCONFDIR=/etc
 UNITDIR=/lib/systemd/system
 UDEVDIR=/lib/udev/rules.d
+SYSUSERSDIR=/usr/lib/sysusers.d
 
 for b in tlsgated tlsgatectl tlsgate-probe tlsgate-replay; do
 	[ -x "$BUILD/$b" ] || { echo "install: $BUILD/$b missing: run make" >&2; exit 1; }
@@ -44,6 +46,11 @@ done
 subst image/lib/tlsgate-setup "$DESTDIR$LIBDIR/tlsgate-setup" 0755
 subst image/lib/tlsgate-ifname "$DESTDIR$LIBDIR/tlsgate-ifname" 0755
 subst image/lib/76-tlsgate-ifnames.rules "$DESTDIR$UDEVDIR/76-tlsgate-ifnames.rules" 0644
+# The probe's user (created at boot by systemd-sysusers; now too, when
+# installing onto the running system).
+install -D -m 0644 image/lib/tlsgate.sysusers "$DESTDIR$SYSUSERSDIR/tlsgate.conf"
+[ -n "$DESTDIR" ] || ! command -v systemd-sysusers >/dev/null ||
+	systemd-sysusers "$SYSUSERSDIR/tlsgate.conf" || true
 for u in tlsgate-bpffs.service tlsgated.service tlsgate-setup.service; do
 	subst "image/systemd/$u" "$DESTDIR$UNITDIR/$u" 0644
 done
