@@ -44,7 +44,8 @@ TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 printf '%s\n' "$TOKEN" >"$WORLD_DIR/gw/web.token"
 chmod 600 "$WORLD_DIR/gw/web.token"
 ORIGIN=https://webmail.world.test
-world_gw_start --store "$STORE" --web 127.0.0.1:8025 --web-token-file "$WORLD_DIR/gw/web.token" \
+world_gw_start --store "$STORE" --web 127.0.0.1:8025 --web-host status.world.test \
+	--web-token-file "$WORLD_DIR/gw/web.token" \
 	--web-cors "$ORIGIN" --probe-resolver "$DNS_REC4" --probe-trust-anchor "$DNS_DIR/root.ds" \
 	--probe-arg=--transparent-zone --probe-arg=test. --probe-arg=--timeout --probe-arg=5 ||
 	{ echo "Bail out! tlsgated did not start"; exit 1; }
@@ -285,6 +286,53 @@ diag "$(tr '\n' '|' <<<"$out")"
 check "tlsgatectl status reports the daemon and destinations" \
 	grep -q '^destinations [0-9]* DANE ok' <<<"$out"
 check "tlsgatectl on a bad address exits 1" world_not ctl check nobody
+
+# --- Host header (DNS rebinding, issue 19) ---------------------------------------------------
+# A page of another name that resolves to the gateway (rebinding) must not
+# read or drive the API: only addresses, localhost and --web-host names.
+api GET /api/v1/stats "Host: rebind.evil.test:8025"
+check "Host of a foreign name: 421" [ "$HTTP_STATUS" = 421 ]
+check "... with a body that says why and what to configure" \
+	grep -q 'not a name of this gateway.*--web-host' <<<"$(j 'j["error"]')"
+api GET "/api/v1/recipient?address=u@rebound.test" "Host: rebind.evil.test"
+check "a lookup under a foreign Host is refused (421)" [ "$HTTP_STATUS" = 421 ]
+check "... and schedules no probe" world_not grep -q 'probe of rebound.test' "$WORLD_DIR/gw/tlsgated.log"
+api GET / "Host: localhost:8025"
+check "Host localhost: the page is served" [ "$HTTP_STATUS" = 200 ]
+api GET /api/v1/stats "Host: Status.World.Test:8025"
+check "Host of a --web-host name (any case): served" [ "$HTTP_STATUS" = 200 ]
+
+# --- probe budget: an API lookup flood does not starve mail's probes (issue 19) -------------
+# 150 lookups of unknown domains (three requests of 50 addresses) ask for
+# 150 probes at once. They get their own queue (32) and at most 2 of the 4
+# running slots; a probe mail needs (here the operator's, which goes
+# through the same mail-class path as the gate's and DNS learning's) is
+# queued and starts at once. Before: one 64-entry queue, full of lookups,
+# refused it.
+for r in 0 1 2; do
+	list=$(for i in $(seq 1 50); do printf 'u@f%d-%d.flood.test,' "$r" "$i"; done)
+	api GET "/api/v1/recipient?address=${list%,}"
+	[ "$HTTP_STATUS" = 200 ] || diag "flood request $r: $HTTP_STATUS"
+done
+out=$(world_ctl probe dane-ta.test 2>&1)
+diag "tlsgatectl probe dane-ta.test: $out"
+check "after the flood, mail's probe is accepted" world_not grep -qi 'error' <<<"$out"
+started() { grep -qE 'probe of dane-ta.test started \(pid [0-9]+, for mail' "$WORLD_DIR/gw/tlsgated.log"; }
+for _ in $(seq 1 50); do started && break; sleep 0.1; done
+if started; then
+	ok "... and started within 5 s, ahead of the queued lookups"
+else
+	not_ok "... and started within 5 s, ahead of the queued lookups"
+	grep -E 'probe' "$WORLD_DIR/gw/tlsgated.log" | tail -8 | sed 's/^/# /'
+fi
+stats=$(world_ctl stats --json)
+diag "probes: $(world_json 'j["probes"]' <<<"$stats" | tr -d '\n ')"
+check "the API's probes were bounded by their own queue (some refused)" \
+	[ "$(world_json 'j["probes"]["api"]["refused"]' <<<"$stats")" -ge 1 ]
+check "at most 2 API probes run at once" \
+	[ "$(world_json 'j["probes"]["api"]["running"]' <<<"$stats")" -le 2 ]
+check "mail's queue was not touched by the flood" \
+	[ "$(world_json 'j["probes"]["mail"]["refused"]' <<<"$stats")" = 0 ]
 
 # --- pacing: a flood of requests waits its turn ----------------------------------------------
 # At --web-rate 20 (burst 20), 100 lookups from 10 keep-alive connections at
