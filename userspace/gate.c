@@ -42,6 +42,11 @@ struct gate_flow {
 	bool recorded;      /* this flow's observation went to history */
 	bool decided;       /* a final verdict was acted upon */
 	bool block_pending; /* a command in the current segment was refused */
+	/* STARTTLS withheld until the MX's DANE state is known (a probe of
+	 * it newer than dane_wait_from), at most until dane_wait_until_ns. */
+	bool dane_wait;
+	int64_t dane_wait_from;
+	uint64_t dane_wait_until_ns;
 	/* Blocked at a segment that had passed (a copy): what passed after it
 	 * is not known yet, so the resets go again with the flow's next
 	 * packets that still reach the daemon (copies in the ring, queued
@@ -751,6 +756,49 @@ static void gate_learn_destination(struct gate *g, struct gate_flow *gf)
 
 static void gate_on_command(void *arg, int verb, const char *addr);
 
+/* DANE from the first message (issue 18, RFC 7672 2.1): the TLS handshake
+ * to an MX may be judged only with its DANE state known - a probe of this
+ * address within the policy's dane_probe_max_age. An MX known by address
+ * alone has no name to look TLSA up for: nothing to wait for. */
+static bool gate_dane_known(struct gate *g, struct flow *f)
+{
+	struct gate_flow *gf = f->gate;
+	if (!strcmp(gf->mx, gf->server_text))
+		return true;
+	struct gate_dest *d = gate_dest_slot(g, gf->server_text);
+	int64_t now = wall_now(), max_age = (int64_t)policy_dane_probe_max_age(g->policy);
+	/* the cached row first: a known MX costs no store read */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass || strcmp(d->addr, gf->server_text))
+			gate_dest_load(g, d, gf->server_text);
+		if (d->probe_time > 0 && now - d->probe_time <= max_age &&
+		    (!gf->dane_wait || d->probe_time >= gf->dane_wait_from))
+			return true;
+	}
+	return false;
+}
+
+/* Withholds the client's STARTTLS (it sends it again) and probes the MX
+ * (its recipient domain where DNS told it, else the host itself). */
+static void gate_dane_wait_start(struct gate *g, struct flow *f)
+{
+	struct gate_flow *gf = f->gate;
+	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX];
+	bool secure;
+	const char *target = gf->mx;
+	if (store_addr_mx_get(g->store, gf->server_text, wall_now(), mx, domain, &secure) == 0 &&
+	    domain[0])
+		target = domain;
+	if (g->cfg.schedule_probe && g->cfg.schedule_probe(g->cfg.probe_arg, target) < 0)
+		log_warnx_rl(&g->rl, "could not schedule a DANE probe of %s", target);
+	gf->dane_wait = true;
+	gf->dane_wait_from = wall_now();
+	gf->dane_wait_until_ns = mono_ns() + GATE_DANE_WAIT_S * 1000000000ull;
+	g->stats.dane_waits++;
+	log_info("STARTTLS to %s [%s] withheld until its DANE state is known (probe of %s)",
+		 gf->mx, gf->server_text, target);
+}
+
 /* The sending MTA chose this server for this domain: a hint (never
  * validated) that ties the recipient domain to the MX, for the recipient
  * lookup. Written again only when the domain changes or half its TTL has
@@ -897,6 +945,8 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 		if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM) {
 			gf->starttls_refuse = true;
 			gf->pending = d;
+		} else if (gf->direction == DECIDE_OUTBOUND && !gate_dane_known(g, f)) {
+			gate_dane_wait_start(g, f);
 		}
 		return;
 	}
@@ -1489,6 +1539,25 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	g->cur_flow = NULL;
 	if (!gf)
 		return NF_ACCEPT;
+	if (gf->dane_wait && p->dir == TLSGATE_DIR_TO_SERVER) {
+		if (gate_dane_known(g, f)) {
+			gf->dane_wait = false;
+			gate_learn_destination(g, gf);
+			log_info("STARTTLS to %s [%s] goes on: its DANE state is known", gf->mx,
+				 gf->server_text);
+		} else if (mono_ns() < gf->dane_wait_until_ns) {
+			return NF_DROP;
+		} else {
+			/* RFC 7672 2.2: a lookup that did not end is not "no
+			 * DANE": 454 to STARTTLS, 451 4.7.5 to what follows. */
+			gf->dane_wait = false;
+			g->stats.dane_wait_timeouts++;
+			struct decide_input in = gate_input(g, f, DECIDE_PHASE_CONNECT);
+			in.dane = DECIDE_DANE_FAILED;
+			gf->pending = decide(&in);
+			return gate_refuse_starttls(g, f, p);
+		}
+	}
 	if (gf->refusal_deferred) {
 		gate_deferred_refusal(g, f, p);
 		return NF_ACCEPT;
@@ -1689,4 +1758,7 @@ void gate_stats_json(struct gate *g, json_t *obj)
 	json_object_set_new(json_object_get(obj, "verdicts"), "passed_unfollowed_by_reason", blind);
 	json_object_set_new(json_object_get(obj, "verdicts"), "withheld_ahead_of_reply",
 			    json_integer((json_int_t)g->stats.withheld_ahead));
+	json_object_set_new(obj, "dane_waits",
+			    json_pack("{s:I,s:I}", "started", (json_int_t)g->stats.dane_waits,
+				      "timed_out", (json_int_t)g->stats.dane_wait_timeouts));
 }

@@ -50,7 +50,13 @@ struct gate_config {
 	uint32_t failclosed_ms;      /* heartbeat age after which secure sources fail closed */
 	int inside_ifindex[DATAPATH_MAX_IFACES];
 	size_t n_inside;
+	/* Probes a domain (or MX host) now; NULL: no probes. */
+	int (*schedule_probe)(void *arg, const char *target);
+	void *probe_arg;
 };
+/* Longest a client's STARTTLS is withheld while the DANE state of a first
+ * contacted MX is looked up (RFC 7672: no answer is no "no DANE"). */
+#define GATE_DANE_WAIT_S 20
 
 struct gate_stats {
 	uint64_t blocked_temp, blocked_perm, passed_plaintext, passed_tls;
@@ -62,6 +68,7 @@ struct gate_stats {
 	 * could be required of them), by decide_reason. */
 	uint64_t blind_passed[32];
 	uint64_t withheld_ahead; /* client segments sent ahead of a reply, withheld */
+	uint64_t dane_waits, dane_wait_timeouts; /* STARTTLS held for a DANE lookup */
 };
 
 struct gate;

@@ -582,6 +582,11 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 					     "connection's packet is dropped", d->cfg.max_memory_mib);
 			return NF_DROP;
 		}
+		/* The MTA resolved the MX just before it connected: its DNS
+		 * answer's copy may still be in the ring. Read it first, so
+		 * the new flow starts with its MX name (DANE, history). */
+		if (d->dns)
+			dnslearn_process(d->dns);
 		f = flow_insert(d->flows, &p.key, now);
 		bool src_is_lo = memcmp(p.saddr, p.key.addr_lo, 16) == 0 &&
 				 p.sport == ntohs(p.key.port_lo);
@@ -2006,6 +2011,8 @@ int main(int argc, char **argv)
 		.policy_path = d.cfg.policy_path,
 		.policy_dir = d.cfg.policy_dir,
 		.failclosed_ms = d.cfg.failclosed_ms,
+		.schedule_probe = daemon_schedule_probe,
+		.probe_arg = &d,
 	};
 	for (size_t i = 0; i < d.cfg.n_ifaces; i++)
 		if (d.cfg.iface_inside[i])
@@ -2016,6 +2023,13 @@ int main(int argc, char **argv)
 	d.dns = dnslearn_open(datapath_dns_ring_fd(d.dp), gate_store(d.gate),
 			      d.cfg.learn_probe ? daemon_schedule_probe : NULL, &d);
 	START_STEP(d.dns, "the DNS answer ring could not be opened");
+	{
+		/* queries count only from the inside, answers only from outside */
+		uint32_t inside[DATAPATH_MAX_IFACES];
+		for (size_t i = 0; i < gcfg.n_inside; i++)
+			inside[i] = (uint32_t)gcfg.inside_ifindex[i];
+		dnslearn_set_inside(d.dns, inside, gcfg.n_inside);
+	}
 	if (!d.cfg.no_offload) {
 		d.replies = ring_buffer__new(datapath_reply_ring_fd(d.dp), daemon_reply_copy, &d, NULL);
 		if (!d.replies) {
