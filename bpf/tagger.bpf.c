@@ -369,11 +369,19 @@ static __always_inline __u32 tagger_off(void *p, void *data)
 	return (__u32)off & 0xffff;
 }
 
-/* Copies a DNS message (UDP or TCP payload from source port 53 at byte
- * offset off of the frame, len bytes) to the daemon. Never changes the
- * packet's fate. */
+/* Where a DNS message was seen: addresses (IPv4 as ::ffff:a.b.c.d), ports
+ * in host byte order, IP version. */
+struct dns_where {
+	__u8 saddr[16], daddr[16];
+	__u16 sport, dport;
+	__u8 ipver;
+};
+
+/* Copies a DNS message (UDP or TCP payload from or to port 53 at byte
+ * offset off of the frame, len bytes) with where it was seen to the
+ * daemon. Never changes the packet's fate. */
 static __always_inline void tagger_copy_dns(struct __sk_buff *skb, __u32 off, __u32 len,
-					    __u8 proto)
+					    __u8 proto, const struct dns_where *w)
 {
 	struct tlsgate_dns_event *e;
 	__u32 n = len;
@@ -389,6 +397,14 @@ static __always_inline void tagger_copy_dns(struct __sk_buff *skb, __u32 off, __
 	}
 	e->orig_len = len;
 	e->proto = proto;
+	e->ipver = w->ipver;
+	e->pad[0] = e->pad[1] = 0;
+	e->pad2 = 0;
+	e->ifindex = skb->ingress_ifindex;
+	__builtin_memcpy(e->saddr, w->saddr, 16);
+	__builtin_memcpy(e->daddr, w->daddr, 16);
+	e->sport = w->sport;
+	e->dport = w->dport;
 	/* n is 1..TLSGATE_DNS_COPY_MAX already; the mask (a power of two)
 	 * makes that visible to the verifier whatever clang does. */
 	n = ((n - 1) & (TLSGATE_DNS_COPY_MAX - 1)) + 1;
@@ -402,27 +418,45 @@ static __always_inline void tagger_copy_dns(struct __sk_buff *skb, __u32 off, __
 	tagger_count(skb, TLSGATE_CNT_DNS_COPIED);
 }
 
-/* A UDP datagram from port 53 at the cursor: copy its payload. */
+/* A UDP datagram from or to port 53 at the cursor (an answer or a query):
+ * copy its payload. saddr/daddr: the packet's addresses as in flow keys. */
 static __always_inline int tagger_dns(struct __sk_buff *skb, struct hdr_cursor *nh,
-				      void *data, void *data_end, __u32 l3_end)
+				      void *data, void *data_end, __u32 l3_end,
+				      const __u8 *saddr, const __u8 *daddr, __u8 ipver)
 {
 	struct udphdr *uh = nh->pos;
+	struct dns_where w;
 	__u32 hdr_end;
 
-	if ((void *)(uh + 1) > data_end || uh->source != bpf_htons(53))
+	if ((void *)(uh + 1) > data_end ||
+	    (uh->source != bpf_htons(53) && uh->dest != bpf_htons(53)))
 		return TC_ACT_OK;
+	__builtin_memcpy(w.saddr, saddr, 16);
+	__builtin_memcpy(w.daddr, daddr, 16);
+	w.sport = bpf_ntohs(uh->source);
+	w.dport = bpf_ntohs(uh->dest);
+	w.ipver = ipver;
 	hdr_end = tagger_off(uh + 1, data);
 	if (l3_end > hdr_end)
-		tagger_copy_dns(skb, hdr_end, l3_end - hdr_end, IPPROTO_UDP);
+		tagger_copy_dns(skb, hdr_end, l3_end - hdr_end, IPPROTO_UDP, &w);
 	return TC_ACT_OK;
 }
 
-/* A TCP segment from port 53: hdr_end is the end of the TCP header in the
- * frame, l3_end where the IP length says the packet ends. */
-static __always_inline void tagger_copy_tcp_dns(struct __sk_buff *skb, __u32 hdr_end, __u32 l3_end)
+/* A TCP segment from or to port 53: hdr_end is the end of the TCP header
+ * in the frame, l3_end where the IP length says the packet ends. */
+static __always_inline void tagger_copy_tcp_dns(struct __sk_buff *skb, __u32 hdr_end, __u32 l3_end,
+						const __u8 *saddr, const __u8 *daddr,
+						__u16 sport, __u16 dport, __u8 ipver)
 {
+	struct dns_where w;
+
+	__builtin_memcpy(w.saddr, saddr, 16);
+	__builtin_memcpy(w.daddr, daddr, 16);
+	w.sport = sport;
+	w.dport = dport;
+	w.ipver = ipver;
 	if (l3_end > hdr_end)
-		tagger_copy_dns(skb, hdr_end, l3_end - hdr_end, IPPROTO_TCP);
+		tagger_copy_dns(skb, hdr_end, l3_end - hdr_end, IPPROTO_TCP, &w);
 }
 
 /* May the upper layer after an IPv6 fragment header be TCP? Also behind
@@ -1804,6 +1838,7 @@ int tlsgate_tagger(struct __sk_buff *skb)
 	struct ipv6hdr *ip6h;
 	struct tcphdr *tcph;
 	__u8 saddr[16], daddr[16];
+	__u8 ipver = 0;
 	void *data, *data_end;
 	__u32 want, dir, l3_len, l3_end, l4_end;
 	void *l3;
@@ -1856,14 +1891,15 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		if (iph->frag_off & bpf_htons(PARSE_IP_MF | PARSE_IP_OFFSET))
 			return proto == IPPROTO_TCP ? tagger_drop(skb, TLSGATE_CNT_FRAGMENT)
 						    : TC_ACT_OK;
-		if (proto == IPPROTO_UDP)
-			return tagger_dns(skb, &nh, data, data_end, l3_end);
 		saddr[10] = 0xff;
 		saddr[11] = 0xff;
 		daddr[10] = 0xff;
 		daddr[11] = 0xff;
 		__builtin_memcpy(&saddr[12], &iph->saddr, 4);
 		__builtin_memcpy(&daddr[12], &iph->daddr, 4);
+		ipver = 4;
+		if (proto == IPPROTO_UDP)
+			return tagger_dns(skb, &nh, data, data_end, l3_end, saddr, daddr, 4);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		proto = parse_ip6hdr(&nh, data_end, &ip6h);
 		if (proto == PARSE_FAIL)
@@ -1882,12 +1918,13 @@ int tlsgate_tagger(struct __sk_buff *skb)
 				return TC_ACT_OK;
 			return tagger_drop(skb, TLSGATE_CNT_FRAGMENT);
 		}
-		if (proto == IPPROTO_UDP)
-			return tagger_dns(skb, &nh, data, data_end, l3_end);
-		if (proto != IPPROTO_TCP)
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return TC_ACT_OK;
 		__builtin_memcpy(saddr, &ip6h->saddr, 16);
 		__builtin_memcpy(daddr, &ip6h->daddr, 16);
+		ipver = 6;
+		if (proto == IPPROTO_UDP)
+			return tagger_dns(skb, &nh, data, data_end, l3_end, saddr, daddr, 6);
 	} else {
 		return TC_ACT_OK;
 	}
@@ -1902,10 +1939,12 @@ int tlsgate_tagger(struct __sk_buff *skb)
 		dir = TLSGATE_DIR_TO_SERVER;
 	else if (bpf_map_lookup_elem(&smtp_ports, &sport))
 		dir = TLSGATE_DIR_TO_CLIENT;
-	else if (sport == 53) {
-		/* DNS over TCP (only when no SMTP port is involved: a source
-		 * port of 53 must not exempt an SMTP flow from inspection). */
-		tagger_copy_tcp_dns(skb, tagger_off(nh.pos, data), l3_end);
+	else if (sport == 53 || dport == 53) {
+		/* DNS over TCP, answers and queries (only when no SMTP port is
+		 * involved: port 53 must not exempt an SMTP flow from
+		 * inspection). */
+		tagger_copy_tcp_dns(skb, tagger_off(nh.pos, data), l3_end, saddr, daddr, sport,
+				    dport, ipver);
 		return TC_ACT_OK;
 	} else
 		return TC_ACT_OK;

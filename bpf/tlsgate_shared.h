@@ -37,9 +37,11 @@ struct tlsgate_daemon_state {
 };
 _Static_assert(sizeof(struct tlsgate_daemon_state) == 16, "daemon state layout");
 
-/* DNS answers seen on the wire (UDP, or a TCP segment, from port 53) are
- * copied into the dns_events ring buffer so the daemon learns which MX name
- * and recipient domain an address belongs to. Messages longer than
+/* DNS messages seen on the wire, UDP or a TCP segment: answers (from port
+ * 53) and queries (to port 53), with where they were seen, are copied into
+ * the dns_events ring buffer. The daemon learns which MX name and recipient
+ * domain an address belongs to only from an answer that matches a query
+ * seen leaving the inside (userspace/dnslearn.h). Messages longer than
  * TLSGATE_DNS_COPY_MAX are truncated (len says how much was copied, orig_len
  * the payload length); a full ring buffer drops the copy (counted). */
 #define TLSGATE_DNS_COPY_MAX 2048 /* a power of two (see the copy) */
@@ -49,10 +51,17 @@ struct tlsgate_dns_event {
 	__u32 len;      /* bytes in data */
 	__u32 orig_len; /* the UDP/TCP payload length on the wire */
 	__u8 proto;     /* IPPROTO_UDP or IPPROTO_TCP */
-	__u8 pad[7];
+	__u8 ipver;     /* 4 or 6 */
+	__u8 pad[2];
+	__u32 ifindex;  /* skb->ingress_ifindex: where it arrived */
+	__u8 saddr[16]; /* IPv4 as ::ffff:a.b.c.d */
+	__u8 daddr[16];
+	__u16 sport;    /* host byte order */
+	__u16 dport;
+	__u32 pad2;
 	__u8 data[TLSGATE_DNS_COPY_MAX];
 };
-_Static_assert(sizeof(struct tlsgate_dns_event) == 16 + TLSGATE_DNS_COPY_MAX, "dns event layout");
+_Static_assert(sizeof(struct tlsgate_dns_event) == 56 + TLSGATE_DNS_COPY_MAX, "dns event layout");
 
 /* smtp_ports map: key __u16 port in host byte order, value __u8 (1). */
 
