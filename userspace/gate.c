@@ -1349,6 +1349,11 @@ static enum decide_cert gate_wire_dane(struct gate *g, struct flow *f)
 	}
 	static struct store_tlsa recs[STORE_TLSA_MAX]; /* single-threaded */
 	int n = store_tlsa_get(g->store, gf->mx, wall_now(), recs, STORE_TLSA_MAX);
+	/* DANE does not lapse with the TTL (DESIGN.md threat model, rule 4):
+	 * while the probe's newest verdict says DANE, the last validated
+	 * RRset stays in force until a validated answer replaces it. */
+	if (n <= 0 && gf->dane == DECIDE_DANE_USABLE)
+		n = store_tlsa_get(g->store, gf->mx, INT64_MIN, recs, STORE_TLSA_MAX);
 	if (n <= 0) {
 		log_debug("dane on the wire: no validated TLSA known for %s", gf->mx);
 		return DECIDE_CERT_UNSEEN;

@@ -128,6 +128,17 @@ check "another key on the wire: nothing delivered" world_not world_find_message 
 check "block event: DANE mismatch seen on the wire (not the probe's verdict)" \
 	wait_for 10 sql_ge1 "select count(*) from events where kind='block' and rule like 'dane%' and reason like '%does not match the DANE TLSA%' and mx='mx-ee.test'"
 diag "$(sql "select reason from events where kind='block' and mx='mx-ee.test' order by id desc limit 1")"
-grep -E 'dane on the wire|mx-ee' "$WORLD_DIR/gw/tlsgated.log" | tail -5 | sed 's/^/# /' 
+grep -E 'dane on the wire|mx-ee' "$WORLD_DIR/gw/tlsgated.log" | tail -5 | sed 's/^/# /'
+
+# 6: DANE does not lapse with the TLSA TTL (issue 18 item 2): the stored
+# RRset's expiry passes (set in the past, as time would), the probe's
+# verdict still says DANE: the substituted key is still refused.
+sql "update tlsa set expires = strftime('%s','now') - 1 where mx='mx-ee.test'"
+sleep 3 # the gateway's per-address cache (2 s)
+id=$(world_send user@tls.test "DANE on the wire, another key, TLSA TTL over")
+deferred_line "$id"
+check "TLSA past its TTL, another key on the wire: still deferred" grep -q 'status=deferred' <<<"$line"
+check "TLSA past its TTL: nothing delivered" world_not world_find_message mx-tls "$id"
+
 
 done_testing
