@@ -264,6 +264,14 @@ struct decision decide(const struct decide_input *in)
 	if (outbound && in->override.require_dane && dane != DECIDE_DANE_USABLE)
 		return verdict(in, DECIDE_BLOCK_TEMP, DECIDE_REASON_DANE_MISSING,
 			       DECIDE_RULE_POLICY_REQUIRE_DANE, observed);
+	/* A fresh probe of this address found a certificate that does not
+	 * match: known before the handshake, so said in SMTP (the gateway
+	 * answers STARTTLS itself), not as a bare reset after it. */
+	if (in->phase == DECIDE_PHASE_CONNECT && dane == DECIDE_DANE_USABLE &&
+	    in->probe == DECIDE_PROBE_FAILED &&
+	    in->probe_age_s <= policy_dane_probe_max_age(in->policy))
+		return verdict(in, DECIDE_BLOCK_TEMP, DECIDE_REASON_DANE_PROBE_MISMATCH,
+			       DECIDE_RULE_DANE, observed);
 	if (hist == DECIDE_LEVEL_DANE && dane != DECIDE_DANE_USABLE) {
 		/* TLSA gone where DANE worked before: below the remembered level */
 		d = verdict(in, DECIDE_BLOCK_TEMP, DECIDE_REASON_DANE_MISSING, DECIDE_RULE_HISTORY,

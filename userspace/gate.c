@@ -1550,6 +1550,13 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 			gate_learn_destination(g, gf);
 			log_info("STARTTLS to %s [%s] goes on: its DANE state is known", gf->mx,
 				 gf->server_text);
+			/* what is known now may refuse it before the handshake */
+			struct decide_input in = gate_input(g, f, DECIDE_PHASE_CONNECT);
+			struct decision known = decide(&in);
+			if (known.action == DECIDE_BLOCK_TEMP || known.action == DECIDE_BLOCK_PERM) {
+				gf->pending = known;
+				return gate_refuse_starttls(g, f, p);
+			}
 		} else if (mono_ns() < gf->dane_wait_until_ns) {
 			return NF_DROP;
 		} else {

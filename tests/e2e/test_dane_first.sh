@@ -45,6 +45,8 @@ fi
 diag "after $((SECONDS - t0)) s: $line"
 check "first message to the DANE-mismatch MX: deferred" grep -q 'status=deferred' <<<"$line"
 check "... and not delivered" world_not world_find_message mx-tls "$id"
+check "... with the reason in SMTP: 4.7.5 naming the DANE mismatch, not a bare TLS reset" \
+	grep -qE 'dsn=4\.7\.5.*tlsgate: .*DANE TLSA records of MX mx-bad\.test' <<<"$line"
 check "the gateway waited for the MX's DANE state before STARTTLS" \
 	[ "$(world_stats 'j["dane_waits"]["started"]')" -ge 1 ]
 grep -E "withheld|goes on|block:" "$WORLD_DIR/gw/tlsgated.log" | cut -c1-200 | sed "s/^/# gw: /"

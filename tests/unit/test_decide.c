@@ -249,6 +249,14 @@ static const struct row rows[] = {
 	    .history_level = DECIDE_LEVEL_TLS, .phase = DECIDE_PHASE_CONNECT, .must_judge = true),
 	ROW("limit at connect, secure source", 0, BLOCK_TEMP, LIMIT, SECURE_SENDER_SOURCE, "451 4.7.4", UNKNOWN, false, false,
 	    SECURE_SRC, .phase = DECIDE_PHASE_CONNECT, .must_judge = true),
+	/* A fresh probe mismatch is known at STARTTLS: refused in SMTP
+	 * there (issue 18 item 9), not reset after the handshake. */
+	ROW("starttls, fresh probe found a DANE mismatch", 1, BLOCK_TEMP, DANE_PROBE_MISMATCH, DANE,
+	    "451 4.7.5", UNKNOWN, false, false, .dane = DECIDE_DANE_USABLE,
+	    .probe = DECIDE_PROBE_FAILED, .probe_age_s = 10, .phase = DECIDE_PHASE_CONNECT),
+	ROW("starttls, stale probe mismatch: the handshake decides", 1, CONTINUE, PENDING, NONE, "",
+	    UNKNOWN, false, false, .dane = DECIDE_DANE_USABLE, .probe = DECIDE_PROBE_FAILED,
+	    .probe_age_s = 7200, .phase = DECIDE_PHASE_CONNECT),
 	/* A bound reached after an allowed plaintext MAIL FROM: a later MAIL
 	 * FROM could still name a secure-mode sender (issue 17, finding 2). */
 	ROW("limit after allowed plaintext, secure domains in the policy", 2, BLOCK_TEMP, LIMIT,
