@@ -97,8 +97,8 @@ comma := ,
 # fuzz_gate runs the gate without the kernel datapath and raw sockets.
 FUZZ_WRAP_fuzz_gate := datapath_heartbeat datapath_heartbeat_stopped datapath_lookup \
 	datapath_set_content datapath_set_rcpt_domains datapath_set_secure_sources \
-	datapath_set_verdict enforce_open enforce_close enforce_answer enforce_refuse_at \
-	enforce_reset
+	datapath_set_secure_domains datapath_set_verdict enforce_open enforce_close \
+	enforce_answer enforce_refuse_at enforce_reset enforce_reset_dest_at
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZ,$@)

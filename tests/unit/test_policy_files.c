@@ -47,6 +47,12 @@ __attribute__((weak)) int datapath_set_rcpt_domains(struct datapath *dp, const u
 {
 	return 0;
 }
+__attribute__((weak)) int datapath_set_secure_domains(struct datapath *dp, const uint64_t *hashes,
+						      const uint32_t *flags, size_t n,
+						      uint32_t ready_flags, uint32_t failclosed_ms)
+{
+	return 0;
+}
 __attribute__((weak)) int datapath_set_verdict(struct datapath *dp,
 					       const struct tlsgate_flow_key *key,
 					       enum tlsgate_verdict verdict)
