@@ -603,8 +603,24 @@ struct gate *gate_open(const struct gate_config *cfg, struct datapath *dp)
 		}
 		g->have_key = true;
 		gate_load_saved(g);
-		if (cfg->policy_path)
+		uint64_t saved = g->policy ? policy_serial(g->policy) : 0;
+		if (cfg->policy_path) {
+			uint64_t before = g->stats.policy_refused;
 			gate_reload(g);
+			/* A key and a policy file mean secure mode is wanted:
+			 * never silently without it. */
+			if (!g->policy) {
+				log_warnx("refusing to start: the policy %s could not be applied (%s) "
+					  "and no last good policy is saved; without one, secure-mode "
+					  "mail would not be protected",
+					  cfg->policy_path, g->last_refusal[0] ? g->last_refusal : "?");
+				goto fail;
+			}
+			if (g->stats.policy_refused > before)
+				log_warnx("RUNNING ON THE LAST GOOD POLICY (serial %llu, saved): %s was "
+					  "refused: %s",
+					  (unsigned long long)saved, cfg->policy_path, g->last_refusal);
+		}
 	} else {
 		log_warnx("no policy key (--policy-key): secure mode is off until a key is "
 			  "installed and a signed policy applied");
