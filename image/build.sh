@@ -120,7 +120,10 @@ rm -rf "$R" "$OUT"/*.img "$OUT"/tlsgate.raw "$OUT"/tlsgate.qcow2
 log "root tree: $R"
 cp -a "$BASE" "$R"
 rm -f "$R/.complete"
-DESTDIR=$R PREFIX=/usr BUILD=$ROOT/build "$HERE/install.sh" >/dev/null
+DESTDIR=$R PREFIX=/usr BUILD=$ROOT/build TLSGATE_IFNAMES=1 "$HERE/install.sh" >/dev/null
+# The appliance serves its page on its management address (rootfs'
+# 10-tlsgate-mgmt.network); a plain install keeps it on loopback.
+sed -i 's|^web = 127\.0\.0\.1:8025$|web = 203.0.113.1:8025|' "$R/etc/tlsgate/tlsgated.conf"
 cp -a "$HERE/rootfs/." "$R/"
 
 ROOT_UUID=${IMAGE_ROOT_UUID:-$(cat /proc/sys/kernel/random/uuid)}

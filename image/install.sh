@@ -45,7 +45,11 @@ for b in tlsgatectl tlsgate-probe tlsgate-replay; do
 done
 subst image/lib/tlsgate-setup "$DESTDIR$LIBDIR/tlsgate-setup" 0755
 subst image/lib/tlsgate-ifname "$DESTDIR$LIBDIR/tlsgate-ifname" 0755
-subst image/lib/76-tlsgate-ifnames.rules "$DESTDIR$UDEVDIR/76-tlsgate-ifnames.rules" 0644
+# Renaming NICs to "inside"/"outside" by MAC address is for the appliance
+# (image/build.sh sets TLSGATE_IFNAMES=1); on an existing host it is only
+# done when asked, and tlsgated.conf names the host's own interfaces.
+[ "${TLSGATE_IFNAMES:-0}" != 1 ] ||
+	subst image/lib/76-tlsgate-ifnames.rules "$DESTDIR$UDEVDIR/76-tlsgate-ifnames.rules" 0644
 # The probe's user (created at boot by systemd-sysusers; now too, when
 # installing onto the running system).
 install -D -m 0644 image/lib/tlsgate.sysusers "$DESTDIR$SYSUSERSDIR/tlsgate.conf"

@@ -20,11 +20,20 @@ for f in usr/sbin/tlsgated usr/bin/tlsgatectl usr/bin/tlsgate-probe usr/bin/tlsg
 	check "$f installed, executable" [ -x "$D/$f" ]
 done
 for f in lib/systemd/system/tlsgated.service lib/systemd/system/tlsgate-setup.service \
-	lib/systemd/system/tlsgate-bpffs.service lib/udev/rules.d/76-tlsgate-ifnames.rules \
+	lib/systemd/system/tlsgate-bpffs.service \
 	etc/tlsgate/tlsgated.conf etc/tlsgate/interfaces etc/profile.d/tlsgate.sh \
 	usr/share/doc/tlsgate/README.md; do
 	check "$f installed" [ -s "$D/$f" ]
 done
+check "no NIC renaming unless asked (no udev rule)" \
+	[ ! -e "$D/lib/udev/rules.d/76-tlsgate-ifnames.rules" ]
+check "the status page on loopback by default, not a documentation address" \
+	grep -q '^web = 127\.0\.0\.1:8025$' "$D/etc/tlsgate/tlsgated.conf"
+D2=$(mktemp -d)
+make -s -C "$ROOT" install DESTDIR="$D2" TLSGATE_IFNAMES=1 >/dev/null 2>&1
+check "TLSGATE_IFNAMES=1: the udev rule that renames NICs is installed" \
+	[ -s "$D2/lib/udev/rules.d/76-tlsgate-ifnames.rules" ]
+rm -rf "$D2"
 check "no @PLACEHOLDER@ left in installed files" \
 	bash -c '[ -d "$1/usr" ] && ! grep -rl "@[A-Z]*DIR@" "$1"' _ "$D"
 check "the unit starts the installed daemon with the installed config" \
