@@ -795,16 +795,13 @@ static bool gate_dane_known(struct gate *g, struct flow *f)
 }
 
 /* Withholds the client's STARTTLS (it sends it again) and probes the MX
- * (its recipient domain where DNS told it, else the host itself). */
+ * host itself (a name without MX records of its own: the probe takes it
+ * as its own MX, looks its addresses and _25._tcp TLSA up and records the
+ * verdict for each address): the DANE state of exactly this MX. */
 static void gate_dane_wait_start(struct gate *g, struct flow *f)
 {
 	struct gate_flow *gf = f->gate;
-	char mx[STORE_NAME_MAX], domain[STORE_NAME_MAX];
-	bool secure;
 	const char *target = gf->mx;
-	if (store_addr_mx_get(g->store, gf->server_text, wall_now(), mx, domain, &secure) == 0 &&
-	    domain[0])
-		target = domain;
 	if (g->cfg.schedule_probe && g->cfg.schedule_probe(g->cfg.probe_arg, target) < 0)
 		log_warnx_rl(&g->rl, "could not schedule a DANE probe of %s", target);
 	gf->dane_wait = true;

@@ -79,10 +79,13 @@ check "the web thread runs at nice 10, the packet path at 0 ($web_nice)" \
 
 # What passive DNS learning records for the world's transport-mapped domains
 # (the sender's Postfix resolves nothing): address -> MX name -> domain.
+# The name is one the world's DNS has in an unsigned zone (no DANE): the
+# gateway holds the first STARTTLS to a named MX until its probe of that
+# name tells the DANE state, and this one says "tls".
 now=$(date +%s)
 sql_w() { sqlite3 "$STORE" "$1"; }
 sql_w "INSERT INTO addr_mx(addr, mx, domain, secure, expires) VALUES
-	('198.51.100.20', 'mx-tls.world.test', 'tls.test', 0, $((now + 3600))),
+	('198.51.100.20', 'mx.unsigned.test', 'tls.test', 0, $((now + 3600))),
 	('198.51.100.30', 'mx-plain.world.test', 'plain.test', 0, $((now + 3600)))"
 
 # --- real mail makes history -----------------------------------------------
@@ -93,10 +96,10 @@ f2=$(world_wait_delivered mx-plain "$id2" 30)
 check "mail to tls.test delivered" [ -n "$f1" ]
 check "mail to plain.test delivered" [ -n "$f2" ]
 sleep 1
-tls_level=$(sql "SELECT level FROM tls_history WHERE mx = 'mx-tls.world.test'")
+tls_level=$(sql "SELECT level FROM tls_history WHERE mx = 'mx.unsigned.test'")
 plain_level=$(sql "SELECT level FROM tls_history WHERE mx = 'mx-plain.world.test'")
 diag "store: mx-tls level ${tls_level:-none}, mx-plain level ${plain_level:-none}"
-check "the store holds TLS history for mx-tls.world.test" [ "$tls_level" = 2 ]
+check "the store holds TLS history for mx.unsigned.test" [ "$tls_level" = 2 ]
 check "the store holds plaintext history for mx-plain.world.test" [ "$plain_level" = 1 ]
 
 api GET "/api/v1/recipient?address=Someone@TLS.test&address=other@plain.test,x@tls.test."
@@ -106,7 +109,7 @@ check "its label is TLS" [ "$(j 'j["recipients"][0]["label"]')" = TLS ]
 check "domain case folded" [ "$(j 'j["recipients"][0]["domain"]')" = tls.test ]
 check "address kept as given" [ "$(j 'j["recipients"][0]["address"]')" = Someone@TLS.test ]
 v=$(j 'j["recipients"][0]["tls_version"]')
-sv=$(sql "SELECT printf('%d', last_version) FROM tls_history WHERE mx = 'mx-tls.world.test'")
+sv=$(sql "SELECT printf('%d', last_version) FROM tls_history WHERE mx = 'mx.unsigned.test'")
 diag "tls.test: version $v (store 0x$(printf %04x "${sv:-0}")), cipher $(j 'j["recipients"][0]["cipher"]')"
 check "its TLS version is the one the store recorded" \
 	[ "$v" = "TLSv1.$(( ${sv:-0} - 0x0301 ))" ]
@@ -138,7 +141,7 @@ for q in "" "address=" "address=nobody" "address=a@b@tls.test" "address=a@%FF.te
 done
 check "every bad input ($bad_n kinds) is a 400 with a JSON error" [ "$bad_ok" = "$bad_n" ]
 check "the daemon still serves and the store is intact" \
-	[ "$(sql "SELECT count(*) FROM tls_history WHERE mx = 'mx-tls.world.test'")" = 1 ]
+	[ "$(sql "SELECT count(*) FROM tls_history WHERE mx = 'mx.unsigned.test'")" = 1 ]
 api GET "/api/v1/recipient?address=kim@b%C3%BCcher.test"
 check "an IDN (UTF-8) is looked up as its A-label" \
 	[ "$HTTP_STATUS $(j 'j["recipients"][0]["domain"]')" = "200 xn--bcher-kva.test" ]
@@ -169,7 +172,7 @@ check "a session that skips STARTTLS towards a TLS-history MX is refused with 4x
 sleep 0.5
 api GET /api/v1/locks
 check "the MX shows up as locked in /api/v1/locks" \
-	[ "$(j '[l["mx"] for l in j["locks"]]')" = '["mx-tls.world.test"]' ]
+	[ "$(j '[l["mx"] for l in j["locks"]]')" = '["mx.unsigned.test"]' ]
 api GET "/api/v1/events?limit=5"
 check "the newest event is the block" [ "$(j 'j["events"][0]["kind"]')" = block ]
 check "the event id matches the store's newest" \
@@ -181,25 +184,25 @@ check "a lookup shows tls.test locked" [ "$(j 'j["recipients"][0]["locked"]')" =
 check "... as class 'locked', label 'locked', whatever its TLS history" \
 	[ "$(j 'j["recipients"][0]["class"]') $(j 'j["recipients"][0]["label"]')" = "locked locked" ]
 check "... with the lock's reason as why" \
-	[ "$(j 'j["recipients"][0]["why"]')" = "$(sql "SELECT lock_reason FROM tls_history WHERE mx = 'mx-tls.world.test'")" ]
+	[ "$(j 'j["recipients"][0]["why"]')" = "$(sql "SELECT lock_reason FROM tls_history WHERE mx = 'mx.unsigned.test'")" ]
 check "... and its block counted" world_in_range "$(j 'j["recipients"][0]["blocks"]')" 1
 
-api POST /api/v1/history/release '{"mx":"mx-tls.world.test"}'
+api POST /api/v1/history/release '{"mx":"mx.unsigned.test"}'
 check "release without a token: 401" [ "$HTTP_STATUS" = 401 ]
-api POST /api/v1/history/release '{"mx":"mx-tls.world.test"}' "Authorization: Bearer wrong$TOKEN"
+api POST /api/v1/history/release '{"mx":"mx.unsigned.test"}' "Authorization: Bearer wrong$TOKEN"
 check "release with a wrong token: 401" [ "$HTTP_STATUS" = 401 ]
 check "still locked in the store" \
-	[ "$(sql "SELECT locked FROM tls_history WHERE mx = 'mx-tls.world.test'")" = 1 ]
-api POST /api/v1/history/release '{"mx":"mx-tls.world.test"}' "Authorization: Bearer $TOKEN"
+	[ "$(sql "SELECT locked FROM tls_history WHERE mx = 'mx.unsigned.test'")" = 1 ]
+api POST /api/v1/history/release '{"mx":"mx.unsigned.test"}' "Authorization: Bearer $TOKEN"
 diag "release: $HTTP_STATUS $HTTP_BODY"
 check "release with the token: 200" [ "$HTTP_STATUS" = 200 ]
 check "unlocked in the store" \
-	[ "$(sql "SELECT locked FROM tls_history WHERE mx = 'mx-tls.world.test'")" = 0 ]
+	[ "$(sql "SELECT locked FROM tls_history WHERE mx = 'mx.unsigned.test'")" = 0 ]
 api GET "/api/v1/recipient?address=user@tls.test"
 check "released: tls.test is class tls again" [ "$(j 'j["recipients"][0]["class"]')" = tls ]
 api GET /api/v1/locks
 check "and gone from /api/v1/locks" [ "$(j 'len(j["locks"])')" = 0 ]
-api POST /api/v1/history/release '{"mx":"mx-tls.world.test"}' "Authorization: Bearer $TOKEN"
+api POST /api/v1/history/release '{"mx":"mx.unsigned.test"}' "Authorization: Bearer $TOKEN"
 check "releasing again: 404 (not locked)" [ "$HTTP_STATUS" = 404 ]
 api POST /api/v1/probe '{"domain":"nostarttls.test"}'
 check "probe without a token: 401" [ "$HTTP_STATUS" = 401 ]
@@ -280,7 +283,7 @@ check "tlsgatectl check --json is the API's JSON" \
 check "tlsgatectl destinations lists plain.test" grep -qE '^no TLS +plain.test' <<<"$(ctl destinations)"
 check "tlsgatectl events shows the release" grep -q 'release' <<<"$(ctl events 5)"
 check "tlsgatectl history show names the MX's domains" \
-	grep -q 'tls.test' <<<"$(ctl history show mx-tls.world.test)"
+	grep -q 'tls.test' <<<"$(ctl history show mx.unsigned.test)"
 out=$(ctl status)
 diag "$(tr '\n' '|' <<<"$out")"
 check "tlsgatectl status reports the daemon and destinations" \

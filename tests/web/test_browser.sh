@@ -48,7 +48,12 @@ sqlite3 "$STORE" "INSERT INTO probe_results(time, domain, class, mx, addr, verdi
 	($now, 'lookedup.test', 'tls', 'mx.lookedup.test', '203.0.113.50', 'tls', 'TLSv1.3',
 	 'TLS_AES_256_GCM_SHA384', NULL, 'TLS; no DNSSEC-validated TLSA records'),
 	($now, 'danefail.test', 'unknown', 'mx.danefail.test', '203.0.113.51', 'dane-fail', 'TLSv1.2',
-	 'ECDHE-RSA-AES256-GCM-SHA384', 'no-match', 'DANE verification failed: no-match');
+	 'ECDHE-RSA-AES256-GCM-SHA384', 'no-match', 'DANE verification failed: no-match'),
+	-- tls.test's MX as probed (no DANE): the gateway holds the first
+	-- STARTTLS to a named MX until its DANE state is known, and this
+	-- world has no DNS for a probe
+	($now, 'tls.test', 'tls', 'mx-tls.world.test', '198.51.100.20', 'tls', 'TLSv1.3',
+	 'TLS_AES_256_GCM_SHA384', NULL, 'TLS; no DNSSEC-validated TLSA records');
 	INSERT INTO addr_mx(addr, mx, domain, secure, expires) VALUES
 	('203.0.113.50', 'mx.lookedup.test', 'lookedup.test', 1, $((now + 3600))),
 	('203.0.113.51', 'mx.danefail.test', 'danefail.test', 1, $((now + 3600)));
