@@ -71,3 +71,14 @@ policy_keys() {
 policy_sign() {
 	minisign -S -s "$POL/sec.key" -m "$1" -t "serial:$2 expires:$3" >/dev/null 2>&1
 }
+# secure_policy FILE [RECIPIENT_DOMAIN]: write and sign (serial 1, expiring
+# 2099) a policy whose only rule is secure.world.test as a secure-mode
+# sender domain (and RECIPIENT_DOMAIN as a secure-mode recipient domain).
+secure_policy() {
+	local rcpt=''
+	[ -n "${2:-}" ] && rcpt=", \"recipient_domains\": [ { \"domain\": \"$2\", \"subdomains\": false } ]"
+	printf '{ "policy_version": 1, "serial": 1, "expires": "2099-01-01T00:00:00Z",\n' >"$1"
+	printf '  "secure_mode": { "sender_domains": [ { "domain": "secure.world.test", "subdomains": false } ]%s } }\n' \
+		"$rcpt" >>"$1"
+	policy_sign "$1" 1 2099-01-01T00:00:00Z
+}

@@ -25,17 +25,7 @@ cd "$(dirname "$0")/../.." || exit 2
 
 policy_keys
 trap 'rm -rf "$POL"' EXIT
-cat >"$POL/p.json" <<-EOF
-	{
-		"policy_version": 1,
-		"serial": 1,
-		"expires": "2099-01-01T00:00:00Z",
-		"secure_mode": {
-			"sender_domains": [ { "domain": "secure.world.test", "subdomains": false } ]
-		}
-	}
-EOF
-policy_sign "$POL/p.json" 1 2099-01-01T00:00:00Z
+secure_policy "$POL/p.json"
 JUDGED=$(mktemp -d /tmp/tlsgate-judged.XXXXXX)
 READ=$(mktemp -d /tmp/tlsgate-read.XXXXXX)
 trap 'rm -rf "$POL" "$JUDGED" "$READ"' EXIT
