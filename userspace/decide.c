@@ -212,47 +212,63 @@ static enum decide_rule later_rule(const struct decide_input *in)
 							      : DECIDE_RULE_NONE;
 }
 
+/* The sender's or recipient's secure mode, or NONE. */
+static enum decide_rule secure_rule(const struct decide_input *in)
+{
+	if (in->sender == DECIDE_SENDER_SECURE_SOURCE)
+		return DECIDE_RULE_SECURE_SENDER_SOURCE;
+	if (in->sender == DECIDE_SENDER_SECURE_DOMAIN)
+		return DECIDE_RULE_SECURE_SENDER_DOMAIN;
+	if (in->direction == DECIDE_INBOUND && in->recipient_secure)
+		return DECIDE_RULE_SECURE_RECIPIENT;
+	return DECIDE_RULE_NONE;
+}
+
+/* The history level that binds (outbound, not lifted by allow_plaintext). */
+static enum decide_level history_level(const struct decide_input *in)
+{
+	return in->direction == DECIDE_OUTBOUND && !in->override.allow_plaintext
+		       ? in->history_level
+		       : DECIDE_LEVEL_UNKNOWN;
+}
+
+/* What the destination demands, strongest first, or NONE. */
+static enum decide_rule destination_rule(const struct decide_input *in)
+{
+	bool outbound = in->direction == DECIDE_OUTBOUND;
+
+	if (outbound && (in->dane == DECIDE_DANE_USABLE || in->dane == DECIDE_DANE_UNUSABLE))
+		return DECIDE_RULE_DANE;
+	if (outbound && in->override.require_dane)
+		return DECIDE_RULE_POLICY_REQUIRE_DANE;
+	if (outbound && in->override.require_tls)
+		return DECIDE_RULE_POLICY_REQUIRE_TLS;
+	if (history_level(in) >= DECIDE_LEVEL_TLS)
+		return DECIDE_RULE_HISTORY;
+	return DECIDE_RULE_NONE;
+}
+
 bool decide_may_require(const struct decide_input *in)
 {
 	bool outbound = in->direction == DECIDE_OUTBOUND;
 
-	if (in->sender != DECIDE_SENDER_NORMAL || (!outbound && in->recipient_secure))
-		return true;
-	if (outbound && (in->dane != DECIDE_DANE_NONE || in->override.require_dane ||
-			 in->override.require_tls ||
-			 (!in->override.allow_plaintext &&
-			  (in->history_locked || in->history_level >= DECIDE_LEVEL_TLS))))
-		return true;
-	return later_rule(in) != DECIDE_RULE_NONE;
+	/* a lock or a failed DANE lookup blocks before anything is said */
+	return secure_rule(in) != DECIDE_RULE_NONE || destination_rule(in) != DECIDE_RULE_NONE ||
+	       (outbound && in->dane == DECIDE_DANE_FAILED) ||
+	       (outbound && in->history_locked && !in->override.allow_plaintext) ||
+	       later_rule(in) != DECIDE_RULE_NONE;
 }
 
 struct decision decide(const struct decide_input *in)
 {
 	bool outbound = in->direction == DECIDE_OUTBOUND;
 	bool relax_history = in->override.allow_plaintext;
-	enum decide_rule secure = DECIDE_RULE_NONE, req = DECIDE_RULE_NONE;
-	enum decide_level hist = outbound && !relax_history ? in->history_level : DECIDE_LEVEL_UNKNOWN;
+	enum decide_rule secure = secure_rule(in), req = destination_rule(in);
+	enum decide_level hist = history_level(in);
 	enum decide_dane dane = outbound ? in->dane : DECIDE_DANE_NONE;
 	enum decide_level observed = DECIDE_LEVEL_UNKNOWN;
 	enum decide_reason how;
 	struct decision d;
-
-	if (in->sender == DECIDE_SENDER_SECURE_SOURCE)
-		secure = DECIDE_RULE_SECURE_SENDER_SOURCE;
-	else if (in->sender == DECIDE_SENDER_SECURE_DOMAIN)
-		secure = DECIDE_RULE_SECURE_SENDER_DOMAIN;
-	else if (!outbound && in->recipient_secure)
-		secure = DECIDE_RULE_SECURE_RECIPIENT;
-
-	/* What the destination demands, strongest first. */
-	if (dane == DECIDE_DANE_USABLE || dane == DECIDE_DANE_UNUSABLE)
-		req = DECIDE_RULE_DANE;
-	else if (outbound && in->override.require_dane)
-		req = DECIDE_RULE_POLICY_REQUIRE_DANE;
-	else if (outbound && in->override.require_tls)
-		req = DECIDE_RULE_POLICY_REQUIRE_TLS;
-	else if (hist >= DECIDE_LEVEL_TLS)
-		req = DECIDE_RULE_HISTORY;
 
 	/* Known before anything is said. */
 	if (outbound && in->history_locked && !relax_history)
