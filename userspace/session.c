@@ -344,14 +344,6 @@ bool session_client_waiting(const struct session *s, uint32_t *held_from)
 	return true;
 }
 
-bool session_last_ack(const struct session *s, enum tlsgate_dir dir, uint32_t *ack)
-{
-	if (!s || (dir != C && dir != S) || !s->d[dir].ack_seen)
-		return false;
-	*ack = s->d[dir].last_ack;
-	return true;
-}
-
 bool session_in_handshake(const struct session *s)
 {
 	return s && !s->d[C].seen_data && !s->d[S].seen_data && !s->d[C].fin && !s->d[S].fin &&
@@ -1563,6 +1555,18 @@ static void drive(struct session *s)
 	}
 }
 
+/* What the caller must do after this segment. */
+static enum session_action session_action_now(const struct session *s)
+{
+	if (s->info.phase == SESSION_PHASE_CLOSED)
+		return SESSION_CLOSED;
+	if (s->info.tls_judged)
+		return SESSION_OFFLOAD;
+	if (s->limit_hit)
+		return SESSION_LIMIT;
+	return SESSION_CONTINUE;
+}
+
 enum session_action session_segment(struct session *s, const struct tcp_segment *seg)
 {
 	struct session_dir *d;
@@ -1580,11 +1584,6 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 		peer->syn_data = false;
 		if ((int32_t)(seg->ack - peer->syn_data_end) >= 0)
 			flag(s, SESSION_ANOM_UNSEEN_DATA);
-	}
-	if ((seg->flags & SESSION_TCP_ACK) && !(seg->flags & SESSION_TCP_RST) &&
-	    (!d->ack_seen || (int32_t)(seg->ack - d->last_ack) > 0)) {
-		d->ack_seen = true;
-		d->last_ack = seg->ack;
 	}
 	/* Urgent data: Linux takes the urgent byte out of the stream (unless
 	 * SO_OOBINLINE), other stacks keep it; which the receiver does is not
@@ -1614,10 +1613,7 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 			s->rst = true;
 			s->info.phase = SESSION_PHASE_CLOSED;
 		}
-		return s->info.phase == SESSION_PHASE_CLOSED ? SESSION_CLOSED
-			: s->info.tls_judged ? SESSION_OFFLOAD
-			: s->limit_hit	      ? SESSION_LIMIT
-					      : SESSION_CONTINUE;
+		return session_action_now(s);
 	}
 	if (seg->len && seg->payload && !(seg->flags & SESSION_TCP_SYN) &&
 	    s->info.phase != SESSION_PHASE_CLOSED) {
@@ -1672,11 +1668,5 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 		if (s->d[C].fin && s->d[S].fin)
 			s->info.phase = SESSION_PHASE_CLOSED;
 	}
-	if (s->info.phase == SESSION_PHASE_CLOSED)
-		return SESSION_CLOSED;
-	if (s->info.tls_judged)
-		return SESSION_OFFLOAD;
-	if (s->limit_hit)
-		return SESSION_LIMIT;
-	return SESSION_CONTINUE;
+	return session_action_now(s);
 }
