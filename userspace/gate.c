@@ -782,16 +782,14 @@ static bool gate_dane_known(struct gate *g, struct flow *f)
 	if (!strcmp(gf->mx, gf->server_text))
 		return true;
 	struct gate_dest *d = gate_dest_slot(g, gf->server_text);
-	int64_t now = wall_now(), max_age = (int64_t)policy_dane_probe_max_age(g->policy);
+	int64_t oldest = wall_now() - (int64_t)policy_dane_probe_max_age(g->policy);
+	if (gf->dane_wait && gf->dane_wait_from > oldest)
+		oldest = gf->dane_wait_from; /* a probe started for this wait */
 	/* the cached row first: a known MX costs no store read */
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass || strcmp(d->addr, gf->server_text))
-			gate_dest_load(g, d, gf->server_text);
-		if (d->probe_time > 0 && now - d->probe_time <= max_age &&
-		    (!gf->dane_wait || d->probe_time >= gf->dane_wait_from))
-			return true;
-	}
-	return false;
+	if (!strcmp(d->addr, gf->server_text) && d->probe_time > 0 && d->probe_time >= oldest)
+		return true;
+	gate_dest_load(g, d, gf->server_text);
+	return d->probe_time > 0 && d->probe_time >= oldest;
 }
 
 /* Withholds the client's STARTTLS (it sends it again) and probes the MX
@@ -1155,26 +1153,6 @@ static uint32_t gate_server_next(const struct flow *f, uint32_t at_least)
 	return at_least;
 }
 
-/* The server takes a reset only at exactly its next expected byte (RFC
- * 5961). The withheld segment's start is that byte when everything before
- * it reached the server; when the segment also carries bytes that passed
- * before (a retransmission that merged them with new ones), the server's
- * own newest ACK says where it is. A second reset there; a wrong one is
- * only answered by a challenge ACK. */
-static void gate_reset_server_again(struct gate *g, struct flow *f, const struct flowkey_packet *p,
-				    uint32_t sent_at)
-{
-	uint32_t ack;
-	if (!f->session || !session_last_ack(f->session, TLSGATE_DIR_TO_CLIENT, &ack) ||
-	    ack == sent_at)
-		return;
-	/* only within what this segment covers: an older ACK says nothing */
-	if ((int32_t)(ack - p->seq) <= 0 || (int32_t)(ack - (p->seq + (uint32_t)p->payload_len)) > 0)
-		return;
-	if (enforce_reset_dest_at(g->enforce, p, ack) == 0)
-		g->stats.resets_injected++;
-}
-
 /* Acts on a block: SMTP refusal or resets, kernel BLOCK, lock, event.
  * When the server still owes replies to commands forwarded before the
  * withheld segment (pipelining), the refusal waits for them: injected at
@@ -1209,10 +1187,8 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 				((p->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN)) ? 1 : 0);
 			gf->reset_again = true;
 		}
-		uint32_t server_seq = gf->starttls_withheld ? gf->server_seq : p->seq;
-		gate_refuse(g, &q, d, answer ? &v : NULL, server_seq);
-		if (p->dir == TLSGATE_DIR_TO_SERVER && !g->seg_copied)
-			gate_reset_server_again(g, f, p, server_seq);
+		gate_refuse(g, &q, d, answer ? &v : NULL,
+			    gf->starttls_withheld ? gf->server_seq : p->seq);
 		gate_block_flow(g, f);
 	}
 	if (d->action == DECIDE_BLOCK_PERM)
@@ -1280,7 +1256,6 @@ static void gate_deferred_refuse_now(struct gate *g, struct flow *f, uint32_t se
 	struct enforce_verbs v = { gf->deferred_verbs, gf->n_deferred_verbs };
 	gf->refusal_deferred = false;
 	gate_refuse(g, &q, &gf->pending, &v, q.seq);
-	gate_reset_server_again(g, f, &q, q.seq);
 	gate_block_flow(g, f);
 }
 
