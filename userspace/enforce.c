@@ -271,16 +271,6 @@ int enforce_answer(struct enforce *e, const struct flowkey_packet *p,
 	return send_replies(e, p, v, reply, 0);
 }
 
-int enforce_reset_dest_at(struct enforce *e, const struct flowkey_packet *p, uint32_t seq)
-{
-	uint8_t pkt[ENFORCE_PACKET_MAX];
-	int n = enforce_build_segment(p->family, p->saddr, p->sport, p->daddr, p->dport, seq, 0,
-				      TCP_RST, NULL, 0, pkt, sizeof(pkt));
-	if (n < 0)
-		return n;
-	return enforce_send(e, p->family, p->daddr, pkt, (size_t)n);
-}
-
 int enforce_reset(struct enforce *e, const struct flowkey_packet *p)
 {
 	uint8_t pkt[ENFORCE_PACKET_MAX];

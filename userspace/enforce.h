@@ -63,10 +63,6 @@ int enforce_answer(struct enforce *e, const struct flowkey_packet *p,
 		   const struct enforce_verbs *v, const char *reply);
 /* Resets both sides of the connection p belongs to (p may go either way). */
 int enforce_reset(struct enforce *e, const struct flowkey_packet *p);
-/* A reset to p's destination only, at sequence number seq: a second try
- * when the receiver may expect another number than p's (RFC 5961 takes a
- * reset only at exactly the next one; others get a challenge ACK). */
-int enforce_reset_dest_at(struct enforce *e, const struct flowkey_packet *p, uint32_t seq);
 
 /* The commands of payload read line by line (complete lines only), for a
  * segment the session did not parse (the client's words after a STARTTLS

@@ -248,9 +248,6 @@ bool session_client_next(const struct session *s, uint32_t *seq);
  * they are commands, content or TLS. *held_from: the first such byte's
  * sequence number. An honest client sends nothing there before the reply. */
 bool session_client_waiting(const struct session *s, uint32_t *held_from);
-/* The newest acknowledgement number seen from dir's side (its next
- * expected byte from the other side), when one was seen. */
-bool session_last_ack(const struct session *s, enum tlsgate_dir dir, uint32_t *ack);
 /* Client commands (and ends of data) the server has not answered yet. */
 unsigned int session_replies_owed(const struct session *s);
 /* True while a BDAT chunk has not all arrived; *chunk_end is its end. */

@@ -60,8 +60,6 @@ struct session_dir {
 	 * were never parsed here. */
 	bool syn_data;
 	uint32_t syn_data_end;
-	bool ack_seen;
-	uint32_t last_ack;  /* newest ACK number this side sent */
 	bool fin_seq_known;
 	uint32_t fin_next; /* the sequence number after the FIN */
 };

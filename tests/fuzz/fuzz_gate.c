@@ -138,11 +138,6 @@ int __wrap_enforce_reset(struct enforce *e, const struct flowkey_packet *p)
 	n_injected++;
 	return 0;
 }
-int __wrap_enforce_reset_dest_at(struct enforce *e, const struct flowkey_packet *p, uint32_t seq)
-{
-	n_injected++;
-	return 0;
-}
 int __wrap_datapath_set_secure_domains(struct datapath *dp, const uint64_t *hashes,
 				       const uint32_t *flags, size_t n, uint32_t ready_flags,
 				       uint32_t failclosed_ms)
