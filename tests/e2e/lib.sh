@@ -82,3 +82,21 @@ secure_policy() {
 		"$rcpt" >>"$1"
 	policy_sign "$1" 1 2099-01-01T00:00:00Z
 }
+
+# dns_world_setup: the start of an end-to-end test in the DNSSEC world
+# (source tests/world/dns.sh first): root, a new world with NSD and a
+# validating unbound, torn down on exit. Prints "Bail out!" and exits on
+# failure.
+dns_world_setup() {
+	[ "$(id -u)" = 0 ] || { echo "Bail out! needs root"; exit 1; }
+	world_trap
+	world_up || { echo "Bail out! world_up failed"; exit 1; }
+	dns_up || { echo "Bail out! dns_up failed"; exit 1; }
+}
+# gw_start_probing [ARGS]: tlsgated whose probes resolve through the
+# world's validating resolver (203.0.113.10) from the world's trust anchor.
+gw_start_probing() {
+	world_gw_start "$@" --probe-resolver 203.0.113.10 --probe-trust-anchor "$DNS_DIR/root.ds" \
+		--probe-arg=--transparent-zone --probe-arg=test. ||
+		{ echo "Bail out! tlsgated did not start"; exit 1; }
+}

@@ -26,10 +26,7 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/e2e/lib.sh
 . tests/world/dns.sh
 
-[ "$(id -u)" = 0 ] || { echo "Bail out! needs root"; exit 1; }
-world_trap
-world_up || { echo "Bail out! world_up failed"; exit 1; }
-dns_up || { echo "Bail out! dns_up failed"; exit 1; }
+dns_world_setup
 diag "world $WORLD_ID, resolver 203.0.113.10"
 DB=$WORLD_DIR/gw/tlsgate.db
 probe_verdict() { sql "select verdict from probe_results where domain='$1' and addr='198.51.100.20' order by id desc limit 1"; }
@@ -56,9 +53,7 @@ resolve() {
 		world_exec in dig +time=3 +tries=2 @203.0.113.10 A "$2" >/dev/null
 }
 
-world_gw_start --probe-resolver 203.0.113.10 --probe-trust-anchor "$DNS_DIR/root.ds" \
-	--probe-arg=--transparent-zone --probe-arg=test. ||
-	{ echo "Bail out! tlsgated did not start"; exit 1; }
+gw_start_probing
 
 # 1-3: the mismatching TLSA.
 resolve dane-bad.test mx-bad.test

@@ -14,13 +14,8 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/e2e/lib.sh
 . tests/world/dns.sh
 
-[ "$(id -u)" = 0 ] || { echo "Bail out! needs root"; exit 1; }
-world_trap
-world_up || { echo "Bail out! world_up failed"; exit 1; }
-dns_up || { echo "Bail out! dns_up failed"; exit 1; }
-world_gw_start --probe-resolver 203.0.113.10 --probe-trust-anchor "$DNS_DIR/root.ds" \
-	--probe-arg=--transparent-zone --probe-arg=test. ||
-	{ echo "Bail out! tlsgated did not start"; exit 1; }
+dns_world_setup
+gw_start_probing
 
 # The gateway's probe (from its outside address) cannot reach mx-tls for a
 # few seconds, so the message certainly connects before the probe ends.

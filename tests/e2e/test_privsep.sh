@@ -24,10 +24,7 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/e2e/lib.sh
 . tests/world/dns.sh
 
-[ "$(id -u)" = 0 ] || { echo "Bail out! needs root"; exit 1; }
-world_trap
-world_up || { echo "Bail out! world_up failed"; exit 1; }
-dns_up || { echo "Bail out! dns_up failed"; exit 1; }
+dns_world_setup
 diag "world $WORLD_ID"
 DB=$WORLD_DIR/gw/tlsgate.db
 PUSER=${PROBE_USER:-nobody}
@@ -35,9 +32,7 @@ PUID=$(id -u "$PUSER") PGID=$(id -g "$PUSER")
 # (A daemon without --probe-user, the old one, runs its probes as root.)
 pu=()
 "$WORLD_TLSGATED" --help 2>&1 | grep -q -- --probe-user && pu=(--probe-user "$PUSER")
-world_gw_start "${pu[@]}" --probe-resolver 203.0.113.10 \
-	--probe-trust-anchor "$DNS_DIR/root.ds" --probe-arg=--transparent-zone --probe-arg=test. ||
-	{ echo "Bail out! tlsgated did not start"; exit 1; }
+gw_start_probing "${pu[@]}"
 GWPID=$(world_gw_pid)
 
 # --- 1. the probe ------------------------------------------------------------
