@@ -311,6 +311,15 @@ static int read_file(const char *path, char **buf, size_t *len, size_t max)
 	return 0;
 }
 
+/* read_file()'s error in words; too_big: what -EFBIG means here. */
+static const char *read_file_error(int rc, const char *too_big)
+{
+	return rc == -EFBIG  ? too_big
+	       : rc == -EINVAL ? "not a regular file"
+	       : rc == -EIO    ? "changed while it was read"
+			       : strerror(-rc);
+}
+
 static int write_file_atomic(const char *dir, const char *name, const char *data, size_t len)
 {
 	char tmp[512], path[512];
@@ -482,18 +491,12 @@ int gate_policy_apply(struct gate *g, const char *json_path, const char *sig_pat
 	}
 	if ((rc = read_file(json_path, &json, &json_len, POLICY_MAX_BYTES)) < 0) {
 		snprintf(err, errlen, "%s: %s", json_path,
-			 rc == -EFBIG	? "larger than the policy size limit"
-			 : rc == -EINVAL ? "not a regular file"
-			 : rc == -EIO	? "changed while it was read"
-					: strerror(-rc));
+			 read_file_error(rc, "larger than the policy size limit"));
 		goto out;
 	}
 	if ((rc = read_file(sig_path, &sig, &sig_len, 64 * 1024)) < 0) {
 		snprintf(err, errlen, "%s: %s", sig_path,
-			 rc == -EFBIG	? "larger than a signature can be"
-			 : rc == -EINVAL ? "not a regular file"
-			 : rc == -EIO	? "changed while it was read"
-					: strerror(-rc));
+			 read_file_error(rc, "larger than a signature can be"));
 		goto out;
 	}
 	if (g->policy) {
@@ -1153,6 +1156,13 @@ static uint32_t gate_server_next(const struct flow *f, uint32_t at_least)
 	return at_least;
 }
 
+/* The sequence number after segment p (its data, SYN and FIN). */
+static uint32_t gate_seq_after(const struct flowkey_packet *p)
+{
+	return p->seq + (uint32_t)p->payload_len +
+	       ((p->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN)) ? 1 : 0);
+}
+
 /* Acts on a block: SMTP refusal or resets, kernel BLOCK, lock, event.
  * When the server still owes replies to commands forwarded before the
  * withheld segment (pipelining), the refusal waits for them: injected at
@@ -1183,8 +1193,7 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 		 * it, and takes a reset only there (RFC 5961); later segments
 		 * may have passed too (gate_blocked_packet). */
 		if (g->seg_copied) {
-			q.seq = p->seq + (uint32_t)p->payload_len +
-				((p->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN)) ? 1 : 0);
+			q.seq = gate_seq_after(p);
 			gf->reset_again = true;
 		}
 		gate_refuse(g, &q, d, answer ? &v : NULL,
@@ -1267,8 +1276,7 @@ void gate_blocked_packet(struct gate *g, struct flow *f, const struct flowkey_pa
 		return;
 	struct flowkey_packet q = *p;
 	if (copied)
-		q.seq = p->seq + (uint32_t)p->payload_len +
-			((p->flags & (SESSION_TCP_SYN | SESSION_TCP_FIN)) ? 1 : 0);
+		q.seq = gate_seq_after(p);
 	else
 		gf->reset_again = false; /* dropped here: its numbers are the last */
 	if (enforce_reset(g->enforce, &q) == 0)
