@@ -2,7 +2,6 @@
 #include "control.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,9 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control_client.h"
 #include "log.h"
-
-#define CONTROL_ANSWER_MAX (64u * 1024 * 1024)
 
 #define CONTROL_LISTENER UINT32_MAX /* epoll data of the listening socket */
 
@@ -31,6 +29,7 @@ struct control_client {
 	char *out;
 	size_t out_len, out_off;
 	uint64_t since, deadline; /* ms, CLOCK_MONOTONIC */
+	uid_t uid; /* the peer's (SO_PEERCRED) */
 };
 
 struct control {
@@ -42,18 +41,20 @@ struct control {
 	struct control_client clients[CONTROL_CLIENTS_MAX];
 	size_t n_clients;
 	uint64_t timed_out, evicted;
+	bool limited;     /* control_limit_uid() was called */
+	uid_t limit_uid;
+	char **allowed;   /* its commands, NULL-terminated */
+	const struct control_client *current; /* whose command fn answers now */
 };
 
 static void control_drop(struct control *c, struct control_client *cl, const char *why);
 
-static int control_addr(const char *path, struct sockaddr_un *sun)
+static void control_allowed_free(struct control *c)
 {
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun->sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sun->sun_path, path);
-	return 0;
+	for (char **a = c->allowed; a && *a; a++)
+		free(*a);
+	free(c->allowed);
+	c->allowed = NULL;
 }
 
 struct control *control_open(const char *path, control_handler_fn fn, void *arg)
@@ -109,7 +110,56 @@ void control_close(struct control *c)
 	close(c->fd);
 	unlink(c->path);
 	free(c->path);
+	control_allowed_free(c);
 	free(c);
+}
+
+int control_limit_uid(struct control *c, uid_t uid, const char *const *allowed_prefixes)
+{
+	size_t n = 0;
+	while (allowed_prefixes && allowed_prefixes[n])
+		n++;
+	control_allowed_free(c);
+	c->allowed = xcalloc(n + 1, sizeof(*c->allowed));
+	for (size_t i = 0; i < n; i++)
+		c->allowed[i] = xstrdup(allowed_prefixes[i]);
+	c->limit_uid = uid;
+	c->limited = true;
+	return 0;
+}
+
+int control_allow_group(struct control *c, gid_t gid)
+{
+	/* The socket was made its owner's only (umask at bind): nobody
+	 * else could connect before this. */
+	if (chown(c->path, (uid_t)-1, gid) < 0 || chmod(c->path, 0660) < 0) {
+		int err = -errno;
+		log_warn("control: %s: group %d, mode 0660", c->path, (int)gid);
+		return err;
+	}
+	return 0;
+}
+
+bool control_peer_limited(const struct control *c)
+{
+	return c->current && c->limited && c->current->uid == c->limit_uid;
+}
+
+/* Whether the peer cl may send command: the limited uid only what its
+ * list names (the whole command, or a listed word and a space first);
+ * root and this process's own uid anything; other uids nothing. */
+static bool control_permitted(const struct control *c, const struct control_client *cl,
+			      const char *command)
+{
+	if (c->limited && cl->uid == c->limit_uid) {
+		for (char **a = c->allowed; *a; a++) {
+			size_t n = strlen(*a);
+			if (!strncmp(command, *a, n) && (command[n] == '\0' || command[n] == ' '))
+				return true;
+		}
+		return false;
+	}
+	return cl->uid == 0 || cl->uid == geteuid();
 }
 
 int control_fd(const struct control *c)
@@ -123,40 +173,6 @@ void control_counts(const struct control *c, size_t *clients, uint64_t *timed_ou
 	*clients = c->n_clients;
 	*timed_out = c->timed_out;
 	*evicted = c->evicted;
-}
-
-/* Waits for fd to be ready for events; 0 when ready, -ETIMEDOUT or -errno.
- * (The client side only: the daemon's side never waits.) */
-static int control_wait(int fd, short events, int timeout_ms)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int rc;
-	do
-		rc = poll(&p, 1, timeout_ms);
-	while (rc < 0 && errno == EINTR);
-	if (rc < 0)
-		return -errno;
-	return rc == 0 ? -ETIMEDOUT : 0;
-}
-
-static int control_write_all(int fd, const char *buf, size_t len, int timeout_ms)
-{
-	while (len > 0) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				return -errno;
-			int rc = control_wait(fd, POLLOUT, timeout_ms);
-			if (rc < 0)
-				return rc;
-			continue;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static uint64_t control_now_ms(void)
@@ -253,7 +269,14 @@ static void control_read(struct control *c, struct control_client *cl, uint64_t 
 	/* Nothing more is read from this client. */
 	struct epoll_event ev = { .events = 0, .data.u32 = (uint32_t)(cl - c->clients) };
 	epoll_ctl(c->ep, EPOLL_CTL_MOD, cl->fd, &ev);
+	if (!control_permitted(c, cl, cl->line)) {
+		log_info("control: command refused to uid %u: %.40s", (unsigned)cl->uid, cl->line);
+		control_answer(c, cl, xstrdup("{\"error\":\"command not permitted\"}\n"), now);
+		return;
+	}
+	c->current = cl;
 	char *answer = c->fn(c->arg, cl->line);
+	c->current = NULL;
 	control_answer(c, cl, answer ? answer : xstrdup("{\"error\":\"unknown command\"}\n"), now);
 }
 
@@ -279,7 +302,14 @@ static void control_accept(struct control *c, uint64_t now)
 		for (size_t k = 0; k < CONTROL_CLIENTS_MAX && !cl; k++)
 			if (c->clients[k].fd < 0)
 				cl = &c->clients[k];
-		*cl = (struct control_client){ .fd = fd, .since = now,
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+			log_warn("control: SO_PEERCRED");
+			close(fd);
+			continue;
+		}
+		*cl = (struct control_client){ .fd = fd, .since = now, .uid = cred.uid,
 					       .deadline = now + CONTROL_READ_TIMEOUT_MS };
 		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)(cl - c->clients) };
 		if (epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -319,62 +349,4 @@ void control_serve(struct control *c)
 							  : "no command line in time");
 		}
 	}
-}
-
-char *control_request(const char *path, const char *command)
-{
-	struct sockaddr_un sun;
-	int rc = control_addr(path, &sun);
-	if (rc < 0) {
-		errno = -rc;
-		return NULL;
-	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return NULL;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		goto fail;
-	char line[CONTROL_LINE_MAX + 2];
-	int n = snprintf(line, sizeof(line), "%s\n", command);
-	if (n < 0 || n > CONTROL_LINE_MAX) {
-		errno = E2BIG;
-		goto fail;
-	}
-	if ((rc = control_write_all(fd, line, (size_t)n, CONTROL_WRITE_TIMEOUT_MS)) < 0) {
-		errno = -rc;
-		goto fail;
-	}
-	size_t cap = 4096, used = 0;
-	char *buf = xmalloc(cap);
-	for (;;) {
-		if (used + 1 >= cap) {
-			if (cap >= CONTROL_ANSWER_MAX) {
-				free(buf);
-				errno = EMSGSIZE;
-				goto fail;
-			}
-			cap *= 2;
-			buf = xrealloc(buf, cap);
-		}
-		ssize_t r = recv(fd, buf + used, cap - used - 1, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int saved = errno;
-			free(buf);
-			errno = saved;
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		used += (size_t)r;
-	}
-	buf[used] = '\0';
-	close(fd);
-	return buf;
-fail:;
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return NULL;
 }

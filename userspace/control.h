@@ -1,5 +1,6 @@
 /* control.h - the local control socket of tlsgated (a Unix stream socket,
- * mode 0600, used by tlsgatectl).
+ * its owner's only, used by tlsgatectl; 0660 with a group for the web process,
+ * see control_allow_group). The client side is control_client.h.
  *
  * Protocol: the client sends one command line (at most CONTROL_LINE_MAX
  * bytes, e.g. "stats\n" or "flows\n"); the daemon answers with one JSON
@@ -16,8 +17,10 @@
 #ifndef TLSGATE_CONTROL_H
 #define TLSGATE_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define CONTROL_LINE_MAX 256
 #define CONTROL_READ_TIMEOUT_MS 1000
@@ -47,8 +50,20 @@ void control_serve(struct control *c);
 void control_counts(const struct control *c, size_t *clients, uint64_t *timed_out,
 		    uint64_t *evicted);
 
-/* Client side: sends command and returns the whole answer (malloc'd), or
- * NULL with errno set. */
-char *control_request(const char *path, const char *command);
+/* Who may send what (SO_PEERCRED of each client): peers of uid may send
+ * only the commands allowed_prefixes lists (NULL-terminated; a command is
+ * allowed when it is an entry, or an entry followed by a space and
+ * arguments: "stats", "release" allows "release mx.example"); anything else
+ * is answered {"error":"command not permitted"} without reaching the
+ * handler. Root and this process's own uid may send anything; any other
+ * uid nothing. One limited uid: a second call replaces the first. The list
+ * is copied. 0. */
+int control_limit_uid(struct control *c, uid_t uid, const char *const *allowed_prefixes);
+/* Lets members of gid connect: the socket file becomes group gid, mode
+ * 0660 (its owner stays the creator's, root). 0 or -errno, logged. */
+int control_allow_group(struct control *c, gid_t gid);
+/* Inside the handler: whether the command comes from the limited uid (the
+ * web process), e.g. to say who released a lock. */
+bool control_peer_limited(const struct control *c);
 
 #endif

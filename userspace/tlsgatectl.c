@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "control.h"
+#include "control_client.h"
 #include "log.h"
 #include "tls_parse.h"
 #include "web.h"

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -440,6 +441,13 @@ static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c, unsign
 static enum MHD_Result web_unavailable(struct web *w, struct MHD_Connection *c)
 {
 	return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store unavailable");
+}
+
+/* A hook call that did not reach the daemon (web.h, struct web_hooks), or
+ * that the daemon's thread did not take up (web_call). */
+static bool web_unreachable(int rc)
+{
+	return rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -EAGAIN || rc == -ESHUTDOWN;
 }
 
 /* In the daemon's thread. */
@@ -874,6 +882,8 @@ static enum MHD_Result web_post(struct web *w, struct MHD_Connection *c, const c
 			rc = call.rc;
 		if (rc == -ENOENT)
 			ret = web_error(w, c, MHD_HTTP_NOT_FOUND, "this MX is not locked");
+		else if (web_unreachable(rc))
+			ret = web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE, "daemon unavailable");
 		else if (rc < 0)
 			ret = web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, strerror(-rc));
 		else
@@ -1249,15 +1259,51 @@ static int web_parse_listen(const char *listen, struct sockaddr_storage *ss, soc
 	return 0;
 }
 
+int web_listen_socket(const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int one = 1;
+	if (!addr)
+		addr = WEB_LISTEN_DEFAULT;
+	if (web_parse_listen(addr, &ss, &sslen) < 0) {
+		log_warnx("web: bad listen address '%s' (want ADDR:PORT or [ADDR6]:PORT)", addr);
+		return -EINVAL;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (ss.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 64) < 0) {
+		int err = -errno;
+		log_warn("web: cannot listen on %s", addr);
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	return fd;
+}
+
 struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks)
 {
 	const char *listen = cfg->listen ? cfg->listen : WEB_LISTEN_DEFAULT;
 	struct sockaddr_storage ss;
-	socklen_t sslen;
-	if (web_parse_listen(listen, &ss, &sslen) < 0) {
+	socklen_t sslen = sizeof(ss);
+	int lfd = cfg->listen_fd > 0 ? cfg->listen_fd : -1;
+	if (lfd >= 0 && getsockname(lfd, (struct sockaddr *)&ss, &sslen) < 0) {
+		log_warn("web: listening socket %d", lfd);
+		return NULL;
+	}
+	if (lfd < 0 && web_parse_listen(listen, &ss, &sslen) < 0) {
 		log_warnx("web: bad listen address '%s' (want ADDR:PORT or [ADDR6]:PORT)", listen);
 		return NULL;
 	}
+	/* The parent's socket, or the address to bind. */
+	struct MHD_OptionItem where[] = {
+		lfd >= 0 ? (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, lfd, NULL }
+			 : (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 	struct web *w = xcalloc(1, sizeof(*w));
 	if (hooks)
 		w->hooks = *hooks;
@@ -1301,7 +1347,7 @@ struct web *web_open(const struct web_config *cfg, const struct web_hooks *hooks
 		flags |= MHD_USE_IPv6;
 	w->mhd = MHD_start_daemon(
 		flags, 0, NULL, NULL, web_handler, w, MHD_OPTION_EXTERNAL_LOGGER, web_mhd_log, w,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_ARRAY, where,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned)WEB_CONNECTIONS_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)0,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED,

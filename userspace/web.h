@@ -55,12 +55,17 @@
 #define WEB_CONNECTIONS_MAX 512
 #define WEB_HOSTS_MAX 8        /* names in web_config.hosts */
 
+/* The hooks reach the daemon: called in the daemon's thread (tlsgated), or
+ * over the control socket from the web process (web_proc.h). A hook that
+ * returns -ETIMEDOUT, -ECONNREFUSED or -EAGAIN could not reach the daemon:
+ * its endpoint answers 503, as for a missing hook. */
 struct web_hooks {
 	void *arg;
 	char *(*stats_json)(void *arg); /* malloc'd JSON, same as control "stats" */
 	char *(*flows_json)(void *arg); /* control "flows" */
 	int (*schedule_probe)(void *arg, const char *domain); /* 0 or -errno */
-	int (*release)(void *arg, const char *mx, const char *by); /* history lock release */
+	int (*release)(void *arg, const char *mx, const char *by); /* history lock release:
+								     0, -ENOENT (not locked) */
 };
 
 struct web_config {
@@ -72,6 +77,10 @@ struct web_config {
 				    refused: see web_pace()); 0: no pacing */
 	const char *hosts[WEB_HOSTS_MAX]; /* more names for the Host header (see above) */
 	size_t n_hosts;
+	int listen_fd;           /* > 0: serve this listening socket (web_listen_socket(),
+				    made by a privileged parent) instead of binding
+				    listen, which still names the address for the Host
+				    check; web_close() closes it. 0: bind listen. */
 };
 /* The default pace: a status page, monitoring and a webmail's lookups fit
  * in it; a flood of requests waits instead of taking the mail path's CPU. */
@@ -79,7 +88,14 @@ struct web_config {
 
 struct web;
 
-/* Binds cfg->listen (NULL: WEB_LISTEN_DEFAULT) and starts serving. cfg and
+/* A listening TCP socket on addr ("ADDR:PORT", "[ADDR6]:PORT"; NULL:
+ * WEB_LISTEN_DEFAULT), non-blocking and close-on-exec, for
+ * web_config.listen_fd: a root parent makes it before the web process
+ * drops its rights. The descriptor, or -errno (logged). */
+int web_listen_socket(const char *addr);
+
+/* Binds cfg->listen (NULL: WEB_LISTEN_DEFAULT), or takes cfg->listen_fd,
+ * and starts serving. cfg and
  * hooks are copied (strings too); any hook may be NULL (its endpoint then
  * answers 503). A store that cannot be opened yet is retried per request.
  * NULL on error (bad address, bind failure), logged. */

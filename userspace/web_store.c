@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -60,12 +63,50 @@ static void ws_warn(struct web_store *ws, const char *what, const char *detail)
 	log_warnx("web store %s: %s: %s", ws->path, what, detail);
 }
 
+/* Whether path+suffix exists. */
+static bool ws_exists(const char *path, const char *suffix)
+{
+	char name[4096];
+	struct stat st;
+	if ((size_t)snprintf(name, sizeof(name), "%s%s", path, suffix) >= sizeof(name))
+		return false;
+	return lstat(name, &st) == 0;
+}
+
+/* "file:PATH?readonly_shm=1" with PATH's URI characters escaped. */
+static char *ws_readonly_uri(const char *path)
+{
+	size_t len = strlen(path);
+	char *uri = xmalloc(3 * len + 32), *o = uri;
+	o += sprintf(o, "file:%s", path[0] == '/' ? "//" : "");
+	for (const char *p = path; *p; p++)
+		o += strchr("%?#", *p) ? sprintf(o, "%%%02x", (unsigned char)*p) : sprintf(o, "%c", *p);
+	strcpy(o, "?readonly_shm=1");
+	return uri;
+}
+
+/* A process that cannot write the store (the web process) must create
+ * nothing next to it: a -wal or -shm of its own would be the writer's
+ * wal-index, one it could corrupt and an unprivileged inspector could not
+ * open. So it opens only once the writer has made both (a reader keeps
+ * them from being removed) and opens the -shm read-only (readonly_shm),
+ * which SQLite then reads without ever writing it. */
 static int ws_connect(struct web_store *ws)
 {
 	if (ws->db)
 		return 0;
-	if (sqlite3_open_v2(ws->path, &ws->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-	    SQLITE_OK) {
+	bool reader = faccessat(AT_FDCWD, ws->path, W_OK, AT_EACCESS) < 0;
+	if (reader && (!ws_exists(ws->path, "-wal") || !ws_exists(ws->path, "-shm"))) {
+		ws_warn(ws, "open", "no -wal and -shm yet: waiting for the daemon to open the store");
+		return -EAGAIN;
+	}
+	if (!reader && geteuid() != 0)
+		ws_warn(ws, "open", "this process may write the store: it should only read it");
+	char *uri = reader ? ws_readonly_uri(ws->path) : NULL;
+	int rc = sqlite3_open_v2(uri ? uri : ws->path, &ws->db,
+				 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
+	free(uri);
+	if (rc != SQLITE_OK) {
 		ws_warn(ws, "open", ws->db ? sqlite3_errmsg(ws->db) : "no memory");
 		sqlite3_close(ws->db);
 		ws->db = NULL;
