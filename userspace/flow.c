@@ -90,7 +90,7 @@ void flow_remove(struct flow_table *t, struct flow *f)
 	if (f->judged_fd1 > 0)
 		close(f->judged_fd1 - 1);
 	session_free(f->session);
-	free(f->gate);
+	gate_flow_free(f->gate);
 	free(f);
 	t->count--;
 }

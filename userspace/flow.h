@@ -19,6 +19,8 @@
 
 struct session;
 struct gate_flow;
+/* gate.c: frees a flow's gate state (accepts NULL); flow_remove() calls it. */
+void gate_flow_free(struct gate_flow *gf);
 
 struct flow {
 	struct tlsgate_flow_key key;

@@ -52,7 +52,9 @@ struct gate_flow {
 	 * packets that still reach the daemon (copies in the ring, queued
 	 * ones), each at the sequence numbers it shows. */
 	bool reset_again;
-	struct decision pending; /* that refusal */
+	/* That refusal, or the decision acted upon after the segment: NULL
+	 * until one is kept (gate_keep; most flows never need its text). */
+	struct decision *pending;
 	/* A destination refused before anything is said (locked, DANE lookup
 	 * failed, DANE required but absent) that offers STARTTLS: the
 	 * STARTTLS is withheld and answered 454, so the client's next command
@@ -71,9 +73,10 @@ struct gate_flow {
 	int af;
 	uint8_t server_addr[16];
 	char server_text[STORE_ADDR_MAX];
-	char mx[STORE_NAME_MAX]; /* MX name, or the address literal */
-	char sender_domain[STORE_NAME_MAX];
-	char recipient_domain[STORE_NAME_MAX];
+	/* Names as long as they are (gate_name_set), < STORE_NAME_MAX. */
+	char *mx; /* MX name, or the address literal; "" unknown, never NULL */
+	char *sender_domain;    /* NULL: none */
+	char *recipient_domain; /* NULL: none */
 	enum decide_dane dane;
 	enum decide_probe probe;
 	uint64_t probe_age_s;
@@ -756,13 +759,53 @@ static void gate_dest_load(struct gate *g, struct gate_dest *d, const char *addr
 	}
 }
 
+/* The decision kept for after the segment; a zeroed one (nothing to act
+ * on, nothing observed) while none is. */
+static const struct decision *gate_pending(const struct gate_flow *gf)
+{
+	static const struct decision none;
+	return gf->pending ? gf->pending : &none;
+}
+
+static void gate_keep(struct gate_flow *gf, const struct decision *d)
+{
+	if (!gf->pending)
+		gf->pending = xmalloc(sizeof(*gf->pending));
+	if (d != gf->pending)
+		*gf->pending = *d;
+}
+
+/* A flow's name: a copy of v as long as it is; "" or NULL: none. */
+static void gate_name_set(char **name, const char *v)
+{
+	free(*name);
+	*name = v && v[0] ? xstrdup(v) : NULL;
+}
+
+static void gate_mx_set(struct gate_flow *gf, const char *v)
+{
+	free(gf->mx);
+	gf->mx = xstrdup(v);
+}
+
+void gate_flow_free(struct gate_flow *gf)
+{
+	if (!gf)
+		return;
+	free(gf->pending);
+	free(gf->mx);
+	free(gf->sender_domain);
+	free(gf->recipient_domain);
+	free(gf);
+}
+
 static void gate_learn_destination(struct gate *g, struct gate_flow *gf)
 {
 	struct gate_dest *d = gate_dest_slot(g, gf->server_text);
 	if (strcmp(d->addr, gf->server_text) || mono_s() - d->loaded >= GATE_DEST_FRESH_S)
 		gate_dest_load(g, d, gf->server_text);
 	int64_t now = wall_now();
-	snprintf(gf->mx, sizeof(gf->mx), "%s", d->mx);
+	gate_mx_set(gf, d->mx);
 	gf->history_known = d->history_known;
 	gf->history_level = d->history_level;
 	gf->history_version = d->history_version;
@@ -850,7 +893,7 @@ void gate_flow_start(struct gate *g, struct flow *f, const struct flowkey_packet
 	if (gf->direction == DECIDE_OUTBOUND)
 		gate_learn_destination(g, gf);
 	else
-		snprintf(gf->mx, sizeof(gf->mx), "%s", gf->server_text);
+		gate_mx_set(gf, gf->server_text);
 	f->gate = gf;
 	session_set_command_cb(f->session, gate_on_command, g);
 }
@@ -863,8 +906,8 @@ static struct decide_input gate_input(struct gate *g, struct flow *f, enum decid
 		.direction = gf->direction,
 		.sender = gf->sender,
 		.recipient_secure = gf->recipient_secure,
-		.sender_domain = gf->sender_domain[0] ? gf->sender_domain : NULL,
-		.recipient_domain = gf->recipient_domain[0] ? gf->recipient_domain : NULL,
+		.sender_domain = gf->sender_domain,
+		.recipient_domain = gf->recipient_domain,
 		/* An address literal is not a host name: decide() shows the
 		 * address itself. */
 		.mx_name = strcmp(gf->mx, gf->server_text) ? gf->mx : NULL,
@@ -888,7 +931,7 @@ static struct decide_input gate_input(struct gate *g, struct flow *f, enum decid
 		memcpy(in.addr, gf->server_addr + 12, 4);
 	else
 		memcpy(in.addr, gf->server_addr, 16);
-	if (gf->direction == DECIDE_OUTBOUND && gf->recipient_domain[0])
+	if (gf->direction == DECIDE_OUTBOUND && gf->recipient_domain)
 		policy_domain_override(g->policy, gf->recipient_domain, &in.override);
 	return in;
 }
@@ -914,10 +957,10 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 	switch (verb) {
 	case SMTP_VERB_MAIL:
 		phase = DECIDE_PHASE_MAIL;
-		gf->sender_domain[0] = '\0';
+		gate_name_set(&gf->sender_domain, NULL);
 		gf->recipient_secure = false;
 		if (dom && policy_domain_normalize(dom, norm, sizeof(norm)) == 0) {
-			snprintf(gf->sender_domain, sizeof(gf->sender_domain), "%s", norm);
+			gate_name_set(&gf->sender_domain, norm);
 			if (gf->sender != DECIDE_SENDER_SECURE_SOURCE &&
 			    policy_sender_domain_secure(g->policy, norm))
 				gf->sender = DECIDE_SENDER_SECURE_DOMAIN;
@@ -928,8 +971,9 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 	case SMTP_VERB_RCPT:
 		phase = DECIDE_PHASE_RCPT;
 		if (dom && policy_domain_normalize(dom, norm, sizeof(norm)) == 0) {
-			bool new_domain = strcmp(gf->recipient_domain, norm) != 0;
-			snprintf(gf->recipient_domain, sizeof(gf->recipient_domain), "%s", norm);
+			bool new_domain =
+				strcmp(gf->recipient_domain ? gf->recipient_domain : "", norm) != 0;
+			gate_name_set(&gf->recipient_domain, norm);
 			if (gf->direction == DECIDE_INBOUND &&
 			    policy_recipient_domain_secure(g->policy, norm))
 				gf->recipient_secure = true;
@@ -958,7 +1002,7 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 		/* only what is known before anything is said blocks here */
 		if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM) {
 			gf->starttls_refuse = true;
-			gf->pending = d;
+			gate_keep(gf, &d);
 		} else if (gf->direction == DECIDE_OUTBOUND && !gate_dane_known(g, f)) {
 			gate_dane_wait_start(g, f);
 		}
@@ -966,12 +1010,12 @@ static void gate_on_command(void *arg, int verb, const char *addr)
 	}
 	if (d.action == DECIDE_BLOCK_TEMP || d.action == DECIDE_BLOCK_PERM) {
 		gf->block_pending = true;
-		gf->pending = d;
+		gate_keep(gf, &d);
 	} else if (d.action == DECIDE_PASS) {
-		gf->pending = d; /* acted upon after the segment */
+		gate_keep(gf, &d); /* acted upon after the segment */
 		gf->decided = true;
 	} else if (d.observed > DECIDE_LEVEL_UNKNOWN) {
-		gf->pending = d; /* history is recorded once */
+		gate_keep(gf, &d); /* history is recorded once */
 	}
 }
 
@@ -989,8 +1033,8 @@ static void gate_event(struct gate *g, struct flow *f, const struct flowkey_pack
 	const char *reason = d ? decide_reason_name(d->reason) : "first-seen";
 	struct store_event ev = {
 		.time = wall_now(), .kind = kind, .client = client, .server = server,
-		.mx = gf->mx, .sender = gf->sender_domain[0] ? gf->sender_domain : NULL,
-		.recipient = gf->recipient_domain[0] ? gf->recipient_domain : NULL,
+		.mx = gf->mx, .sender = gf->sender_domain,
+		.recipient = gf->recipient_domain,
 		.rule = d ? rule : "first-seen", .verdict = verdict,
 		.reason = d ? d->text : "first connection to this destination",
 	};
@@ -999,8 +1043,8 @@ static void gate_event(struct gate *g, struct flow *f, const struct flowkey_pack
 		 "reason=%s verdict=%s text=\"%s\"",
 		 kind, client, server, gf->mx,
 		 gf->direction == DECIDE_OUTBOUND ? "outbound" : "inbound",
-		 gf->sender_domain[0] ? gf->sender_domain : "-",
-		 gf->recipient_domain[0] ? gf->recipient_domain : "-", rule, reason, verdict,
+		 gf->sender_domain ? gf->sender_domain : "-",
+		 gf->recipient_domain ? gf->recipient_domain : "-", rule, reason, verdict,
 		 d ? d->text : "");
 }
 
@@ -1098,6 +1142,8 @@ static void gate_offload(struct gate *g, struct flow *f, bool no_offload)
 	f->verdict = TLSGATE_PASS;
 	session_free(f->session);
 	f->session = NULL;
+	free(f->gate->pending); /* acted upon: the kernel has the flow */
+	f->gate->pending = NULL;
 }
 
 /* Injects the refusal for the withheld client segment p (its commands
@@ -1184,7 +1230,7 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 		gf->deferred.payload = NULL;
 		memcpy(gf->deferred_verbs, g->seg_verbs, g->n_seg_verbs * sizeof(g->seg_verbs[0]));
 		gf->n_deferred_verbs = g->n_seg_verbs;
-		gf->pending = *d;
+		gate_keep(gf, d);
 	} else {
 		struct flowkey_packet q = *p;
 		if (answer && !gf->starttls_withheld)
@@ -1264,7 +1310,7 @@ static void gate_deferred_refuse_now(struct gate *g, struct flow *f, uint32_t se
 	q.ack = server_next; /* after the server's last reply */
 	struct enforce_verbs v = { gf->deferred_verbs, gf->n_deferred_verbs };
 	gf->refusal_deferred = false;
-	gate_refuse(g, &q, &gf->pending, &v, q.seq);
+	gate_refuse(g, &q, gate_pending(gf), &v, q.seq);
 	gate_block_flow(g, f);
 }
 
@@ -1312,8 +1358,8 @@ static int gate_refuse_starttls(struct gate *g, struct flow *f, const struct flo
 
 	gf->starttls_refuse = false;
 	if (p->dir != TLSGATE_DIR_TO_SERVER)
-		return gate_block(g, f, p, &gf->pending);
-	snprintf(line, sizeof(line), "%s", gf->pending.smtp_reply);
+		return gate_block(g, f, p, gate_pending(gf));
+	snprintf(line, sizeof(line), "%s", gate_pending(gf)->smtp_reply);
 	line[strcspn(line, "\r\n")] = '\0';
 	if (strlen(line) > 4 && line[0] == '4')
 		memcpy(line, "454", 3);
@@ -1322,7 +1368,7 @@ static int gate_refuse_starttls(struct gate *g, struct flow *f, const struct flo
 	if (rc < 0) {
 		g->stats.inject_errors++;
 		log_warnx_rl(&g->rl, "answering STARTTLS failed: %s", strerror(-rc));
-		return gate_block(g, f, p, &gf->pending);
+		return gate_block(g, f, p, gate_pending(gf));
 	}
 	gf->starttls_withheld = true;
 	gf->server_seq = p->seq;
@@ -1550,7 +1596,7 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 			struct decide_input in = gate_input(g, f, DECIDE_PHASE_CONNECT);
 			struct decision known = decide(&in);
 			if (known.action == DECIDE_BLOCK_TEMP || known.action == DECIDE_BLOCK_PERM) {
-				gf->pending = known;
+				gate_keep(gf, &known);
 				return gate_refuse_starttls(g, f, p);
 			}
 		} else if (mono_ns() < gf->dane_wait_until_ns) {
@@ -1562,7 +1608,8 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 			g->stats.dane_wait_timeouts++;
 			struct decide_input in = gate_input(g, f, DECIDE_PHASE_CONNECT);
 			in.dane = DECIDE_DANE_FAILED;
-			gf->pending = decide(&in);
+			d = decide(&in);
+			gate_keep(gf, &d);
 			return gate_refuse_starttls(g, f, p);
 		}
 	}
@@ -1572,7 +1619,7 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	}
 	if (gf->block_pending) {
 		gf->block_pending = false;
-		return gate_block(g, f, p, &gf->pending);
+		return gate_block(g, f, p, gate_pending(gf));
 	}
 	if (gf->starttls_refuse)
 		return gate_refuse_starttls(g, f, p);
@@ -1587,7 +1634,7 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 			g->n_seg_verbs = enforce_verbs_from_lines(p->payload, p->payload_len,
 								  g->seg_verbs, ENFORCE_VERBS_MAX,
 								  &g->seg_verbs_over);
-			return gate_block(g, f, p, &gf->pending);
+			return gate_block(g, f, p, gate_pending(gf));
 		}
 		return NF_ACCEPT;
 	}
@@ -1616,13 +1663,13 @@ int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 	if (gf->decided) {
 		/* PASS decided on a command: plaintext allowed, nothing later
 		 * can change it. */
-		gate_record(g, f, p, &gf->pending);
+		gate_record(g, f, p, gate_pending(gf));
 		g->stats.passed_plaintext++;
 		gate_offload(g, f, no_offload);
 		return NF_ACCEPT;
 	}
-	if (gf->pending.observed > DECIDE_LEVEL_UNKNOWN)
-		gate_record(g, f, p, &gf->pending);
+	if (gate_pending(gf)->observed > DECIDE_LEVEL_UNKNOWN)
+		gate_record(g, f, p, gate_pending(gf));
 
 	switch (action) {
 	case SESSION_OFFLOAD: {

@@ -200,8 +200,10 @@ void reasm_add_fin(struct reasm *r, uint32_t seq)
 
 const uint8_t *reasm_peek(const struct reasm *r, size_t *len)
 {
+	static const uint8_t none[1];
+
 	*len = ready_len(r);
-	return r->buf;
+	return r->buf ? r->buf : none;
 }
 
 /* Room for `want` bytes of history (at most REASM_HISTORY). Without it
@@ -278,8 +280,15 @@ void reasm_skip(struct reasm *r, uint64_t n)
 		r->isl[j++] = c;
 	}
 	r->n_isl = j;
-	if (n < r->cap)
+	if (!j) {
+		/* Nothing held: the buffer goes until bytes come again (an
+		 * idle dialog holds none). */
+		free(r->buf);
+		r->buf = NULL;
+		r->cap = 0;
+	} else if (n < r->cap) {
 		memmove(r->buf, r->buf + n, r->cap - (size_t)n);
+	}
 	r->base += (uint32_t)n;
 	r->consumed += n;
 }

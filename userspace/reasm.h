@@ -7,8 +7,9 @@
  * encrypted records) without buffering them.
  *
  * Bounds: at most `limit` bytes of stream data (allocated on demand, never
- * more), REASM_MAX_HOLES out-of-order islands, REASM_HISTORY bytes of
- * already consumed data kept to check retransmissions. Data that does not
+ * more, and freed whenever nothing is held), REASM_MAX_HOLES out-of-order
+ * islands, REASM_HISTORY bytes of already consumed data kept to check
+ * retransmissions. Data that does not
  * fit (beyond the window, too many islands) is dropped and REASM_F_LOST is
  * set: the stream has a gap the endpoint did not have, so the caller must
  * judge the flow, never pass it silently.

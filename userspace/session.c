@@ -122,6 +122,8 @@ struct session *session_new(const struct session_limits *limits, bool midstream)
 	}
 	s->info.phase = SESSION_PHASE_START;
 	s->info.midstream = midstream;
+	s->info.ehlo_name = "";
+	s->info.sni = "";
 	if (midstream)
 		flag(s, SESSION_ANOM_MIDSTREAM);
 	s->last_alert = -1;
@@ -154,6 +156,9 @@ void session_free(struct session *s)
 	}
 	free_txns(s);
 	free(s->chain);
+	free(s->tls);
+	if (s->info.ehlo_name[0])
+		free((char *)s->info.ehlo_name);
 	free(s);
 }
 
@@ -164,9 +169,11 @@ const struct session_info *session_info(const struct session *s)
 
 size_t session_memory(const struct session *s)
 {
-	size_t m = sizeof(*s) + s->env_bytes + s->chain_len;
+	size_t m = sizeof(*s) + s->env_bytes + s->chain_len + strlen(s->info.ehlo_name);
 	int i;
 
+	if (s->tls)
+		m += sizeof(*s->tls);
 	for (i = 0; i < 2; i++)
 		m += reasm_memory(&s->d[i].r) + s->d[i].hs.cap;
 	if (s->txns)
@@ -178,8 +185,8 @@ const uint8_t *session_cert_der(const struct session *s, unsigned int i, size_t 
 {
 	if (i >= s->n_certs || !s->chain)
 		return NULL;
-	*len = s->cert[i].len;
-	return s->chain + s->cert[i].off;
+	*len = s->tls->cert[i].len;
+	return s->chain + s->tls->cert[i].off;
 }
 
 bool session_content_ready(const struct session *s, uint32_t *next_seq, bool *line_end)
@@ -405,6 +412,26 @@ static void sanitize(char *dst, size_t size, const char *src, size_t n)
 	dst[o] = '\0';
 }
 
+/* The name of the last HELO/EHLO/LHLO, exactly as long as it is (most
+ * sessions have one, few send a second): on the heap when not empty, else
+ * the literal "" (also without memory for it). */
+static void set_ehlo_name(struct session *s, const char *arg, size_t len)
+{
+	char clean[256];
+	size_t n;
+	char *p;
+
+	sanitize(clean, sizeof(clean), arg, len);
+	if (s->info.ehlo_name[0])
+		free((char *)s->info.ehlo_name);
+	s->info.ehlo_name = "";
+	n = strlen(clean);
+	if (n && (p = malloc(n + 1))) {
+		memcpy(p, clean, n + 1);
+		s->info.ehlo_name = p;
+	}
+}
+
 static void on_mail(struct session *s, const char *arg, size_t len)
 {
 	char addr[256], clean[256];
@@ -587,21 +614,22 @@ static void on_cert(void *ctx, const uint8_t *der, size_t len)
 	const uint8_t *spki;
 	size_t spki_len;
 	unsigned int i;
+	struct session_tls *t = s->tls; /* on_handshake() allocated it */
 
 	if (w->client) {
 		if (s->n_client_certs < SESSION_MAX_CERTS)
-			sha256(der, len, s->client_cert_fp[s->n_client_certs++]);
+			sha256(der, len, t->client_cert_fp[s->n_client_certs++]);
 		return;
 	}
 	if (s->n_certs >= SESSION_MAX_CERTS)
 		return;
 	i = s->n_certs++;
-	s->cert[i].off = (uint32_t)(der - w->base);
-	s->cert[i].len = (uint32_t)len;
-	sha256(der, len, s->cert_fp[i]);
-	s->spki_ok[i] = !tls_cert_spki(der, len, &spki, &spki_len);
-	if (s->spki_ok[i])
-		sha256(spki, spki_len, s->spki_fp[i]);
+	t->cert[i].off = (uint32_t)(der - w->base);
+	t->cert[i].len = (uint32_t)len;
+	sha256(der, len, t->cert_fp[i]);
+	t->spki_ok[i] = !tls_cert_spki(der, len, &spki, &spki_len);
+	if (t->spki_ok[i])
+		sha256(spki, spki_len, t->spki_fp[i]);
 }
 
 static bool is_tls13(uint16_t v)
@@ -632,14 +660,15 @@ static void server_hello(struct session *s, const uint8_t *body, size_t len)
 		s->d[C].encrypted = true;
 		s->d[S].encrypted = true;
 		judge(s, true);
-	} else if (sh.session_id_len && sh.session_id_len == s->client_sid_len &&
-		   !memcmp(sh.session_id, s->client_sid, sh.session_id_len)) {
+	} else if (sh.session_id_len && sh.session_id_len == s->tls->client_sid_len &&
+		   !memcmp(sh.session_id, s->tls->client_sid, sh.session_id_len)) {
 		s->info.tls_resumed = true;
 	}
 }
 
 static void client_hello(struct session *s, const uint8_t *body, size_t len)
 {
+	struct session_tls *t = s->tls;
 	struct tls_client_hello ch;
 
 	if (tls_client_hello_parse(body, len, &ch)) {
@@ -648,16 +677,30 @@ static void client_hello(struct session *s, const uint8_t *body, size_t len)
 	}
 	s->ch_seen = true;
 	if (ch.sni[0])
-		memcpy(s->info.sni, ch.sni, sizeof(s->info.sni));
-	memcpy(s->client_versions, ch.versions, sizeof(ch.versions));
-	s->n_client_versions = ch.n_versions;
-	memcpy(s->alpn, ch.alpn, sizeof(s->alpn) - 1);
-	s->alpn[sizeof(s->alpn) - 1] = '\0';
+		memcpy(t->sni, ch.sni, sizeof(t->sni));
+	memcpy(t->alpn, ch.alpn, sizeof(t->alpn) - 1);
+	t->alpn[sizeof(t->alpn) - 1] = '\0';
 	/* The session id follows version and random, for resumption. */
 	if (len >= 35 && body[34] <= 32 && len >= 35 + (size_t)body[34]) {
-		memcpy(s->client_sid, body + 35, body[34]);
-		s->client_sid_len = body[34];
+		memcpy(t->client_sid, body + 35, body[34]);
+		t->client_sid_len = body[34];
 	}
+}
+
+/* The handshake's state, allocated at its first message. Without memory
+ * for it the handshake cannot be followed: a bound, as for its bytes. */
+static struct session_tls *tls_state(struct session *s)
+{
+	if (s->tls)
+		return s->tls;
+	s->tls = calloc(1, sizeof(*s->tls));
+	if (!s->tls) {
+		if (!s->info.tls_judged)
+			s->limit_hit = true;
+		return NULL;
+	}
+	s->info.sni = s->tls->sni;
+	return s->tls;
 }
 
 static int on_handshake(void *ctx, uint8_t type, const uint8_t *body, size_t len)
@@ -666,6 +709,8 @@ static int on_handshake(void *ctx, uint8_t type, const uint8_t *body, size_t len
 	struct session *s = w->s;
 	bool server = !w->client;
 
+	if (!tls_state(s))
+		return 0;
 	switch (type) {
 	case TLS_HS_CLIENT_HELLO:
 		if (!server)
@@ -1274,7 +1319,7 @@ static void client_line(struct session *s, const char *line, size_t len)
 	case SMTP_VERB_EHLO:
 	case SMTP_VERB_LHLO:
 		/* the envelope is reset by its 2xx reply (on_reply()) */
-		sanitize(s->info.ehlo_name, sizeof(s->info.ehlo_name), cmd.arg, cmd.arg_len);
+		set_ehlo_name(s, cmd.arg, cmd.arg_len);
 		break;
 	case SMTP_VERB_MAIL:
 		on_mail(s, cmd.arg, cmd.arg_len);

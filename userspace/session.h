@@ -85,14 +85,14 @@ enum session_phase {
 struct session_info {
 	enum session_phase phase;
 	bool midstream; /* picked up without the TCP handshake */
-	char ehlo_name[256];
+	const char *ehlo_name;  /* last HELO/EHLO/LHLO name, at most 255 chars */
 	bool starttls_offered;  /* in the EHLO reply */
 	bool starttls_issued;   /* client sent STARTTLS */
 	bool starttls_accepted; /* server answered 220 */
 	int starttls_reply;     /* reply code to STARTTLS, 0 if none */
 	uint16_t tls_version;   /* negotiated, e.g. 0x0304; 0 if unknown */
 	uint16_t tls_cipher;    /* IANA value; 0 if unknown */
-	char sni[256];
+	const char *sni;        /* at most 255 characters */
 	bool tls_established;   /* handshake completed without fatal alert */
 	/* Extensions (engine round 1): */
 	bool tls_judged;        /* the server's handshake flight is complete

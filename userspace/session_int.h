@@ -64,6 +64,20 @@ struct session_dir {
 	uint32_t fin_next; /* the sequence number after the FIN */
 };
 
+/* What the TLS handshake shows, allocated at its first message (most
+ * of a session's bytes; a plaintext dialog never needs them). */
+struct session_tls {
+	char sni[TLS_SNI_MAX + 1]; /* session_info's sni points here */
+	char alpn[64];
+	uint8_t client_sid[32];
+	uint8_t client_sid_len;
+	struct { uint32_t off, len; } cert[SESSION_MAX_CERTS];
+	uint8_t cert_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
+	uint8_t spki_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
+	bool spki_ok[SESSION_MAX_CERTS];
+	uint8_t client_cert_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
+};
+
 struct session {
 	struct session_limits lim;
 	struct session_info info;
@@ -97,23 +111,14 @@ struct session {
 	unsigned long txns_dropped, rcpts_dropped;
 	/* TLS. */
 	bool ch_seen, sh_seen, tls13;
-	uint16_t client_versions[TLS_VERSIONS_MAX];
-	unsigned int n_client_versions;
-	char alpn[64];
-	uint8_t client_sid[32];
-	uint8_t client_sid_len;
 	int last_alert; /* description of the last plaintext alert, -1 none */
 	int last_alert_level;
 	bool fatal_alert;
+	struct session_tls *tls; /* NULL until the first handshake message */
 	uint8_t *chain;   /* copy of the server Certificate message body */
 	size_t chain_len;
-	unsigned int n_certs;
-	struct { uint32_t off, len; } cert[SESSION_MAX_CERTS];
-	uint8_t cert_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
-	uint8_t spki_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
-	bool spki_ok[SESSION_MAX_CERTS];
-	unsigned int n_client_certs;
-	uint8_t client_cert_fp[SESSION_MAX_CERTS][SESSION_FP_LEN];
+	unsigned int n_certs;        /* non-zero only with tls */
+	unsigned int n_client_certs; /* ditto */
 	/* The caller's command callback (session_set_command_cb). */
 	session_command_fn command_cb;
 	void *command_arg;

@@ -63,14 +63,14 @@ static json_t *tls_json(const struct session *s)
 	json_object_set_new(t, "failed", json_boolean(i->tls_failed));
 	json_object_set_new(t, "resumed", json_boolean(i->tls_resumed));
 	json_object_set_new(t, "hrr", json_boolean(i->tls_hrr));
-	json_object_set_new(t, "alpn", str_or_null(s->alpn));
+	json_object_set_new(t, "alpn", str_or_null(s->tls ? s->tls->alpn : NULL));
 	json_object_set_new(t, "last_alert", s->last_alert >= 0 ? json_integer(s->last_alert) : json_null());
 	for (k = 0; k < s->n_certs; k++) {
-		json_array_append_new(chain, hex_fp(s->cert_fp[k]));
-		json_array_append_new(spki, s->spki_ok[k] ? hex_fp(s->spki_fp[k]) : json_null());
+		json_array_append_new(chain, hex_fp(s->tls->cert_fp[k]));
+		json_array_append_new(spki, s->tls->spki_ok[k] ? hex_fp(s->tls->spki_fp[k]) : json_null());
 	}
 	for (k = 0; k < s->n_client_certs; k++)
-		json_array_append_new(cc, hex_fp(s->client_cert_fp[k]));
+		json_array_append_new(cc, hex_fp(s->tls->client_cert_fp[k]));
 	json_object_set_new(t, "cert_chain_fps", chain);
 	json_object_set_new(t, "spki_fps", spki);
 	json_object_set_new(t, "client_cert_chain_fps", cc);

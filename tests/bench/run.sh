@@ -16,7 +16,9 @@
 #     inspected (--no-offload), and the cost of one decide() call.
 # Tunables: BENCH_BULK_MB (default 100), BENCH_TX (messages, 2000),
 # BENCH_SESSIONS (smtp-source -s, 10), BENCH_REPEAT (3; the best of each),
-# BENCH_POLICY_PAIRS (6: more no-policy/policy pairs for the ratio's median).
+# BENCH_POLICY_PAIRS (6: more no-policy/policy pairs for the ratio's median),
+# BENCH_HOLD_FLOWS (1000 sessions held for the memory figure), BENCH_ONLY=memory
+# (the memory figure alone, in about a minute: it is not noisy, the rest is).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
@@ -45,6 +47,37 @@ world_exec mx-plain sh -c "ulimit -n 16384; exec smtp-sink -u postfix $SINK:25 1
 SINK_PID=$!
 trap 'kill $SINK_PID $HOLDER_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
 _world_wait_port mx-plain $SINK 25 && _world_wait_port mx-plain $SINK $HOLDER_PORT || exit 1
+
+# Memory per tracked flow: RSS before and while HOLD sessions sit in the
+# dialog (after EHLO and its reply), against the running tlsgated.
+hold_memory() {
+	local pid rss0 rss1 inspecting hold_pid i
+	pid=$(world_gw_pid)
+	rss0=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+	world_exec in sh -c "ulimit -n 16384; exec python3 tests/bench/flowtool.py hold $SINK $HOLDER_PORT $HOLD 8" \
+		>"$WORLD_DIR/hold.out" 2>&1 &
+	hold_pid=$!
+	for i in $(seq 1 300); do grep -q held "$WORLD_DIR/hold.out" 2>/dev/null && break; sleep 0.1; done
+	grep -q held "$WORLD_DIR/hold.out" || { echo "could not hold $HOLD sessions:"; tail -3 "$WORLD_DIR/hold.out"; }
+	sleep 1
+	rss1=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+	inspecting=$(world_ctl stats --json | world_json 'j["flows"]["inspecting"]')
+	wait $hold_pid
+	printf '%-44s %14.0f   (%s KiB RSS growth / %s inspecting flows)\n' \
+		"userspace memory per tracked flow, bytes" \
+		"$(echo "($rss1 - $rss0) * 1024 / ($inspecting + ($inspecting == 0))" | bc -l)" \
+		"$((rss1 - rss0))" "$inspecting" >"$WORLD_DIR/bench.memory"
+}
+
+if [ "${BENCH_ONLY:-}" = memory ]; then
+	world_gw_start --ports 25,$HOLDER_PORT --web off || exit 1
+	hold_memory
+	world_gw_stop
+	cat "$WORLD_DIR/bench.memory"
+	echo "command: tests/bench/flowtool.py hold $SINK $HOLDER_PORT $HOLD (against flowtool.py serve)"
+	[ -x build/bench/bench_flowmem ] && echo "heap alone (build/bench/bench_flowmem):" && build/bench/bench_flowmem
+	exit 0
+fi
 
 now() { date +%s.%N; }
 
@@ -166,19 +199,7 @@ done
 sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
 gw_mode gw || exit 1
 
-# Memory per tracked flow: RSS before and while HOLD sessions sit in the dialog.
-pid=$(world_gw_pid)
-rss() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
-rss0=$(rss)
-world_exec in sh -c "ulimit -n 16384; exec python3 tests/bench/flowtool.py hold $SINK $HOLDER_PORT $HOLD 8" \
-	>"$WORLD_DIR/hold.out" 2>&1 &
-hold_pid=$!
-for i in $(seq 1 300); do grep -q held "$WORLD_DIR/hold.out" 2>/dev/null && break; sleep 0.1; done
-grep -q held "$WORLD_DIR/hold.out" || { echo "could not hold $HOLD sessions:"; tail -3 "$WORLD_DIR/hold.out"; }
-sleep 1
-rss1=$(rss)
-inspecting=$(world_ctl stats --json | world_json 'j["flows"]["inspecting"]')
-wait $hold_pid
+hold_memory
 world_gw_stop
 
 min() { sort -g "$WORLD_DIR/bench.$1" | head -1; }
@@ -232,9 +253,8 @@ printf '%-44s %14.1f\n' "added latency per inspected packet, us" "$added"
 printf '%-44s %14.1f   (%.4f of one inspected packet'"'"'s added latency)\n' \
 	"decision cost, ns (decide(), full.json policy)" "$dns" "$(echo "$dns / 1000 / $added" | bc -l)"
 printf '%-44s %14.1f\n' "policy lookups per flow, ns" "$lns"
-printf '%-44s %14.0f   (%s KiB RSS growth / %s inspecting flows)\n' \
-	"userspace memory per tracked flow, bytes" \
-	"$(echo "($rss1 - $rss0) * 1024 / ($inspecting + ($inspecting == 0))" | bc -l)" "$((rss1 - rss0))" "$inspecting"
+cat "$WORLD_DIR/bench.memory"
+build/bench/bench_flowmem | sed -n 1p | sed 's/^/  bench_flowmem: /'
 echo
 echo "commands: tests/bench/flowtool.py bulk 198.51.100.20 25 (${BULK_MB} MB, STARTTLS, in -> mx-tls Postfix);"
 echo "          smtp-source -s $SESS -m $TX -l 2048 $SINK:25 (in -> smtp-sink on mx-plain);"
