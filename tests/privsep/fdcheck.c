@@ -27,6 +27,8 @@
 #include <linux/bpf.h>
 #include <linux/capability.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -363,6 +365,55 @@ static int nfq_verdict(struct mnl_socket *nl, uint16_t queue, uint32_t id, int r
 	return *nl_err ? *nl_err : ETIMEDOUT;
 }
 
+static struct nlmsghdr *nfnl_put(struct mnl_nlmsg_batch *b, uint16_t type, uint8_t family,
+				 uint16_t res_id)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(mnl_nlmsg_batch_current(b));
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->nfgen_family = family;
+	g->version = NFNETLINK_V0;
+	g->res_id = htons(res_id);
+	return nlh;
+}
+
+/* nft_new_table NL NAME: an nf_tables batch that creates table NAME, sent
+ * on nl (any NETLINK_NETFILTER socket carries every nfnetlink subsystem);
+ * 0 or the errno of the kernel's answer. */
+static int nft_new_table(struct mnl_socket *nl, const char *name)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE * 2];
+	struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, MNL_SOCKET_BUFFER_SIZE);
+	nfnl_put(b, NFNL_MSG_BATCH_BEGIN, AF_UNSPEC, NFNL_SUBSYS_NFTABLES)->nlmsg_seq = 1;
+	mnl_nlmsg_batch_next(b);
+	struct nlmsghdr *nlh = nfnl_put(b, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE,
+					NFPROTO_IPV4, 0);
+	nlh->nlmsg_flags |= NLM_F_CREATE | NLM_F_ACK;
+	nlh->nlmsg_seq = 2;
+	mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, name);
+	mnl_nlmsg_batch_next(b);
+	nfnl_put(b, NFNL_MSG_BATCH_END, AF_UNSPEC, NFNL_SUBSYS_NFTABLES)->nlmsg_seq = 3;
+	mnl_nlmsg_batch_next(b);
+	ssize_t n = mnl_socket_sendto(nl, mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b));
+	mnl_nlmsg_batch_stop(b);
+	if (n < 0)
+		return errno;
+	/* the answer: an error for the batch, or the table's ack */
+	for (;;) {
+		if (!readable(mnl_socket_get_fd(nl), WAIT_MS))
+			return ETIMEDOUT;
+		n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		if (n < 0)
+			return errno;
+		int r = mnl_cb_run(buf, (size_t)n, 0, mnl_socket_get_portid(nl), NULL, NULL);
+		if (r < 0)
+			return errno;
+		if (r == MNL_CB_STOP)
+			return 0;
+	}
+}
+
 /* rtnl_add_addr IFINDEX ADDR: RTM_NEWADDR ADDR/32 on the interface. */
 static int rtnl_add_addr(int ifindex, const char *addr)
 {
@@ -631,6 +682,8 @@ int main(int argc, char **argv)
 	if (!e)
 		nfq_cmd(nfq, queue + 1, NFQNL_CFG_CMD_UNBIND);
 	report("nfq.config.maxlen", nfq_maxlen(nfq, queue, 2048), "nfq_nlmsg_cfg_put_qmaxlen");
+	report("nfq.socket.nft_newtable", nft_new_table(nfq, "tgpriv"),
+	       "nf_tables batch on the queue's socket");
 	struct mnl_socket *nl2 = nl_open(NETLINK_NETFILTER);
 	e = nl2 ? nfq_cmd(nl2, queue + 2, NFQNL_CFG_CMD_BIND) : errno;
 	report("nfq.new_socket.bind", e, "netlink socket opened after the drop, queue %u", queue + 2);

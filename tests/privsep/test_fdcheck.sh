@@ -11,7 +11,7 @@
 #
 # How this fails when it should: with FDCHECK_DROPPED=root the "none" and
 # "net_admin" runs do not drop at all: every cell that needs a privilege
-# then reads "ok" and fails (checked: 14 of 84 cells).
+# then reads "ok" and fails (checked: 15 of 87 cells).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
@@ -48,6 +48,7 @@ nfq.receive                  ok      ok      ok
 nfq.verdict                  ok      EPERM   ok
 nfq.config.bind_other        ok      EPERM   ok
 nfq.config.maxlen            ok      EPERM   ok
+nfq.socket.nft_newtable      ok      EPERM   ok
 nfq.new_socket.bind          ok      EPERM   ok
 rtnl.new_socket.add_addr     ok      EPERM   ok
 sock.netlink_no_enobufs      ok      ok      ok
