@@ -10,7 +10,7 @@ BUILD    ?= build
 CC       ?= gcc
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
-PKGS     := libbpf libnetfilter_queue libmnl wolfssl libunbound sqlite3 jansson libmicrohttpd libpcap libidn2
+PKGS     := libbpf libnetfilter_queue libmnl wolfssl libunbound sqlite3 jansson libmicrohttpd libpcap libidn2 libseccomp
 MULTIARCH := $(shell $(CC) -dumpmachine)
 
 ifeq ($(V),1)

@@ -53,7 +53,7 @@ MIRROR=${MIRROR:-$(default_mirror)}
 PACKAGES="systemd systemd-sysv udev dbus linux-image-amd64 initramfs-tools kmod
  iproute2 iptables procps less ca-certificates
  libbpf1 libelf1 libnetfilter-queue1 libmnl0 libwolfssl35 libunbound8
- libsqlite3-0 libjansson4 libmicrohttpd12 libpcap0.8 libidn2-0 zlib1g"
+ libsqlite3-0 libjansson4 libmicrohttpd12 libpcap0.8 libidn2-0 libseccomp2 zlib1g"
 
 # --- 1. the debootstrap tree, cached -----------------------------------
 key=$(echo "$SUITE $PACKAGES" | sha256sum | cut -c1-12)

@@ -599,7 +599,7 @@ struct gate *gate_open(const struct gate_config *cfg, struct datapath *dp)
 	g->store = store_open(cfg->store_path, false);
 	if (!g->store)
 		goto fail;
-	g->enforce = enforce_open();
+	g->enforce = cfg->enforce ? cfg->enforce : enforce_open();
 	if (!g->enforce)
 		goto fail;
 	if (cfg->policy_key_path) {

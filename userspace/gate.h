@@ -53,6 +53,10 @@ struct gate_config {
 	/* Probes a domain (or MX host) now; NULL: no probes. */
 	int (*schedule_probe)(void *arg, const char *target);
 	void *probe_arg;
+	/* Raw sockets opened before privileges were dropped (socket() checks
+	 * CAP_NET_RAW, sendto() does not); NULL: opened here. The gate owns
+	 * and closes it either way. */
+	struct enforce *enforce;
 };
 /* Longest a client's STARTTLS is withheld while the DANE state of a first
  * contacted MX is looked up (RFC 7672: no answer is no "no DANE"). */

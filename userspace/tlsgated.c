@@ -54,12 +54,14 @@
 #include "csum.h"
 #include "datapath.h"
 #include "dnslearn.h"
+#include "enforce.h"
 #include "flow.h"
 #include "flowkey.h"
 #include "gate.h"
 #include "log.h"
 #include "netfilter.h"
 #include "policy.h"
+#include "privsep.h"
 #include "probe_queue.h"
 #include "nfq.h"
 #include "session.h"
@@ -74,7 +76,9 @@
 
 /* Probes: 4 at once, API lookups' probes at most 2 of them; 64 waiting
  * for mail, 32 for the API (probe_queue.h). */
-#define PROBE_USER_DEFAULT "tlsgate" /* else "nobody" */
+#define PROBE_USER_DEFAULT "tlsgate-probe"
+#define INSPECTOR_USER_DEFAULT "tlsgate"
+#define WEB_USER_DEFAULT "tlsgate-web"
 #define PROBE_EXIT_PRIVS 125 /* the child could not drop its privileges */
 #define PROBE_EXIT_EXEC 127  /* the child could not execute the probe */
 
@@ -100,7 +104,9 @@ struct config {
 	bool learn_probe; /* probe domains learned from DNS answers */
 	const char *probe_args[8]; /* extra arguments for tlsgate-probe */
 	size_t n_probe_args;
-	const char *probe_user; /* NULL: PROBE_USER_DEFAULT if it exists, else nobody */
+	const char *probe_user; /* NULL: PROBE_USER_DEFAULT */
+	const char *user;       /* the inspector's; NULL: INSPECTOR_USER_DEFAULT */
+	const char *web_user;   /* NULL: WEB_USER_DEFAULT */
 	uint16_t ports[TLSGATED_MAX_PORTS];
 	size_t n_ports;
 	uint16_t queue_num;
@@ -156,10 +162,25 @@ struct daemon {
 	/* Probes run as child processes (tlsgate-probe --db), bounded, as
 	 * an unprivileged user without capabilities (probe_child). */
 	struct probe_queue *probes;
-	bool probe_drop;  /* running as root: children drop to probe_uid */
-	uid_t probe_uid;
-	gid_t probe_gid;
-	int cap_last;     /* highest capability number of this kernel */
+	struct privsep_user probe_user, insp_user, web_user;
+	struct enforce *enforce;   /* raw sockets, opened by the parent */
+	struct gate_config gcfg;   /* what the inspector opens the gate with */
+	/* Processes (privsep.h). In the parent: */
+	pid_t inspector_pid;       /* 0: none running */
+	int parent_ep, parent_sfd, parent_tfd;
+	uint64_t alive_ns;         /* the inspector's last message */
+	bool ready;                /* the first inspector became ready */
+	bool keep_tagger;          /* stopped with secure-mode sources */
+	size_t secure_sources;     /* as the inspector last said */
+	unsigned restarts_in_window;
+	uint64_t restart_window_ns;
+	/* In both: the socket between them (-1: none). */
+	int ipc_fd;
+	pid_t parent_pid;
+	/* In the inspector, as the parent last said: */
+	struct probe_queue_stats probe_stats;
+	pid_t web_pid;
+	uint32_t restarts;         /* inspectors started after the first */
 	int fd_max;       /* closed in the child when close_range() is refused */
 	uint64_t session_bytes; /* inspection memory, summed every tick */
 	struct netfilter_rule rule;
@@ -918,8 +939,7 @@ static char *daemon_stats_json(struct daemon *d)
 				      counter_json(&k[TLSGATE_CNT_DNS_DROPPED], NULL)));
 	{
 		/* Totals as before, and per class (probe_queue.h). */
-		struct probe_queue_stats ps;
-		probe_queue_stats(d->probes, &ps);
+		const struct probe_queue_stats ps = d->probe_stats; /* the parent's */
 		json_t *p = json_pack(
 			"{s:I,s:I,s:I,s:I}", "started",
 			(json_int_t)(ps.started[PROBE_MAIL] + ps.started[PROBE_API]), "queued",
@@ -933,7 +953,7 @@ static char *daemon_stats_json(struct daemon *d)
 						      (json_int_t)ps.queued[pc], "refused",
 						      (json_int_t)ps.refused[pc], "running",
 						      (json_int_t)ps.running[pc]));
-		json_object_set_new(p, "user", d->probe_drop ? json_integer(d->probe_uid)
+		json_object_set_new(p, "user", d->probe_user.drop ? json_integer(d->probe_user.uid)
 							     : json_null());
 		json_object_set_new(root, "probes", p);
 	}
@@ -1002,7 +1022,9 @@ static char *json_answer(bool ok, const char *key, const char *text)
 }
 
 static int daemon_schedule_probe(void *arg, const char *domain);
+static int daemon_schedule_probe_api(void *arg, const char *domain);
 static int daemon_release(void *arg, const char *mx, const char *by);
+static int inspector_ask_probe(struct daemon *d, const char *domain, enum probe_class cls);
 
 static char *daemon_control(void *arg, const char *command)
 {
@@ -1026,8 +1048,9 @@ static char *daemon_control(void *arg, const char *command)
 					   rc == -ENOENT ? "not locked" : strerror(-rc));
 		return json_answer(true, "released", command + 8);
 	}
-	if (strncmp(command, "probe ", 6) == 0) {
-		int rc = daemon_schedule_probe(d, command + 6);
+	if (strncmp(command, "probe ", 6) == 0 || strncmp(command, "probe-api ", 10) == 0) {
+		int rc = command[5] == ' ' ? daemon_schedule_probe(d, command + 6)
+					   : daemon_schedule_probe_api(d, command + 10);
 		if (rc < 0)
 			return json_answer(false, "error", strerror(-rc));
 		return json_answer(true, "probe", "scheduled");
@@ -1064,25 +1087,21 @@ static void notify(const char *state)
 
 /* ---- probes and releases (control socket and web API) ----------------- */
 
-static void probe_reap(struct daemon *d)
+static void probe_reaped(struct daemon *d, pid_t pid, int status)
 {
-	int status;
-	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (!probe_queue_done(d->probes, pid))
-			continue;
-		/* 70: a result could not be stored (tlsgate-probe(1)) */
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 70)
-			log_warnx_rl(&d->rl, "a probe's result could not be stored (see its log)");
-		else if (WIFEXITED(status) && WEXITSTATUS(status) == PROBE_EXIT_PRIVS)
-			log_warnx_rl(&d->rl, "a probe did not run: it could not give up root and "
-					     "its capabilities (see the log above)");
-		else if (WIFEXITED(status) && WEXITSTATUS(status) == PROBE_EXIT_EXEC)
-			log_warnx_rl(&d->rl, "a probe did not run: %s could not be executed",
-				     d->cfg.probe_cmd);
-		else if (WIFSIGNALED(status))
-			log_warnx_rl(&d->rl, "a probe died of signal %d", WTERMSIG(status));
-	}
+	if (!probe_queue_done(d->probes, pid))
+		return;
+	/* 70: a result could not be stored (tlsgate-probe(1)) */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 70)
+		log_warnx_rl(&d->rl, "a probe's result could not be stored (see its log)");
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == PROBE_EXIT_PRIVS)
+		log_warnx_rl(&d->rl, "a probe did not run: it could not give up root and "
+				     "its capabilities (see the log above)");
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == PROBE_EXIT_EXEC)
+		log_warnx_rl(&d->rl, "a probe did not run: %s could not be executed",
+			     d->cfg.probe_cmd);
+	else if (WIFSIGNALED(status))
+		log_warnx_rl(&d->rl, "a probe died of signal %d", WTERMSIG(status));
 }
 
 /* In the child, between fork() and exec: async-signal-safe calls only. */
@@ -1118,32 +1137,9 @@ static void __attribute__((noreturn)) probe_child(struct daemon *d, char **argv)
 	if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0)
 		for (int fd = 3; fd < d->fd_max; fd++)
 			close(fd);
-	if (d->probe_drop) {
-		gid_t gid = d->probe_gid;
-		uid_t uid = d->probe_uid;
-		if (syscall(SYS_setgroups, 0, NULL) < 0)
-			probe_child_fail("clear the supplementary groups");
-		if (syscall(SYS_setresgid, gid, gid, gid) < 0)
-			probe_child_fail("set the probe user's gid");
-		/* Needs CAP_SETPCAP, so before the uid changes. */
-		for (int cap = 0; cap <= d->cap_last; cap++)
-			if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
-			    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
-				probe_child_fail("empty the capability bounding set");
-		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-			probe_child_fail("clear the ambient capabilities");
-		if (syscall(SYS_setresuid, uid, uid, uid) < 0)
-			probe_child_fail("set the probe user's uid");
-		struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-		struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
-		if (syscall(SYS_capset, &h, caps) < 0)
-			probe_child_fail("clear the capability sets");
-		/* No way back: the checks the kernel would refuse anyway. */
-		if (syscall(SYS_setuid, 0) == 0 || getuid() != uid || geteuid() != uid)
-			probe_child_fail("stay without root");
-	}
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		probe_child_fail("set no_new_privs");
+	const char *step;
+	if (privsep_drop(&d->probe_user, 0, &step) < 0)
+		probe_child_fail(step);
 	execve(d->cfg.probe_cmd, argv, environ);
 	_exit(PROBE_EXIT_EXEC);
 }
@@ -1154,7 +1150,6 @@ static void probe_run_queue(struct daemon *d)
 {
 	char domain[PROBE_QUEUE_DOMAIN_MAX];
 	enum probe_class cls;
-	probe_reap(d);
 	while (probe_queue_take(d->probes, domain, &cls)) {
 		char *argv[32];
 		int n = 0;
@@ -1185,7 +1180,7 @@ static void probe_run_queue(struct daemon *d)
 		}
 		probe_queue_running(d->probes, pid, cls);
 		log_info("probe of %s started (pid %d, for %s%s)", domain, (int)pid,
-			 probe_class_name(cls), d->probe_drop ? ", unprivileged" : "");
+			 probe_class_name(cls), d->probe_user.drop ? ", unprivileged" : "");
 	}
 }
 
@@ -1205,94 +1200,71 @@ static int probe_schedule(struct daemon *d, const char *domain, enum probe_class
  * operator (tlsgatectl probe). */
 static int daemon_schedule_probe(void *arg, const char *domain)
 {
-	return probe_schedule(arg, domain, PROBE_MAIL);
+	return inspector_ask_probe(arg, domain, PROBE_MAIL);
 }
 
 /* The web API's: their own queue and share (probe_queue.h). */
 static int daemon_schedule_probe_api(void *arg, const char *domain)
 {
-	return probe_schedule(arg, domain, PROBE_API);
+	return inspector_ask_probe(arg, domain, PROBE_API);
 }
 
-/* The probe user: --probe-user, else PROBE_USER_DEFAULT when it exists,
- * else nobody. Never root. Only when the daemon is root (else a child
- * cannot change its uid and runs as the daemon's user). */
-static void probe_user_resolve(struct daemon *d)
+/* The users of the children (privsep.h); never root. When this process
+ * is not root, nothing is switched. */
+static void daemon_users_resolve(struct daemon *d)
 {
 	struct rlimit rl;
 	d->fd_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur
 									      : 65536;
-	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-	if (!f || fscanf(f, "%d", &d->cap_last) != 1 || d->cap_last < 0 || d->cap_last > 63)
-		d->cap_last = CAP_LAST_CAP;
-	if (f)
-		fclose(f);
-	if (geteuid() != 0) {
-		log_info("probes run as this daemon's user (uid %d): not root, nothing to drop",
+	char why[256];
+	if (privsep_user_resolve(d->cfg.user, INSPECTOR_USER_DEFAULT, &d->insp_user, why,
+				 sizeof(why)) < 0)
+		fatalx("--user: %s", why);
+	if (privsep_user_resolve(d->cfg.probe_user, PROBE_USER_DEFAULT, &d->probe_user, why,
+				 sizeof(why)) < 0)
+		fatalx("--probe-user: %s", why);
+	if (d->cfg.web_listen && privsep_user_resolve(d->cfg.web_user, WEB_USER_DEFAULT,
+						      &d->web_user, why, sizeof(why)) < 0)
+		fatalx("--web-user: %s", why);
+	if (!d->insp_user.drop) {
+		log_info("not root (uid %d): the inspector, the status page and probes run as "
+			 "this user",
 			 (int)geteuid());
 		return;
 	}
-	const char *name = d->cfg.probe_user;
-	struct passwd *pw = getpwnam(name ? name : PROBE_USER_DEFAULT);
-	if (!pw && !name)
-		pw = getpwnam(name = "nobody");
-	if (!pw)
-		fatalx("--probe-user %s: no such user", name ? name : "nobody");
-	if (pw->pw_uid == 0 || pw->pw_gid == 0)
-		fatalx("--probe-user %s: uid %d, gid %d: the probe must not run as root", pw->pw_name,
-		       (int)pw->pw_uid, (int)pw->pw_gid);
-	d->probe_drop = true;
-	d->probe_uid = pw->pw_uid;
-	d->probe_gid = pw->pw_gid;
-	struct group *gr = getgrgid(pw->pw_gid);
-	log_info("probes run as %s (uid %d, group %s), without capabilities", pw->pw_name,
-		 (int)pw->pw_uid, gr ? gr->gr_name : "?");
+	if (d->insp_user.uid == d->probe_user.uid ||
+	    (d->cfg.web_listen &&
+	     (d->web_user.uid == d->insp_user.uid || d->web_user.uid == d->probe_user.uid)))
+		fatalx("--user %s, --probe-user %s and --web-user %s must be three different users "
+		       "(each may do what the others may not)",
+		       d->insp_user.name, d->probe_user.name, d->web_user.name);
+	log_info("inspector runs as %s (uid %d) with CAP_NET_ADMIN only; probes as %s (uid %d) "
+		 "and the status page as %s without capabilities",
+		 d->insp_user.name, (int)d->insp_user.uid, d->probe_user.name,
+		 (int)d->probe_user.uid, d->cfg.web_listen ? d->web_user.name : "(off)");
 }
 
-/* The probe writes its results to the store: the store file (and its
- * -wal and -shm, which SQLite, run as root, creates with the file's owner
- * and mode) become group probe_gid, mode 0660, and the directory that
- * holds them searchable by that group when others may not search it.
- * Nothing else of the directory is given away (no write: SQLite needs it
- * only to create -wal and -shm, which exist while the daemon has the store
- * open). */
-static void probe_store_share(struct daemon *d)
+/* The inspector writes the store, the state directory and --judged-dir
+ * after it dropped root; the probe's group writes the store; the web reads
+ * it (privsep.h). */
+static void daemon_share_files(struct daemon *d)
 {
-	if (!d->probe_drop)
+	if (!d->insp_user.drop)
 		return;
+	char why[512];
+	uid_t uid = d->insp_user.uid;
+	gid_t gid = d->probe_user.gid;
+	if (privsep_own_dir(d->cfg.state_dir, uid, gid, why, sizeof(why)) < 0)
+		fatalx("--state-dir: %s", why);
+	if (d->cfg.judged_dir && privsep_own_dir(d->cfg.judged_dir, uid, gid, why, sizeof(why)) < 0)
+		fatalx("--judged-dir: %s", why);
 	char *copy = xstrdup(d->cfg.store_path);
-	const char *dir = dirname(copy);
-	struct stat st;
-	if (stat(dir, &st) == 0 && !(st.st_mode & S_IXOTH) &&
-	    !(st.st_gid == d->probe_gid && (st.st_mode & S_IXGRP))) {
-		if (st.st_uid != geteuid())
-			log_warnx("%s is not searchable by the probe user: probes cannot store results",
-				  dir);
-		else if (chown(dir, (uid_t)-1, d->probe_gid) < 0 ||
-			 chmod(dir, (st.st_mode & 07777 & ~(mode_t)S_IWGRP) | S_IXGRP) < 0)
-			log_warn("%s: group search for the probe user", dir);
-	}
+	int rc = privsep_share_store(dirname(copy), d->cfg.store_path, uid, gid,
+				     d->cfg.web_listen ? d->web_user.gid : (gid_t)-1, why,
+				     sizeof(why));
 	free(copy);
-	static const char *const suffix[] = { "", "-wal", "-shm" };
-	for (size_t i = 0; i < 3; i++) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s%s", d->cfg.store_path, suffix[i]);
-		/* By path, not by an open descriptor: closing any descriptor
-		 * of the file would drop this process's POSIX locks on it,
-		 * SQLite's included, and the next connection to close would
-		 * delete the -wal and -shm the store still uses. */
-		if (lstat(path, &st) < 0) {
-			if (errno != ENOENT || i == 0)
-				log_warn("%s: cannot share with the probe user", path);
-			continue;
-		}
-		if (!S_ISREG(st.st_mode)) {
-			log_warnx("%s: not a regular file: not shared with the probe user", path);
-			continue;
-		}
-		if (lchown(path, (uid_t)-1, d->probe_gid) < 0 || chmod(path, 0660) < 0)
-			log_warn("%s: group %d, mode 0660 for the probe user", path, (int)d->probe_gid);
-	}
+	if (rc < 0)
+		fatalx("--store: %s", why);
 }
 
 static int daemon_release(void *arg, const char *mx, const char *by)
@@ -1354,8 +1326,11 @@ static void usage(FILE *out)
 		"      --probe-resolver ADDR forwarder for the probe's validating resolver\n"
 		"      --probe-trust-anchor FILE  the probe's DNSSEC trust anchor\n"
 		"      --probe-arg ARG       one more argument for tlsgate-probe (up to 8 times)\n"
+		"      --user USER           the packet inspector's user; it keeps CAP_NET_ADMIN\n"
+		"                            only (default tlsgate)\n"
+		"      --web-user USER       the status page's user, no capability (default tlsgate-web)\n"
 		"      --probe-user USER     the unprivileged user probes run as, without\n"
-		"                            capabilities (default tlsgate if it exists, else nobody)\n"
+		"                            capabilities (default tlsgate-probe)\n"
 		"      --probe-learned yes|no  probe each recipient domain learned from DNS\n"
 		"                            answers (validates MX/TLSA for DANE; default yes)\n"
 		"  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
@@ -1546,10 +1521,12 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		if (cfg->n_probe_args >= 8)
 			config_bad(name, value, "at most 8 --probe-arg");
 		cfg->probe_args[cfg->n_probe_args++] = value;
-	} else if (!strcmp(name, "probe-user")) {
+	} else if (!strcmp(name, "probe-user") || !strcmp(name, "user") ||
+		   !strcmp(name, "web-user")) {
 		if (!*value)
 			config_bad(name, value, "empty user name");
-		cfg->probe_user = value;
+		*(name[0] == 'p' ? &cfg->probe_user : name[0] == 'u' ? &cfg->user : &cfg->web_user) =
+			value;
 	} else if (!strcmp(name, "probe-learned")) {
 		if (strcmp(value, "yes") && strcmp(value, "no"))
 			config_bad(name, value, "not yes or no");
@@ -1687,6 +1664,8 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "probe-learned", required_argument, NULL, 1 },
 		{ "probe-arg", required_argument, NULL, 1 },
 		{ "probe-user", required_argument, NULL, 1 },
+		{ "user", required_argument, NULL, 1 },
+		{ "web-user", required_argument, NULL, 1 },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1767,19 +1746,11 @@ static struct netfilter_rule daemon_rule(const struct config *cfg)
 					.queue_num = cfg->queue_num, .chain = "FORWARD" };
 }
 
+/* The parent's end: the kernel side goes (or, after a stop with
+ * secure-mode sources, the tagger stays: fail-closed for them). */
 static void daemon_teardown(struct daemon *d)
 {
-	/* A deliberate stop with secure-mode sources in the policy leaves the
-	 * tagger attached, so that those sources stay refused in the kernel
-	 * (fail-closed) while no daemon runs; everything else passes. */
-	size_t secure = d->stop ? gate_secure_sources(d->gate) : 0;
-	web_close(d->web);
-	dnslearn_close(d->dns);
-	ring_buffer__free(d->replies);
-	if (d->ring_cons && d->ring_cons != MAP_FAILED)
-		munmap(d->ring_cons, (size_t)sysconf(_SC_PAGESIZE));
-	if (d->ring_prod && d->ring_prod != MAP_FAILED)
-		munmap(d->ring_prod, (size_t)sysconf(_SC_PAGESIZE));
+	size_t secure = d->stop && d->keep_tagger ? d->secure_sources : 0;
 	free(d->web_token);
 	probe_queue_free(d->probes);
 	control_close(d->ctl);
@@ -1787,15 +1758,12 @@ static void daemon_teardown(struct daemon *d)
 		netfilter_remove(&d->rule);
 	nfqueue_close(d->queue);
 	flow_table_free(d->flows);
-	if (secure)
-		gate_stop_failclosed(d->gate);
-	gate_close(d->gate);
-	if (secure && d->dp) {
-		log_warnx("stopped with %zu secure-mode source prefix(es) in the policy: the tagger "
+	enforce_close(d->enforce);
+	if ((secure || d->keep_tagger) && d->dp) {
+		log_warnx("stopped with secure-mode source prefix(es) in the policy: the tagger "
 			  "stays attached and refuses their new connections until tlsgated runs "
 			  "again; other mail passes unchecked. 'tlsgated --remove' with the same "
-			  "interfaces and --pin-dir takes it away",
-			  secure);
+			  "interfaces and --pin-dir takes it away");
 		datapath_close(d->dp, false);
 	} else {
 		datapath_close(d->dp, true);
@@ -1814,6 +1782,386 @@ static void daemon_signals(sigset_t *mask)
 	sigaddset(mask, SIGCHLD);
 }
 
+static int daemon_run(struct daemon *d);
+
+/* The reply ring (server segments the tagger copies): what a previous run
+ * left is drained unread; without the ring's position pages a copy cannot
+ * be told from a queued segment, so then there are no copies at all. */
+static void daemon_replies_open(struct daemon *d)
+{
+	if (d->cfg.no_offload)
+		return;
+	d->replies = ring_buffer__new(datapath_reply_ring_fd(d->dp), daemon_reply_copy, d, NULL);
+	if (!d->replies) {
+		log_warnx("server segments are queued, not copied: reply ring: %s", strerror(errno));
+		return;
+	}
+	d->replies_stale = true;
+	ring_buffer__consume(d->replies);
+	d->replies_stale = false;
+	long ps = sysconf(_SC_PAGESIZE);
+	int rfd = datapath_reply_ring_fd(d->dp);
+	d->ring_cons = mmap(NULL, (size_t)ps, PROT_READ, MAP_SHARED, rfd, 0);
+	d->ring_prod = mmap(NULL, (size_t)ps, PROT_READ, MAP_SHARED, rfd, ps);
+	if (d->ring_cons == MAP_FAILED || d->ring_prod == MAP_FAILED) {
+		log_warn("server segments are queued, not copied: reply ring positions");
+		ring_buffer__free(d->replies);
+		d->replies = NULL;
+		d->ring_cons = d->ring_prod = NULL;
+	}
+}
+
+/* ---- processes: parent and inspector (privsep.h, docs/privsep.md) ------ */
+
+/* Messages between the inspector and the parent (SOCK_SEQPACKET, one per
+ * datagram). The parent trusts none of it beyond what it asks for: a
+ * probe of a name it normalizes again, a count, a readiness. */
+enum ipc_type {
+	IPC_READY = 1,	    /* inspector: started, serving */
+	IPC_ALIVE,	    /* inspector, each tick: value = secure-mode source prefixes */
+	IPC_PROBE,	    /* inspector: probe domain, value = enum probe_class */
+	IPC_PARENT_STATE, /* parent, each tick: probe queue, web pid, restarts */
+};
+
+struct ipc_msg {
+	uint32_t type;
+	uint32_t value;
+	int32_t web_pid;
+	uint32_t restarts;
+	struct probe_queue_stats probes;
+	char domain[PROBE_QUEUE_DOMAIN_MAX];
+};
+
+#define INSPECTOR_EXIT_START 2 /* could not start: not restarted */
+#define INSPECTOR_EXIT_KEEP 10 /* stopped with secure-mode sources: keep the tagger */
+/* A child that dies more often than this is not restarted: the parent
+ * stops (and systemd starts the whole service again). */
+#define RESTARTS_MAX 5
+#define RESTARTS_WINDOW_NS (60ull * 1000000000ull)
+#define ALIVE_MAX_NS (5ull * 1000000000ull)
+#define STOP_WAIT_NS (8ull * 1000000000ull)
+
+static int ipc_send(int fd, const struct ipc_msg *m)
+{
+	if (fd < 0)
+		return -ENOTCONN;
+	return send(fd, m, sizeof(*m), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0
+											: -errno;
+}
+
+/* Inspector: asks the parent for a probe (it has the probe user's rights
+ * to give; this process has none). */
+static int inspector_ask_probe(struct daemon *d, const char *domain, enum probe_class cls)
+{
+	struct ipc_msg m = { .type = IPC_PROBE, .value = cls };
+	if (policy_domain_normalize(domain, m.domain, sizeof(m.domain)) < 0)
+		return -EINVAL;
+	int rc = ipc_send(d->ipc_fd, &m);
+	return rc == -EAGAIN ? -EBUSY : rc;
+}
+
+static void inspector_read_parent(struct daemon *d)
+{
+	struct ipc_msg m;
+	for (;;) {
+		ssize_t n = recv(d->ipc_fd, &m, sizeof(m), MSG_DONTWAIT);
+		if (n == 0) {
+			log_warnx("the parent process is gone: stopping");
+			d->stop = true;
+			return;
+		}
+		if (n < 0)
+			return;
+		if (n == (ssize_t)sizeof(m) && m.type == IPC_PARENT_STATE) {
+			d->probe_stats = m.probes;
+			d->web_pid = m.web_pid;
+			d->restarts = m.restarts;
+		}
+	}
+}
+
+/* The inspector, right after fork(): drops root (keeping CAP_NET_ADMIN for
+ * queue verdicts), opens what it writes (the store, the state), installs
+ * its seccomp filter and runs the packet loop. What it inherited from the
+ * parent: the queue, the maps, the raw sockets, the listening sockets.
+ * Never returns. */
+static void __attribute__((noreturn)) inspector_main(struct daemon *d)
+{
+	const char *step;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != d->parent_pid)
+		_exit(INSPECTOR_EXIT_START);
+	close(d->parent_ep);
+	close(d->parent_sfd);
+	close(d->parent_tfd);
+	if (privsep_drop(&d->insp_user, 1ull << CAP_NET_ADMIN, &step) < 0) {
+		log_warn("cannot start the inspector: cannot %s", step);
+		_exit(INSPECTOR_EXIT_START);
+	}
+	d->gcfg.enforce = d->enforce;
+	d->gcfg.probe_arg = d;
+	d->gate = gate_open(&d->gcfg, d->dp);
+	if (!d->gate) {
+		log_warnx("cannot start: the store or the policy could not be opened");
+		_exit(INSPECTOR_EXIT_START);
+	}
+	d->dns = dnslearn_open(datapath_dns_ring_fd(d->dp), gate_store(d->gate),
+			       d->cfg.learn_probe ? daemon_schedule_probe : NULL, d);
+	if (!d->dns) {
+		log_warnx("cannot start: the DNS answer ring could not be opened");
+		_exit(INSPECTOR_EXIT_START);
+	}
+	{
+		/* queries count only from the inside, answers only from outside */
+		uint32_t inside[DATAPATH_MAX_IFACES];
+		for (size_t i = 0; i < d->gcfg.n_inside; i++)
+			inside[i] = (uint32_t)d->gcfg.inside_ifindex[i];
+		dnslearn_set_inside(d->dns, inside, d->gcfg.n_inside);
+	}
+	daemon_replies_open(d);
+	/* Flows the kernel judged (an earlier run, or this inspector's
+	 * predecessor): adopted. Those still being inspected are picked up
+	 * mid-stream at their next packet. */
+	if (datapath_adopted(d->dp) || d->restarts > 0) {
+		size_t n = datapath_for_each_flow(d->dp, daemon_adopt_one, d);
+		log_info("adopted %llu offloaded flow(s) of %zu in the pinned map %s",
+			 (unsigned long long)d->stats.adopted, n, d->cfg.pin_dir);
+	}
+	if (d->cfg.web_listen) {
+		struct web_config wcfg = { .listen = d->cfg.web_listen, .token = d->web_token,
+					   .cors_origin = d->cfg.web_cors,
+					   .store_path = d->cfg.store_path,
+					   .rate = d->cfg.web_rate,
+					   .n_hosts = d->cfg.n_web_hosts };
+		memcpy(wcfg.hosts, d->cfg.web_hosts, sizeof(wcfg.hosts));
+		struct web_hooks hooks = { .arg = d, .stats_json = daemon_stats_hook,
+					   .flows_json = daemon_flows_hook,
+					   .schedule_probe = daemon_schedule_probe_api,
+					   .release = daemon_release };
+		d->web = web_open(&wcfg, &hooks);
+		if (!d->web) {
+			log_warnx("cannot start: the status page could not listen");
+			_exit(INSPECTOR_EXIT_START);
+		}
+	}
+	if (d->insp_user.drop && privsep_seccomp(PRIVSEP_INSPECTOR) < 0)
+		_exit(INSPECTOR_EXIT_START);
+	struct ipc_msg ready = { .type = IPC_READY };
+	ipc_send(d->ipc_fd, &ready);
+	int rc = daemon_run(d);
+	/* A deliberate stop with secure-mode sources in the policy leaves the
+	 * tagger attached (the parent does), so that those sources stay
+	 * refused in the kernel (fail-closed) while no daemon runs. */
+	size_t secure = rc == 0 ? gate_secure_sources(d->gate) : 0;
+	web_close(d->web);
+	dnslearn_close(d->dns);
+	ring_buffer__free(d->replies);
+	flow_table_free(d->flows);
+	if (secure)
+		gate_stop_failclosed(d->gate);
+	gate_close(d->gate);
+	_exit(rc < 0 ? 1 : secure ? INSPECTOR_EXIT_KEEP : 0);
+}
+
+static int inspector_start(struct daemon *d)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_warn("inspector: socketpair");
+		return -1;
+	}
+	d->parent_pid = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("inspector: fork");
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		d->ipc_fd = sv[1];
+		inspector_main(d);
+	}
+	close(sv[1]);
+	d->ipc_fd = sv[0];
+	d->inspector_pid = pid;
+	d->alive_ns = now_ns();
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = d->ipc_fd };
+	epoll_ctl(d->parent_ep, EPOLL_CTL_ADD, d->ipc_fd, &ev);
+	log_info("inspector started (pid %d%s)", (int)pid,
+		 d->insp_user.drop ? ", unprivileged" : "");
+	return 0;
+}
+
+static void parent_read_inspector(struct daemon *d)
+{
+	struct ipc_msg m;
+	ssize_t n;
+	while ((n = recv(d->ipc_fd, &m, sizeof(m), MSG_DONTWAIT)) > 0) {
+		if (n != (ssize_t)sizeof(m))
+			continue;
+		switch (m.type) {
+		case IPC_READY:
+			if (!d->ready) {
+				d->ready = true;
+				notify("READY=1\nSTATUS=inspecting port-25 flows");
+			}
+			d->alive_ns = now_ns();
+			break;
+		case IPC_ALIVE:
+			d->alive_ns = now_ns();
+			d->secure_sources = m.value;
+			break;
+		case IPC_PROBE:
+			m.domain[sizeof(m.domain) - 1] = '\0';
+			if (m.value < PROBE_CLASSES)
+				probe_schedule(d, m.domain, (enum probe_class)m.value);
+			break;
+		}
+	}
+}
+
+static void parent_send_state(struct daemon *d)
+{
+	struct ipc_msg m = { .type = IPC_PARENT_STATE, .web_pid = (int32_t)d->web_pid,
+			     .restarts = d->restarts };
+	probe_queue_stats(d->probes, &m.probes);
+	ipc_send(d->ipc_fd, &m);
+}
+
+/* One child ended: a probe (counted), or the inspector (restarted unless
+ * it could not start, stops were asked for, or it died too often). */
+static void parent_reap(struct daemon *d, bool *failed)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid != d->inspector_pid) {
+			probe_reaped(d, pid, status);
+			continue;
+		}
+		d->inspector_pid = 0;
+		epoll_ctl(d->parent_ep, EPOLL_CTL_DEL, d->ipc_fd, NULL);
+		close(d->ipc_fd);
+		d->ipc_fd = -1;
+		if (d->stop) {
+			d->keep_tagger = WIFEXITED(status) ? WEXITSTATUS(status) == INSPECTOR_EXIT_KEEP
+							   : d->secure_sources > 0;
+			continue;
+		}
+		if (!d->ready || (WIFEXITED(status) && WEXITSTATUS(status) == INSPECTOR_EXIT_START)) {
+			*failed = true;
+			continue;
+		}
+		if (WIFSIGNALED(status))
+			log_warnx("the inspector (pid %d) died of signal %d", (int)pid,
+				  WTERMSIG(status));
+		else
+			log_warnx("the inspector (pid %d) exited with status %d", (int)pid,
+				  WEXITSTATUS(status));
+		uint64_t now = now_ns();
+		if (now - d->restart_window_ns > RESTARTS_WINDOW_NS) {
+			d->restart_window_ns = now;
+			d->restarts_in_window = 0;
+		}
+		if (++d->restarts_in_window > RESTARTS_MAX) {
+			log_warnx("the inspector died %d times within %llu s: stopping", RESTARTS_MAX,
+				  RESTARTS_WINDOW_NS / 1000000000ull);
+			d->keep_tagger = d->secure_sources > 0;
+			*failed = true;
+			continue;
+		}
+		d->restarts++;
+		if (inspector_start(d) < 0)
+			*failed = true;
+	}
+}
+
+/* The parent's loop: signals, the inspector's messages, a 1 s timer for
+ * the watchdog and the probes. 0 after a requested stop. */
+static int parent_run(struct daemon *d)
+{
+	sigset_t mask;
+	daemon_signals(&mask);
+	d->parent_sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	d->parent_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	d->parent_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (d->parent_sfd < 0 || d->parent_tfd < 0 || d->parent_ep < 0) {
+		log_warn("event loop set-up");
+		return -1;
+	}
+	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+	timerfd_settime(d->parent_tfd, 0, &its, NULL);
+	int fds[] = { d->parent_sfd, d->parent_tfd };
+	for (int i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
+		epoll_ctl(d->parent_ep, EPOLL_CTL_ADD, fds[i], &ev);
+	}
+	if (inspector_start(d) < 0)
+		return -1;
+	bool failed = false;
+	uint64_t stop_ns = 0;
+	while (d->inspector_pid > 0 || (!d->stop && !failed)) {
+		if (failed && d->inspector_pid > 0 && !d->stop) {
+			kill(d->inspector_pid, SIGTERM);
+			d->stop = true;
+			stop_ns = now_ns();
+		}
+		if (failed && d->inspector_pid == 0)
+			break;
+		struct epoll_event evs[4];
+		int n = epoll_wait(d->parent_ep, evs, 4, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("epoll_wait");
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+			if (fd == d->parent_sfd) {
+				struct signalfd_siginfo si;
+				while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGCHLD) {
+						parent_reap(d, &failed);
+						probe_run_queue(d);
+					} else if (si.ssi_signo == SIGHUP) {
+						log_info("SIGHUP: re-reading the policy");
+						if (d->inspector_pid > 0)
+							kill(d->inspector_pid, SIGHUP);
+					} else if (!d->stop) {
+						log_info("signal %u: shutting down", si.ssi_signo);
+						notify("STOPPING=1");
+						d->stop = true;
+						stop_ns = now_ns();
+						d->keep_tagger = d->secure_sources > 0;
+						if (d->inspector_pid > 0)
+							kill(d->inspector_pid, SIGTERM);
+					}
+				}
+			} else if (fd == d->parent_tfd) {
+				uint64_t ticks;
+				if (read(fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+					continue;
+				uint64_t now = now_ns();
+				if (d->ready && !d->stop && now - d->alive_ns < ALIVE_MAX_NS)
+					notify("WATCHDOG=1");
+				if (d->stop && d->inspector_pid > 0 && now - stop_ns > STOP_WAIT_NS) {
+					log_warnx("the inspector (pid %d) did not stop: killed",
+						  (int)d->inspector_pid);
+					kill(d->inspector_pid, SIGKILL);
+				}
+				probe_run_queue(d);
+				parent_send_state(d);
+			} else if (fd == d->ipc_fd) {
+				parent_read_inspector(d);
+			}
+		}
+	}
+	return failed ? -1 : 0;
+}
+
 static int daemon_run(struct daemon *d)
 {
 	sigset_t mask;
@@ -1829,8 +2177,8 @@ static int daemon_run(struct daemon *d)
 	timerfd_settime(tfd, 0, &its, NULL);
 	int fds[] = { nfqueue_fd(d->queue), sfd, tfd, control_fd(d->ctl),
 		      d->web ? web_fd(d->web) : -1, d->dns ? dnslearn_fd(d->dns) : -1,
-		      d->replies ? ring_buffer__epoll_fd(d->replies) : -1 };
-	for (int i = 0; i < 7; i++) {
+		      d->replies ? ring_buffer__epoll_fd(d->replies) : -1, d->ipc_fd };
+	for (int i = 0; i < 8; i++) {
 		if (fds[i] < 0)
 			continue;
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
@@ -1841,9 +2189,6 @@ static int daemon_run(struct daemon *d)
 	}
 	log_info("ready: queue %u, %zu interface(s), %zu SMTP port(s), control %s",
 		 d->cfg.queue_num, d->cfg.n_ifaces, d->cfg.n_ports, d->cfg.control_path);
-	/* Ready only now: programs attached, queue bound, rule in place,
-	 * policy loaded, control socket and web server listening. */
-	notify("READY=1\nSTATUS=inspecting port-25 flows");
 	while (!d->stop) {
 		struct epoll_event evs[8];
 		int n = epoll_wait(ep, evs, 8, -1);
@@ -1873,10 +2218,8 @@ static int daemon_run(struct daemon *d)
 						gate_reload(d->gate);
 						continue;
 					}
-					if (si.ssi_signo == SIGCHLD) {
-						probe_run_queue(d);
+					if (si.ssi_signo == SIGCHLD)
 						continue;
-					}
 					log_info("signal %u: shutting down", si.ssi_signo);
 					d->stop = true;
 				}
@@ -1887,8 +2230,11 @@ static int daemon_run(struct daemon *d)
 					gate_content_flush(d->gate, d->flows);
 					daemon_tick(d);
 					gate_tick(d->gate);
-					notify("WATCHDOG=1");
-					probe_run_queue(d);
+					struct ipc_msg alive = {
+						.type = IPC_ALIVE,
+						.value = (uint32_t)gate_secure_sources(d->gate)
+					};
+					ipc_send(d->ipc_fd, &alive); /* the parent's watchdog */
 					control_serve(d->ctl); /* deadlines */
 					if (d->web)
 						web_process(d->web);
@@ -1899,6 +2245,8 @@ static int daemon_run(struct daemon *d)
 				web_process(d->web);
 			} else if (fd == fds[5]) {
 				dnslearn_process(d->dns);
+			} else if (fd == fds[7]) {
+				inspector_read_parent(d);
 			} else if (fd == fds[6]) {
 				daemon_read_replies(d);
 				gate_content_flush(d->gate, d->flows);
@@ -1906,7 +2254,6 @@ static int daemon_run(struct daemon *d)
 			}
 		}
 	}
-	notify("STOPPING=1");
 	close(ep);
 	close(tfd);
 	close(sfd);
@@ -1947,7 +2294,7 @@ int main(int argc, char **argv)
 		struct probe_queue_limits pl = PROBE_QUEUE_LIMITS_DEFAULT;
 		d.probes = probe_queue_new(&pl);
 	}
-	probe_user_resolve(&d);
+	daemon_users_resolve(&d);
 
 	struct datapath_config dcfg = {
 		.pin_dir = d.cfg.pin_dir,
@@ -2004,7 +2351,7 @@ int main(int argc, char **argv)
 		flow_table_free(d.flows);
 		return status;
 	}
-	struct gate_config gcfg = {
+	d.gcfg = (struct gate_config){
 		.store_path = d.cfg.store_path,
 		.state_dir = d.cfg.state_dir,
 		.policy_key_path = d.cfg.policy_key,
@@ -2012,53 +2359,15 @@ int main(int argc, char **argv)
 		.policy_dir = d.cfg.policy_dir,
 		.failclosed_ms = d.cfg.failclosed_ms,
 		.schedule_probe = daemon_schedule_probe,
-		.probe_arg = &d,
 	};
 	for (size_t i = 0; i < d.cfg.n_ifaces; i++)
 		if (d.cfg.iface_inside[i])
-			gcfg.inside_ifindex[gcfg.n_inside++] = (int)if_nametoindex(d.cfg.ifaces[i]);
-	d.gate = gate_open(&gcfg, d.dp);
-	START_STEP(d.gate, "the store, policy key or raw sockets could not be opened");
-	probe_store_share(&d);
-	d.dns = dnslearn_open(datapath_dns_ring_fd(d.dp), gate_store(d.gate),
-			      d.cfg.learn_probe ? daemon_schedule_probe : NULL, &d);
-	START_STEP(d.dns, "the DNS answer ring could not be opened");
-	{
-		/* queries count only from the inside, answers only from outside */
-		uint32_t inside[DATAPATH_MAX_IFACES];
-		for (size_t i = 0; i < gcfg.n_inside; i++)
-			inside[i] = (uint32_t)gcfg.inside_ifindex[i];
-		dnslearn_set_inside(d.dns, inside, gcfg.n_inside);
-	}
-	if (!d.cfg.no_offload) {
-		d.replies = ring_buffer__new(datapath_reply_ring_fd(d.dp), daemon_reply_copy, &d, NULL);
-		if (!d.replies) {
-			log_warnx("server segments are queued, not copied: reply ring: %s",
-				  strerror(errno));
-		} else {
-			/* Copies a previous run left: their flows are unknown. */
-			d.replies_stale = true;
-			ring_buffer__consume(d.replies);
-			d.replies_stale = false;
-			long ps = sysconf(_SC_PAGESIZE);
-			int rfd = datapath_reply_ring_fd(d.dp);
-			d.ring_cons = mmap(NULL, (size_t)ps, PROT_READ, MAP_SHARED, rfd, 0);
-			d.ring_prod = mmap(NULL, (size_t)ps, PROT_READ, MAP_SHARED, rfd, ps);
-			if (d.ring_cons == MAP_FAILED || d.ring_prod == MAP_FAILED) {
-				/* Without the positions a copy cannot be told from
-				 * a queued segment: no copies at all. */
-				log_warn("server segments are queued, not copied: reply ring positions");
-				ring_buffer__free(d.replies);
-				d.replies = NULL;
-				d.ring_cons = d.ring_prod = NULL;
-			}
-		}
-	}
-	if (datapath_adopted(d.dp)) {
-		size_t n = datapath_for_each_flow(d.dp, daemon_adopt_one, &d);
-		log_info("adopted %llu offloaded flow(s) of %zu in the pinned map %s",
-			 (unsigned long long)d.stats.adopted, n, d.cfg.pin_dir);
-	}
+			d.gcfg.inside_ifindex[d.gcfg.n_inside++] = (int)if_nametoindex(d.cfg.ifaces[i]);
+	/* What needs root is opened here, before the inspector is started
+	 * and drops it: raw sockets (CAP_NET_RAW at socket()), the queue's
+	 * binding, the rule, the control socket's file. */
+	d.enforce = enforce_open();
+	START_STEP(d.enforce, "the raw sockets could not be opened");
 	d.queue = nfqueue_open(d.cfg.queue_num, d.cfg.queue_maxlen, NFQUEUE_RCVBUF_DEFAULT,
 			       daemon_packet, &d);
 	START_STEP(d.queue, "NFQUEUE could not be bound");
@@ -2074,23 +2383,11 @@ int main(int argc, char **argv)
 	free(dir);
 	d.ctl = control_open(d.cfg.control_path, daemon_control, &d);
 	START_STEP(d.ctl, "the control socket could not be opened");
-	if (d.cfg.web_listen) {
-		struct web_config wcfg = { .listen = d.cfg.web_listen, .token = d.web_token,
-					   .cors_origin = d.cfg.web_cors,
-					   .store_path = d.cfg.store_path,
-					   .rate = d.cfg.web_rate,
-					   .n_hosts = d.cfg.n_web_hosts };
-		memcpy(wcfg.hosts, d.cfg.web_hosts, sizeof(wcfg.hosts));
-		struct web_hooks hooks = { .arg = &d, .stats_json = daemon_stats_hook,
-					   .flows_json = daemon_flows_hook,
-					   .schedule_probe = daemon_schedule_probe_api,
-					   .release = daemon_release };
-		d.web = web_open(&wcfg, &hooks);
-		START_STEP(d.web, "the status page could not listen");
-	}
+	daemon_share_files(&d);
 #undef START_STEP
 	log_hold(false);
-	if (daemon_run(&d) == 0)
+	d.ipc_fd = -1;
+	if (parent_run(&d) == 0)
 		status = 0;
 out:
 	log_hold(false);

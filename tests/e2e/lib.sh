@@ -63,6 +63,8 @@ send_as() {
 policy_keys() {
 	command -v minisign >/dev/null || { echo "Bail out! minisign missing (make deps)"; exit 1; }
 	POL=$(mktemp -d /tmp/tlsgate-policy.XXXXXX)
+	# The inspector (user tlsgate) reads the key and the policy files.
+	chmod 0755 "$POL"
 	minisign -G -W -p "$POL/pub.key" -s "$POL/sec.key" >/dev/null 2>&1 ||
 		{ echo "Bail out! minisign -G failed"; exit 1; }
 }

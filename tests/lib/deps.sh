@@ -24,7 +24,7 @@ PKGS="
  libbpf-dev bpftool libelf-dev zlib1g-dev
  libnetfilter-queue-dev libmnl-dev
  libwolfssl-dev libunbound-dev libsqlite3-dev
- libmicrohttpd-dev libjansson-dev libcmocka-dev libpcap-dev
+ libmicrohttpd-dev libjansson-dev libcmocka-dev libpcap-dev libseccomp-dev
  iptables iproute2 tcpdump bc tshark procps psmisc sqlite3 openssl ca-certificates
  postfix swaks socat python3
  nsd ldnsutils unbound bind9-dnsutils dns-root-data
@@ -40,6 +40,14 @@ LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-300}
 installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }
+
+# tlsgated's processes run as these system users (image/lib/tlsgate.sysusers,
+# what an install creates): an idempotent step, before the packages.
+SYSUSERS=${TLSGATE_SYSUSERS:-systemd-sysusers}
+if [ "$(id -u)" = 0 ] && ! getent passwd tlsgate-web >/dev/null; then
+	$SYSUSERS "$(cd "$(dirname "$0")/../.." && pwd)/image/lib/tlsgate.sysusers" ||
+		echo "deps: could not create the users tlsgate, tlsgate-probe, tlsgate-web" >&2
+fi
 
 missing=""
 for p in $PKGS; do

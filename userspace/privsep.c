@@ -1,0 +1,361 @@
+/* privsep.c - see privsep.h for the contract. */
+#include "privsep.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <linux/capability.h>
+#include <seccomp.h>
+
+#include "log.h"
+
+int privsep_user_resolve(const char *name, const char *fallback, struct privsep_user *u,
+			 char *why, size_t whylen)
+{
+	memset(u, 0, sizeof(*u));
+	if (geteuid() != 0)
+		return 0;
+	const char *want = name ? name : fallback;
+	struct passwd *pw = getpwnam(want);
+	if (!pw) {
+		snprintf(why, whylen,
+			 "user %s does not exist (create tlsgate's users: systemd-sysusers "
+			 "/usr/lib/sysusers.d/tlsgate.conf, or make deps)",
+			 want);
+		return -1;
+	}
+	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+		snprintf(why, whylen, "user %s: uid %d, gid %d: must not be root", want,
+			 (int)pw->pw_uid, (int)pw->pw_gid);
+		return -1;
+	}
+	u->drop = true;
+	u->uid = pw->pw_uid;
+	u->gid = pw->pw_gid;
+	snprintf(u->name, sizeof(u->name), "%s", pw->pw_name);
+	return 0;
+}
+
+static int cap_last(void)
+{
+	/* Without /proc: every number the kernel might know. */
+	char buf[8] = { 0 };
+	int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 63;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	int v = 0;
+	for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+		v = v * 10 + (buf[i] - '0');
+	return n > 0 && v > 0 && v < 64 ? v : 63;
+}
+
+int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step)
+{
+	if (!u->drop) {
+		*step = "nothing (not root)";
+		goto unprivileged;
+	}
+	*step = "keep capabilities across the uid change";
+	if (prctl(PR_SET_KEEPCAPS, keep ? 1 : 0, 0, 0, 0) < 0)
+		return -1;
+	*step = "clear the supplementary groups";
+	if (syscall(SYS_setgroups, 0, NULL) < 0)
+		return -1;
+	*step = "set the gid";
+	if (syscall(SYS_setresgid, u->gid, u->gid, u->gid) < 0)
+		return -1;
+	/* Needs CAP_SETPCAP, so before the uid changes. */
+	*step = "empty the capability bounding set";
+	int last = cap_last();
+	for (int cap = 0; cap <= last; cap++)
+		if (!(keep & (1ull << cap)) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
+		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			return -1;
+	*step = "clear the ambient capabilities";
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -1;
+	*step = "set the uid";
+	if (syscall(SYS_setresuid, u->uid, u->uid, u->uid) < 0)
+		return -1;
+	*step = "set the capability sets";
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+	caps[0].permitted = caps[0].effective = (uint32_t)keep;
+	caps[1].permitted = caps[1].effective = (uint32_t)(keep >> 32);
+	if (syscall(SYS_capset, &h, caps) < 0)
+		return -1;
+	*step = "stop keeping capabilities";
+	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+		return -1;
+	/* No way back: what the kernel must refuse now. */
+	*step = "stay without root";
+	if (syscall(SYS_setuid, 0) == 0 || getuid() != u->uid || geteuid() != u->uid ||
+	    getegid() != u->gid) {
+		errno = EPERM;
+		return -1;
+	}
+unprivileged:
+	*step = "set no_new_privs";
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	/* No core dump and no ptrace by the same uid: the memory holds
+	 * flows' envelopes. */
+	*step = "clear dumpable";
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return -1;
+	return 0;
+}
+
+uint64_t privsep_effective_caps(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+	if (syscall(SYS_capget, &h, caps) < 0)
+		return ~0ull;
+	return (uint64_t)caps[0].effective | (uint64_t)caps[1].effective << 32;
+}
+
+/* ---- seccomp ------------------------------------------------------------ */
+
+/* What both make after start-up: files (the store, policy, logs), memory,
+ * time, the event loop, signals, threads (libmicrohttpd, SQLite's none)
+ * and their own end. Measured with strace (docs/privsep.md). */
+static const char *const calls_common[] = {
+	"read", "write", "readv", "writev", "pread64", "pwrite64", "close", "openat",
+	"newfstatat", "fstat", "statx", "lseek", "fcntl", "fsync", "fdatasync", "ftruncate",
+	"fallocate", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir",
+	"mkdirat", "getdents64", "access", "faccessat", "faccessat2", "readlink", "readlinkat",
+	"fchmod", "fchown", "umask", "getcwd",
+	"mmap", "munmap", "mremap", "mprotect", "brk", "madvise",
+	"epoll_wait", "epoll_pwait", "epoll_ctl", "epoll_create1", "poll", "ppoll",
+	"timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd4", "eventfd2",
+	"recvmsg", "recvfrom", "recvmmsg", "sendmsg", "sendto", "sendmmsg", "accept4",
+	"getsockopt", "setsockopt", "getsockname", "getpeername", "shutdown",
+	"clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
+	"futex", "set_robust_list", "get_robust_list", "rseq", "clone", "clone3",
+	"sched_yield", "sched_getaffinity",
+	"getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getrandom",
+	"uname", "prlimit64", "getrlimit", "sysinfo",
+	"rt_sigprocmask", "rt_sigreturn", "rt_sigaction", "sigaltstack", "tgkill",
+	"exit", "exit_group", "restart_syscall",
+};
+/* The inspector also writes the tagger's maps (the kernel checked the
+ * rights when the parent opened them). */
+static const char *const calls_inspector[] = { "bpf", "setpriority" };
+/* The web also connects to the inspector's control socket. */
+static const char *const calls_web[] = { "socket", "connect", "pipe2",
+					  "setpriority" /* the pacer thread */ };
+
+static void seccomp_sigsys(int sig, siginfo_t *si, void *uctx)
+{
+	(void)sig;
+	(void)uctx;
+	char msg[96] = "tlsgated: seccomp: system call ";
+	size_t n = strlen(msg);
+	int nr = si->si_syscall;
+	char digits[12];
+	int k = 0;
+	do
+		digits[k++] = (char)('0' + nr % 10);
+	while ((nr /= 10) > 0 && k < 11);
+	while (k > 0)
+		msg[n++] = digits[--k];
+	static const char tail[] = " is not allowed here (docs/privsep.md)\n";
+	memcpy(msg + n, tail, sizeof(tail) - 1);
+	n += sizeof(tail) - 1;
+	ssize_t rc = write(STDERR_FILENO, msg, n);
+	(void)rc;
+	_exit(PRIVSEP_EXIT_SECCOMP);
+}
+
+static int seccomp_allow(scmp_filter_ctx ctx, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int nr = seccomp_syscall_resolve_name(names[i]);
+		if (nr == __NR_SCMP_ERROR)
+			continue; /* not a call of this architecture */
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) < 0) {
+			log_warnx("seccomp: cannot allow %s", names[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int privsep_seccomp(enum privsep_role role)
+{
+	struct sigaction sa = { .sa_sigaction = seccomp_sigsys, .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0) {
+		log_warn("seccomp: SIGSYS handler");
+		return -1;
+	}
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+	if (!ctx) {
+		log_warnx("seccomp: cannot initialise a filter");
+		return -1;
+	}
+	int rc = -1;
+	const char *const *extra = role == PRIVSEP_INSPECTOR ? calls_inspector : calls_web;
+	size_t n_extra = role == PRIVSEP_INSPECTOR
+				 ? sizeof(calls_inspector) / sizeof(calls_inspector[0])
+				 : sizeof(calls_web) / sizeof(calls_web[0]);
+	/* Every thread, also those started before. */
+	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1) < 0 ||
+	    seccomp_allow(ctx, calls_common, sizeof(calls_common) / sizeof(calls_common[0])) < 0 ||
+	    seccomp_allow(ctx, extra, n_extra) < 0)
+		goto out;
+	/* prctl only to name a thread (libmicrohttpd's, the pacer). */
+	if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+			     SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)) < 0)
+		goto out;
+	int e = seccomp_load(ctx);
+	if (e < 0) {
+		log_warnx("seccomp: cannot load the filter: %s", strerror(-e));
+		goto out;
+	}
+	rc = 0;
+out:
+	seccomp_release(ctx);
+	return rc;
+}
+
+/* ---- the store's files ---------------------------------------------------- */
+
+/* POSIX ACL in the kernel's extended-attribute form (posix_acl_xattr.h). */
+struct acl_entry_x {
+	uint16_t tag, perm;
+	uint32_t id;
+};
+enum { ACL_USER_OBJ = 1, ACL_GROUP_OBJ = 4, ACL_GROUP = 8, ACL_MASK = 16, ACL_OTHER = 32 };
+#define ACL_UNDEFINED_ID 0xffffffffu
+
+static int acl_set(const char *path, const char *attr, unsigned owner, unsigned group,
+		   gid_t reader, unsigned reader_perm)
+{
+	struct {
+		uint32_t version;
+		struct acl_entry_x e[5];
+	} __attribute__((packed)) acl = {
+		.version = 2,
+		.e = { { ACL_USER_OBJ, (uint16_t)owner, ACL_UNDEFINED_ID },
+		       { ACL_GROUP_OBJ, (uint16_t)group, ACL_UNDEFINED_ID },
+		       { ACL_GROUP, (uint16_t)reader_perm, (uint32_t)reader },
+		       { ACL_MASK, (uint16_t)(group | reader_perm), ACL_UNDEFINED_ID },
+		       { ACL_OTHER, 0, ACL_UNDEFINED_ID } },
+	};
+	return lsetxattr(path, attr, &acl, sizeof(acl), 0);
+}
+
+static int share_one(const char *path, uid_t owner, gid_t group, gid_t reader, bool create,
+		     char *why, size_t whylen)
+{
+	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0), 0660);
+	if (fd < 0) {
+		if (errno == ENOENT && !create)
+			return 0;
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if (fchown(fd, owner, group) < 0 || fchmod(fd, 0660) < 0) {
+		snprintf(why, whylen, "%s: owner and mode: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	if (reader != (gid_t)-1 && acl_set(path, "system.posix_acl_access", 6, 6, reader, 4) < 0)
+		log_warn("%s: read ACL for the status page (it shows no store data)", path);
+	return 0;
+}
+
+int privsep_own_dir(const char *dir, uid_t owner, gid_t group, char *why, size_t whylen)
+{
+	if (geteuid() != 0)
+		return 0;
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (dfd < 0 || fstat(dfd, &st) < 0) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	if (st.st_mode & (S_IWOTH | S_ISVTX)) {
+		snprintf(why, whylen, "%s: others may write there: tlsgate needs a directory of its own",
+			 dir);
+		close(dfd);
+		return -1;
+	}
+	if (fchown(dfd, owner, group) < 0 || fchmod(dfd, 0750) < 0) {
+		snprintf(why, whylen, "%s: owner and mode: %s", dir, strerror(errno));
+		close(dfd);
+		return -1;
+	}
+	/* What an earlier run as root left there (the saved policy, the
+	 * store): the inspector reads and replaces it now. */
+	DIR *dp = fdopendir(dfd);
+	if (!dp) {
+		close(dfd);
+		return 0;
+	}
+	struct dirent *e;
+	while ((e = readdir(dp)) != NULL) {
+		if (fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || st.st_uid == owner)
+			continue;
+		if (st.st_uid == 0 &&
+		    fchownat(dirfd(dp), e->d_name, owner, group, AT_SYMLINK_NOFOLLOW) < 0)
+			log_warn("%s/%s: owner", dir, e->d_name);
+	}
+	closedir(dp);
+	return 0;
+}
+
+int privsep_share_store(const char *dir, const char *store_path, uid_t owner, gid_t group,
+			gid_t reader_gid, char *why, size_t whylen)
+{
+	if (geteuid() != 0)
+		return 0;
+	if (privsep_own_dir(dir, owner, group, why, whylen) < 0)
+		return -1;
+	if (reader_gid != (gid_t)-1) {
+		/* Search for the web; files SQLite creates later (its -wal and
+		 * -shm after a clean stop) readable by it too. */
+		if (acl_set(dir, "system.posix_acl_access", 7, 5, reader_gid, 1) < 0 ||
+		    acl_set(dir, "system.posix_acl_default", 6, 6, reader_gid, 4) < 0)
+			log_warn("%s: ACL for the status page (it shows no store data)", dir);
+	}
+	/* The -wal and -shm exist before the web opens the store read-only
+	 * (SQLite cannot create them for a reader). */
+	static const char *const suffix[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < 3; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s%s", store_path, suffix[i]);
+		if (share_one(path, owner, group, reader_gid, true, why, whylen) < 0)
+			return -1;
+	}
+	return 0;
+}
