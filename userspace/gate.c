@@ -117,6 +117,18 @@ struct gate_pending {
 	int64_t time;
 };
 
+/* A refusal waiting for the end of the batch of queued packets (see
+ * gate_refuse_after_batch). */
+#define GATE_REFUSALS_MAX 16
+struct gate_refusal {
+	struct flowkey_packet p; /* the withheld segment (no payload) */
+	struct decision d;
+	bool answer; /* in SMTP, with the replies to verb */
+	uint32_t server_seq;
+	uint16_t verb[ENFORCE_VERBS_MAX];
+	size_t n_verbs;
+};
+
 struct gate {
 	struct gate_config cfg;
 	struct gate_dest *dests;
@@ -144,6 +156,8 @@ struct gate {
 	/* Flows whose content goes to the kernel after this batch. */
 	struct tlsgate_flow_key content_pending[GATE_CONTENT_PENDING_MAX];
 	size_t n_content_pending;
+	struct gate_refusal refusals[GATE_REFUSALS_MAX];
+	size_t n_refusals;
 	uint64_t ticks;
 	struct timespec drop_mtime; /* of the drop directory's policy.json seen last */
 	off_t drop_size;
@@ -1177,6 +1191,31 @@ static void gate_refuse(struct gate *g, const struct flowkey_packet *p, const st
 	}
 }
 
+/* gate_refuse() once this batch's verdicts have left (gate_content_flush).
+ * A segment of the flow accepted earlier in the batch (the start of the
+ * refused line) reaches the server only with its verdict: a reset sent
+ * ahead of it is not at the server's next sequence number, so the server
+ * ignores it (RFC 5961) and waits for the rest of the line until its own
+ * timeout (issue 17, finding 12). With GATE_REFUSALS_MAX waiting, at once. */
+static void gate_refuse_after_batch(struct gate *g, const struct flowkey_packet *p,
+				    const struct decision *d, const struct enforce_verbs *v,
+				    uint32_t server_seq)
+{
+	if (g->n_refusals == GATE_REFUSALS_MAX) {
+		gate_refuse(g, p, d, v, server_seq);
+		return;
+	}
+	struct gate_refusal *r = &g->refusals[g->n_refusals++];
+	r->p = *p;
+	r->p.payload = NULL;
+	r->d = *d;
+	r->answer = v != NULL;
+	r->server_seq = server_seq;
+	r->n_verbs = v ? v->n : 0;
+	if (v)
+		memcpy(r->verb, v->verb, v->n * sizeof(r->verb[0]));
+}
+
 /* The flow's end after a refusal: dropped in the kernel from now on. */
 static void gate_block_flow(struct gate *g, struct flow *f)
 {
@@ -1242,8 +1281,8 @@ static int gate_block(struct gate *g, struct flow *f, const struct flowkey_packe
 			q.seq = gate_seq_after(p);
 			gf->reset_again = true;
 		}
-		gate_refuse(g, &q, d, answer ? &v : NULL,
-			    gf->starttls_withheld ? gf->server_seq : p->seq);
+		gate_refuse_after_batch(g, &q, d, answer ? &v : NULL,
+					gf->starttls_withheld ? gf->server_seq : p->seq);
 		gate_block_flow(g, f);
 	}
 	if (d->action == DECIDE_BLOCK_PERM)
@@ -1496,6 +1535,12 @@ static void gate_content_want(struct gate *g, struct flow *f, bool no_offload)
 
 void gate_content_flush(struct gate *g, struct flow_table *flows)
 {
+	for (size_t i = 0; i < g->n_refusals; i++) {
+		struct gate_refusal *r = &g->refusals[i];
+		struct enforce_verbs v = { r->verb, r->n_verbs };
+		gate_refuse(g, &r->p, &r->d, r->answer ? &v : NULL, r->server_seq);
+	}
+	g->n_refusals = 0;
 	for (size_t i = 0; i < g->n_content_pending; i++) {
 		struct flow *f = flow_lookup(flows, &g->content_pending[i]);
 		if (!f || !f->content_wanted)

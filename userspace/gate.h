@@ -125,8 +125,9 @@ void gate_deferred_timeout(struct gate *g, struct flow *f, uint64_t now_ns);
 int gate_segment(struct gate *g, struct flow *f, const struct flowkey_packet *p,
 		 enum session_action action, bool no_offload);
 
-/* Hands the message content of the flows that got ready during this batch
- * of queued packets to the kernel. Call after each batch. */
+/* Injects the refusals of segments withheld during this batch of queued
+ * packets and hands the message content of the flows that got ready in it
+ * to the kernel. Call after each batch, once its verdicts are sent. */
 void gate_content_flush(struct gate *g, struct flow_table *flows);
 
 /* Writes the queued TLS-history observations in one transaction (it is

@@ -2,21 +2,43 @@
 """recording_server.py ADDR PORT DIR: a minimal SMTP server for the
 differential oracle. It records, per connection, every byte its
 application reads (DIR/CLIENT-PORT.read, CLIENT-PORT being the peer as
-the kernel reports it) and answers as an SMTP server would: 220 greeting;
-250 to EHLO (PIPELINING, 8BITMIME, no STARTTLS, no CHUNKING), HELO, MAIL,
-RCPT, RSET, NOOP; 354 to DATA, then 250 after CR LF . CR LF; 221 to QUIT,
-then it closes; 502 to anything else. Lines end at LF (a CR before it is
-dropped), as Postfix reads them. Prints "ready" once listening."""
+the kernel reports it; CLIENT-PORT.2 for a second connection from the
+same address and port, and so on) and answers as an SMTP server would:
+220 greeting; 250 to EHLO (PIPELINING, 8BITMIME, no STARTTLS, no
+CHUNKING), HELO, MAIL, RCPT, RSET, NOOP; 354 to DATA, then 250 after
+CR LF . CR LF; 221 to QUIT, then it closes; 502 to anything else. Lines
+end at LF (a CR before it is dropped), as Postfix reads them; an
+unfinished line is recorded only when the client closes after it. When
+the connection ends, DIR/CLIENT-PORT.end says how and when: "reset",
+"eof" (the client closed) or "closed" (after QUIT), then the time
+(seconds since the epoch). Prints "ready" once listening."""
 import asyncio
 import os
 import socket
 import sys
+import time
 
 
 async def session(reader, writer, outdir):
     peer = writer.get_extra_info("peername")
-    name = "%s-%d.read" % (peer[0], peer[1])
-    with open(os.path.join(outdir, name), "wb") as rec:
+    name = os.path.join(outdir, "%s-%d" % (peer[0], peer[1]))
+    n = 1
+    while os.path.exists(name + ".read"):  # the client's address and port again
+        n += 1
+        name = os.path.join(outdir, "%s-%d.%d" % (peer[0], peer[1], n))
+    how = "eof"
+    try:
+        how = await dialog(reader, writer, name + ".read")
+    except ConnectionError:
+        how = "reset"
+    with open(name + ".end", "w") as end:
+        end.write("%s %.3f\n" % (how, time.time()))
+    writer.close()
+
+
+async def dialog(reader, writer, path):
+    """Returns "closed" after QUIT, "eof" when the client closed first."""
+    with open(path, "wb") as rec:
         async def line():
             data = await reader.readline()
             rec.write(data)
@@ -27,8 +49,8 @@ async def session(reader, writer, outdir):
         await writer.drain()
         while True:
             data = await line()
-            if not data:
-                break
+            if not data.endswith(b"\n"):
+                return "eof"
             cmd = data.rstrip(b"\r\n").upper()
             verb = cmd.split(b" ", 1)[0]
             if verb == b"EHLO":
@@ -41,8 +63,8 @@ async def session(reader, writer, outdir):
                 prev = b"\r\n"
                 while True:
                     d = await line()
-                    if not d:
-                        return
+                    if not d.endswith(b"\n"):
+                        return "eof"
                     if d == b".\r\n" and prev.endswith(b"\r\n"):
                         break
                     prev = d
@@ -50,11 +72,10 @@ async def session(reader, writer, outdir):
             elif verb == b"QUIT":
                 writer.write(b"221 2.0.0 Bye\r\n")
                 await writer.drain()
-                break
+                return "closed"
             else:
                 writer.write(b"502 5.5.2 Error: command not recognized\r\n")
             await writer.drain()
-    writer.close()
 
 
 async def main():
