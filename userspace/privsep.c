@@ -218,9 +218,12 @@ int privsep_seccomp(enum privsep_role role)
 	    seccomp_allow(ctx, calls_common, sizeof(calls_common) / sizeof(calls_common[0])) < 0 ||
 	    seccomp_allow(ctx, extra, n_extra) < 0)
 		goto out;
-	/* prctl only to name a thread (libmicrohttpd's, the pacer). */
+	/* prctl only to name a thread (libmicrohttpd's, the pacer) and to
+	 * end with the parent (the web sets it after its drop). */
 	if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-			     SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)) < 0)
+			     SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)) < 0 ||
+	    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+			     SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG)) < 0)
 		goto out;
 	int e = seccomp_load(ctx);
 	if (e < 0) {

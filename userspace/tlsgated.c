@@ -66,6 +66,7 @@
 #include "nfq.h"
 #include "session.h"
 #include "web.h"
+#include "web_proc.h"
 
 #define TLSGATED_MAX_PORTS TLSGATE_MAX_PORTS
 #define KERNEL_SCAN_INTERVAL_NS (10ull * 1000000000ull)
@@ -123,6 +124,12 @@ struct config {
 	bool remove;     /* --remove: take away what a stop left attached, exit */
 };
 
+/* How often a child was started again lately (RESTARTS_MAX). */
+struct child_restarts {
+	unsigned in_window;
+	uint64_t window_ns;
+};
+
 struct daemon_stats {
 	uint64_t flows_total;   /* flows ever created */
 	uint64_t offloaded;     /* flows handed to the kernel as PASS */
@@ -157,8 +164,8 @@ struct daemon {
 	uint64_t content_unexpected; /* the kernel took content the session did not expect */
 	uint64_t copied_refused;     /* a copied client segment judged a refusal */
 	uint64_t quit_unexpected;    /* the kernel passed at a QUIT the session did not end at */
-	struct web *web;
 	char *web_token;
+	int web_fd;                /* the status page's listening socket (parent) */
 	/* Probes run as child processes (tlsgate-probe --db), bounded, as
 	 * an unprivileged user without capabilities (probe_child). */
 	struct probe_queue *probes;
@@ -167,13 +174,12 @@ struct daemon {
 	struct gate_config gcfg;   /* what the inspector opens the gate with */
 	/* Processes (privsep.h). In the parent: */
 	pid_t inspector_pid;       /* 0: none running */
+	struct child_restarts inspector_restarts, web_restarts;
 	int parent_ep, parent_sfd, parent_tfd;
 	uint64_t alive_ns;         /* the inspector's last message */
 	bool ready;                /* the first inspector became ready */
 	bool keep_tagger;          /* stopped with secure-mode sources */
 	size_t secure_sources;     /* as the inspector last said */
-	unsigned restarts_in_window;
-	uint64_t restart_window_ns;
 	/* In both: the socket between them (-1: none). */
 	int ipc_fd;
 	pid_t parent_pid;
@@ -957,6 +963,11 @@ static char *daemon_stats_json(struct daemon *d)
 							     : json_null());
 		json_object_set_new(root, "probes", p);
 	}
+	json_object_set_new(root, "processes",
+			    json_pack("{s:i,s:i,s:o,s:I}", "parent", (int)getppid(), "inspector",
+				      (int)getpid(),
+				      "web", d->web_pid > 0 ? json_integer(d->web_pid) : json_null(),
+				      "inspector_restarts", (json_int_t)d->restarts));
 	if (d->ctl) {
 		size_t clients;
 		uint64_t timed_out, evicted;
@@ -1042,7 +1053,9 @@ static char *daemon_control(void *arg, const char *command)
 		return json_answer(true, "applied", command + 13);
 	}
 	if (strncmp(command, "release ", 8) == 0) {
-		int rc = daemon_release(d, command + 8, "operator (tlsgatectl)");
+		int rc = daemon_release(d, command + 8,
+					control_peer_limited(d->ctl) ? "status page API"
+								      : "operator (tlsgatectl)");
 		if (rc < 0)
 			return json_answer(false, "error",
 					   rc == -ENOENT ? "not locked" : strerror(-rc));
@@ -1271,16 +1284,6 @@ static int daemon_release(void *arg, const char *mx, const char *by)
 {
 	struct daemon *d = arg;
 	return gate_release(d->gate, mx, by);
-}
-
-static char *daemon_stats_hook(void *arg)
-{
-	return daemon_stats_json(arg);
-}
-
-static char *daemon_flows_hook(void *arg)
-{
-	return daemon_flows_json(arg);
 }
 
 /* ---- configuration ----------------------------------------------------- */
@@ -1752,6 +1755,8 @@ static void daemon_teardown(struct daemon *d)
 {
 	size_t secure = d->stop && d->keep_tagger ? d->secure_sources : 0;
 	free(d->web_token);
+	if (d->web_fd > 0)
+		close(d->web_fd);
 	probe_queue_free(d->probes);
 	control_close(d->ctl);
 	if (d->rule_added)
@@ -1927,23 +1932,6 @@ static void __attribute__((noreturn)) inspector_main(struct daemon *d)
 		log_info("adopted %llu offloaded flow(s) of %zu in the pinned map %s",
 			 (unsigned long long)d->stats.adopted, n, d->cfg.pin_dir);
 	}
-	if (d->cfg.web_listen) {
-		struct web_config wcfg = { .listen = d->cfg.web_listen, .token = d->web_token,
-					   .cors_origin = d->cfg.web_cors,
-					   .store_path = d->cfg.store_path,
-					   .rate = d->cfg.web_rate,
-					   .n_hosts = d->cfg.n_web_hosts };
-		memcpy(wcfg.hosts, d->cfg.web_hosts, sizeof(wcfg.hosts));
-		struct web_hooks hooks = { .arg = d, .stats_json = daemon_stats_hook,
-					   .flows_json = daemon_flows_hook,
-					   .schedule_probe = daemon_schedule_probe_api,
-					   .release = daemon_release };
-		d->web = web_open(&wcfg, &hooks);
-		if (!d->web) {
-			log_warnx("cannot start: the status page could not listen");
-			_exit(INSPECTOR_EXIT_START);
-		}
-	}
 	if (d->insp_user.drop && privsep_seccomp(PRIVSEP_INSPECTOR) < 0)
 		_exit(INSPECTOR_EXIT_START);
 	struct ipc_msg ready = { .type = IPC_READY };
@@ -1953,7 +1941,6 @@ static void __attribute__((noreturn)) inspector_main(struct daemon *d)
 	 * tagger attached (the parent does), so that those sources stay
 	 * refused in the kernel (fail-closed) while no daemon runs. */
 	size_t secure = rc == 0 ? gate_secure_sources(d->gate) : 0;
-	web_close(d->web);
 	dnslearn_close(d->dns);
 	ring_buffer__free(d->replies);
 	flow_table_free(d->flows);
@@ -2030,13 +2017,90 @@ static void parent_send_state(struct daemon *d)
 	ipc_send(d->ipc_fd, &m);
 }
 
-/* One child ended: a probe (counted), or the inspector (restarted unless
- * it could not start, stops were asked for, or it died too often). */
+/* The web, right after fork(): only its listening socket and stderr
+ * kept, the web user's rights (none), its seccomp filter, then the status
+ * page until SIGTERM (web_proc.h). Never returns. */
+static void __attribute__((noreturn)) web_main(struct daemon *d)
+{
+	const char *step;
+	if (dup2(d->web_fd, 3) < 0 || syscall(SYS_close_range, 4u, ~0u, 0u) < 0) {
+		log_warn("web: cannot close the parent's descriptors");
+		_exit(INSPECTOR_EXIT_START);
+	}
+	if (privsep_drop(&d->web_user, 0, &step) < 0) {
+		log_warn("cannot start the status page: cannot %s", step);
+		_exit(INSPECTOR_EXIT_START);
+	}
+	if (d->web_user.drop && privsep_seccomp(PRIVSEP_WEB) < 0)
+		_exit(INSPECTOR_EXIT_START);
+	struct web_config wcfg = { .listen = d->cfg.web_listen, .listen_fd = 3,
+				   .token = d->web_token, .cors_origin = d->cfg.web_cors,
+				   .store_path = d->cfg.store_path, .rate = d->cfg.web_rate,
+				   .n_hosts = d->cfg.n_web_hosts };
+	memcpy(wcfg.hosts, d->cfg.web_hosts, sizeof(wcfg.hosts));
+	_exit(web_proc_run(&wcfg, d->cfg.control_path));
+}
+
+static int web_start(struct daemon *d)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("status page: fork");
+		return -1;
+	}
+	if (pid == 0)
+		web_main(d);
+	d->web_pid = pid;
+	log_info("status page started (pid %d%s)", (int)pid,
+		 d->web_user.drop ? ", unprivileged" : "");
+	return 0;
+}
+
+/* Another start of a child that died: false once it died more than
+ * RESTARTS_MAX times within RESTARTS_WINDOW_NS. */
+static bool child_may_restart(struct child_restarts *r, const char *what)
+{
+	uint64_t now = now_ns();
+	if (now - r->window_ns > RESTARTS_WINDOW_NS) {
+		r->window_ns = now;
+		r->in_window = 0;
+	}
+	if (++r->in_window <= RESTARTS_MAX)
+		return true;
+	log_warnx("the %s died %d times within %llu s: not started again", what, RESTARTS_MAX,
+		  RESTARTS_WINDOW_NS / 1000000000ull);
+	return false;
+}
+
+static void child_died(const char *what, pid_t pid, int status)
+{
+	if (WIFSIGNALED(status))
+		log_warnx("the %s (pid %d) died of signal %d", what, (int)pid, WTERMSIG(status));
+	else if (WEXITSTATUS(status) == PRIVSEP_EXIT_SECCOMP)
+		log_warnx("the %s (pid %d) made a system call outside its seccomp filter", what,
+			  (int)pid);
+	else
+		log_warnx("the %s (pid %d) exited with status %d", what, (int)pid,
+			  WEXITSTATUS(status));
+}
+
+/* Children that ended: a probe (counted); the web (started again; mail
+ * does not wait for it); the inspector (started again unless it could not
+ * start, a stop was asked for, or it died too often: then *failed). */
 static void parent_reap(struct daemon *d, bool *failed)
 {
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == d->web_pid) {
+			d->web_pid = 0;
+			if (d->stop)
+				continue;
+			child_died("status page", pid, status);
+			if (child_may_restart(&d->web_restarts, "status page"))
+				web_start(d);
+			continue;
+		}
 		if (pid != d->inspector_pid) {
 			probe_reaped(d, pid, status);
 			continue;
@@ -2054,20 +2118,8 @@ static void parent_reap(struct daemon *d, bool *failed)
 			*failed = true;
 			continue;
 		}
-		if (WIFSIGNALED(status))
-			log_warnx("the inspector (pid %d) died of signal %d", (int)pid,
-				  WTERMSIG(status));
-		else
-			log_warnx("the inspector (pid %d) exited with status %d", (int)pid,
-				  WEXITSTATUS(status));
-		uint64_t now = now_ns();
-		if (now - d->restart_window_ns > RESTARTS_WINDOW_NS) {
-			d->restart_window_ns = now;
-			d->restarts_in_window = 0;
-		}
-		if (++d->restarts_in_window > RESTARTS_MAX) {
-			log_warnx("the inspector died %d times within %llu s: stopping", RESTARTS_MAX,
-				  RESTARTS_WINDOW_NS / 1000000000ull);
+		child_died("inspector", pid, status);
+		if (!child_may_restart(&d->inspector_restarts, "inspector")) {
 			d->keep_tagger = d->secure_sources > 0;
 			*failed = true;
 			continue;
@@ -2076,6 +2128,15 @@ static void parent_reap(struct daemon *d, bool *failed)
 		if (inspector_start(d) < 0)
 			*failed = true;
 	}
+}
+
+static void parent_stop_children(struct daemon *d)
+{
+	d->stop = true;
+	if (d->inspector_pid > 0)
+		kill(d->inspector_pid, SIGTERM);
+	if (d->web_pid > 0)
+		kill(d->web_pid, SIGTERM);
 }
 
 /* The parent's loop: signals, the inspector's messages, a 1 s timer for
@@ -2100,16 +2161,16 @@ static int parent_run(struct daemon *d)
 	}
 	if (inspector_start(d) < 0)
 		return -1;
+	if (d->web_fd > 0 && web_start(d) < 0)
+		return -1;
+	parent_send_state(d);
 	bool failed = false;
 	uint64_t stop_ns = 0;
-	while (d->inspector_pid > 0 || (!d->stop && !failed)) {
-		if (failed && d->inspector_pid > 0 && !d->stop) {
-			kill(d->inspector_pid, SIGTERM);
-			d->stop = true;
+	while (d->inspector_pid > 0 || d->web_pid > 0 || (!d->stop && !failed)) {
+		if (failed && !d->stop) {
+			parent_stop_children(d);
 			stop_ns = now_ns();
 		}
-		if (failed && d->inspector_pid == 0)
-			break;
 		struct epoll_event evs[4];
 		int n = epoll_wait(d->parent_ep, evs, 4, -1);
 		if (n < 0) {
@@ -2126,6 +2187,7 @@ static int parent_run(struct daemon *d)
 					if (si.ssi_signo == SIGCHLD) {
 						parent_reap(d, &failed);
 						probe_run_queue(d);
+						parent_send_state(d);
 					} else if (si.ssi_signo == SIGHUP) {
 						log_info("SIGHUP: re-reading the policy");
 						if (d->inspector_pid > 0)
@@ -2133,11 +2195,9 @@ static int parent_run(struct daemon *d)
 					} else if (!d->stop) {
 						log_info("signal %u: shutting down", si.ssi_signo);
 						notify("STOPPING=1");
-						d->stop = true;
 						stop_ns = now_ns();
 						d->keep_tagger = d->secure_sources > 0;
-						if (d->inspector_pid > 0)
-							kill(d->inspector_pid, SIGTERM);
+						parent_stop_children(d);
 					}
 				}
 			} else if (fd == d->parent_tfd) {
@@ -2147,10 +2207,14 @@ static int parent_run(struct daemon *d)
 				uint64_t now = now_ns();
 				if (d->ready && !d->stop && now - d->alive_ns < ALIVE_MAX_NS)
 					notify("WATCHDOG=1");
-				if (d->stop && d->inspector_pid > 0 && now - stop_ns > STOP_WAIT_NS) {
-					log_warnx("the inspector (pid %d) did not stop: killed",
-						  (int)d->inspector_pid);
-					kill(d->inspector_pid, SIGKILL);
+				if (d->stop && now - stop_ns > STOP_WAIT_NS) {
+					pid_t left[] = { d->inspector_pid, d->web_pid };
+					for (int k = 0; k < 2; k++)
+						if (left[k] > 0) {
+							log_warnx("process %d did not stop: killed",
+								  (int)left[k]);
+							kill(left[k], SIGKILL);
+						}
 				}
 				probe_run_queue(d);
 				parent_send_state(d);
@@ -2176,7 +2240,7 @@ static int daemon_run(struct daemon *d)
 	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
 	timerfd_settime(tfd, 0, &its, NULL);
 	int fds[] = { nfqueue_fd(d->queue), sfd, tfd, control_fd(d->ctl),
-		      d->web ? web_fd(d->web) : -1, d->dns ? dnslearn_fd(d->dns) : -1,
+		      -1, d->dns ? dnslearn_fd(d->dns) : -1,
 		      d->replies ? ring_buffer__epoll_fd(d->replies) : -1, d->ipc_fd };
 	for (int i = 0; i < 8; i++) {
 		if (fds[i] < 0)
@@ -2236,13 +2300,9 @@ static int daemon_run(struct daemon *d)
 					};
 					ipc_send(d->ipc_fd, &alive); /* the parent's watchdog */
 					control_serve(d->ctl); /* deadlines */
-					if (d->web)
-						web_process(d->web);
 				}
 			} else if (fd == fds[3]) {
 				control_serve(d->ctl);
-			} else if (fd == fds[4]) {
-				web_process(d->web);
 			} else if (fd == fds[5]) {
 				dnslearn_process(d->dns);
 			} else if (fd == fds[7]) {
@@ -2383,6 +2443,17 @@ int main(int argc, char **argv)
 	free(dir);
 	d.ctl = control_open(d.cfg.control_path, daemon_control, &d);
 	START_STEP(d.ctl, "the control socket could not be opened");
+	if (d.cfg.web_listen) {
+		d.web_fd = web_listen_socket(d.cfg.web_listen);
+		if (d.web_fd < 0)
+			log_warnx("web: %s: %s", d.cfg.web_listen, strerror(-d.web_fd));
+		START_STEP(d.web_fd > 0, "the status page could not listen");
+		/* The web may send its few commands, nothing else. */
+		if (d.web_user.drop)
+			START_STEP(control_limit_uid(d.ctl, d.web_user.uid, WEB_PROC_COMMANDS) == 0 &&
+					   control_allow_group(d.ctl, d.web_user.gid) == 0,
+				   "the control socket could not be opened to the status page");
+	}
 	daemon_share_files(&d);
 #undef START_STEP
 	log_hold(false);

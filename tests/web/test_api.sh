@@ -70,12 +70,17 @@ for i in $(seq 1 50); do
 	sleep 0.1
 done
 check "the API answers on 127.0.0.1:8025 in the gateway" [ "$HTTP_STATUS" = 200 ]
-# Mail first: the web thread (libmicrohttpd's) runs at nice 10, the packet
-# path's thread at 0, so a flood of lookups takes what CPU mail leaves.
-web_nice=$(for t in /proc/$(world_gw_pid)/task/*; do
+# Mail first: the status page is a process of its own whose serving
+# threads (libmicrohttpd's) run at nice 10; the inspector (the packet path)
+# at 0, so a flood of lookups takes what CPU mail leaves.
+procs=$(world_ctl stats --json)
+web_pid=$(world_json 'j["processes"]["web"]' <<<"$procs")
+insp_pid=$(world_json 'j["processes"]["inspector"]' <<<"$procs")
+web_nice=$(for t in /proc/$web_pid/task/*; do
 	[ "$(cat "$t/comm")" != tlsgated ] && awk '{ print $19 }' "$t/stat"; done | sort -u | tr '\n' ' ')
-check "the web thread runs at nice 10, the packet path at 0 ($web_nice)" \
-	[ "$web_nice" = "10 " -a "$(awk '{ print $19 }' /proc/$(world_gw_pid)/stat)" = 0 ]
+check "the web threads run at nice 10, the packet path at 0 ($web_nice, inspector $insp_pid)" \
+	[ "$web_nice" = "10 " -a "$(awk '{ print $19 }' /proc/$insp_pid/stat 2>/dev/null)" = 0 ] ||
+	echo "# processes: $(world_json 'j["processes"]' <<<"$procs")"
 
 # What passive DNS learning records for the world's transport-mapped domains
 # (the sender's Postfix resolves nothing): address -> MX name -> domain.
