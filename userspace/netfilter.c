@@ -51,6 +51,7 @@ static const char *const netfilter_tools[] = { "iptables", "ip6tables" };
 
 int netfilter_add(const struct netfilter_rule *r)
 {
+	int inserted = 0;
 	for (size_t i = 0; i < 2; i++) {
 		const char *tool = netfilter_tools[i];
 		int rc = netfilter_rule_op(tool, "-C", r);
@@ -67,8 +68,9 @@ int netfilter_add(const struct netfilter_rule *r)
 				  r->chain, rc);
 			return rc < 0 ? rc : -EIO;
 		}
+		inserted = 1;
 	}
-	return 0;
+	return inserted;
 }
 
 int netfilter_remove(const struct netfilter_rule *r)

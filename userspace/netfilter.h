@@ -10,7 +10,8 @@
  * the fail-open for ordinary mail.
  *
  * Both calls are idempotent: add checks first (-C) and does not duplicate;
- * remove deletes every copy. Both return 0 or -errno and log what failed. */
+ * remove deletes every copy. Both return -errno on failure and log what
+ * failed; add returns 1 when it inserted a rule, 0 when both were there. */
 #ifndef TLSGATE_NETFILTER_H
 #define TLSGATE_NETFILTER_H
 

@@ -243,8 +243,16 @@ int nfqueue_receive(struct nfqueue *q)
 			return -errno;
 		}
 		uint64_t before = q->stats.verdicts;
-		if (mnl_cb_run(q->recv_buf, (size_t)n, 0, q->portid, nfqueue_message, q) < 0)
+		if (mnl_cb_run(q->recv_buf, (size_t)n, 0, q->portid, nfqueue_message, q) < 0) {
+			/* The kernel refused a verdict (the sender lacks
+			 * CAP_NET_ADMIN): its packets stay queued, and so
+			 * would every later one. */
+			if (errno == EPERM) {
+				nfqueue_flush_verdicts(q);
+				return -EPERM;
+			}
 			log_warnx_rl(&q->rl, "nfq: bad netlink message: %s", strerror(errno));
+		}
 		handled += (int)(q->stats.verdicts - before);
 	}
 	nfqueue_flush_verdicts(q);

@@ -1,12 +1,14 @@
 /* nfq.h - the NFQUEUE side of tlsgated (libnetfilter_queue over libmnl).
  *
- * One queue, bound with fail-open (the kernel accepts packets when the queue
- * is full) and GSO (packets arrive unsegmented, checksums may be partial).
- * nfqueue_receive() reads one batch of packets, hands each to the callback, and
- * sends all their verdicts in one batched sendmsg. Every packet gets exactly
- * one verdict: the callback's, or NF_ACCEPT when a message cannot be parsed.
- * A verdict send that fails is retried NFQUEUE_VERDICT_RETRIES times; after that
- * the kernel's fail-open takes over when the queue fills. */
+ * One queue, bound without fail-open (a packet that finds the queue full is
+ * dropped) and with GSO (packets arrive unsegmented, checksums may be
+ * partial). nfqueue_receive() reads one batch of packets, hands each to the
+ * callback, and sends all their verdicts in one batched sendmsg. Every packet
+ * gets exactly one verdict: the callback's, or NF_DROP when a message cannot
+ * be parsed. A verdict send that fails is retried NFQUEUE_VERDICT_RETRIES
+ * times; after that the queue fills and drops. A verdict the kernel refuses
+ * (EPERM: the sender lacks CAP_NET_ADMIN) ends nfqueue_receive() with -EPERM:
+ * nothing can pass any more, the caller must stop. */
 #ifndef TLSGATE_NFQUEUE_H
 #define TLSGATE_NFQUEUE_H
 

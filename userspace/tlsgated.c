@@ -191,6 +191,7 @@ struct daemon {
 	uint64_t session_bytes; /* inspection memory, summed every tick */
 	struct netfilter_rule rule;
 	bool rule_added;
+	uint64_t rule_checked_ns;
 	struct port_set ports;
 	struct session_limits limits;
 	struct daemon_stats stats;
@@ -1845,6 +1846,7 @@ struct ipc_msg {
 #define RESTARTS_WINDOW_NS (60ull * 1000000000ull)
 #define ALIVE_MAX_NS (5ull * 1000000000ull)
 #define STOP_WAIT_NS (8ull * 1000000000ull)
+#define RULE_CHECK_NS (10ull * 1000000000ull)
 
 static int ipc_send(int fd, const struct ipc_msg *m)
 {
@@ -2130,6 +2132,18 @@ static void parent_reap(struct daemon *d, bool *failed)
 	}
 }
 
+/* The inspector keeps CAP_NET_ADMIN for its verdicts, and with it the
+ * queue's socket could change the firewall (docs/privsep.md): every
+ * RULE_CHECK_NS the parent puts a missing rule back, loudly. */
+static void parent_check_rule(struct daemon *d, uint64_t now)
+{
+	if (d->stop || !d->rule_added || now - d->rule_checked_ns < RULE_CHECK_NS)
+		return;
+	d->rule_checked_ns = now;
+	if (netfilter_add(&d->rule) > 0)
+		log_warnx("the NFQUEUE rule was gone (removed by someone else): put back");
+}
+
 static void parent_stop_children(struct daemon *d)
 {
 	d->stop = true;
@@ -2218,6 +2232,7 @@ static int parent_run(struct daemon *d)
 				}
 				probe_run_queue(d);
 				parent_send_state(d);
+				parent_check_rule(d, now);
 			} else if (fd == d->ipc_fd) {
 				parent_read_inspector(d);
 			}
@@ -2266,6 +2281,11 @@ static int daemon_run(struct daemon *d)
 			int fd = evs[i].data.fd;
 			if (fd == fds[0]) {
 				int rc = nfqueue_receive(d->queue);
+				if (rc == -EPERM) {
+					log_warnx("the kernel refuses this process's queue verdicts "
+						  "(EPERM): the inspector needs CAP_NET_ADMIN");
+					return -1;
+				}
 				if (rc < 0)
 					log_warnx_rl(&d->rl, "queue receive: %s", strerror(-rc));
 				gate_content_flush(d->gate, d->flows);
@@ -2432,7 +2452,7 @@ int main(int argc, char **argv)
 			       daemon_packet, &d);
 	START_STEP(d.queue, "NFQUEUE could not be bound");
 	d.rule = daemon_rule(&d.cfg);
-	START_STEP(netfilter_add(&d.rule) == 0, "the NFQUEUE rule could not be added");
+	START_STEP(netfilter_add(&d.rule) >= 0, "the NFQUEUE rule could not be added");
 	d.rule_added = true;
 	char *dir = xstrdup(d.cfg.control_path);
 	char *slash = strrchr(dir, '/');
