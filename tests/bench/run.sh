@@ -50,9 +50,16 @@ _world_wait_port mx-plain $SINK 25 && _world_wait_port mx-plain $SINK $HOLDER_PO
 
 # Memory per tracked flow: RSS before and while HOLD sessions sit in the
 # dialog (after EHLO and its reply), against the running tlsgated.
+# The process that holds the flows: the inspector (a build without
+# privilege separation: the daemon itself).
+inspector_pid() {
+	local p
+	p=$(world_ctl stats --json 2>/dev/null | world_json 'j.get("processes", {}).get("inspector", "")' 2>/dev/null)
+	[ -n "$p" ] && [ "$p" != None ] && echo "$p" || world_gw_pid
+}
 hold_memory() {
 	local pid rss0 rss1 inspecting hold_pid i
-	pid=$(world_gw_pid)
+	pid=$(inspector_pid)
 	rss0=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
 	world_exec in sh -c "ulimit -n 16384; exec python3 tests/bench/flowtool.py hold $SINK $HOLDER_PORT $HOLD 8" \
 		>"$WORLD_DIR/hold.out" 2>&1 &
@@ -117,7 +124,11 @@ print(sum(p.get("run_time_ns", 0) for p in json.load(sys.stdin) if p.get("name")
 cost_now() {
 	local pid d=0 f
 	pid=$(world_gw_pid)
-	for f in /proc/"$pid"/task/*/schedstat; do d=$((d + $(cut -d' ' -f1 "$f"))); done
+	# The daemon's processes: the parent and its children (inspector,
+	# status page, probes), by parent PID.
+	for f in $(for p in "$pid" $(pgrep -P "$pid"); do echo /proc/"$p"/task/*/schedstat; done); do
+		[ -r "$f" ] && d=$((d + $(cut -d' ' -f1 "$f" 2>/dev/null || echo 0)))
+	done
 	echo "$d $(tagger_ns) $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)"
 }
 tx_costed() { # tx_costed MODE: tx_once, its costs into $WORLD_DIR/bench.cost.MODE
