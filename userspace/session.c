@@ -362,6 +362,11 @@ void session_mark_timeout(struct session *s)
 	s->timeout = true;
 }
 
+void session_mark_unseen(struct session *s)
+{
+	flag(s, SESSION_ANOM_UNSEEN_DATA);
+}
+
 /* ---- envelope ---- */
 
 static char *env_strdup(struct session *s, const char *a)

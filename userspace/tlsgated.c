@@ -141,6 +141,7 @@ struct daemon_stats {
 	uint64_t limit;         /* judged at a buffer bound */
 	uint64_t unparsed;      /* queued packets we could not parse (dropped) */
 	uint64_t bad_checksum;  /* queued segments with a wrong TCP checksum (dropped) */
+	uint64_t copies_bad_checksum; /* copied (passed) ones: their flows blind */
 	uint64_t refused_full;   /* new flows dropped: flow table full */
 	uint64_t refused_memory; /* new flows dropped: sessions over --max-memory */
 	uint64_t handshake_expired; /* half-open flows forgotten after HANDSHAKE_TIMEOUT_S */
@@ -570,6 +571,18 @@ static int daemon_segment(struct daemon *d, const uint8_t *pkt, size_t len, uint
 	}
 	uint64_t now = now_ns();
 	struct flow *f = flow_lookup(d->flows, &p.key);
+	if (copied && !csum_tcp_ok(pkt, len, &p) && !csum_tcp_partial(pkt, len, &p)) {
+		/* The kernel passed a segment its receiver drops. Read, it
+		 * would be judged though never read; left out, the kernel's
+		 * pass state (moved on at it) is ahead of the receiver. Either
+		 * way the dialog is not followed: blind (gate_blind). */
+		d->stats.copies_bad_checksum++;
+		log_warnx_rl(&d->rl, "a segment passed in the kernel has a bad TCP checksum: its "
+				     "flow is no longer followed");
+		if (f && f->session)
+			session_mark_unseen(f->session);
+		return NF_ACCEPT;
+	}
 	bool opening = p.dir == TLSGATE_DIR_TO_SERVER && (p.flags & SESSION_TCP_SYN) &&
 		       !(p.flags & SESSION_TCP_ACK);
 	if (f && opening &&
@@ -862,7 +875,7 @@ static char *daemon_stats_json(struct daemon *d)
 	flow_for_each(d->flows, count_one, &c);
 	json_t *root = json_pack(
 		"{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
 		" s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}",
 		"flows", "tracked", (json_int_t)flow_count(d->flows), "inspecting",
 		(json_int_t)c.inspecting, "offloaded", (json_int_t)c.pass, "blocked",
@@ -877,7 +890,8 @@ static char *daemon_stats_json(struct daemon *d)
 		(json_int_t)qs->verdict_errors, "drops", (json_int_t)ks.queue_dropped,
 		"user_drops", (json_int_t)ks.user_dropped, "waiting",
 		(json_int_t)ks.queue_total, "unparsed", (json_int_t)d->stats.unparsed,
-		"bad_checksum", (json_int_t)d->stats.bad_checksum, "kernel", "inspect",
+		"bad_checksum", (json_int_t)d->stats.bad_checksum, "copies_bad_checksum",
+		(json_int_t)d->stats.copies_bad_checksum, "kernel", "inspect",
 		counter_json(&k[TLSGATE_CNT_INSPECT_TO_SERVER], &k[TLSGATE_CNT_INSPECT_TO_CLIENT]),
 		"pass", counter_json(&k[TLSGATE_CNT_PASS_TO_SERVER], &k[TLSGATE_CNT_PASS_TO_CLIENT]),
 		"block",

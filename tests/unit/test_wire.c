@@ -72,7 +72,41 @@ static void test_checksum(void **state)
 			/* the pseudo header counts: another address, another sum */
 			p.daddr[15] ^= 1;
 			assert_false(csum_tcp_ok(pkt, len, &p));
+			p.daddr[15] ^= 1;
+			/* a full checksum is not "partial" */
+			assert_false(csum_tcp_partial(pkt, len, &p));
 		}
+}
+
+/* What a sender's checksum offload leaves (CHECKSUM_PARTIAL): the field
+ * holds the pseudo header's folded sum, as Linux's __tcp_v4_send_check
+ * writes it; a receiver on the same host takes it, csum_tcp_ok() does not.
+ * Any other wrong value is neither. */
+static void test_checksum_partial(void **state)
+{
+	static const int afs[] = { AF_INET, AF_INET6 };
+	for (size_t a = 0; a < 2; a++) {
+		uint8_t pkt[2048];
+		size_t len;
+		struct flowkey_packet p;
+
+		build(afs[a], "RCPT TO:<b@example.net>\r\n", pkt, &len, &p);
+		size_t tcp_len = len - p.l4_offset;
+		uint32_t sum = afs[a] == AF_INET ? csum_add(csum_add(0, p.saddr + 12, 4), p.daddr + 12, 4)
+						 : csum_add(csum_add(0, p.saddr, 16), p.daddr, 16);
+		sum += 6 + (uint32_t)tcp_len;
+		uint16_t pseudo = (uint16_t)~csum_fold(sum);
+		uint8_t *field = pkt + p.l4_offset + 16;
+		field[0] = (uint8_t)(pseudo >> 8);
+		field[1] = (uint8_t)pseudo;
+		assert_false(csum_tcp_ok(pkt, len, &p));
+		assert_true(csum_tcp_partial(pkt, len, &p));
+		field[1] ^= 0x5a; /* a forged or damaged value */
+		assert_false(csum_tcp_ok(pkt, len, &p));
+		assert_false(csum_tcp_partial(pkt, len, &p));
+		/* too short to hold a TCP header: never */
+		assert_false(csum_tcp_partial(pkt, p.l4_offset + 10, &p));
+	}
 }
 
 /* ---- the session ---- */
@@ -283,6 +317,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_checksum),
+		cmocka_unit_test(test_checksum_partial),
 		cmocka_unit_test(test_rst_out_of_sequence_ignored),
 		cmocka_unit_test(test_rst_in_sequence_closes),
 		cmocka_unit_test(test_syn_data),
