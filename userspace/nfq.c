@@ -35,6 +35,7 @@ struct nfqueue {
 	struct mnl_nlmsg_batch *batch;
 	struct nfqueue_stats stats;
 	struct log_ratelimit rl;
+	bool drop_stale; /* nfqueue_drop_stale(): at the next packet */
 };
 
 static int nfqueue_send_config(struct nfqueue *q, struct nlmsghdr *nlh)
@@ -179,6 +180,26 @@ static void nfqueue_put_verdict(struct nfqueue *q, uint32_t id, int verdict)
 		nfqueue_flush_verdicts(q); /* batch full: the current one stays */
 }
 
+void nfqueue_drop_stale(struct nfqueue *q)
+{
+	q->drop_stale = true;
+}
+
+/* One batch verdict: NF_DROP for every packet still queued whose id is
+ * before id (packet ids rise per queue; the kernel compares them across
+ * the wrap). */
+static void nfqueue_drop_before(struct nfqueue *q, uint32_t id)
+{
+	struct nlmsghdr *nlh = nfq_nlmsg_put(mnl_nlmsg_batch_current(q->batch),
+					     NFQNL_MSG_VERDICT_BATCH, q->queue_num);
+	nfq_nlmsg_verdict_put(nlh, (int)(id - 1), NF_DROP);
+	q->stats.stale_dropped_batches++;
+	log_info("nfq: dropping the packets a dead reader left without a verdict (ids before %u)",
+		 id);
+	if (!mnl_nlmsg_batch_next(q->batch))
+		nfqueue_flush_verdicts(q);
+}
+
 static int nfqueue_message(const struct nlmsghdr *nlh, void *data)
 {
 	struct nfqueue *q = data;
@@ -191,6 +212,10 @@ static int nfqueue_message(const struct nlmsghdr *nlh, void *data)
 	}
 	struct nfqnl_msg_packet_hdr *ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
 	uint32_t id = ntohl(ph->packet_id);
+	if (q->drop_stale) {
+		q->drop_stale = false;
+		nfqueue_drop_before(q, id);
+	}
 	int verdict = NF_ACCEPT;
 
 	/* A packet that cannot be judged is not passed (DESIGN.md threat

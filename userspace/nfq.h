@@ -26,6 +26,7 @@ struct nfqueue_stats {
 	uint64_t verdict_errors; /* verdict batches that could not be sent */
 	uint64_t malformed;      /* queue messages without id or payload */
 	uint64_t truncated;      /* payload shorter than the packet (cap_len) */
+	uint64_t stale_dropped_batches; /* nfqueue_drop_stale() batches sent */
 };
 
 /* Kernel's own view of the queue, /proc/net/netfilter/nfnetlink_queue. */
@@ -61,6 +62,12 @@ int nfqueue_fd(const struct nfqueue *q);
 /* Processes what is waiting on the socket (non-blocking). Returns the number
  * of packets handled, 0 when nothing was waiting, or -errno. */
 int nfqueue_receive(struct nfqueue *q);
+/* For a process that takes over a bound queue whose previous reader died:
+ * at the next packet, every packet still queued with an earlier id (read
+ * by the dead one, never given a verdict; they would hold their queue
+ * slots until the queue is unbound) is dropped in one batch verdict. TCP
+ * sends them again. */
+void nfqueue_drop_stale(struct nfqueue *q);
 
 const struct nfqueue_stats *nfqueue_stats(const struct nfqueue *q);
 /* Reads the kernel's counters for this queue. Returns 0 or -errno. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -131,8 +132,8 @@ uint64_t privsep_effective_caps(void)
 /* ---- seccomp ------------------------------------------------------------ */
 
 /* What both make after start-up: files (the store, policy, logs), memory,
- * time, the event loop, signals, threads (libmicrohttpd, SQLite's none)
- * and their own end. Measured with strace (docs/privsep.md). */
+ * time, the event loop, signals and their own end. Measured with strace
+ * (docs/privsep.md). */
 static const char *const calls_common[] = {
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "close", "openat",
 	"newfstatat", "fstat", "statx", "lseek", "fcntl", "fsync", "fdatasync", "ftruncate",
@@ -145,8 +146,7 @@ static const char *const calls_common[] = {
 	"recvmsg", "recvfrom", "recvmmsg", "sendmsg", "sendto", "sendmmsg", "accept4",
 	"getsockopt", "setsockopt", "getsockname", "getpeername", "shutdown",
 	"clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
-	"futex", "set_robust_list", "get_robust_list", "rseq", "clone", "clone3",
-	"sched_yield", "sched_getaffinity",
+	"futex", "sched_yield", "sched_getaffinity",
 	"getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getrandom",
 	"uname", "prlimit64", "getrlimit", "sysinfo",
 	"rt_sigprocmask", "rt_sigreturn", "rt_sigaction", "sigaltstack", "tgkill",
@@ -154,10 +154,13 @@ static const char *const calls_common[] = {
 };
 /* The inspector also writes the tagger's maps (the kernel checked the
  * rights when the parent opened them). */
-static const char *const calls_inspector[] = { "bpf", "setpriority" };
+static const char *const calls_inspector[] = { "bpf" };
 /* The web also connects to the inspector's control socket. */
-static const char *const calls_web[] = { "socket", "connect", "pipe2",
-					  "setpriority" /* the pacer thread */ };
+static const char *const calls_web[] = {
+	"connect", "pipe2", "setpriority" /* its threads at nice 10 */,
+	/* threads: libmicrohttpd's and the pacer (the inspector has none) */
+	"clone", "clone3", "set_robust_list", "get_robust_list", "rseq",
+};
 
 static void seccomp_sigsys(int sig, siginfo_t *si, void *uctx)
 {
@@ -217,6 +220,11 @@ int privsep_seccomp(enum privsep_role role)
 	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1) < 0 ||
 	    seccomp_allow(ctx, calls_common, sizeof(calls_common) / sizeof(calls_common[0])) < 0 ||
 	    seccomp_allow(ctx, extra, n_extra) < 0)
+		goto out;
+	/* The web's sockets: AF_UNIX only (the control socket); its listening
+	 * socket came from the parent. */
+	if (role == PRIVSEP_WEB && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+						    SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
 		goto out;
 	/* prctl only to name a thread (libmicrohttpd's, the pacer) and to
 	 * end with the parent (the web sets it after its drop). */

@@ -263,10 +263,10 @@ void session_set_client_tap(struct session *s,
 			    void *arg);
 /* Records that the caller gave up on the flow (idle timeout): the summary's
  * end becomes "timeout" unless the dialog already ended. */
+void session_mark_timeout(struct session *s);
 /* The receiver reads something other than what this session was given
  * (e.g. the kernel passed a segment with a bad checksum): flags
  * SESSION_ANOM_UNSEEN_DATA, which the gate reads as blind. */
 void session_mark_unseen(struct session *s);
-void session_mark_timeout(struct session *s);
 
 #endif

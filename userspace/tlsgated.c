@@ -1940,6 +1940,8 @@ static void __attribute__((noreturn)) inspector_main(struct daemon *d)
 		dnslearn_set_inside(d->dns, inside, d->gcfg.n_inside);
 	}
 	daemon_replies_open(d);
+	if (d->restarts > 0)
+		nfqueue_drop_stale(d->queue);
 	/* Flows the kernel judged (an earlier run, or this inspector's
 	 * predecessor): adopted. Those still being inspected are picked up
 	 * mid-stream at their next packet. */
