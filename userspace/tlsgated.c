@@ -1919,6 +1919,11 @@ static void __attribute__((noreturn)) inspector_main(struct daemon *d)
 		log_warn("cannot start the inspector: cannot %s", step);
 		_exit(INSPECTOR_EXIT_START);
 	}
+	/* The uid change cleared the death signal: set again, and check
+	 * the parent did not die in between. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != d->parent_pid)
+		_exit(INSPECTOR_EXIT_START);
 	d->gcfg.enforce = d->enforce;
 	d->gcfg.probe_arg = d;
 	d->gate = gate_open(&d->gcfg, d->dp);
