@@ -298,7 +298,16 @@ static int share_one(const char *path, uid_t owner, gid_t group, gid_t reader, b
 	return 0;
 }
 
-int privsep_own_dir(const char *dir, uid_t owner, gid_t group, char *why, size_t whylen)
+static bool name_allowed(const char *name, const char *const *names)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		if (strncmp(name, names[i], strlen(names[i])) == 0)
+			return true;
+	return false;
+}
+
+int privsep_own_dir(const char *dir, uid_t owner, gid_t group, const char *const *names,
+		    char *why, size_t whylen)
 {
 	if (geteuid() != 0)
 		return 0;
@@ -320,29 +329,42 @@ int privsep_own_dir(const char *dir, uid_t owner, gid_t group, char *why, size_t
 		close(dfd);
 		return -1;
 	}
-	if (fchown(dfd, owner, group) < 0 || fchmod(dfd, 0750) < 0) {
-		snprintf(why, whylen, "%s: owner and mode: %s", dir, strerror(errno));
+	bool ours = st.st_uid == owner;
+	DIR *dp = fdopendir(dfd);
+	if (!dp) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
 		close(dfd);
 		return -1;
 	}
-	/* What an earlier run as root left there (the saved policy, the
-	 * store): the inspector reads and replaces it now. */
-	DIR *dp = fdopendir(dfd);
-	if (!dp) {
-		close(dfd);
-		return 0;
-	}
+	/* A directory not yet the inspector's is given to it only when all
+	 * it holds is tlsgate's (names): never /etc or a home by mistake. */
 	struct dirent *e;
+	int rc = 0;
 	while ((e = readdir(dp)) != NULL) {
-		if (fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode) || st.st_uid == owner)
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		if (st.st_uid == 0 &&
+		bool allowed = name_allowed(e->d_name, names);
+		if (!allowed && !ours) {
+			snprintf(why, whylen,
+				 "%s holds %s, which is not tlsgate's: give tlsgate a directory of "
+				 "its own",
+				 dir, e->d_name);
+			rc = -1;
+			break;
+		}
+		/* What an earlier run as root left (the saved policy, the
+		 * store): the inspector reads and replaces it now. */
+		if (allowed && fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_uid == 0 &&
 		    fchownat(dirfd(dp), e->d_name, owner, group, AT_SYMLINK_NOFOLLOW) < 0)
 			log_warn("%s/%s: owner", dir, e->d_name);
 	}
+	if (rc == 0 && !ours && (fchown(dirfd(dp), owner, group) < 0 || fchmod(dirfd(dp), 0750) < 0)) {
+		snprintf(why, whylen, "%s: owner and mode: %s", dir, strerror(errno));
+		rc = -1;
+	}
 	closedir(dp);
-	return 0;
+	return rc;
 }
 
 int privsep_share_store(const char *dir, const char *store_path, uid_t owner, gid_t group,
@@ -350,7 +372,9 @@ int privsep_share_store(const char *dir, const char *store_path, uid_t owner, gi
 {
 	if (geteuid() != 0)
 		return 0;
-	if (privsep_own_dir(dir, owner, group, why, whylen) < 0)
+	const char *slash = strrchr(store_path, '/');
+	const char *names[] = { slash ? slash + 1 : store_path, "policy.json", NULL };
+	if (privsep_own_dir(dir, owner, group, names, why, whylen) < 0)
 		return -1;
 	if (reader_gid != (gid_t)-1) {
 		/* Search for the web; files SQLite creates later (its -wal and

@@ -55,10 +55,12 @@ int privsep_seccomp(enum privsep_role role);
 #define PRIVSEP_EXIT_SECCOMP 159
 
 /* Makes dir (created 0750 if missing) owned by owner:group, mode 0750, and
- * the regular files in it that root owns owned by them too (an earlier run
- * as root left them). Refuses a directory that others may write. Only when
- * root; 0 or -1 with the reason in why. */
-int privsep_own_dir(const char *dir, uid_t owner, gid_t group, char *why, size_t whylen);
+ * the regular files in it named names[i]* (NULL-terminated prefixes; an
+ * earlier run as root left them) owned by them too. A directory not yet
+ * owner's is taken only when everything in it is so named; one others may
+ * write is refused. Only when root; 0 or -1 with the reason in why. */
+int privsep_own_dir(const char *dir, uid_t owner, gid_t group, const char *const *names,
+		    char *why, size_t whylen);
 
 /* Makes dir (created 0750 if missing) and the files in it that the
  * inspector writes (the store and its -wal and -shm) owned by owner,

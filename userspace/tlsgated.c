@@ -247,9 +247,13 @@ static void daemon_share_files(struct daemon *d)
 	char why[512];
 	uid_t uid = d->insp_user.uid;
 	gid_t gid = d->probe_user.gid;
-	if (privsep_own_dir(d->cfg.state_dir, uid, gid, why, sizeof(why)) < 0)
+	const char *slash = strrchr(d->cfg.store_path, '/');
+	const char *state_names[] = { "policy.json", slash ? slash + 1 : d->cfg.store_path, NULL };
+	if (privsep_own_dir(d->cfg.state_dir, uid, gid, state_names, why, sizeof(why)) < 0)
 		fatalx("--state-dir: %s", why);
-	if (d->cfg.judged_dir && privsep_own_dir(d->cfg.judged_dir, uid, gid, why, sizeof(why)) < 0)
+	const char *judged_names[] = { NULL };
+	if (d->cfg.judged_dir &&
+	    privsep_own_dir(d->cfg.judged_dir, uid, gid, judged_names, why, sizeof(why)) < 0)
 		fatalx("--judged-dir: %s", why);
 	char *copy = xstrdup(d->cfg.store_path);
 	int rc = privsep_share_store(dirname(copy), d->cfg.store_path, uid, gid,

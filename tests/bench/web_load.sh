@@ -26,7 +26,7 @@ world_exec mx-plain sh -c "ulimit -n 16384; exec smtp-sink -u postfix $SINK:25 1
 SINK_PID=$!
 trap 'kill $SINK_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
 _world_wait_port mx-plain $SINK 25 || exit 1
-STORE=$WORLD_DIR/gw/tlsgate.db
+STORE=$WORLD_DIR/gw/state/tlsgate.db
 world_gw_start --store "$STORE" --web 127.0.0.1:8025 ${WEB_RATE:+--web-rate "$WEB_RATE"} || exit 1
 now=$(date +%s)
 sqlite3 "$STORE" "INSERT INTO addr_mx(addr, mx, domain, secure, expires) VALUES

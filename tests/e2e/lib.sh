@@ -3,7 +3,7 @@
 # once the world is up: they use $WORLD_DIR).
 
 # sql QUERY: one query on the gateway's store.
-sql() { sqlite3 -batch "$WORLD_DIR/gw/tlsgate.db" "$1"; }
+sql() { sqlite3 -batch "$WORLD_DIR/gw/state/tlsgate.db" "$1"; }
 # flush: ask the sending Postfix to retry its deferred mail now.
 flush() { world_exec in postqueue -c "$WORLD_DIR/in/etc" -f >/dev/null 2>&1; }
 # queue_id MSGID [TIMEOUT]: the sender's queue id of that message, waited

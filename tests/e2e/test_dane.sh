@@ -28,7 +28,7 @@ cd "$(dirname "$0")/../.." || exit 2
 
 dns_world_setup
 diag "world $WORLD_ID, resolver 203.0.113.10"
-DB=$WORLD_DIR/gw/tlsgate.db
+DB=$WORLD_DIR/gw/state/tlsgate.db
 probe_verdict() { sql "select verdict from probe_results where domain='$1' and addr='198.51.100.20' order by id desc limit 1"; }
 has_verdict() { [ -n "$(probe_verdict "$1")" ]; }
 # deferred_line MSGID: waits for the sender's queue id of MSGID (queue_id

@@ -62,7 +62,7 @@ rm -f "$POL"/*.tmp
 # The world trap must also remove the policy directory.
 trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
 
-DB=$WORLD_DIR/gw/tlsgate.db
+DB=$WORLD_DIR/gw/state/tlsgate.db
 maillog() { cat "$WORLD_DIR/in/maillog"; }
 # ctl_raw COMMAND: one line to the control socket, the JSON answer out.
 ctl_raw() {

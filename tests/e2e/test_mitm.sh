@@ -33,7 +33,7 @@ cd "$(dirname "$0")/../.." || exit 2
 
 world_e2e_setup
 
-DB=$WORLD_DIR/gw/tlsgate.db
+DB=$WORLD_DIR/gw/state/tlsgate.db
 IN=$WORLD_DIR/in
 deferrals() { grep -c "$1: to=<$2>.*status=deferred" "$IN/maillog"; }
 # wait_deferrals QID TO N [TIMEOUT]: until the sender logged more than N

@@ -70,7 +70,7 @@ secure_policy "$POL/secure.json"
 dns_world_setup
 trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
 diag "world $WORLD_ID"
-DB=$WORLD_DIR/gw/tlsgate.db
+DB=$WORLD_DIR/gw/state/tlsgate.db
 CTL=$(world_control)
 PUSER=${PROBE_USER:-tlsgate-probe} IUSER=${INSPECTOR_USER:-tlsgate} WUSER=${WEB_USER:-tlsgate-web}
 PUID=$(id -u "$PUSER") PGID=$(id -g "$PUSER")

@@ -61,7 +61,7 @@ sign_policy "$POL/p10.json" 10 '{ "min_version": "1.3" }' ||
 world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p10.json"
 trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
 
-DB=$WORLD_DIR/gw/tlsgate.db
+DB=$WORLD_DIR/gw/state/tlsgate.db
 IN=$WORLD_DIR/in
 # send_to TO SUBJECT: a message from sender@in.world.test; its Message-ID.
 send_to() {

@@ -39,7 +39,7 @@ world_trap
 world_up || { echo "Bail out! world_up failed"; exit 1; }
 dns_up || { echo "Bail out! dns_up failed"; exit 1; }
 diag "world $WORLD_ID ($WORLD_DIR)"
-STORE=$WORLD_DIR/gw/tlsgate.db
+STORE=$WORLD_DIR/gw/state/tlsgate.db
 TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 printf '%s\n' "$TOKEN" >"$WORLD_DIR/gw/web.token"
 chmod 600 "$WORLD_DIR/gw/web.token"

@@ -31,7 +31,7 @@ ART=$WORLD_BUILD/test-artifacts
 mkdir -p "$ART"
 world_trap
 world_up || { echo "Bail out! world_up failed"; exit 1; }
-STORE=$WORLD_DIR/gw/tlsgate.db
+STORE=$WORLD_DIR/gw/state/tlsgate.db
 world_gw_start --store "$STORE" --web 127.0.0.1:8025 ||
 	{ echo "Bail out! tlsgated did not start"; exit 1; }
 sql() { sqlite3 -readonly "$STORE" "$1"; }

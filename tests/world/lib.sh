@@ -451,7 +451,7 @@ world_gw_start() {
 	local help
 	help=$("$WORLD_TLSGATED" --help 2>&1)
 	mkdir -p "$WORLD_DIR/gw/state" || return 1
-	grep -q -- '--store ' <<<"$help" && state+=(--store "$WORLD_DIR/gw/tlsgate.db")
+	grep -q -- '--store ' <<<"$help" && state+=(--store "$WORLD_DIR/gw/state/tlsgate.db")
 	grep -q -- '--state-dir ' <<<"$help" && state+=(--state-dir "$WORLD_DIR/gw/state")
 	echo "=== start $(date +%T) $*" >>"$log"
 	setsid nsenter --net="/run/netns/$(world_ns gw)" "$WORLD_TLSGATED" \

@@ -1,0 +1,196 @@
+/* test_privsep.c - the rights privsep.c gives: a dropped process has the
+ * uid, gid and exactly the capabilities asked for, cannot get root back,
+ * and its seccomp filter ends it on a call outside the list; the store's
+ * directory is taken only when all it holds is tlsgate's (never a
+ * directory others may write, never one with foreign files). Needs root
+ * (skipped otherwise); the drops happen in child processes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "privsep.h"
+
+#define OTHER_UID 4243 /* a uid and group no one uses (tests run as root) */
+
+static struct privsep_user other(void)
+{
+	struct privsep_user u = { .drop = true, .uid = OTHER_UID, .gid = OTHER_UID };
+	snprintf(u.name, sizeof(u.name), "test");
+	return u;
+}
+
+/* Runs fn in a child; returns its exit status (or 128 + signal). */
+static int in_child(int (*fn)(void))
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(fn());
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int drop_keeping_net_admin(void)
+{
+	const char *step;
+	struct privsep_user u = other();
+	if (privsep_drop(&u, 1ull << CAP_NET_ADMIN, &step) < 0)
+		return 10;
+	if (getuid() != OTHER_UID || geteuid() != OTHER_UID || getgid() != OTHER_UID)
+		return 11;
+	if (privsep_effective_caps() != 1ull << CAP_NET_ADMIN)
+		return 12;
+	if (setuid(0) == 0 || errno != EPERM)
+		return 13;
+	/* the bounding set holds nothing else */
+	if (prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) != 0 ||
+	    prctl(PR_CAPBSET_READ, CAP_NET_ADMIN, 0, 0, 0) != 1)
+		return 14;
+	return 0;
+}
+
+static int drop_everything(void)
+{
+	const char *step;
+	struct privsep_user u = other();
+	if (privsep_drop(&u, 0, &step) < 0)
+		return 10;
+	if (privsep_effective_caps() != 0)
+		return 12;
+	/* no way to open what root may: /etc/shadow is 0640 root:shadow */
+	if (open("/etc/shadow", O_RDONLY) >= 0)
+		return 15;
+	return 0;
+}
+
+static void test_drop(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(in_child(drop_keeping_net_admin), 0);
+	assert_int_equal(in_child(drop_everything), 0);
+}
+
+static int seccomp_then_forbidden(void)
+{
+	const char *step;
+	struct privsep_user u = other();
+	if (privsep_drop(&u, 0, &step) < 0 || privsep_seccomp(PRIVSEP_INSPECTOR) < 0)
+		return 10;
+	/* allowed: time, memory, files */
+	void *p = malloc(1 << 20);
+	free(p);
+	(void)getpid();
+	/* not in the inspector's list: a new process */
+	syscall(SYS_fork);
+	return 0;
+}
+
+static int seccomp_web_socket(void)
+{
+	const char *step;
+	struct privsep_user u = other();
+	if (privsep_drop(&u, 0, &step) < 0 || privsep_seccomp(PRIVSEP_WEB) < 0)
+		return 10;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0); /* its control client: allowed */
+	if (fd < 0)
+		return 11;
+	close(fd);
+	socket(AF_INET, SOCK_STREAM, 0); /* anything else: ends it */
+	return 0;
+}
+
+static void test_seccomp(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(in_child(seccomp_then_forbidden), PRIVSEP_EXIT_SECCOMP);
+	assert_int_equal(in_child(seccomp_web_socket), PRIVSEP_EXIT_SECCOMP);
+}
+
+static void test_own_dir(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	char tmpl[] = "/tmp/test_privsep.XXXXXX";
+	char *base = mkdtemp(tmpl);
+	assert_non_null(base);
+	char dir[256], path[300], why[512];
+	const char *names[] = { "tlsgate.db", "policy.json", NULL };
+
+	/* tlsgate's files only: taken, with them */
+	snprintf(dir, sizeof(dir), "%s/state", base);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/policy.json", dir);
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+	assert_int_equal(privsep_own_dir(dir, OTHER_UID, OTHER_UID, names, why, sizeof(why)), 0);
+	struct stat st;
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_uid, OTHER_UID);
+	assert_int_equal(st.st_mode & 07777, 0750);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, OTHER_UID);
+
+	/* a foreign file: refused, nothing changed */
+	snprintf(dir, sizeof(dir), "%s/mixed", base);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/passwd", dir);
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+	assert_int_equal(privsep_own_dir(dir, OTHER_UID, OTHER_UID, names, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "passwd"));
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+
+	/* others may write: refused (/tmp, a sticky directory) */
+	assert_int_equal(privsep_own_dir("/tmp", OTHER_UID, OTHER_UID, names, why, sizeof(why)), -1);
+	assert_int_equal(stat("/tmp", &st), 0);
+	assert_int_equal(st.st_uid, 0);
+
+	/* the store: its -wal and -shm made beforehand, group rw */
+	snprintf(dir, sizeof(dir), "%s/store", base);
+	snprintf(path, sizeof(path), "%s/tlsgate.db", dir);
+	assert_int_equal(privsep_share_store(dir, path, OTHER_UID, OTHER_UID + 1, (gid_t)-1, why,
+					     sizeof(why)),
+			 0);
+	const char *suffix[] = { "", "-wal", "-shm" };
+	for (int i = 0; i < 3; i++) {
+		char f[320];
+		snprintf(f, sizeof(f), "%s%s", path, suffix[i]);
+		assert_int_equal(stat(f, &st), 0);
+		assert_int_equal(st.st_uid, OTHER_UID);
+		assert_int_equal(st.st_gid, OTHER_UID + 1);
+		assert_int_equal(st.st_mode & 07777, 0660);
+	}
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_drop),
+		cmocka_unit_test(test_seccomp),
+		cmocka_unit_test(test_own_dir),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
