@@ -120,6 +120,27 @@ unprivileged:
 	return 0;
 }
 
+int privsep_limit(uint64_t keep, const char **step)
+{
+	*step = "empty the capability bounding set";
+	int last = cap_last();
+	for (int cap = 0; cap <= last; cap++)
+		if (!(keep & (1ull << cap)) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
+		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			return -1;
+	*step = "set the capability sets";
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+	if (syscall(SYS_capget, &h, caps) < 0)
+		return -1;
+	caps[0].permitted &= (uint32_t)keep;
+	caps[1].permitted &= (uint32_t)(keep >> 32);
+	caps[0].effective = caps[0].permitted;
+	caps[1].effective = caps[1].permitted;
+	caps[0].inheritable = caps[1].inheritable = 0;
+	return syscall(SYS_capset, &h, caps) < 0 ? -1 : 0;
+}
+
 uint64_t privsep_effective_caps(void)
 {
 	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };

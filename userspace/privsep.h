@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <linux/capability.h>
+
 struct privsep_user {
 	bool drop; /* false: not root, nothing to switch */
 	uid_t uid;
@@ -42,6 +44,18 @@ int privsep_user_resolve(const char *name, const char *fallback, struct privsep_
  * system calls: safe between fork() and exec(). On failure returns -1,
  * errno set and *step naming what failed; the caller must then exit. */
 int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step);
+
+/* The parent after its start: stays root but keeps only the capabilities
+ * in keep (bounding, permitted and effective; inheritable empty), so that
+ * what it runs later (iptables at a stop) has no more either. 0, or -1
+ * with errno and *step. */
+int privsep_limit(uint64_t keep, const char **step);
+/* What the parent keeps: its rule and the stop (CAP_NET_ADMIN; iptables
+ * also CAP_NET_RAW), its children's drops (CAP_SETUID, CAP_SETGID,
+ * CAP_SETPCAP) and signals to them, which run as other users (CAP_KILL). */
+#define PRIVSEP_PARENT_CAPS                                                            \
+	((1ull << CAP_NET_ADMIN) | (1ull << CAP_NET_RAW) | (1ull << CAP_SETUID) |         \
+	 (1ull << CAP_SETGID) | (1ull << CAP_SETPCAP) | (1ull << CAP_KILL))
 
 /* The capability numbers this process holds in its effective set, as a
  * bit mask (from capget). */

@@ -1189,6 +1189,13 @@ int main(int argc, char **argv)
 				   "the control socket could not be opened to the status page");
 	}
 	daemon_share_files(&d);
+	/* Everything that needed more is open: from here the parent keeps
+	 * what its children's starts and the stop need. */
+	if (d.insp_user.drop) {
+		const char *step;
+		START_STEP(privsep_limit(PRIVSEP_PARENT_CAPS, &step) == 0,
+			   "the parent could not give up the capabilities it no longer needs");
+	}
 #undef START_STEP
 	log_hold(false);
 	d.ipc_fd = -1;

@@ -159,6 +159,12 @@ check "stats names an inspector and a web process other than the parent" \
 	[ -n "$INSP" -a -n "$WEB" -a "$INSP" != "$GWPID" -a "$WEB" != "$GWPID" ]
 INSP=${INSP:-0} WEB=${WEB:-0}
 check "parent: uid 0 (it holds the kernel side)" [ "$(status "$GWPID" Uid)" = "0 0 0 0" ]
+# After its start the parent keeps CAP_KILL, CAP_SETGID, CAP_SETUID,
+# CAP_SETPCAP, CAP_NET_ADMIN and CAP_NET_RAW (bits 5-8, 12, 13) and no more.
+for cap in CapPrm CapEff CapBnd; do
+	check "parent: $cap is what its children's starts and the stop need" \
+		[ "$(status "$GWPID" $cap)" = 00000000000031e0 ]
+done
 diag "inspector $INSP: $(rights "$INSP")"
 check "inspector: uid $IUSER's, real, effective, saved and fs" \
 	[ "$(status "$INSP" Uid)" = "$IUID $IUID $IUID $IUID" ]
