@@ -43,10 +43,21 @@ installed() {
 
 # tlsgated's processes run as these system users (image/lib/tlsgate.sysusers,
 # what an install creates): an idempotent step, before the packages.
+# Without systemd-sysusers (a container without systemd): useradd, the same
+# users (system, own group, no home, no login).
 SYSUSERS=${TLSGATE_SYSUSERS:-systemd-sysusers}
-if [ "$(id -u)" = 0 ] && ! getent passwd tlsgate-web >/dev/null; then
-	$SYSUSERS "$(cd "$(dirname "$0")/../.." && pwd)/image/lib/tlsgate.sysusers" ||
-		echo "deps: could not create the users tlsgate, tlsgate-probe, tlsgate-web" >&2
+SYSUSERS_CONF="$(cd "$(dirname "$0")/../.." && pwd)/image/lib/tlsgate.sysusers"
+if [ "$(id -u)" = 0 ]; then
+	for u in tlsgate tlsgate-probe tlsgate-web; do
+		getent passwd "$u" >/dev/null && continue
+		if command -v "$SYSUSERS" >/dev/null; then
+			$SYSUSERS "$SYSUSERS_CONF" || true
+		fi
+		getent passwd "$u" >/dev/null ||
+			useradd --system --user-group --no-create-home --home-dir /nonexistent \
+				--shell /usr/sbin/nologin "$u" ||
+			{ echo "deps: could not create the user $u" >&2; exit 1; }
+	done
 fi
 
 missing=""
