@@ -314,8 +314,13 @@ static int share_one(const char *path, uid_t owner, gid_t group, gid_t reader, b
 		return -1;
 	}
 	close(fd);
-	if (reader != (gid_t)-1 && acl_set(path, "system.posix_acl_access", 6, 6, reader, 4) < 0)
-		log_warn("%s: read ACL for the status page (it shows no store data)", path);
+	if (reader != (gid_t)-1 && acl_set(path, "system.posix_acl_access", 6, 6, reader, 4) < 0) {
+		/* A file system without ACLs: readable by all local users
+		 * rather than a status page without data. */
+		log_warn("%s: no read ACL for the status page; readable by every local user", path);
+		if (chmod(path, 0664) < 0)
+			log_warn("%s: mode 0664", path);
+	}
 	return 0;
 }
 
@@ -401,8 +406,12 @@ int privsep_share_store(const char *dir, const char *store_path, uid_t owner, gi
 		/* Search for the web; files SQLite creates later (its -wal and
 		 * -shm after a clean stop) readable by it too. */
 		if (acl_set(dir, "system.posix_acl_access", 7, 5, reader_gid, 1) < 0 ||
-		    acl_set(dir, "system.posix_acl_default", 6, 6, reader_gid, 4) < 0)
-			log_warn("%s: ACL for the status page (it shows no store data)", dir);
+		    acl_set(dir, "system.posix_acl_default", 6, 6, reader_gid, 4) < 0) {
+			log_warn("%s: no ACL for the status page; searchable by every local user",
+				 dir);
+			if (chmod(dir, 0751) < 0)
+				log_warn("%s: mode 0751", dir);
+		}
 	}
 	/* The -wal and -shm exist before the web opens the store read-only
 	 * (SQLite cannot create them for a reader). */
