@@ -49,11 +49,13 @@ default_mirror() {
 MIRROR=${MIRROR:-$(default_mirror)}
 
 # What runs on the appliance: systemd, a kernel with BPF/BTF/clsact/NFQUEUE,
-# iptables and iproute2, and tlsgate's run-time libraries (from ldd).
+# iptables and iproute2, tlsgate's run-time libraries (from ldd), and the
+# DNSSEC trust anchor the probe's resolver reads (dns-root-data).
 PACKAGES="systemd systemd-sysv udev dbus linux-image-amd64 initramfs-tools kmod
  iproute2 iptables procps less ca-certificates
  libbpf1 libelf1 libnetfilter-queue1 libmnl0 libwolfssl35 libunbound8
- libsqlite3-0 libjansson4 libmicrohttpd12 libpcap0.8 libidn2-0 libseccomp2 zlib1g"
+ libsqlite3-0 libjansson4 libmicrohttpd12 libpcap0.8 libidn2-0 libseccomp2 zlib1g
+ dns-root-data"
 
 # --- 1. the debootstrap tree, cached -----------------------------------
 key=$(echo "$SUITE $PACKAGES" | sha256sum | cut -c1-12)
@@ -120,6 +122,9 @@ rm -rf "$R" "$OUT"/*.img "$OUT"/tlsgate.raw "$OUT"/tlsgate.qcow2
 log "root tree: $R"
 cp -a "$BASE" "$R"
 rm -f "$R/.complete"
+# debootstrap copied the build host's resolver; the appliance's is its own
+# (tlsgated.conf probe-resolver).
+rm -f "$R/etc/resolv.conf"
 DESTDIR=$R PREFIX=/usr BUILD=$ROOT/build TLSGATE_IFNAMES=1 "$HERE/install.sh" >/dev/null
 # The appliance serves its page on its management address (rootfs'
 # 10-tlsgate-mgmt.network); a plain install keeps it on loopback.

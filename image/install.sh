@@ -59,6 +59,8 @@ for u in tlsgate-bpffs.service tlsgated.service tlsgate-setup.service; do
 	subst "image/systemd/$u" "$DESTDIR$UNITDIR/$u" 0644
 done
 install -d -m 0755 "$DESTDIR$SYSCONFDIR/tlsgate"
+# tlsgate-setup.service may write only there (its sandbox).
+install -d -m 0755 "$DESTDIR$SYSCONFDIR/issue.d"
 [ -e "$DESTDIR$SYSCONFDIR/tlsgate/tlsgated.conf" ] ||
 	subst image/etc/tlsgated.conf "$DESTDIR$SYSCONFDIR/tlsgate/tlsgated.conf" 0644
 [ -e "$DESTDIR$SYSCONFDIR/tlsgate/interfaces" ] ||

@@ -126,7 +126,8 @@ check "NICs named inside, outside, mgmt from /etc/tlsgate/interfaces" \
 fw=$(vm sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding | tr -d ' \r\n')
 diag "forwarding (v4 v6): $fw"
 check "IP forwarding on (v4, v6)" [ "$fw" = 11 ]
-svc=$(vm systemctl show -p ActiveState,SubState,NRestarts,Type tlsgated.service | tr '\n' ' ')
+vm_show() { vm systemctl show -p ActiveState,SubState,NRestarts,Type tlsgated.service | tr '\n' ' '; }
+svc=$(vm_show)
 diag "tlsgated.service: $svc"
 check "tlsgated.service active (notify: ready), not restarted" \
 	bash -c '[[ $1 == *ActiveState=active* && $1 == *NRestarts=0* && $1 == *Type=notify* ]]' _ "$svc"
@@ -152,8 +153,103 @@ vm systemctl reload tlsgated.service >/dev/null
 sleep 2
 check "systemctl reload keeps tlsgated active" vm systemctl is-active -q tlsgated.service
 
-sec=$(vm systemd-analyze security --no-pager tlsgated.service)
-score=$(sed -n 's/.*Overall exposure level for tlsgated.service: \([0-9.]*\).*/\1/p' <<<"$sec")
-diag "systemd-analyze security tlsgated.service: ${score:-?} ($(tail -1 <<<"$sec"))"
-check "systemd-analyze security scores tlsgated.service (${score:-?})" [ -n "$score" ]
+# --- the processes' rights (docs/privsep.md, issue 19) ---------------------
+# Each tlsgated process as "PID PPID UID CAPEFF" from /proc/PID/status in the
+# VM (the children keep the name tlsgated; a non-dumpable process's /proc
+# directory is root's, so the owner is read from the Uid line).
+tg_procs() {
+	vm "for p in \$(pgrep -x tlsgated); do awk -v p=\$p '/^PPid/ {pp=\$2} /^Uid/ {u=\$3} /^CapEff/ {c=\$2} END {print p, pp, u, c}' /proc/\$p/status; done" |
+		tr -d '\r'
+}
+uid_of() { vm "id -u $1" | tr -d '\r\n '; }
+U_INSP=$(uid_of tlsgate)
+U_WEB=$(uid_of tlsgate-web)
+U_PROBE=$(uid_of tlsgate-probe)
+procs=$(tg_procs)
+diag "tlsgated processes (pid ppid euid CapEff): $(tr '\n' ';' <<<"$procs")"
+# role UID CAPEFF: the number of tlsgated processes with that effective uid
+# and exactly those effective capabilities.
+count_procs() { awk -v u="$1" -v c="$2" '$3 == u && $4 == c { n++ } END { print n + 0 }' <<<"$procs"; }
+# The parent: root with the unit's bounding set and nothing more: CAP_CHOWN
+# CAP_DAC_OVERRIDE CAP_FOWNER CAP_SETGID CAP_SETUID CAP_SETPCAP
+# CAP_NET_ADMIN CAP_NET_RAW CAP_PERFMON CAP_BPF (bits 0 1 3 6 7 8 12 13 38
+# 39); no CAP_SYS_ADMIN.
+check "one root parent, CapEff 000000c0000031cb (the unit's set, no CAP_SYS_ADMIN)" \
+	[ "$(count_procs 0 000000c0000031cb)" = 1 ]
+check "one inspector as tlsgate (uid ${U_INSP:-?}), CapEff 0000000000001000 (CAP_NET_ADMIN only)" \
+	[ -n "$U_INSP" -a "$(count_procs "$U_INSP" 0000000000001000)" = 1 ]
+check "one status page process as tlsgate-web (uid ${U_WEB:-?}), CapEff 0" \
+	[ -n "$U_WEB" -a "$(count_procs "$U_WEB" 0000000000000000)" = 1 ]
+check "no other tlsgated process" [ "$(wc -l <<<"$procs")" = 3 ]
+web_pid=$(awk -v u="$U_WEB" '$3 == u { print $1 }' <<<"$procs")
+gw curl -sf -m 5 -o /dev/null "$web/api/v1/stats"
+check "the status page answers, served by its own process (pid ${web_pid:-?})" [ $? -eq 0 -a -n "$web_pid" ]
+
+# The tagger loaded on the image's kernel (the service is ready only then).
+kver=$(vm uname -r | tr -d '\r\n')
+attached=$(vm "journalctl -b -u tlsgated --no-pager -o cat | grep -c 'tagger attached'" | tr -d '\r\n')
+diag "kernel $kver: 'tagger attached' logged ${attached:-0} time(s)"
+check "the tagger loads and attaches on the image's kernel ($kver)" [ "${attached:-0}" -ge 2 ]
+
+# A crashed status page is restarted by the parent; the service stays up.
+if [ -n "$web_pid" ]; then
+	vm "kill -KILL $web_pid"
+	t0=$SECONDS
+	new_web=
+	while [ $((SECONDS - t0)) -lt 60 ]; do
+		new_web=$(tg_procs | awk -v u="$U_WEB" -v old="$web_pid" '$3 == u && $1 != old { print $1 }')
+		[ -n "$new_web" ] && gw curl -sf -m 3 -o /dev/null "$web/" && break
+		new_web=
+		sleep 2
+	done
+	check "the parent restarts a killed status page (new pid ${new_web:-none}, $((SECONDS - t0)) s)" [ -n "$new_web" ]
+	check "the service did not restart for it" \
+		bash -c '[[ $1 == *ActiveState=active* && $1 == *NRestarts=0* ]]' _ "$(vm_show)"
+fi
+
+# A second start of the service (the state directory is then already the
+# inspector's), with probes that ask a resolver nobody answers on the
+# outside link, then a probe's rights while it runs.
+vm "echo 'probe-resolver = 198.51.100.99' >>/etc/tlsgate/tlsgated.conf && systemctl restart tlsgated.service"
+check "systemctl restart: tlsgated.service active again" vm systemctl is-active -q tlsgated.service
+# One console command starts the probe and looks for it (a round trip on
+# the console takes seconds under TCG); /proc/PID/status is read in one
+# go, since the probe may end meanwhile.
+pdom=probe-$$.test
+probe=$(vm "tlsgatectl probe $pdom >/dev/null 2>&1; for i in \$(seq 1 300); do p=\$(pgrep -x tlsgate-probe | head -1); st=\$(cat /proc/\$p/status 2>/dev/null); [ -n \"\$p\" ] && [ -n \"\$st\" ] && echo \"\$st\" | awk '/^Uid/ {u=\$3} /^CapEff/ {c=\$2} /^CapBnd/ {b=\$2} /^NoNewPrivs/ {n=\$2} END {print u, c, b, n}' && break; sleep 0.03; done" | tr -d '\r')
+diag "probe (euid CapEff CapBnd NoNewPrivs): ${probe:-none seen}"
+if [ -z "$probe" ]; then
+	# A probe can end before the console sees it: a skip, not a pass.
+	ok "# SKIP no running probe caught; $(vm "journalctl -b -u tlsgated --no-pager -o cat | grep -c 'probe of $pdom started'" | tr -d '\r\n ') started"
+else
+	check "a probe runs as tlsgate-probe (uid ${U_PROBE:-?}) with no capability, no_new_privs" \
+		[ -n "$U_PROBE" -a "$probe" = "$U_PROBE 0000000000000000 0000000000000000 1" ]
+fi
+journal=$(vm "journalctl -b -u tlsgated --no-pager -o cat")
+grep "seccomp: system call" <<<"$journal" | head -5 | sed 's/^/# /'
+check "no child was killed by seccomp" bash -c '! grep -q "seccomp: system call" <<<"$1"' _ "$journal"
+
+# --- systemd-analyze security of every unit ------------------------------
+# The issue asks for <= 2.0. tlsgate-setup.service reaches it. The other two
+# cannot, for reasons of design, and are held to their measured figure so
+# that they do not get worse (docs/development.md lists what remains):
+#   tlsgated.service 2.9: root with CAP_BPF CAP_PERFMON CAP_NET_ADMIN
+#     CAP_NET_RAW (the tagger, the queue, the raw sockets for resets),
+#     CAP_SETUID/SETGID/SETPCAP (the children's users), CAP_CHOWN
+#     CAP_FOWNER CAP_DAC_OVERRIDE (the store handed to the inspector), the
+#     host's network, any address (the probes reach any MX; the resets go
+#     to any peer), bpf() (in @privileged), setpriority (the web thread
+#     lowers itself), writable /sys/fs/bpf (no ProtectKernelTunables=).
+#   tlsgate-bpffs.service 2.6: mount(8) as root with CAP_SYS_ADMIN in the
+#     host's mount namespace, so no sandboxing option that makes a namespace;
+#     it is skipped when PID 1 has mounted /sys/fs/bpf (as on the image).
+for bound in tlsgated.service:2.9 tlsgate-setup.service:2.0 tlsgate-bpffs.service:2.6; do
+	unit=${bound%%:*}
+	max=${bound#*:}
+	sec=$(vm systemd-analyze security --no-pager "$unit")
+	score=$(sed -n "s/.*Overall exposure level for $unit: \([0-9.]*\).*/\1/p" <<<"$sec")
+	diag "systemd-analyze security $unit: ${score:-?}; exposed: $(grep '✗' <<<"$sec" | sed 's/^✗ \([^ ]*\) .*/\1/' | tr '\n' ' ')"
+	check "systemd-analyze security $unit: ${score:-?} <= $max" \
+		awk -v s="${score:-99}" -v m="$max" 'BEGIN { exit !(s + 0 <= m + 0) }'
+done
 done_testing
