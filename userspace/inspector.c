@@ -1183,7 +1183,7 @@ static int daemon_run(struct daemon *d)
 						/* No RELOADING=1/READY=1 around it: with
 						 * Type=notify and ExecReload=kill -HUP, systemd
 						 * (252) left the unit inactive after those. */
-						log_info("SIGHUP: re-reading the policy");
+						log_info("inspector: re-reading the policy (SIGHUP)");
 						daemon_catch_up(d);
 						gate_reload(d->gate);
 						continue;

@@ -148,10 +148,13 @@ nflows=$(world_json 'len(j)' <<<"$flows" 2>/dev/null)
 check "the gateway tracked the SMTP flows (tlsgatectl flows: ${nflows:-none})" world_in_range "${nflows:-x}" 3
 check "the status page's stats API answers from the host" world_json 'True' <<<"$stats"
 
-# Reload (SIGHUP) keeps it running.
+# Reload (SIGHUP) keeps it running, and reaches the inspector (the parent
+# passes it on to a process of another user: CAP_KILL).
 vm systemctl reload tlsgated.service >/dev/null
 sleep 2
 check "systemctl reload keeps tlsgated active" vm systemctl is-active -q tlsgated.service
+check "the reload reached the inspector" \
+	vm "journalctl -b -u tlsgated.service | grep -q 'inspector: re-reading the policy'"
 
 # --- the processes' rights (docs/privsep.md, issue 19) ---------------------
 # Each tlsgated process as "PID PPID UID CAPEFF" from /proc/PID/status in the
@@ -174,8 +177,10 @@ count_procs() { awk -v u="$1" -v c="$2" '$3 == u && $4 == c { n++ } END { print 
 # CAP_DAC_OVERRIDE CAP_FOWNER CAP_SETGID CAP_SETUID CAP_SETPCAP
 # CAP_NET_ADMIN CAP_NET_RAW CAP_PERFMON CAP_BPF (bits 0 1 3 6 7 8 12 13 38
 # 39); no CAP_SYS_ADMIN.
-check "one root parent, CapEff 000000c0000031cb (the unit's set, no CAP_SYS_ADMIN)" \
-	[ "$(count_procs 0 000000c0000031cb)" = 1 ]
+# After its start the parent keeps CAP_KILL, CAP_SETGID, CAP_SETUID,
+# CAP_SETPCAP, CAP_NET_ADMIN, CAP_NET_RAW (privsep.h PRIVSEP_PARENT_CAPS).
+check "one root parent, CapEff 00000000000031e0 (what its children and the stop need)" \
+	[ "$(count_procs 0 00000000000031e0)" = 1 ]
 check "one inspector as tlsgate (uid ${U_INSP:-?}), CapEff 0000000000001000 (CAP_NET_ADMIN only)" \
 	[ -n "$U_INSP" -a "$(count_procs "$U_INSP" 0000000000001000)" = 1 ]
 check "one status page process as tlsgate-web (uid ${U_WEB:-?}), CapEff 0" \
