@@ -219,6 +219,13 @@ static int seccomp_allow(scmp_filter_ctx ctx, const char *const *names, size_t n
 	return 0;
 }
 
+/* Allows call nr when its first argument is value. */
+static int seccomp_allow_arg0(scmp_filter_ctx ctx, int nr, uint64_t value)
+{
+	struct scmp_arg_cmp cmp = { .arg = 0, .op = SCMP_CMP_EQ, .datum_a = value, .datum_b = 0 };
+	return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, 1, &cmp);
+}
+
 int privsep_seccomp(enum privsep_role role)
 {
 	struct sigaction sa = { .sa_sigaction = seccomp_sigsys, .sa_flags = SA_SIGINFO };
@@ -243,16 +250,12 @@ int privsep_seccomp(enum privsep_role role)
 	    seccomp_allow(ctx, extra, n_extra) < 0)
 		goto out;
 	/* The web's sockets: AF_UNIX only (the control socket); its listening
-	 * socket came from the parent. */
-	if (role == PRIVSEP_WEB && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-						    SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
-		goto out;
-	/* prctl only to name a thread (libmicrohttpd's, the pacer) and to
-	 * end with the parent (the web sets it after its drop). */
-	if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-			     SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)) < 0 ||
-	    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-			     SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG)) < 0)
+	 * socket came from the parent. prctl only to name a thread
+	 * (libmicrohttpd's, the pacer) and to end with the parent (the web
+	 * sets it after its drop). */
+	if ((role == PRIVSEP_WEB && seccomp_allow_arg0(ctx, SCMP_SYS(socket), AF_UNIX) < 0) ||
+	    seccomp_allow_arg0(ctx, SCMP_SYS(prctl), PR_SET_NAME) < 0 ||
+	    seccomp_allow_arg0(ctx, SCMP_SYS(prctl), PR_SET_PDEATHSIG) < 0)
 		goto out;
 	int e = seccomp_load(ctx);
 	if (e < 0) {
