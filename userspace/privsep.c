@@ -278,8 +278,8 @@ struct acl_entry_x {
 enum { ACL_USER_OBJ = 1, ACL_GROUP_OBJ = 4, ACL_GROUP = 8, ACL_MASK = 16, ACL_OTHER = 32 };
 #define ACL_UNDEFINED_ID 0xffffffffu
 
-static int acl_set(const char *path, const char *attr, unsigned owner, unsigned group,
-		   gid_t reader, unsigned reader_perm)
+static int acl_set(int fd, const char *attr, unsigned owner, unsigned group, gid_t reader,
+		   unsigned reader_perm)
 {
 	struct {
 		uint32_t version;
@@ -292,39 +292,48 @@ static int acl_set(const char *path, const char *attr, unsigned owner, unsigned 
 		       { ACL_MASK, (uint16_t)(group | reader_perm), ACL_UNDEFINED_ID },
 		       { ACL_OTHER, 0, ACL_UNDEFINED_ID } },
 	};
-	return lsetxattr(path, attr, &acl, sizeof(acl), 0);
+	return fsetxattr(fd, attr, &acl, sizeof(acl), 0);
 }
 
-static int share_one(const char *path, uid_t owner, gid_t group, gid_t reader, bool create,
-		     char *why, size_t whylen)
+/* The parent prepares these files as their owner: it takes each back
+ * (CAP_CHOWN), sets mode and ACL as the owner would, and gives it away
+ * last. So it needs neither CAP_DAC_OVERRIDE (to enter a directory that
+ * is the inspector's, 0750) nor CAP_FOWNER (to change a file it gave
+ * away). */
+
+/* A file of dir (dfd): created if missing, owner:group, mode 0660, a read
+ * ACL for reader ((gid_t)-1: none). */
+static int share_one(int dfd, const char *dir, const char *name, uid_t owner, gid_t group,
+		     gid_t reader, char *why, size_t whylen)
 {
-	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0), 0660);
-	if (fd < 0) {
-		if (errno == ENOENT && !create)
-			return 0;
-		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+	if (fchownat(dfd, name, 0, (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT) {
+		snprintf(why, whylen, "%s/%s: %s", dir, name, strerror(errno));
 		return -1;
 	}
+	int fd = openat(dfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_CREAT, 0660);
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(why, whylen, "%s: not a regular file", path);
-		close(fd);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s/%s: %s", dir, name,
+			 fd < 0 ? strerror(errno) : "not a regular file");
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
-	if (fchown(fd, owner, group) < 0 || fchmod(fd, 0660) < 0) {
-		snprintf(why, whylen, "%s: owner and mode: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	if (reader != (gid_t)-1 && acl_set(path, "system.posix_acl_access", 6, 6, reader, 4) < 0) {
+	int rc = fchmod(fd, 0660);
+	if (rc == 0 && reader != (gid_t)-1 &&
+	    acl_set(fd, "system.posix_acl_access", 6, 6, reader, 4) < 0) {
 		/* A file system without ACLs: readable by all local users
 		 * rather than a status page without data. */
-		log_warn("%s: no read ACL for the status page; readable by every local user", path);
-		if (chmod(path, 0664) < 0)
-			log_warn("%s: mode 0664", path);
+		log_warn("%s/%s: no read ACL for the status page; readable by every local user",
+			 dir, name);
+		rc = fchmod(fd, 0664);
 	}
-	return 0;
+	if (rc == 0)
+		rc = fchown(fd, owner, group);
+	if (rc < 0)
+		snprintf(why, whylen, "%s/%s: owner and mode: %s", dir, name, strerror(errno));
+	close(fd);
+	return rc;
 }
 
 static bool name_allowed(const char *name, const char *const *names)
@@ -335,65 +344,109 @@ static bool name_allowed(const char *name, const char *const *names)
 	return false;
 }
 
-int privsep_own_dir(const char *dir, uid_t owner, gid_t group, const char *const *names,
-		    char *why, size_t whylen)
+/* Takes dir (created if missing) back for root and opens it; refuses one
+ * that others may write, and one not yet owner's that holds anything not
+ * named in names. Returns the directory's descriptor or -1. */
+static int dir_take(const char *dir, uid_t owner, const char *const *names, char *why,
+		    size_t whylen)
 {
-	if (geteuid() != 0)
-		return 0;
+	struct stat st;
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
 		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-	if (dfd < 0 || fstat(dfd, &st) < 0) {
-		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
+	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(why, whylen, "%s: not a directory", dir);
 		return -1;
 	}
 	if (st.st_mode & (S_IWOTH | S_ISVTX)) {
 		snprintf(why, whylen, "%s: others may write there: tlsgate needs a directory of its own",
 			 dir);
-		close(dfd);
 		return -1;
 	}
 	bool ours = st.st_uid == owner;
-	DIR *dp = fdopendir(dfd);
-	if (!dp) {
+	if (ours && lchown(dir, 0, (gid_t)-1) < 0) {
 		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
-		close(dfd);
+		return -1;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
 	/* A directory not yet the inspector's is given to it only when all
-	 * it holds is tlsgate's (names): never /etc or a home by mistake. */
+	 * it holds is tlsgate's: never /etc or a home by mistake. */
+	int scan = dup(dfd);
+	DIR *dp = scan >= 0 ? fdopendir(scan) : NULL;
+	if (!dp) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+		if (scan >= 0)
+			close(scan);
+		close(dfd);
+		return -1;
+	}
 	struct dirent *e;
-	int rc = 0;
-	while ((e = readdir(dp)) != NULL) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		bool allowed = name_allowed(e->d_name, names);
-		if (!allowed && !ours) {
+	while (!ours && (e = readdir(dp)) != NULL) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !name_allowed(e->d_name, names)) {
 			snprintf(why, whylen,
 				 "%s holds %s, which is not tlsgate's: give tlsgate a directory of "
 				 "its own",
 				 dir, e->d_name);
-			rc = -1;
-			break;
+			closedir(dp);
+			close(dfd);
+			return -1;
 		}
-		/* What an earlier run as root left (the saved policy, the
-		 * store): the inspector reads and replaces it now. */
-		if (allowed && fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && st.st_uid == 0 &&
-		    fchownat(dirfd(dp), e->d_name, owner, group, AT_SYMLINK_NOFOLLOW) < 0)
-			log_warn("%s/%s: owner", dir, e->d_name);
-	}
-	if (rc == 0 && !ours && (fchown(dirfd(dp), owner, group) < 0 || fchmod(dirfd(dp), 0750) < 0)) {
-		snprintf(why, whylen, "%s: owner and mode: %s", dir, strerror(errno));
-		rc = -1;
 	}
 	closedir(dp);
+	return dfd;
+}
+
+/* Mode 0750, the reader's search ACL (and its read ACL for files made
+ * there later), then owner:group last. Closes dfd. */
+static int dir_give(int dfd, const char *dir, uid_t owner, gid_t group, gid_t reader, char *why,
+		    size_t whylen)
+{
+	int rc = fchmod(dfd, 0750);
+	if (rc == 0 && reader != (gid_t)-1 &&
+	    (acl_set(dfd, "system.posix_acl_access", 7, 5, reader, 1) < 0 ||
+	     acl_set(dfd, "system.posix_acl_default", 6, 6, reader, 4) < 0)) {
+		log_warn("%s: no ACL for the status page; searchable by every local user", dir);
+		rc = fchmod(dfd, 0751);
+	}
+	if (rc == 0)
+		rc = fchown(dfd, owner, group);
+	if (rc < 0)
+		snprintf(why, whylen, "%s: owner and mode: %s", dir, strerror(errno));
+	close(dfd);
 	return rc;
+}
+
+int privsep_own_dir(const char *dir, uid_t owner, gid_t group, const char *const *names,
+		    char *why, size_t whylen)
+{
+	if (geteuid() != 0)
+		return 0;
+	int dfd = dir_take(dir, owner, names, why, whylen);
+	if (dfd < 0)
+		return -1;
+	/* What an earlier run as root left (the saved policy): the
+	 * inspector reads and replaces it now. */
+	int scan = dup(dfd);
+	DIR *dp = scan >= 0 ? fdopendir(scan) : NULL;
+	struct dirent *e;
+	struct stat st;
+	if (dp)
+		rewinddir(dp); /* the descriptor's offset is shared with dir_take's scan */
+	while (dp && (e = readdir(dp)) != NULL)
+		if (name_allowed(e->d_name, names) &&
+		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_uid == 0 && fchownat(dfd, e->d_name, owner, group, AT_SYMLINK_NOFOLLOW) < 0)
+			log_warn("%s/%s: owner", dir, e->d_name);
+	if (dp)
+		closedir(dp);
+	else if (scan >= 0)
+		close(scan);
+	return dir_give(dfd, dir, owner, group, (gid_t)-1, why, whylen);
 }
 
 int privsep_share_store(const char *dir, const char *store_path, uid_t owner, gid_t group,
@@ -402,28 +455,21 @@ int privsep_share_store(const char *dir, const char *store_path, uid_t owner, gi
 	if (geteuid() != 0)
 		return 0;
 	const char *slash = strrchr(store_path, '/');
-	const char *names[] = { slash ? slash + 1 : store_path, "policy.json", NULL };
-	if (privsep_own_dir(dir, owner, group, names, why, whylen) < 0)
+	const char *base = slash ? slash + 1 : store_path;
+	const char *names[] = { base, "policy.json", NULL };
+	int dfd = dir_take(dir, owner, names, why, whylen);
+	if (dfd < 0)
 		return -1;
-	if (reader_gid != (gid_t)-1) {
-		/* Search for the web; files SQLite creates later (its -wal and
-		 * -shm after a clean stop) readable by it too. */
-		if (acl_set(dir, "system.posix_acl_access", 7, 5, reader_gid, 1) < 0 ||
-		    acl_set(dir, "system.posix_acl_default", 6, 6, reader_gid, 4) < 0) {
-			log_warn("%s: no ACL for the status page; searchable by every local user",
-				 dir);
-			if (chmod(dir, 0751) < 0)
-				log_warn("%s: mode 0751", dir);
-		}
-	}
 	/* The -wal and -shm exist before the web opens the store read-only
 	 * (SQLite cannot create them for a reader). */
 	static const char *const suffix[] = { "", "-wal", "-shm" };
 	for (size_t i = 0; i < 3; i++) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s%s", store_path, suffix[i]);
-		if (share_one(path, owner, group, reader_gid, true, why, whylen) < 0)
+		char name[512];
+		snprintf(name, sizeof(name), "%s%s", base, suffix[i]);
+		if (share_one(dfd, dir, name, owner, group, reader_gid, why, whylen) < 0) {
+			close(dfd);
 			return -1;
+		}
 	}
-	return 0;
+	return dir_give(dfd, dir, owner, group, reader_gid, why, whylen);
 }

@@ -126,6 +126,22 @@ static void test_seccomp(void **state)
 	assert_int_equal(in_child(seccomp_web_socket), PRIVSEP_EXIT_SECCOMP);
 }
 
+static char share_dir[256], share_path[300];
+
+static int share_without_dac(void)
+{
+	const char *step;
+	char why[512];
+	if (privsep_limit(1ull << CAP_CHOWN, &step) < 0)
+		return 10;
+	if (privsep_share_store(share_dir, share_path, OTHER_UID, OTHER_UID + 1, (gid_t)-1, why,
+				sizeof(why)) < 0) {
+		fprintf(stderr, "%s\n", why);
+		return 11;
+	}
+	return 0;
+}
+
 static void test_own_dir(void **state)
 {
 	(void)state;
@@ -180,6 +196,17 @@ static void test_own_dir(void **state)
 		assert_int_equal(st.st_gid, OTHER_UID + 1);
 		assert_int_equal(st.st_mode & 07777, 0660);
 	}
+	/* The next start, with the unit's rights: CAP_CHOWN but neither
+	 * CAP_DAC_OVERRIDE nor CAP_FOWNER, the directory and files now the
+	 * inspector's (0750, 0660): prepared again all the same. */
+	snprintf(share_dir, sizeof(share_dir), "%s", dir);
+	snprintf(share_path, sizeof(share_path), "%s", path);
+	assert_int_equal(in_child(share_without_dac), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, OTHER_UID);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_uid, OTHER_UID);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	assert_int_equal(system(cmd), 0);
