@@ -23,6 +23,7 @@
 #define NFQUEUE_RECV_BUF (NFQUEUE_COPY_RANGE + MNL_SOCKET_BUFFER_SIZE)
 /* Verdicts collected before one batched send. */
 #define NFQUEUE_BATCH_BYTES (MNL_SOCKET_BUFFER_SIZE * 2)
+#define NFQUEUE_PROC_STATS "/proc/net/netfilter/nfnetlink_queue"
 
 struct nfqueue {
 	struct mnl_socket *nl;
@@ -36,6 +37,7 @@ struct nfqueue {
 	struct nfqueue_stats stats;
 	struct log_ratelimit rl;
 	bool drop_stale; /* nfqueue_drop_stale(): at the next packet */
+	int stats_fd;	 /* /proc/net/netfilter/nfnetlink_queue (root 0440) */
 };
 
 static int nfqueue_send_config(struct nfqueue *q, struct nlmsghdr *nlh)
@@ -66,6 +68,9 @@ struct nfqueue *nfqueue_open(uint16_t queue_num, uint32_t queue_maxlen, int rcvb
 	q->recv_buf = xmalloc(NFQUEUE_RECV_BUF);
 	q->batch_buf = xmalloc(NFQUEUE_BATCH_BYTES + MNL_SOCKET_BUFFER_SIZE);
 	q->batch = mnl_nlmsg_batch_start(q->batch_buf, NFQUEUE_BATCH_BYTES);
+	/* Opened now, while root: the file is mode 0440 root, and the
+	 * unprivileged inspector reads the kernel's drop counter through it. */
+	q->stats_fd = open(NFQUEUE_PROC_STATS, O_RDONLY | O_CLOEXEC);
 
 	q->nl = mnl_socket_open(NETLINK_NETFILTER);
 	if (!q->nl) {
@@ -135,6 +140,8 @@ void nfqueue_close(struct nfqueue *q)
 	}
 	if (q->batch)
 		mnl_nlmsg_batch_stop(q->batch);
+	if (q->stats_fd >= 0)
+		close(q->stats_fd);
 	free(q->batch_buf);
 	free(q->recv_buf);
 	free(q);
@@ -284,27 +291,67 @@ int nfqueue_receive(struct nfqueue *q)
 	return handled;
 }
 
+/* One line of the proc file: "queue portid waiting copy_mode copy_range
+ * queue_dropped user_dropped ...". */
+static bool nfqueue_stats_line(const char *line, uint16_t queue_num,
+			       struct nfqueue_kernel_stats *out)
+{
+	unsigned int num, portid, copy_mode, copy_range;
+	unsigned long long total, qdrop, udrop;
+	if (sscanf(line, "%u %u %llu %u %u %llu %llu", &num, &portid, &total, &copy_mode,
+		   &copy_range, &qdrop, &udrop) != 7 ||
+	    num != queue_num)
+		return false;
+	out->queue_total = total;
+	out->queue_dropped = qdrop;
+	out->user_dropped = udrop;
+	return true;
+}
+
 int nfqueue_kernel_stats(const struct nfqueue *q, struct nfqueue_kernel_stats *out)
 {
-	FILE *f = fopen("/proc/net/netfilter/nfnetlink_queue", "re");
-	char line[256];
-	int rc = -ENOENT;
+	char buf[4096];
+	size_t have = 0;
+	off_t off = 0;
+	int fd = q->stats_fd, own = -1;
 
-	if (!f)
+	if (fd < 0 && (fd = own = open(NFQUEUE_PROC_STATS, O_RDONLY | O_CLOEXEC)) < 0)
 		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned int num, portid, copy_mode, copy_range;
-		unsigned long long total, qdrop, udrop;
-		if (sscanf(line, "%u %u %llu %u %u %llu %llu", &num, &portid, &total,
-			   &copy_mode, &copy_range, &qdrop, &udrop) == 7 &&
-		    num == q->queue_num) {
-			out->queue_total = total;
-			out->queue_dropped = qdrop;
-			out->user_dropped = udrop;
-			rc = 0;
+	/* Read from offset 0 each time (pread on the seq file), a line at a
+	 * time; a line longer than the buffer is not a queue line: skipped. */
+	int rc = -ENOENT;
+	for (;;) {
+		ssize_t n = pread(fd, buf + have, sizeof(buf) - 1 - have, off);
+		if (n < 0) {
+			rc = -errno;
 			break;
 		}
+		if (n == 0)
+			break;
+		off += n;
+		have += (size_t)n;
+		buf[have] = '\0';
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			if (nfqueue_stats_line(line, q->queue_num, out)) {
+				rc = 0;
+				goto out;
+			}
+			line = nl + 1;
+		}
+		have = (size_t)(buf + have - line);
+		if (have == sizeof(buf) - 1)
+			have = 0;
+		memmove(buf, line, have);
 	}
-	fclose(f);
+	if (rc == -ENOENT && have) {
+		buf[have] = '\0';
+		if (nfqueue_stats_line(buf, q->queue_num, out))
+			rc = 0;
+	}
+out:
+	if (own >= 0)
+		close(own);
 	return rc;
 }

@@ -20,7 +20,7 @@
 #     gateway's 550 5.7.4, nothing reaches mx-plain.
 #  5. an SSH banner before the greeting: not delivered either (bounced by
 #     the gateway or deferred after a reset).
-#  6. overload: with a queue of 2 packets and the daemon stopped (SIGSTOP),
+#  6. overload: with a queue of 2 packets and the inspector stopped (SIGSTOP),
 #     a connection's packets that find the queue full are dropped, not
 #     passed unseen (no greeting reaches the client); counted as queue
 #     drops; after SIGCONT the connection goes on under inspection.
@@ -127,8 +127,10 @@ junk_off
 world_gw_stop
 world_gw_start --policy-key "$POL/pub.key" --policy "$POL/p.json" --queue-maxlen 2 ||
 	{ echo "Bail out! tlsgated did not restart"; exit 1; }
-gwpid=$(world_gw_pid)
-kill -STOP "$gwpid"
+# The inspector reads the queue (the parent only supervises): stop it.
+inspid=$(world_gw_inspector_pid)
+check "queue full: the daemon names its inspector" [ -n "$inspid" ]
+kill -STOP "${inspid:-0}" 2>/dev/null
 out=$(world_exec in "$WORLD_PY" -c '
 import socket, sys
 try:
@@ -138,7 +140,7 @@ try:
 except OSError as e:
     print("timeout" if isinstance(e, socket.timeout) else "error %s" % e)
 ' $MX 2>&1)
-kill -CONT "$gwpid"
+kill -CONT "${inspid:-0}" 2>/dev/null
 diag "daemon stopped, queue of 2: $out"
 check "queue full: nothing passed unseen (no greeting while the daemon is stopped)" \
 	[ "$out" = timeout ]

@@ -434,6 +434,14 @@ world_pin_dir() { echo "$WORLD_BPFFS/tlsgate-$WORLD_ID"; }
 world_control() { echo "$WORLD_DIR/gw/control.sock"; }
 world_gw_pid() { cat "$WORLD_DIR/gw/tlsgated.pid" 2>/dev/null; }
 
+# world_gw_inspector_pid: the pid of the daemon's packet inspector (the child
+# that reads the queue), from its stats; empty when it names none.
+world_gw_inspector_pid() {
+	local p
+	p=$(world_stats "(j.get('processes') or {}).get('inspector')" 2>/dev/null)
+	world_in_range "$p" 2 && echo "$p"
+}
+
 # world_ctl ARGS...: tlsgatectl against the world's daemon.
 world_ctl() { world_exec gw "$WORLD_TLSGATECTL" --control "$(world_control)" "$@"; }
 
