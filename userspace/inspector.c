@@ -735,11 +735,12 @@ static char *daemon_stats_json(struct daemon *d)
 	daemon_catch_up(d);
 	if (datapath_counters(d->dp, k) < 0)
 		memset(k, 0, sizeof(k));
-	nfqueue_kernel_stats(d->queue, &ks);
+	/* false: the kernel's drop counter is unknown (not "no drops"). */
+	bool kernel_counters = nfqueue_kernel_stats(d->queue, &ks) == 0;
 	flow_for_each(d->flows, count_one, &c);
 	json_t *root = json_pack(
 		"{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+		" s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b},"
 		" s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}",
 		"flows", "tracked", (json_int_t)flow_count(d->flows), "inspecting",
 		(json_int_t)c.inspecting, "offloaded", (json_int_t)c.pass, "blocked",
@@ -755,7 +756,8 @@ static char *daemon_stats_json(struct daemon *d)
 		"user_drops", (json_int_t)ks.user_dropped, "waiting",
 		(json_int_t)ks.queue_total, "unparsed", (json_int_t)d->stats.unparsed,
 		"bad_checksum", (json_int_t)d->stats.bad_checksum, "copies_bad_checksum",
-		(json_int_t)d->stats.copies_bad_checksum, "kernel", "inspect",
+		(json_int_t)d->stats.copies_bad_checksum, "kernel_counters", kernel_counters,
+		"kernel", "inspect",
 		counter_json(&k[TLSGATE_CNT_INSPECT_TO_SERVER], &k[TLSGATE_CNT_INSPECT_TO_CLIENT]),
 		"pass", counter_json(&k[TLSGATE_CNT_PASS_TO_SERVER], &k[TLSGATE_CNT_PASS_TO_CLIENT]),
 		"block",

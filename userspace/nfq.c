@@ -23,7 +23,8 @@
 #define NFQUEUE_RECV_BUF (NFQUEUE_COPY_RANGE + MNL_SOCKET_BUFFER_SIZE)
 /* Verdicts collected before one batched send. */
 #define NFQUEUE_BATCH_BYTES (MNL_SOCKET_BUFFER_SIZE * 2)
-#define NFQUEUE_PROC_STATS "/proc/net/netfilter/nfnetlink_queue"
+/* Through self/: the unit's ProcSubset=pid hides /proc/net. */
+#define NFQUEUE_PROC_STATS "/proc/self/net/netfilter/nfnetlink_queue"
 
 struct nfqueue {
 	struct mnl_socket *nl;
@@ -37,7 +38,7 @@ struct nfqueue {
 	struct nfqueue_stats stats;
 	struct log_ratelimit rl;
 	bool drop_stale; /* nfqueue_drop_stale(): at the next packet */
-	int stats_fd;	 /* /proc/net/netfilter/nfnetlink_queue (root 0440) */
+	int stats_fd;	 /* NFQUEUE_PROC_STATS (root 0440), or -1 */
 };
 
 static int nfqueue_send_config(struct nfqueue *q, struct nlmsghdr *nlh)
@@ -71,6 +72,9 @@ struct nfqueue *nfqueue_open(uint16_t queue_num, uint32_t queue_maxlen, int rcvb
 	/* Opened now, while root: the file is mode 0440 root, and the
 	 * unprivileged inspector reads the kernel's drop counter through it. */
 	q->stats_fd = open(NFQUEUE_PROC_STATS, O_RDONLY | O_CLOEXEC);
+	if (q->stats_fd < 0)
+		log_warn("nfq: %s: the kernel's queue drop counter is not reported",
+			 NFQUEUE_PROC_STATS);
 
 	q->nl = mnl_socket_open(NETLINK_NETFILTER);
 	if (!q->nl) {

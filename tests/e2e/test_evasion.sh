@@ -145,6 +145,8 @@ diag "daemon stopped, queue of 2: $out"
 check "queue full: nothing passed unseen (no greeting while the daemon is stopped)" \
 	[ "$out" = timeout ]
 sleep 1
+check "queue full: the inspector reads the kernel's counters" \
+	[ "$(world_stats 'j["queue"].get("kernel_counters")')" = True ]
 check "queue full: the kernel counted the drops" [ "$(world_stats 'j["queue"]["drops"]')" -ge 1 ]
 
 # 7. A full flow table refuses new connections, evicts no dialog.

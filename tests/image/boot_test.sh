@@ -147,6 +147,10 @@ flows=$(vm tlsgatectl flows --json)
 nflows=$(world_json 'len(j)' <<<"$flows" 2>/dev/null)
 check "the gateway tracked the SMTP flows (tlsgatectl flows: ${nflows:-none})" world_in_range "${nflows:-x}" 3
 check "the status page's stats API answers from the host" world_json 'True' <<<"$stats"
+# The inspector (unprivileged, in the unit's sandbox) reads the kernel's
+# queue drop counter through a descriptor the parent opened.
+check "the kernel's queue drop counter is reported (queue.kernel_counters)" \
+	[ "$(world_json 'j["queue"].get("kernel_counters")' <<<"$stats" 2>/dev/null)" = True ]
 
 # Reload (SIGHUP) keeps it running, and reaches the inspector (the parent
 # passes it on to a process of another user: CAP_KILL).
@@ -238,17 +242,17 @@ check "no child was killed by seccomp" bash -c '! grep -q "seccomp: system call"
 # The issue asks for <= 2.0. tlsgate-setup.service reaches it. The other two
 # cannot, for reasons of design, and are held to their measured figure so
 # that they do not get worse (docs/development.md lists what remains):
-#   tlsgated.service 2.9: root with CAP_BPF CAP_PERFMON CAP_NET_ADMIN
+#   tlsgated.service 2.8: root with CAP_BPF CAP_PERFMON CAP_NET_ADMIN
 #     CAP_NET_RAW (the tagger, the queue, the raw sockets for resets),
-#     CAP_SETUID/SETGID/SETPCAP (the children's users), CAP_CHOWN
-#     CAP_FOWNER CAP_DAC_OVERRIDE (the store handed to the inspector), the
+#     CAP_SETUID/SETGID/SETPCAP (the children's users), CAP_KILL (signals
+#     to them), CAP_CHOWN (the store handed to the inspector), the
 #     host's network, any address (the probes reach any MX; the resets go
 #     to any peer), bpf() (in @privileged), setpriority (the web thread
 #     lowers itself), writable /sys/fs/bpf (no ProtectKernelTunables=).
 #   tlsgate-bpffs.service 2.6: mount(8) as root with CAP_SYS_ADMIN in the
 #     host's mount namespace, so no sandboxing option that makes a namespace;
 #     it is skipped when PID 1 has mounted /sys/fs/bpf (as on the image).
-for bound in tlsgated.service:2.9 tlsgate-setup.service:2.0 tlsgate-bpffs.service:2.6; do
+for bound in tlsgated.service:2.8 tlsgate-setup.service:2.0 tlsgate-bpffs.service:2.6; do
 	unit=${bound%%:*}
 	max=${bound#*:}
 	sec=$(vm systemd-analyze security --no-pager "$unit")
