@@ -6,7 +6,12 @@ the kernel reports it; CLIENT-PORT.2 for a second connection from the
 same address and port, and so on) and answers as an SMTP server would:
 220 greeting; 250 to EHLO (PIPELINING, 8BITMIME, no STARTTLS, no
 CHUNKING), HELO, MAIL, RCPT, RSET, NOOP; 354 to DATA, then 250 after
-CR LF . CR LF; 221 to QUIT, then it closes; 502 to anything else. Lines
+CR LF . CR LF (only there: a '.' after a bare LF or CR ends nothing);
+221 to QUIT, then it closes; 502 to anything else (BDAT too: what follows
+it are command lines). As Postfix does, it keeps the envelope: 501 to an
+EHLO or HELO without a name (and the transaction stays), 503 to a nested
+MAIL, to RCPT without MAIL and to DATA without RCPT; a 250 to EHLO, HELO
+or RSET and the end of data end the transaction. Lines
 end at LF (a CR before it is dropped), as Postfix reads them; an
 unfinished line is recorded only when the client closes after it. When
 the connection ends, DIR/CLIENT-PORT.end says how and when: "reset",
@@ -47,15 +52,29 @@ async def dialog(reader, writer, path):
 
         writer.write(b"220 recorder.world.test ESMTP\r\n")
         await writer.drain()
+        mail = rcpt = False  # the open transaction
         while True:
             data = await line()
             if not data.endswith(b"\n"):
                 return "eof"
             cmd = data.rstrip(b"\r\n").upper()
             verb = cmd.split(b" ", 1)[0]
-            if verb == b"EHLO":
+            if verb in (b"EHLO", b"HELO") and not cmd[5:].strip():
+                writer.write(b"501 5.5.4 Syntax: %s hostname\r\n" % verb)
+            elif verb == b"EHLO":
+                mail = rcpt = False
                 writer.write(b"250-recorder.world.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif cmd.startswith(b"MAIL FROM:") and mail:
+                writer.write(b"503 5.5.1 Error: nested MAIL command\r\n")
+            elif cmd.startswith(b"RCPT TO:") and not mail:
+                writer.write(b"503 5.5.1 Error: need MAIL command\r\n")
+            elif verb == b"DATA" and not rcpt:
+                writer.write(b"503 5.5.1 Error: need RCPT command\r\n")
             elif verb in (b"HELO", b"RSET", b"NOOP") or cmd.startswith((b"MAIL FROM:", b"RCPT TO:")):
+                if verb in (b"HELO", b"RSET"):
+                    mail = rcpt = False
+                mail = mail or cmd.startswith(b"MAIL FROM:")
+                rcpt = rcpt or cmd.startswith(b"RCPT TO:")
                 writer.write(b"250 2.0.0 Ok\r\n")
             elif verb == b"DATA":
                 writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
@@ -68,6 +87,7 @@ async def dialog(reader, writer, path):
                     if d == b".\r\n" and prev.endswith(b"\r\n"):
                         break
                     prev = d
+                mail = rcpt = False
                 writer.write(b"250 2.0.0 Ok: queued\r\n")
             elif verb == b"QUIT":
                 writer.write(b"221 2.0.0 Bye\r\n")

@@ -33,21 +33,8 @@ trap 'rm -rf "$POL" "$JUDGED" "$READ"' EXIT
 world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json" --no-offload \
 	--judged-dir "$JUDGED"
 MX=198.51.100.30
-REC_PID='' REC_RULE=(PREROUTING -i eth0 -p tcp -d $MX --dport 25 -j REDIRECT --to-ports 10029)
-rec_off() {
-	world_exec mx-plain iptables -t nat -D "${REC_RULE[@]}" 2>/dev/null
-	[ -n "$REC_PID" ] && { kill "$REC_PID" 2>/dev/null; wait "$REC_PID" 2>/dev/null; }
-	REC_PID=''
-	true
-}
-trap 'rec_off; world_down >/dev/null 2>&1; rm -rf "$POL" "$JUDGED" "$READ"' EXIT
-# nsenter execs the recorder: $! is its own PID
-nsenter --net="/run/netns/$(world_ns mx-plain)" "$WORLD_PY" tests/e2e/recording_server.py \
-	$MX 10029 "$READ" >"$WORLD_DIR/rec.out" 2>"$WORLD_DIR/rec.log" &
-REC_PID=$!
-wait_for 5 grep -q ready "$WORLD_DIR/rec.out" &&
-	world_exec mx-plain iptables -t nat -A "${REC_RULE[@]}"
-check "recording server on mx-plain's port 25" grep -q ready "$WORLD_DIR/rec.out"
+trap 'recorder_off; world_down >/dev/null 2>&1; rm -rf "$POL" "$JUDGED" "$READ"' EXIT
+check "recording server on mx-plain's port 25" recorder_on 10029 "$READ"
 
 attack() { world_exec in "$WORLD_PY" tests/e2e/wire_attack.py "$@" 2>&1; }
 split() { world_exec in "$WORLD_PY" tests/e2e/split_command.py "$@" 2>&1; }

