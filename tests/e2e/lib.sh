@@ -124,3 +124,17 @@ gw_start_probing() {
 		--probe-arg=--transparent-zone --probe-arg=test. ||
 		{ echo "Bail out! tlsgated did not start"; exit 1; }
 }
+
+# greeting SERVER [CONNECT_S [READ_S]]: from "in", connect to SERVER:25 and
+# print the server's greeting, "closed", "timeout" or "error ...".
+greeting() {
+	world_exec in "$WORLD_PY" -c '
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], 25), timeout=float(sys.argv[2]))
+    s.settimeout(float(sys.argv[3]))
+    print(s.recv(100).decode(errors="replace").strip() or "closed")
+except OSError as e:
+    print("timeout" if isinstance(e, socket.timeout) else "error %s" % e)
+' "$1" "${2:-4}" "${3:-${2:-4}}" 2>&1
+}

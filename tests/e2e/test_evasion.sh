@@ -131,15 +131,7 @@ world_gw_start --policy-key "$POL/pub.key" --policy "$POL/p.json" --queue-maxlen
 inspid=$(world_gw_inspector_pid)
 check "queue full: the daemon names its inspector" [ -n "$inspid" ]
 kill -STOP "${inspid:-0}" 2>/dev/null
-out=$(world_exec in "$WORLD_PY" -c '
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], 25), timeout=8)
-    s.settimeout(4)
-    print(s.recv(100).decode(errors="replace").strip() or "closed")
-except OSError as e:
-    print("timeout" if isinstance(e, socket.timeout) else "error %s" % e)
-' $MX 2>&1)
+out=$(greeting $MX 8 4)
 kill -CONT "${inspid:-0}" 2>/dev/null
 diag "daemon stopped, queue of 2: $out"
 check "queue full: nothing passed unseen (no greeting while the daemon is stopped)" \
@@ -153,29 +145,18 @@ check "queue full: the kernel counted the drops" [ "$(world_stats 'j["queue"]["d
 world_gw_stop
 world_gw_start --policy-key "$POL/pub.key" --policy "$POL/p.json" --max-flows 3 ||
 	{ echo "Bail out! tlsgated did not restart"; exit 1; }
-connect_once() { # prints the greeting, "timeout" or "error ..."
-	world_exec in "$WORLD_PY" -c '
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], 25), timeout=4)
-    s.settimeout(4)
-    print(s.recv(100).decode(errors="replace").strip() or "closed")
-except OSError as e:
-    print("timeout" if isinstance(e, socket.timeout) else "error %s" % e)
-' $MX 2>&1
-}
 world_exec in "$WORLD_PY" tests/bench/flowtool.py hold $MX 25 3 12 >"$WORLD_DIR/hold.out" 2>&1 &
 HOLD_PID=$!
 wait_for 10 grep -q 'held 3' "$WORLD_DIR/hold.out"
 check "three dialogs held open through the gateway" grep -q 'held 3' "$WORLD_DIR/hold.out"
-out=$(connect_once)
+out=$(greeting $MX)
 diag "a fourth connection: $out"
 check "flow table full: a fourth connection gets no greeting" [ "$out" = timeout ]
 check "flow table full: counted as refused" [ "$(world_stats 'j["flows"]["refused_full"]')" -ge 1 ]
 check "flow table full: no flow evicted" [ "$(world_stats 'j["flows"]["evicted"]')" = 0 ]
 wait "$HOLD_PID"
 sleep 1
-out=$(connect_once)
+out=$(greeting $MX)
 diag "after the held dialogs closed: $out"
 check "after they closed: a new connection gets its greeting" grep -q '^220 ' <<<"$out"
 

@@ -28,7 +28,7 @@ PKGS="
  iptables iproute2 tcpdump bc tshark procps psmisc sqlite3 openssl ca-certificates
  postfix swaks socat python3
  nsd ldnsutils unbound bind9-dnsutils dns-root-data
- minisign
+ minisign gdb
  libidn2-dev xxd chromium wrk
  groff-base
 "
