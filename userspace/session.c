@@ -1,6 +1,11 @@
 /* session.c - the passive inspection engine for one connection: TCP
  * reassembly per direction, the SMTP dialog as a state machine over both
- * directions, STARTTLS and the TLS handshake. See session.h. */
+ * directions, STARTTLS and the TLS handshake. See session.h.
+ * DESIGN.md threat model, rule 2: the dialog is read as leniently as the
+ * most lenient real MTA reads it (each such place names the MTA); where
+ * receivers would read the same bytes as different commands (the end of
+ * data, urgent data), the flow is flagged and blocked where anything can
+ * be required of it (gate.c, rule 1). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
