@@ -295,67 +295,35 @@ int nfqueue_receive(struct nfqueue *q)
 	return handled;
 }
 
-/* One line of the proc file: "queue portid waiting copy_mode copy_range
- * queue_dropped user_dropped ...". */
-static bool nfqueue_stats_line(const char *line, uint16_t queue_num,
-			       struct nfqueue_kernel_stats *out)
-{
-	unsigned int num, portid, copy_mode, copy_range;
-	unsigned long long total, qdrop, udrop;
-	if (sscanf(line, "%u %u %llu %u %u %llu %llu", &num, &portid, &total, &copy_mode,
-		   &copy_range, &qdrop, &udrop) != 7 ||
-	    num != queue_num)
-		return false;
-	out->queue_total = total;
-	out->queue_dropped = qdrop;
-	out->user_dropped = udrop;
-	return true;
-}
-
 int nfqueue_kernel_stats(const struct nfqueue *q, struct nfqueue_kernel_stats *out)
 {
-	char buf[4096];
-	size_t have = 0;
-	off_t off = 0;
-	int fd = q->stats_fd, own = -1;
-
-	if (fd < 0 && (fd = own = open(NFQUEUE_PROC_STATS, O_RDONLY | O_CLOEXEC)) < 0)
+	/* A descriptor of its own each time, rewound (the offset is shared
+	 * with the one opened at start; a seq file is made anew at 0). */
+	int fd = q->stats_fd >= 0 ? fcntl(q->stats_fd, F_DUPFD_CLOEXEC, 0)
+				  : open(NFQUEUE_PROC_STATS, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
-	/* Read from offset 0 each time (pread on the seq file), a line at a
-	 * time; a line longer than the buffer is not a queue line: skipped. */
+	FILE *f = lseek(fd, 0, SEEK_SET) == 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	char line[256];
 	int rc = -ENOENT;
-	for (;;) {
-		ssize_t n = pread(fd, buf + have, sizeof(buf) - 1 - have, off);
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		off += n;
-		have += (size_t)n;
-		buf[have] = '\0';
-		char *line = buf, *nl;
-		while ((nl = strchr(line, '\n'))) {
-			*nl = '\0';
-			if (nfqueue_stats_line(line, q->queue_num, out)) {
-				rc = 0;
-				goto out;
-			}
-			line = nl + 1;
-		}
-		have = (size_t)(buf + have - line);
-		if (have == sizeof(buf) - 1)
-			have = 0;
-		memmove(buf, line, have);
-	}
-	if (rc == -ENOENT && have) {
-		buf[have] = '\0';
-		if (nfqueue_stats_line(buf, q->queue_num, out))
+	while (fgets(line, sizeof(line), f)) {
+		unsigned int num, portid, copy_mode, copy_range;
+		unsigned long long total, qdrop, udrop;
+		if (sscanf(line, "%u %u %llu %u %u %llu %llu", &num, &portid, &total,
+			   &copy_mode, &copy_range, &qdrop, &udrop) == 7 &&
+		    num == q->queue_num) {
+			out->queue_total = total;
+			out->queue_dropped = qdrop;
+			out->user_dropped = udrop;
 			rc = 0;
+			break;
+		}
 	}
-out:
-	if (own >= 0)
-		close(own);
+	fclose(f);
 	return rc;
 }
