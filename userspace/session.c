@@ -1622,6 +1622,39 @@ static enum session_action session_action_now(const struct session *s)
 	return SESSION_CONTINUE;
 }
 
+/* What arrived ahead and is in order now (a hole filled) counts as
+ * received. Not when the reassembly skipped ahead of what arrived (a
+ * BDAT chunk yet to come: its base is beyond rcv_next). */
+static void rcv_next_filled(struct session_dir *d)
+{
+	size_t n = 0;
+
+	if (!d->r.started || (int32_t)(d->r.base - d->rcv_next) > 0)
+		return;
+	reasm_peek(&d->r, &n);
+	if ((int32_t)(d->r.base + (uint32_t)n - d->rcv_next) > 0)
+		d->rcv_next = d->r.base + (uint32_t)n;
+}
+
+/* RFC 5961 3.2 as Linux applies it (tcp_validate_incoming): a reset
+ * counts at exactly the sequence number the receiver expects next. Once
+ * the receiver holds this side's FIN, that is the number after the FIN,
+ * and the FIN's own number counts as well (CLOSE_WAIT, LAST_ACK, CLOSING:
+ * tcp_reset_check): the reset a Linux peer sends when data reaches it
+ * after its close, numbered from the ACK that data carried, sent before
+ * the FIN arrived. Any other reset is answered with a challenge ACK and
+ * ignored, and so it is here: a spoofed RST must not end the inspection
+ * while the receiver goes on. (Linux also takes a reset at the end of its
+ * rightmost SACK block; the session then stays open, which passes
+ * nothing.) Unknown sequence: nothing to follow. */
+static bool rst_accepted(const struct session_dir *d, uint32_t seq)
+{
+	if (!d->rcv_started || seq == d->rcv_next)
+		return true;
+	/* after the FIN, which counts only with no hole before it */
+	return d->fin_seq_known && d->rcv_next == d->fin_next - 1 && seq == d->fin_next;
+}
+
 enum session_action session_segment(struct session *s, const struct tcp_segment *seg)
 {
 	struct session_dir *d;
@@ -1658,13 +1691,7 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 		}
 	}
 	if (seg->flags & SESSION_TCP_RST) {
-		/* RFC 5961 3.2, as Linux does: a reset counts only at exactly
-		 * the sequence number the receiver expects next; any other is
-		 * answered with a challenge ACK and ignored, and so it is here
-		 * (a spoofed RST must not end the inspection while the
-		 * receiver goes on). Unknown sequence: nothing to follow. */
-		uint32_t want = d->fin_seq_known ? d->fin_next : d->rcv_next;
-		if (!d->rcv_started || seq == want) {
+		if (rst_accepted(d, seq)) {
 			s->rst = true;
 			s->info.phase = SESSION_PHASE_CLOSED;
 		}
@@ -1694,6 +1721,7 @@ enum session_action session_segment(struct session *s, const struct tcp_segment 
 			if (chunk > left)
 				chunk = left;
 			fl = reasm_add(&d->r, sq, pl, chunk);
+			rcv_next_filled(d);
 			if (fl & REASM_F_CONFLICT)
 				flag(s, SESSION_ANOM_OVERLAP_CONFLICT);
 			if (fl & REASM_F_LOST) {

@@ -203,13 +203,58 @@ static void test_rst_in_sequence_closes(void **state)
 		assert_int_equal(r.last, SESSION_CLOSED);
 		session_free(r.s);
 	}
-	/* after a FIN, at the FIN's sequence number plus one */
+	/* After a FIN with nothing missing before it: at the FIN's sequence
+	 * number plus one, and at the FIN's own number (Linux in CLOSE_WAIT:
+	 * a client that closed and then got the server's data resets with
+	 * the number that data acknowledged, sent before the FIN arrived). */
+	for (uint32_t off = 0; off < 2; off++) {
+		struct run r;
+
+		start(&r);
+		say(&r, CL, "QUIT\r\n");
+		seg(&r, CL, r.seq[CL], r.seq[SV], NULL, SESSION_TCP_FIN | SESSION_TCP_ACK);
+		seg(&r, CL, r.seq[CL] - 1, 0, NULL, SESSION_TCP_RST);
+		assert_int_not_equal(r.last, SESSION_CLOSED);
+		seg(&r, CL, r.seq[CL] + 2, 0, NULL, SESSION_TCP_RST);
+		assert_int_not_equal(r.last, SESSION_CLOSED);
+		seg(&r, CL, r.seq[CL] + off, 0, NULL, SESSION_TCP_RST);
+		assert_int_equal(r.last, SESSION_CLOSED);
+		session_free(r.s);
+	}
+}
+
+/* A FIN behind a hole has not reached the receiver's stream: it expects
+ * the hole's first byte, and a reset counts there and nowhere else. */
+static void test_rst_after_fin_behind_hole(void **state)
+{
 	struct run r;
+	uint32_t hole = 0;
+
 	start(&r);
+	hole = r.seq[CL];
+	seg(&r, CL, hole + 5, r.seq[SV], "FROM:<a@secure.example.org>\r\n",
+	    SESSION_TCP_ACK | SESSION_TCP_PSH);
+	r.seq[CL] = hole + 5 + 29;
 	seg(&r, CL, r.seq[CL], r.seq[SV], NULL, SESSION_TCP_FIN | SESSION_TCP_ACK);
+	seg(&r, CL, r.seq[CL] + 1, 0, NULL, SESSION_TCP_RST);
+	assert_int_not_equal(r.last, SESSION_CLOSED);
 	seg(&r, CL, r.seq[CL], 0, NULL, SESSION_TCP_RST);
 	assert_int_not_equal(r.last, SESSION_CLOSED);
-	seg(&r, CL, r.seq[CL] + 1, 0, NULL, SESSION_TCP_RST);
+	/* the hole filled: the FIN is in the stream, the line is read */
+	seg(&r, CL, hole, r.seq[SV], "MAIL ", SESSION_TCP_ACK | SESSION_TCP_PSH);
+	assert_int_equal(r.cmds.n, 2); /* EHLO, MAIL */
+	assert_string_equal(r.cmds.addr[1], "a@secure.example.org");
+	seg(&r, CL, r.seq[CL], 0, NULL, SESSION_TCP_RST);
+	assert_int_equal(r.last, SESSION_CLOSED);
+	session_free(r.s);
+
+	/* before the hole is filled, a reset at its first byte counts */
+	start(&r);
+	hole = r.seq[CL];
+	seg(&r, CL, hole + 5, r.seq[SV], "FROM:<a@secure.example.org>\r\n",
+	    SESSION_TCP_ACK | SESSION_TCP_PSH);
+	seg(&r, CL, hole + 5 + 29, r.seq[SV], NULL, SESSION_TCP_FIN | SESSION_TCP_ACK);
+	seg(&r, CL, hole, 0, NULL, SESSION_TCP_RST);
 	assert_int_equal(r.last, SESSION_CLOSED);
 	session_free(r.s);
 }
@@ -320,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_checksum_partial),
 		cmocka_unit_test(test_rst_out_of_sequence_ignored),
 		cmocka_unit_test(test_rst_in_sequence_closes),
+		cmocka_unit_test(test_rst_after_fin_behind_hole),
 		cmocka_unit_test(test_syn_data),
 		cmocka_unit_test(test_urgent_flagged),
 		cmocka_unit_test(test_in_handshake),
