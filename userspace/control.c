@@ -131,8 +131,21 @@ int control_limit_uid(struct control *c, uid_t uid, const char *const *allowed_p
 int control_allow_group(struct control *c, gid_t gid)
 {
 	/* The socket was made its owner's only (umask at bind): nobody
-	 * else could connect before this. */
-	if (chown(c->path, (uid_t)-1, gid) < 0 || chmod(c->path, 0660) < 0) {
+	 * else could connect before this. Without CAP_CHOWN (the systemd
+	 * unit) the owner may still give its file to a group it is in: for
+	 * the chown, gid is made the effective group (CAP_SETGID). */
+	int rc = chown(c->path, (uid_t)-1, gid);
+	if (rc < 0 && errno == EPERM) {
+		gid_t egid = getegid();
+		if (setresgid((gid_t)-1, gid, (gid_t)-1) == 0) {
+			rc = chown(c->path, (uid_t)-1, gid);
+			int err = errno;
+			if (setresgid((gid_t)-1, egid, (gid_t)-1) < 0)
+				fatal("control: cannot take back group %d", (int)egid);
+			errno = err;
+		}
+	}
+	if (rc < 0 || chmod(c->path, 0660) < 0) {
 		int err = -errno;
 		log_warn("control: %s: group %d, mode 0660", c->path, (int)gid);
 		return err;

@@ -1035,6 +1035,15 @@ static int inspector_ask_probe(struct daemon *d, const char *domain, enum probe_
 	return rc == -EAGAIN ? -EBUSY : rc;
 }
 
+/* No RELOADING=1/READY=1 around it: with Type=notify and ExecReload=
+ * kill -HUP, systemd (252) left the unit inactive after those. */
+static void inspector_reload(struct daemon *d, const char *why)
+{
+	log_info("inspector: re-reading the policy (%s)", why);
+	daemon_catch_up(d);
+	gate_reload(d->gate);
+}
+
 static void inspector_read_parent(struct daemon *d)
 {
 	struct ipc_msg m;
@@ -1047,10 +1056,17 @@ static void inspector_read_parent(struct daemon *d)
 		}
 		if (n < 0)
 			return;
-		if (n == (ssize_t)sizeof(m) && m.type == IPC_PARENT_STATE) {
+		if (n != (ssize_t)sizeof(m))
+			continue;
+		if (m.type == IPC_PARENT_STATE) {
 			d->probe_stats = m.probes;
 			d->web_pid = m.web_pid;
 			d->restarts = m.restarts;
+		} else if (m.type == IPC_RELOAD) {
+			inspector_reload(d, "asked by the parent");
+		} else if (m.type == IPC_STOP) {
+			log_info("inspector: stop asked by the parent");
+			d->stop = true;
 		}
 	}
 }
@@ -1068,6 +1084,8 @@ void __attribute__((noreturn)) inspector_main(struct daemon *d)
 		_exit(INSPECTOR_EXIT_START);
 	close(d->parent_ep);
 	close(d->parent_sfd);
+	if (d->web_stop_fd >= 0)
+		close(d->web_stop_fd); /* only the parent's closing may stop the web */
 	close(d->parent_tfd);
 	if (d->web_fd > 0)
 		close(d->web_fd); /* the web's, not this process's to serve */
@@ -1182,12 +1200,7 @@ static int daemon_run(struct daemon *d)
 				struct signalfd_siginfo si;
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
-						/* No RELOADING=1/READY=1 around it: with
-						 * Type=notify and ExecReload=kill -HUP, systemd
-						 * (252) left the unit inactive after those. */
-						log_info("inspector: re-reading the policy (SIGHUP)");
-						daemon_catch_up(d);
-						gate_reload(d->gate);
+						inspector_reload(d, "SIGHUP");
 						continue;
 					}
 					if (si.ssi_signo == SIGCHLD)

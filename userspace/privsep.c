@@ -421,11 +421,44 @@ static int dir_give(int dfd, const char *dir, uid_t owner, gid_t group, gid_t re
 	return rc;
 }
 
+/* Without CAP_CHOWN (the unit keeps it from the daemon and prepares the
+ * files in ExecStartPre= as root: tlsgated --prepare-files): what would
+ * be set is checked instead. path's owner must be owner:group, nobody
+ * else may write it, and it must be of the type asked for. */
+static int prepared(const char *path, bool is_dir, uid_t owner, gid_t group, char *why,
+		    size_t whylen)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+	} else if (is_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s: not a %s", path, is_dir ? "directory" : "regular file");
+	} else if (st.st_uid != owner || st.st_gid != group || (st.st_mode & S_IWOTH)) {
+		snprintf(why, whylen, "%s: owned by %d:%d mode %04o, not %d:%d", path, (int)st.st_uid,
+			 (int)st.st_gid, (unsigned)(st.st_mode & 07777), (int)owner, (int)group);
+	} else {
+		return 0;
+	}
+	size_t n = strlen(why);
+	snprintf(why + n, whylen - n,
+		 " (without CAP_CHOWN tlsgated does not change it: run 'tlsgated --prepare-files' "
+		 "with the same options as root first)");
+	return -1;
+}
+
+static bool may_chown(void)
+{
+	return (privsep_effective_caps() & (1ull << CAP_CHOWN)) != 0;
+}
+
 int privsep_own_dir(const char *dir, uid_t owner, gid_t group, const char *const *names,
 		    char *why, size_t whylen)
 {
 	if (geteuid() != 0)
 		return 0;
+	if (!may_chown())
+		return prepared(dir, true, owner, group, why, whylen);
 	int dfd = dir_take(dir, owner, names, why, whylen);
 	if (dfd < 0)
 		return -1;
@@ -457,12 +490,23 @@ int privsep_share_store(const char *dir, const char *store_path, uid_t owner, gi
 	const char *slash = strrchr(store_path, '/');
 	const char *base = slash ? slash + 1 : store_path;
 	const char *names[] = { base, "policy.json", NULL };
+	static const char *const suffix[] = { "", "-wal", "-shm" };
+	if (!may_chown()) {
+		if (prepared(dir, true, owner, group, why, whylen) < 0)
+			return -1;
+		for (size_t i = 0; i < 3; i++) {
+			char path[4096];
+			snprintf(path, sizeof(path), "%s%s", store_path, suffix[i]);
+			if (prepared(path, false, owner, group, why, whylen) < 0)
+				return -1;
+		}
+		return 0;
+	}
 	int dfd = dir_take(dir, owner, names, why, whylen);
 	if (dfd < 0)
 		return -1;
 	/* The -wal and -shm exist before the web opens the store read-only
 	 * (SQLite cannot create them for a reader). */
-	static const char *const suffix[] = { "", "-wal", "-shm" };
 	for (size_t i = 0; i < 3; i++) {
 		char name[512];
 		snprintf(name, sizeof(name), "%s%s", base, suffix[i]);

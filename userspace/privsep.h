@@ -52,7 +52,10 @@ int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step)
 int privsep_limit(uint64_t keep, const char **step);
 /* What the parent keeps: its rule and the stop (CAP_NET_ADMIN; iptables
  * also CAP_NET_RAW), its children's drops (CAP_SETUID, CAP_SETGID,
- * CAP_SETPCAP) and signals to them, which run as other users (CAP_KILL). */
+ * CAP_SETPCAP) and, where it was given CAP_KILL, the SIGKILL for a child
+ * that did not stop when asked over its channel (they run as other
+ * users; the systemd unit gives no CAP_KILL and kills the cgroup). A
+ * capability the process does not have is not kept. */
 #define PRIVSEP_PARENT_CAPS                                                            \
 	((1ull << CAP_NET_ADMIN) | (1ull << CAP_NET_RAW) | (1ull << CAP_SETUID) |         \
 	 (1ull << CAP_SETGID) | (1ull << CAP_SETPCAP) | (1ull << CAP_KILL))

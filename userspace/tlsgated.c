@@ -289,6 +289,9 @@ static void usage(FILE *out)
 		"      --remove              detach the tagger, delete the NFQUEUE rule and the pins\n"
 		"                            that a stop with secure-mode sources left, then exit\n"
 		"                            (give the same interfaces and --pin-dir)\n"
+		"      --prepare-files       as root: give the state directory and the store to the\n"
+		"                            inspector's and the web's users, then exit (so that\n"
+		"                            the daemon itself can run without CAP_CHOWN)\n"
 		"      --store FILE          SQLite state (default /var/lib/tlsgate/tlsgate.db)\n"
 		"      --state-dir DIR       last good policy copy (default /var/lib/tlsgate)\n"
 		"      --policy-key FILE     minisign public key that signs policies (none: secure mode off)\n"
@@ -565,6 +568,8 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 		cfg->mask = mask;
 	} else if (!strcmp(name, "remove")) {
 		cfg->remove = true;
+	} else if (!strcmp(name, "prepare-files")) {
+		cfg->prepare_files = true;
 	} else if (!strcmp(name, "no-offload")) {
 		cfg->no_offload = !strcmp(value, "yes") || !strcmp(value, "1") || !*value;
 	} else if (!strcmp(name, "log-level")) {
@@ -629,6 +634,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "mark", required_argument, NULL, 1 },
 		{ "no-offload", no_argument, NULL, 1 },
 		{ "remove", no_argument, NULL, 1 },
+		{ "prepare-files", no_argument, NULL, 1 },
 		{ "store", required_argument, NULL, 1 },
 		{ "state-dir", required_argument, NULL, 1 },
 		{ "policy-key", required_argument, NULL, 1 },
@@ -834,10 +840,15 @@ static void parent_send_state(struct daemon *d)
 /* The web, right after fork(): only its listening socket and stderr
  * kept, the web user's rights (none), its seccomp filter, then the status
  * page until SIGTERM (web_proc.h). Never returns. */
-static void __attribute__((noreturn)) web_main(struct daemon *d)
+static void __attribute__((noreturn)) web_main(struct daemon *d, int stop_fd)
 {
 	const char *step;
-	if (dup2(d->web_fd, 3) < 0 || syscall(SYS_close_range, 4u, ~0u, 0u) < 0) {
+	/* Above what they become first, so that neither dup2 closes the
+	 * other's source. */
+	int listen_fd = fcntl(d->web_fd, F_DUPFD, 10);
+	stop_fd = fcntl(stop_fd, F_DUPFD, 10);
+	if (listen_fd < 0 || stop_fd < 0 || dup2(listen_fd, 3) < 0 || dup2(stop_fd, 4) < 0 ||
+	    syscall(SYS_close_range, 5u, ~0u, 0u) < 0) {
 		log_warn("web: cannot close the parent's descriptors");
 		_exit(INSPECTOR_EXIT_START);
 	}
@@ -852,18 +863,27 @@ static void __attribute__((noreturn)) web_main(struct daemon *d)
 				   .store_path = d->cfg.store_path, .rate = d->cfg.web_rate,
 				   .n_hosts = d->cfg.n_web_hosts };
 	memcpy(wcfg.hosts, d->cfg.web_hosts, sizeof(wcfg.hosts));
-	_exit(web_proc_run(&wcfg, d->cfg.control_path));
+	_exit(web_proc_run(&wcfg, d->cfg.control_path, 4));
 }
 
 static int web_start(struct daemon *d)
 {
+	int stop[2];
+	if (pipe2(stop, O_CLOEXEC) < 0) {
+		log_warn("status page: pipe");
+		return -1;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_warn("status page: fork");
+		close(stop[0]);
+		close(stop[1]);
 		return -1;
 	}
 	if (pid == 0)
-		web_main(d);
+		web_main(d, stop[0]);
+	close(stop[0]);
+	d->web_stop_fd = stop[1];
 	d->web_pid = pid;
 	log_info("status page started (pid %d%s)", (int)pid,
 		 d->web_user.drop ? ", unprivileged" : "");
@@ -908,6 +928,9 @@ static void parent_reap(struct daemon *d, bool *failed)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (pid == d->web_pid) {
 			d->web_pid = 0;
+			if (d->web_stop_fd >= 0)
+				close(d->web_stop_fd);
+			d->web_stop_fd = -1;
 			if (d->stop)
 				continue;
 			child_died("status page", pid, status);
@@ -956,13 +979,18 @@ static void parent_check_rule(struct daemon *d, uint64_t now)
 		log_warnx("the NFQUEUE rule was gone (removed by someone else): put back");
 }
 
+/* By their channels, not by signals: they run as other users, and the
+ * unit gives the parent no CAP_KILL. */
 static void parent_stop_children(struct daemon *d)
 {
 	d->stop = true;
-	if (d->inspector_pid > 0)
-		kill(d->inspector_pid, SIGTERM);
-	if (d->web_pid > 0)
-		kill(d->web_pid, SIGTERM);
+	if (d->inspector_pid > 0) {
+		struct ipc_msg m = { .type = IPC_STOP };
+		ipc_send(d->ipc_fd, &m);
+	}
+	if (d->web_stop_fd >= 0)
+		close(d->web_stop_fd);
+	d->web_stop_fd = -1;
 }
 
 /* The parent's loop: signals, the inspector's messages, a 1 s timer for
@@ -1016,8 +1044,9 @@ static int parent_run(struct daemon *d)
 						parent_send_state(d);
 					} else if (si.ssi_signo == SIGHUP) {
 						log_info("SIGHUP: re-reading the policy");
+						struct ipc_msg m = { .type = IPC_RELOAD };
 						if (d->inspector_pid > 0)
-							kill(d->inspector_pid, SIGHUP);
+							ipc_send(d->ipc_fd, &m);
 					} else if (!d->stop) {
 						log_info("signal %u: shutting down", si.ssi_signo);
 						notify("STOPPING=1");
@@ -1037,9 +1066,16 @@ static int parent_run(struct daemon *d)
 					pid_t left[] = { d->inspector_pid, d->web_pid };
 					for (int k = 0; k < 2; k++)
 						if (left[k] > 0) {
-							log_warnx("process %d did not stop: killed",
-								  (int)left[k]);
-							kill(left[k], SIGKILL);
+							/* CAP_KILL, where the parent has it
+							 * (the unit kills the cgroup) */
+							if (kill(left[k], SIGKILL) == 0)
+								log_warnx("process %d did not stop: killed",
+									  (int)left[k]);
+							else
+								log_warnx_rl(&d->rl,
+									     "process %d did not stop: %s",
+									     (int)left[k],
+									     strerror(errno));
 						}
 				}
 				probe_run_queue(d);
@@ -1089,6 +1125,19 @@ int main(int argc, char **argv)
 		d.probes = probe_queue_new(&pl);
 	}
 	daemon_users_resolve(&d);
+	if (d.cfg.prepare_files) {
+		/* As root with CAP_CHOWN (the unit's ExecStartPre=+): the files
+		 * the children write and read, so that the daemon itself needs
+		 * no CAP_CHOWN. */
+		if (geteuid() != 0)
+			fatalx("--prepare-files: needs root");
+		daemon_share_files(&d);
+		log_info("files prepared: %s, %s%s%s", d.cfg.state_dir, d.cfg.store_path,
+			 d.cfg.judged_dir ? ", " : "", d.cfg.judged_dir ? d.cfg.judged_dir : "");
+		flow_table_free(d.flows);
+		probe_queue_free(d.probes);
+		return 0;
+	}
 
 	struct datapath_config dcfg = {
 		.pin_dir = d.cfg.pin_dir,
@@ -1199,6 +1248,7 @@ int main(int argc, char **argv)
 #undef START_STEP
 	log_hold(false);
 	d.ipc_fd = -1;
+	d.web_stop_fd = -1;
 	if (parent_run(&d) == 0)
 		status = 0;
 out:

@@ -79,6 +79,7 @@ struct config {
 	uint32_t mark, mask;
 	bool no_offload; /* diagnostics: inspect everything, never offload */
 	bool remove;     /* --remove: take away what a stop left attached, exit */
+	bool prepare_files; /* --prepare-files: owners and modes of the children's files, exit */
 };
 
 /* How often a child was started again lately (RESTARTS_MAX). */
@@ -124,6 +125,7 @@ struct daemon {
 	uint64_t quit_unexpected;    /* the kernel passed at a QUIT the session did not end at */
 	char *web_token;
 	int web_fd;                /* the status page's listening socket (parent) */
+	int web_stop_fd;           /* parent's end of a pipe: closed, the web stops */
 	/* Probes run as child processes (tlsgate-probe --db), bounded, as
 	 * an unprivileged user without capabilities (probe_child). */
 	struct probe_queue *probes;
@@ -166,6 +168,8 @@ enum ipc_type {
 	IPC_ALIVE,	    /* inspector, each tick: value = secure-mode source prefixes */
 	IPC_PROBE,	    /* inspector: probe domain, value = enum probe_class */
 	IPC_PARENT_STATE, /* parent, each tick: probe queue, web pid, restarts */
+	IPC_RELOAD,	    /* parent: re-read the policy (its SIGHUP) */
+	IPC_STOP,	    /* parent: stop (its SIGTERM); no signal, so no CAP_KILL */
 };
 
 struct ipc_msg {

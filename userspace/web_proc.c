@@ -120,7 +120,7 @@ static int web_proc_release(void *arg, const char *mx, const char *by)
 	return web_proc_command(arg, "release", mx);
 }
 
-int web_proc_run(const struct web_config *cfg, const char *control_path)
+int web_proc_run(const struct web_config *cfg, const char *control_path, int stop_fd)
 {
 	/* Blocked before web_open: its threads inherit the mask, and the
 	 * signals wait in sfd for this loop. */
@@ -150,12 +150,17 @@ int web_proc_run(const struct web_config *cfg, const char *control_path)
 	log_info("web: serving as uid %u, the inspector at %s", (unsigned)geteuid(), control_path);
 	int status = 0;
 	for (;;) {
-		struct pollfd p[2] = { { .fd = web_fd(w), .events = POLLIN },
-				       { .fd = sfd, .events = POLLIN } };
+		struct pollfd p[3] = { { .fd = web_fd(w), .events = POLLIN },
+				       { .fd = sfd, .events = POLLIN },
+				       { .fd = stop_fd, .events = POLLIN } };
 		/* At least once a second: the samples of the last hour. */
-		if (poll(p, 2, 1000) < 0 && errno != EINTR) {
+		if (poll(p, 3, 1000) < 0 && errno != EINTR) {
 			log_warn("web: poll");
 			status = 1;
+			break;
+		}
+		if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+			log_info("web: stop asked by the parent");
 			break;
 		}
 		if (p[1].revents & POLLIN) {

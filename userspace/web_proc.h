@@ -12,8 +12,11 @@
  *   in the child  drop to the web user (no capability, no supplementary
  *                 group; the store readable through the group or an ACL,
  *                 never writable), then
- *                 exit(web_proc_run(&cfg, control_path)) with
- *                 cfg.listen_fd = fd and cfg.listen the same address
+ *                 exit(web_proc_run(&cfg, control_path, stop_fd)) with
+ *                 cfg.listen_fd = fd and cfg.listen the same address,
+ *                 stop_fd the read end of a pipe whose write end only the
+ *                 parent holds: it closes it to stop the web (no signal
+ *                 to another user, so no CAP_KILL)
  *   the parent    keeps fd open to start the web again after a crash.
  *
  * The hooks each connect to the control socket, send one command and
@@ -39,10 +42,10 @@
 
 /* The web's main loop: serves cfg (see web_config; listen_fd from the
  * parent) with hooks over the control socket at control_path until
- * SIGTERM or SIGINT (or the parent's death: PR_SET_PDEATHSIG, set here as
- * it does not survive the drop). 0 after a signal, 1 when the web could
- * not start (logged). */
-int web_proc_run(const struct web_config *cfg, const char *control_path);
+ * stop_fd (-1: none) reads end of file, SIGTERM or SIGINT (or the
+ * parent's death: PR_SET_PDEATHSIG, set here as it does not survive the
+ * drop). 0 after a stop, 1 when the web could not start (logged). */
+int web_proc_run(const struct web_config *cfg, const char *control_path, int stop_fd);
 
 /* The hook client alone (exposed for tests): one command, its answer in
  * the hooks' terms. */

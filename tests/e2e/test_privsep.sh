@@ -55,6 +55,14 @@
 #     stopped (SIGSTOP, as a hung one would be): neither the inspector nor
 #     the web outlives it (PDEATHSIG), the kernel side stays (rule, pins,
 #     TC filters), and ordinary mail is delivered (fail-open).
+# 10. As the systemd unit runs it, without CAP_CHOWN and CAP_KILL (setpriv
+#     --bounding-set): with the state directory given back to root, the
+#     daemon refuses to start and says to run --prepare-files; after
+#     tlsgated --prepare-files (as root) it starts, its parent holds
+#     neither capability, mail is delivered and the API answers; SIGHUP
+#     reaches the inspector (as a message: no signal to another user) and
+#     SIGTERM stops every process of it (the web by its pipe, the
+#     inspector by a message), exit 0.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
@@ -430,5 +438,51 @@ check "... the pins" [ -d "$(world_pin_dir)" ]
 check "... the TC filters" world_not world_gw_clean
 id=$(world_send user@plain.test "sent after the parent's SIGKILL")
 check "... and ordinary mail is delivered (fail-open)" delivered mx-plain "$id" 40
+
+# --- 10. without CAP_CHOWN and CAP_KILL, as the systemd unit runs it ---------------
+STATE=$WORLD_DIR/gw/state
+LOG=$WORLD_DIR/gw/tlsgated.log
+prepare_files() {
+	nsenter --net="/run/netns/$(world_ns gw)" "$WORLD_TLSGATED" --prepare-files \
+		--inside inside --outside outside --store "$DB" --state-dir "$STATE" "${users[@]}" \
+		>>"$LOG" 2>&1
+}
+export WORLD_GW_WRAP="setpriv --bounding-set -chown,-kill --"
+chown root:root "$STATE" "$DB"
+lines=$(wc -l <"$LOG")
+world_gw_start "${users[@]}" 2>/dev/null
+check "files given to root: a daemon without CAP_CHOWN does not start" [ $? -ne 0 ]
+check "... and says to run --prepare-files" \
+	grep -q "run 'tlsgated --prepare-files'" <(tail -n +"$lines" "$LOG")
+check "tlsgated --prepare-files (as root) exits 0" prepare_files
+check "... the state directory is the inspector's again" \
+	[ "$(stat -c %u "$STATE") $(stat -c %u "$DB")" = "$IUID $IUID" ]
+lines=$(wc -l <"$LOG")
+# since: what this start logged.
+since() { tail -n +"$lines" "$LOG"; }
+gw_start_probing "${users[@]}"
+GWPID=$(world_gw_pid)
+eff=$(status "$GWPID" CapEff)
+diag "parent without CAP_CHOWN/CAP_KILL: $(status "$GWPID" CapBnd) bounding, $eff effective"
+# no_chown_kill HEX: CAP_CHOWN (bit 0) and CAP_KILL (bit 5) both clear.
+no_chown_kill() { [ -n "$1" ] && [ $((0x$1 & ((1 << 0) | (1 << 5)))) = 0 ]; }
+check "... it started; its parent holds neither CAP_CHOWN nor CAP_KILL ($eff)" no_chown_kill "$eff"
+id=$(world_send user@tls.test "sent to a daemon without CAP_CHOWN")
+check "... a message is delivered" delivered mx-tls "$id" 30
+check "... the API answers (200)" wait_for 5 api_200
+INSP=$(proc_pid inspector) WEB=$(proc_pid web)
+kill -HUP "$GWPID"
+reloaded() { since | grep -q 're-reading the policy (asked by the parent)'; }
+check "SIGHUP reaches the inspector (a message from the parent)" wait_for 5 reloaded
+world_gw_stop
+check "SIGTERM: the parent exits 0" [ $? -eq 0 ]
+for p in "${INSP:-0}:inspector" "${WEB:-0}:web"; do
+	check "... its ${p#*:} (pid ${p%%:*}) is gone" world_not alive "${p%%:*}"
+done
+check "... the web asked over its pipe (no signal: no CAP_KILL)" \
+	grep -q 'web: stop asked by the parent' <(since)
+check "... the inspector by a message" grep -q 'inspector: stop asked by the parent' <(since)
+check "... and no 'did not stop'" world_not grep -q 'did not stop' <(since)
+unset WORLD_GW_WRAP
 
 done_testing

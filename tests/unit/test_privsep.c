@@ -142,14 +142,79 @@ static int share_without_dac(void)
 	return 0;
 }
 
+/* As the systemd unit runs the parent: root without CAP_CHOWN. Exit 0
+ * when privsep_share_store and privsep_own_dir accept what is there, 20 +
+ * when they refuse it saying to run --prepare-files. */
+/* A fresh directory under /tmp for a test that needs root (skipped
+ * otherwise), in *state; removed after it. */
+static int tmp_setup(void **state)
+{
+	static char tmpl[64];
+	snprintf(tmpl, sizeof(tmpl), "/tmp/test_privsep.XXXXXX");
+	*state = geteuid() == 0 ? mkdtemp(tmpl) : NULL;
+	return 0;
+}
+
+static int tmp_teardown(void **state)
+{
+	char cmd[128];
+	if (!*state)
+		return 0;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", (char *)*state);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int share_without_chown(void)
+{
+	const char *step;
+	char why[512];
+	if (privsep_limit(~(1ull << CAP_CHOWN), &step) < 0)
+		return 10;
+	int rc = privsep_share_store(share_dir, share_path, OTHER_UID, OTHER_UID + 1, (gid_t)-1,
+				     why, sizeof(why));
+	if (rc == 0)
+		rc = privsep_own_dir(share_dir, OTHER_UID, OTHER_UID + 1, NULL, why, sizeof(why));
+	if (rc == 0)
+		return 0;
+	fprintf(stderr, "%s\n", why);
+	return strstr(why, "--prepare-files") ? 20 : 21;
+}
+
+static void test_without_chown(void **state)
+{
+	const char *base = *state;
+	if (!base)
+		skip();
+	struct stat st;
+	snprintf(share_dir, sizeof(share_dir), "%s/store", base);
+	snprintf(share_path, sizeof(share_path), "%s/tlsgate.db", share_dir);
+	/* nothing there yet: refused, nothing made */
+	assert_int_equal(in_child(share_without_chown), 20);
+	assert_int_not_equal(stat(share_dir, &st), 0);
+	/* prepared (as --prepare-files does, with CAP_CHOWN): accepted */
+	char why[512];
+	assert_int_equal(privsep_share_store(share_dir, share_path, OTHER_UID, OTHER_UID + 1,
+					     (gid_t)-1, why, sizeof(why)),
+			 0);
+	assert_int_equal(in_child(share_without_chown), 0);
+	/* the store given back to root, or its -wal missing: refused */
+	char wal[320];
+	snprintf(wal, sizeof(wal), "%s-wal", share_path);
+	assert_int_equal(chown(share_path, 0, 0), 0);
+	assert_int_equal(in_child(share_without_chown), 20);
+	assert_int_equal(stat(share_path, &st), 0);
+	assert_int_equal(st.st_uid, 0); /* only checked, not changed */
+	assert_int_equal(chown(share_path, OTHER_UID, OTHER_UID + 1), 0);
+	assert_int_equal(unlink(wal), 0);
+	assert_int_equal(in_child(share_without_chown), 20);
+	assert_int_equal(stat(wal, &st) == 0, 0);
+}
+
 static void test_own_dir(void **state)
 {
-	(void)state;
-	if (geteuid() != 0)
+	const char *base = *state;
+	if (!base)
 		skip();
-	char tmpl[] = "/tmp/test_privsep.XXXXXX";
-	char *base = mkdtemp(tmpl);
-	assert_non_null(base);
 	char dir[256], path[300], why[512];
 	const char *names[] = { "tlsgate.db", "policy.json", NULL };
 
@@ -207,9 +272,6 @@ static void test_own_dir(void **state)
 	assert_int_equal(st.st_mode & 07777, 0660);
 	assert_int_equal(stat(dir, &st), 0);
 	assert_int_equal(st.st_uid, OTHER_UID);
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
-	assert_int_equal(system(cmd), 0);
 }
 
 int main(void)
@@ -217,7 +279,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_drop),
 		cmocka_unit_test(test_seccomp),
-		cmocka_unit_test(test_own_dir),
+		cmocka_unit_test_setup_teardown(test_own_dir, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_without_chown, tmp_setup, tmp_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

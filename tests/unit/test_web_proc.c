@@ -242,7 +242,7 @@ static int setup(void **state)
 	if (f->web == 0) {
 		struct web_config cfg = { .listen = "127.0.0.1:0", .token = "t0ken",
 					  .store_path = f->db, .listen_fd = lfd };
-		_exit(web_proc_run(&cfg, f->ctl));
+		_exit(web_proc_run(&cfg, f->ctl, -1));
 	}
 	close(lfd);
 	*state = f;

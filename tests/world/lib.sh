@@ -461,8 +461,11 @@ world_gw_start() {
 	mkdir -p "$WORLD_DIR/gw/state" || return 1
 	grep -q -- '--store ' <<<"$help" && state+=(--store "$WORLD_DIR/gw/state/tlsgate.db")
 	grep -q -- '--state-dir ' <<<"$help" && state+=(--state-dir "$WORLD_DIR/gw/state")
-	echo "=== start $(date +%T) $*" >>"$log"
-	setsid nsenter --net="/run/netns/$(world_ns gw)" "$WORLD_TLSGATED" \
+	echo "=== start $(date +%T) ${WORLD_GW_WRAP:-}${WORLD_GW_WRAP:+ } $*" >>"$log"
+	# WORLD_GW_WRAP: words put before the daemon (e.g. "setpriv
+	# --bounding-set -chown --"), which must exec it (its pid is the daemon's).
+	# shellcheck disable=SC2086 # split into words on purpose
+	setsid nsenter --net="/run/netns/$(world_ns gw)" ${WORLD_GW_WRAP:-} "$WORLD_TLSGATED" \
 		--inside inside --outside outside --pin-dir "$(world_pin_dir)" \
 		--control "$(world_control)" --log-level "${WORLD_LOG_LEVEL:-info}" \
 		"${state[@]}" "$@" </dev/null >>"$log" 2>&1 &
