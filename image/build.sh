@@ -148,7 +148,7 @@ printf '%s\n' "$PW" >"$OUT/root-password"
 chmod 600 "$OUT/root-password"
 
 systemctl --root="$R" enable systemd-networkd.service systemd-networkd-wait-online.service \
-	tlsgate-bpffs.service tlsgate-setup.service tlsgated.service serial-getty@ttyS0.service \
+	tlsgate-setup.service tlsgated.service serial-getty@ttyS0.service \
 	>/dev/null 2>&1 || die "systemctl enable failed"
 # "Online" means the management address is configured (the status page
 # binds to it); a missing inside/outside link must not hold the boot.

@@ -55,9 +55,13 @@ subst image/lib/tlsgate-ifname "$DESTDIR$LIBDIR/tlsgate-ifname" 0755
 install -D -m 0644 image/lib/tlsgate.sysusers "$DESTDIR$SYSUSERSDIR/tlsgate.conf"
 [ -n "$DESTDIR" ] || ! command -v systemd-sysusers >/dev/null ||
 	systemd-sysusers "$SYSUSERSDIR/tlsgate.conf" || true
-for u in tlsgate-bpffs.service tlsgated.service tlsgate-setup.service; do
+for u in tlsgated.service tlsgate-setup.service; do
 	subst "image/systemd/$u" "$DESTDIR$UNITDIR/$u" 0644
 done
+# Gone: tlsgate-bpffs.service (root with CAP_SYS_ADMIN to mount what PID 1
+# mounts anyway); an earlier install's copy and its enablement go too.
+rm -f "$DESTDIR$UNITDIR/tlsgate-bpffs.service" \
+	"$DESTDIR$SYSCONFDIR/systemd/system/sysinit.target.wants/tlsgate-bpffs.service"
 install -d -m 0755 "$DESTDIR$SYSCONFDIR/tlsgate"
 # tlsgate-setup.service may write only there (its sandbox).
 install -d -m 0755 "$DESTDIR$SYSCONFDIR/issue.d"

@@ -20,7 +20,6 @@ for f in usr/sbin/tlsgated usr/bin/tlsgatectl usr/bin/tlsgate-probe usr/bin/tlsg
 	check "$f installed, executable" [ -x "$D/$f" ]
 done
 for f in lib/systemd/system/tlsgated.service lib/systemd/system/tlsgate-setup.service \
-	lib/systemd/system/tlsgate-bpffs.service \
 	etc/tlsgate/tlsgated.conf etc/tlsgate/interfaces etc/profile.d/tlsgate.sh \
 	usr/share/doc/tlsgate/README.md; do
 	check "$f installed" [ -s "$D/$f" ]
