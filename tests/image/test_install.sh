@@ -37,7 +37,13 @@ check "no @PLACEHOLDER@ left in installed files" \
 	bash -c '[ -d "$1/usr" ] && ! grep -rl "@[A-Z]*DIR@" "$1"' _ "$D"
 check "the unit starts the installed daemon with the installed config" \
 	grep -q '^ExecStart=/usr/sbin/tlsgated -c /etc/tlsgate/tlsgated.conf ' "$D/lib/systemd/system/tlsgated.service"
-check "the state directory comes from the unit" grep -q '^StateDirectory=tlsgate$' "$D/lib/systemd/system/tlsgated.service"
+check "the state directory is prepared before the daemon, as root (--prepare-files)" \
+	grep -q '^ExecStartPre=+/usr/sbin/tlsgated --prepare-files -c /etc/tlsgate/tlsgated.conf ' \
+	"$D/lib/systemd/system/tlsgated.service"
+check "... and writable in the unit's sandbox" \
+	grep -q '^ReadWritePaths=-/var/lib/tlsgate$' "$D/lib/systemd/system/tlsgated.service"
+check "no tlsgate-bpffs.service any more (PID 1 mounts /sys/fs/bpf)" \
+	[ ! -e "$D/lib/systemd/system/tlsgate-bpffs.service" ]
 
 # A second install keeps an edited config.
 echo "# edited" >>"$D/etc/tlsgate/tlsgated.conf"
