@@ -55,8 +55,8 @@
 #     stopped (SIGSTOP, as a hung one would be): neither the inspector nor
 #     the web outlives it (PDEATHSIG), the kernel side stays (rule, pins,
 #     TC filters), and ordinary mail is delivered (fail-open).
-# 10. As the systemd unit runs it, without CAP_CHOWN and CAP_KILL (setpriv
-#     --bounding-set): with the state directory given back to root, the
+# 10. As the systemd unit runs it, with the unit's bounding set (setpriv
+#     --bounding-set; no CAP_CHOWN, CAP_KILL, CAP_DAC_*): with the state directory given back to root, the
 #     daemon refuses to start and says to run --prepare-files; after
 #     tlsgated --prepare-files (as root) it starts, its parent holds
 #     neither capability, mail is delivered and the API answers; SIGHUP
@@ -439,7 +439,7 @@ check "... the TC filters" world_not world_gw_clean
 id=$(world_send user@plain.test "sent after the parent's SIGKILL")
 check "... and ordinary mail is delivered (fail-open)" delivered mx-plain "$id" 40
 
-# --- 10. without CAP_CHOWN and CAP_KILL, as the systemd unit runs it ---------------
+# --- 10. with the unit's bounding set: no CAP_CHOWN, CAP_KILL, CAP_DAC_* ----------
 STATE=$WORLD_DIR/gw/state
 LOG=$WORLD_DIR/gw/tlsgated.log
 prepare_files() {
@@ -447,7 +447,8 @@ prepare_files() {
 		--inside inside --outside outside --store "$DB" --state-dir "$STATE" "${users[@]}" \
 		>>"$LOG" 2>&1
 }
-export WORLD_GW_WRAP="setpriv --bounding-set -chown,-kill --"
+# The unit's bounding set exactly (image/systemd/tlsgated.service).
+export WORLD_GW_WRAP="setpriv --bounding-set -all,+net_admin,+net_raw,+bpf,+perfmon,+setuid,+setgid,+setpcap --"
 chown root:root "$STATE" "$DB"
 lines=$(wc -l <"$LOG")
 world_gw_start "${users[@]}" 2>/dev/null

@@ -10,7 +10,9 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,9 +144,6 @@ static int share_without_dac(void)
 	return 0;
 }
 
-/* As the systemd unit runs the parent: root without CAP_CHOWN. Exit 0
- * when privsep_share_store and privsep_own_dir accept what is there, 20 +
- * when they refuse it saying to run --prepare-files. */
 /* A fresh directory under /tmp for a test that needs root (skipped
  * otherwise), in *state; removed after it. */
 static int tmp_setup(void **state)
@@ -164,11 +163,21 @@ static int tmp_teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+/* As the systemd unit runs the parent: root without CAP_CHOWN, and with
+ * share_dac false also without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+ * (the unit's bounding set). Exit 0 when privsep_share_store and
+ * privsep_own_dir accept what is there, 20 when they refuse it saying to
+ * run --prepare-files. */
+static bool share_dac = true;
+
 static int share_without_chown(void)
 {
 	const char *step;
 	char why[512];
-	if (privsep_limit(~(1ull << CAP_CHOWN), &step) < 0)
+	uint64_t keep = ~(1ull << CAP_CHOWN);
+	if (!share_dac)
+		keep &= ~((1ull << CAP_DAC_OVERRIDE) | (1ull << CAP_DAC_READ_SEARCH));
+	if (privsep_limit(keep, &step) < 0)
 		return 10;
 	int rc = privsep_share_store(share_dir, share_path, OTHER_UID, OTHER_UID + 1, (gid_t)-1,
 				     why, sizeof(why));
@@ -208,6 +217,13 @@ static void test_without_chown(void **state)
 	assert_int_equal(unlink(wal), 0);
 	assert_int_equal(in_child(share_without_chown), 20);
 	assert_int_equal(stat(wal, &st) == 0, 0);
+	/* Without CAP_DAC_*, as the unit: the inspector's 0750 directory
+	 * cannot be searched, so only the directory is checked. */
+	share_dac = false;
+	assert_int_equal(in_child(share_without_chown), 0);
+	assert_int_equal(chown(share_dir, 0, 0), 0);
+	assert_int_equal(in_child(share_without_chown), 20);
+	share_dac = true;
 }
 
 static void test_own_dir(void **state)
