@@ -233,7 +233,9 @@ check "the restart's stop asked the inspector and the web over their channels ($
 # the console takes seconds under TCG); /proc/PID/status is read in one
 # go, since the probe may end meanwhile.
 pdom=probe-$$.test
-probe=$(vm "tlsgatectl probe $pdom >/dev/null 2>&1; for i in \$(seq 1 300); do p=\$(pgrep -x tlsgate-probe | head -1); st=\$(cat /proc/\$p/status 2>/dev/null); [ -n \"\$p\" ] && [ -n \"\$st\" ] && echo \"\$st\" | awk '/^Uid/ {u=\$3} /^CapEff/ {c=\$2} /^CapBnd/ {b=\$2} /^NoNewPrivs/ {n=\$2} END {print u, c, b, n}' && break; sleep 0.03; done" | tr -d '\r')
+# A line counts only with all four fields: a probe that ends between
+# pgrep and the read leaves none (seen once: an empty line read as caught).
+probe=$(vm "tlsgatectl probe $pdom >/dev/null 2>&1; for i in \$(seq 1 300); do p=\$(pgrep -x tlsgate-probe | head -1); r=\$([ -n \"\$p\" ] && awk '/^Uid/ {u=\$3} /^CapEff/ {c=\$2} /^CapBnd/ {b=\$2} /^NoNewPrivs/ {n=\$2} END {if (u != \"\" && c != \"\" && b != \"\" && n != \"\") print u, c, b, n}' /proc/\$p/status 2>/dev/null); [ -n \"\$r\" ] && echo \"\$r\" && break; sleep 0.03; done" | tr -d '\r' | sed '/^ *$/d')
 diag "probe (euid CapEff CapBnd NoNewPrivs): ${probe:-none seen}"
 if [ -z "$probe" ]; then
 	# A probe can end before the console sees it: a skip, not a pass.
