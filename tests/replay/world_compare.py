@@ -60,30 +60,46 @@ def cipher_names():
 
 
 def capture_flows():
-    """Per client port: SYN time, payload bytes each way, RST, FINs."""
+    """Per client port: SYN time, payload bytes each way, FINs, and whether
+    a RST ended it: one its receiver takes, as Linux does (RFC 5961: at the
+    sequence number it expects next; after the sender's FIN also at the
+    FIN's own number, tcp_reset_check). A RST numbered from an older ACK
+    (a closed Linux socket answering data sent before the FIN reached it)
+    is ignored by the receiver, and does not end the dialog."""
     out = subprocess.run(
         ["tshark", "-r", os.path.join(CAP, "world.pcap"), "-T", "fields",
          "-e", "frame.time_epoch", "-e", "tcp.srcport", "-e", "tcp.dstport",
-         "-e", "tcp.flags", "-e", "tcp.len", "-e", "tcp.analysis.retransmission"],
+         "-e", "tcp.flags", "-e", "tcp.len", "-e", "tcp.analysis.retransmission",
+         "-e", "tcp.seq_raw"],
         capture_output=True, text=True, check=True).stdout
     flows = {}
     for line in out.splitlines():
         f = line.split("\t")
-        if len(f) < 5 or not f[1]:
+        if len(f) < 7 or not f[1]:
             continue
         ts, sp, dp, flags, ln = float(f[0]), int(f[1]), int(f[2]), int(f[3], 16), int(f[4] or 0)
-        retrans = len(f) > 5 and f[5] != ""
+        retrans = f[5] != ""
+        seq = int(f[6])
         to_server = dp == 25
+        side = "client" if to_server else "server"
         fl = flows.setdefault(sp if to_server else dp,
-                              {"syn": None, "client": 0, "server": 0, "rst": False, "fin": set()})
+                              {"syn": None, "client": 0, "server": 0, "rst": False, "fin": set(),
+                               "next": {}, "fin_seq": {}})
         if to_server and flags & 0x12 == 0x02 and fl["syn"] is None:
             fl["syn"] = ts
         if not retrans:
-            fl["client" if to_server else "server"] += ln
+            fl[side] += ln
         if flags & 0x04:
-            fl["rst"] = True
+            nxt = fl["next"].get(side)
+            if nxt is None or seq == nxt or seq == fl["fin_seq"].get(side):
+                fl["rst"] = True
+            continue
+        end = (seq + ln + (1 if flags & 0x03 else 0)) & 0xffffffff
+        if side not in fl["next"] or (end - fl["next"][side]) & 0xffffffff < 0x80000000:
+            fl["next"][side] = end
         if flags & 0x01:
-            fl["fin"].add("client" if to_server else "server")
+            fl["fin"].add(side)
+            fl["fin_seq"][side] = (seq + ln) & 0xffffffff
     return flows
 
 
@@ -324,7 +340,7 @@ def main():
             want_end = "fin"
         else:
             want_end = "open"
-        expect(name, "end of the dialog (sender's QUIT in clear, else the capture's RST/FIN)",
+        expect(name, "end of the dialog (sender's QUIT in clear, else a RST its receiver takes, else both FINs)",
                s["end"], want_end)
         expect(name, "payload bytes each way as tshark counts them",
                (s["bytes"]["client"], s["bytes"]["server"]), (fl["client"], fl["server"]))
