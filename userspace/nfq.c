@@ -263,8 +263,32 @@ out:
 	return MNL_CB_OK;
 }
 
+/* An error the kernel sent back for one of this socket's messages. The
+ * batch verdict for what a dead reader left finds nothing when it left
+ * nothing (ENOENT): said at info, not as a bad message. */
+static int nfqueue_error(const struct nlmsghdr *nlh, void *data)
+{
+	(void)data;
+	const struct nlmsgerr *err = mnl_nlmsg_get_payload(nlh);
+
+	if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(*err))) {
+		errno = EBADMSG;
+		return MNL_CB_ERROR;
+	}
+	if (err->error == 0)
+		return MNL_CB_STOP; /* an acknowledgement */
+	if (err->error == -ENOENT && NFNL_MSG_TYPE(err->msg.nlmsg_type) == NFQNL_MSG_VERDICT_BATCH) {
+		log_info("nfq: no packet was left without a verdict");
+		return MNL_CB_OK;
+	}
+	errno = err->error < 0 ? -err->error : err->error;
+	return MNL_CB_ERROR;
+}
+
 int nfqueue_receive(struct nfqueue *q)
 {
+	static mnl_cb_t ctl[NLMSG_MIN_TYPE] = { [NLMSG_ERROR] = nfqueue_error };
+
 	int handled = 0;
 	/* Bounded: at most 64 reads per call so timers and the control
 	 * socket are served under load too. */
@@ -279,7 +303,8 @@ int nfqueue_receive(struct nfqueue *q)
 			return -errno;
 		}
 		uint64_t before = q->stats.verdicts;
-		if (mnl_cb_run(q->recv_buf, (size_t)n, 0, q->portid, nfqueue_message, q) < 0) {
+		if (mnl_cb_run2(q->recv_buf, (size_t)n, 0, q->portid, nfqueue_message, q, ctl,
+				NLMSG_MIN_TYPE) < 0) {
 			/* The kernel refused a verdict (the sender lacks
 			 * CAP_NET_ADMIN): its packets stay queued, and so
 			 * would every later one. */
