@@ -85,23 +85,27 @@ secure_policy() {
 	policy_sign "$1" 1 2099-01-01T00:00:00Z
 }
 
-# recorder_on PORT DIR: tests/e2e/recording_server.py (every byte its
-# application reads, per connection, in DIR) in mx-plain's namespace on
-# PORT, and mx-plain's port 25 redirected to it (iptables REDIRECT in that
-# namespace); fails when it is not ready within 5 s. recorder_off stops it
-# and removes the rule: call it from the test's EXIT trap.
-REC_PID='' REC_RULE=()
+# recorder_on PORT DIR [ADDR]: tests/e2e/recording_server.py (every byte
+# its application reads, per connection, in DIR) in mx-plain's namespace on
+# PORT, and mx-plain's port 25 at ADDR (default 198.51.100.30; an IPv6 one
+# through ip6tables) redirected to it (REDIRECT in that namespace); fails
+# when it is not ready within 5 s. recorder_off stops it and removes the
+# rule: call it from the test's EXIT trap. One at a time.
+REC_PID='' REC_RULE=() REC_TABLES=iptables
 recorder_on() {
-	REC_RULE=(PREROUTING -i eth0 -p tcp -d 198.51.100.30 --dport 25 -j REDIRECT --to-ports "$1")
+	local addr=${3:-198.51.100.30}
+	REC_TABLES=iptables
+	[[ $addr == *:* ]] && REC_TABLES=ip6tables
+	REC_RULE=(PREROUTING -i eth0 -p tcp -d "$addr" --dport 25 -j REDIRECT --to-ports "$1")
 	# nsenter execs the recorder: $! is its own PID
 	nsenter --net="/run/netns/$(world_ns mx-plain)" "$WORLD_PY" tests/e2e/recording_server.py \
-		198.51.100.30 "$1" "$2" >"$WORLD_DIR/rec.out" 2>"$WORLD_DIR/rec.log" &
+		"$addr" "$1" "$2" >"$WORLD_DIR/rec.out" 2>"$WORLD_DIR/rec.log" &
 	REC_PID=$!
 	wait_for 5 grep -qs ready "$WORLD_DIR/rec.out" &&
-		world_exec mx-plain iptables -t nat -A "${REC_RULE[@]}"
+		world_exec mx-plain "$REC_TABLES" -t nat -A "${REC_RULE[@]}"
 }
 recorder_off() {
-	[ ${#REC_RULE[@]} -gt 0 ] && world_exec mx-plain iptables -t nat -D "${REC_RULE[@]}" 2>/dev/null
+	[ ${#REC_RULE[@]} -gt 0 ] && world_exec mx-plain "$REC_TABLES" -t nat -D "${REC_RULE[@]}" 2>/dev/null
 	[ -n "$REC_PID" ] && { kill "$REC_PID" 2>/dev/null; wait "$REC_PID" 2>/dev/null; }
 	REC_PID='' REC_RULE=()
 	true

@@ -46,8 +46,18 @@
 #     never a verdict - the gateway takes the sender from each MAIL FROM -
 #     so the real datapath shows no difference; it guards the dialog
 #     staying in step after a 501.
-# (IPv6 extension-header chains longer than the tagger follows are in
-# test_tagger only: the world's clients send no such packets yet.)
+#  3 over IPv6, to the recording server on [2001:db8:2::30]:
+#     a. MAIL FROM in two IPv6 fragments (a Fragment header each);
+#     b. MAIL FROM behind seven Destination Options headers, one more than
+#        the tagger follows (Linux follows any number);
+#     each: the tagger drops it (counted as fragment, unparsed), the server
+#     never reads the line, the same line from the socket gets the
+#     gateway's 550 5.7.4. Behind six headers (as many as the tagger
+#     follows) the daemon parses the segment and blocks the flow: never
+#     read, never 250. Then, the daemon stopped (plain forwarding), the
+#     same packets with other senders, and no copy from the socket after
+#     them, ARE read by the server: they are packets a Linux receiver
+#     takes, so the checks above can fail.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/lib/tap.sh
@@ -155,5 +165,52 @@ check "10. failed EHLO: the secure-mode MAIL FROM after it gets the gateway's 55
 	grep -q '^8 MAIL 550 5.7.4 ' <<<"$out"
 check "10. failed EHLO: the server never read the secure-mode MAIL FROM" \
 	world_not server_read ehlo@secure.world.test
+
+# 3 over IPv6: fragments, and an extension chain longer than the tagger follows.
+MX6=2001:db8:2::30
+recorder_off
+check "recording server on mx-plain's port 25 over IPv6" recorder_on 10032 "$READ" $MX6
+kernel_count() { world_stats "j['kernel']['$1']['packets']"; }
+# dropped6 MODE COUNTER SENDER WHAT
+dropped6() {
+	local c0 c1 out
+	c0=$(kernel_count "$2")
+	out=$(attack "$1" $MX6 "$3")
+	diag "$1 (IPv6): $(one_line "$out")"
+	sleep 0.5
+	c1=$(kernel_count "$2")
+	check "3. IPv6 $4: the server never read the secure-mode MAIL FROM" world_not server_read "$3"
+	check "3. IPv6 $4: dropped and counted by the tagger ($2: $c0 -> $c1)" [ "$c1" -gt "$c0" ]
+	check "3. IPv6 $4: the same line from the socket: the gateway's 550 5.7.4" \
+		grep -q '^550 5.7.4 ' <<<"$(sed -n 2p <<<"$out")"
+}
+dropped6 frag fragment frag6@secure.world.test fragments
+dropped6 ext unparsed ext6@secure.world.test "7 extension headers"
+# Six, as many as the tagger follows: queued, and the daemon follows them
+# too (its parser is not the one that gives up: queue.unparsed stays).
+# (The client never sees that refusal: it answers the crafted copy, which
+# acknowledges bytes the client's socket had not sent, so its stack drops
+# it; the copy from the socket then meets a flow blocked in the kernel. A
+# refusal is not sent again.)
+u0=$(world_stats "j['queue']['unparsed']")
+b0=$(world_stats "j['flows']['blocked_total']")
+out=$(EXT=6 attack ext $MX6 six@secure.world.test)
+diag "ext, 6 headers (IPv6): $(one_line "$out")"
+sleep 0.5
+u1=$(world_stats "j['queue']['unparsed']")
+b1=$(world_stats "j['flows']['blocked_total']")
+check "3. IPv6 6 extension headers: the server never read the secure-mode MAIL FROM" \
+	world_not server_read six@secure.world.test
+check "3. IPv6 6 extension headers: never answered 250" world_not grep -q '^250' <<<"$out"
+check "3. IPv6 6 extension headers: the daemon parsed it (queue.unparsed $u0 -> $u1)" [ "$u1" = "$u0" ]
+check "3. IPv6 6 extension headers: and blocked the flow (blocked_total $b0 -> $b1)" [ "$b1" -gt "$b0" ]
+# The control: without the gateway's daemon (plain forwarding), the server
+# reads what these packets carry.
+world_gw_stop >/dev/null
+RESEND=0 attack frag $MX6 frag6@example.com >/dev/null
+RESEND=0 attack ext $MX6 ext6@example.com >/dev/null
+check "control, daemon stopped: the server reads MAIL FROM from the IPv6 fragments" \
+	server_read frag6@example.com
+check "control, daemon stopped: ... and from behind 7 extension headers" server_read ext6@example.com
 
 done_testing

