@@ -106,7 +106,7 @@ comma := ,
 FUZZ_WRAP_fuzz_gate := datapath_heartbeat datapath_heartbeat_stopped datapath_lookup \
 	datapath_set_content datapath_set_rcpt_domains datapath_set_secure_sources \
 	datapath_set_secure_domains datapath_set_verdict enforce_open enforce_close \
-	enforce_answer enforce_refuse_at enforce_reset
+	enforce_answer enforce_refuse_at enforce_reset enforce_tick enforce_repeated
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS)
 	$(call msg,FUZZ,$@)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "csum.h"
@@ -21,10 +22,37 @@
 #define TCP_ACK 0x10
 #define ENFORCE_WINDOW 512
 
+/* A refusal's packets, kept to be sent again (enforce_tick). */
+struct enforce_repeat {
+	uint64_t sent_ns; /* 0: a free slot */
+	unsigned int done; /* repeats sent */
+	bool overflow;     /* more than fits: not repeated */
+	int family;
+	size_t n, used;
+	struct {
+		uint8_t daddr[16];
+		uint16_t len;
+	} pkt[ENFORCE_REPEAT_PACKETS];
+	uint8_t bytes[ENFORCE_REPEAT_BYTES];
+};
+
 struct enforce {
 	int fd4;
 	int fd6;
+	struct enforce_repeat *recording; /* enforce_send() keeps a copy there */
+	struct enforce_repeat repeat[ENFORCE_REPEAT_SLOTS];
+	uint64_t repeated;
 };
+
+/* The repeats, in milliseconds after the refusal. */
+static const unsigned int enforce_repeat_ms[] = { 1000, 3000 };
+
+static uint64_t enforce_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 struct enforce *enforce_open(void)
 {
@@ -209,7 +237,53 @@ static int enforce_send(struct enforce *e, int family, const uint8_t *daddr, con
 	}
 	if (n < 0)
 		return -errno;
+	struct enforce_repeat *r = e->recording;
+	if (r && !r->overflow) {
+		if (r->n == ENFORCE_REPEAT_PACKETS || r->used + len > sizeof(r->bytes)) {
+			r->overflow = true;
+		} else {
+			memcpy(r->pkt[r->n].daddr, daddr, 16);
+			r->pkt[r->n].len = (uint16_t)len;
+			memcpy(r->bytes + r->used, pkt, len);
+			r->used += len;
+			r->n++;
+		}
+	}
 	return 0;
+}
+
+/* A slot to record a refusal in: a free one, else the oldest. */
+static struct enforce_repeat *enforce_repeat_slot(struct enforce *e)
+{
+	struct enforce_repeat *oldest = &e->repeat[0];
+	for (size_t i = 0; i < ENFORCE_REPEAT_SLOTS; i++) {
+		if (!e->repeat[i].sent_ns)
+			return &e->repeat[i];
+		if (e->repeat[i].sent_ns < oldest->sent_ns)
+			oldest = &e->repeat[i];
+	}
+	return oldest;
+}
+
+void enforce_tick(struct enforce *e)
+{
+	uint64_t now = enforce_now_ns();
+	for (size_t i = 0; e && i < ENFORCE_REPEAT_SLOTS; i++) {
+		struct enforce_repeat *r = &e->repeat[i];
+		if (!r->sent_ns || now - r->sent_ns < enforce_repeat_ms[r->done] * 1000000ull)
+			continue;
+		const uint8_t *b = r->bytes;
+		for (size_t k = 0; k < r->n; b += r->pkt[k].len, k++)
+			enforce_send(e, r->family, r->pkt[k].daddr, b, r->pkt[k].len);
+		e->repeated++;
+		if (++r->done == sizeof(enforce_repeat_ms) / sizeof(enforce_repeat_ms[0]))
+			r->sent_ns = 0;
+	}
+}
+
+uint64_t enforce_repeated(const struct enforce *e)
+{
+	return e ? e->repeated : 0;
 }
 
 /* To the client, as the server: the replies to the withheld segment p,
@@ -243,8 +317,9 @@ static int send_replies(struct enforce *e, const struct flowkey_packet *p,
 	return 0;
 }
 
-int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p,
-		      const struct enforce_verbs *v, const char *refusal, uint32_t server_seq)
+static int enforce_refuse_once(struct enforce *e, const struct flowkey_packet *p,
+			       const struct enforce_verbs *v, const char *refusal,
+			       uint32_t server_seq)
 {
 	uint8_t pkt[ENFORCE_PACKET_MAX];
 	int rc = send_replies(e, p, v, refusal, TCP_FIN);
@@ -257,6 +332,19 @@ int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p,
 	if (n < 0)
 		return n;
 	return enforce_send(e, p->family, p->daddr, pkt, (size_t)n);
+}
+
+int enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p,
+		      const struct enforce_verbs *v, const char *refusal, uint32_t server_seq)
+{
+	struct enforce_repeat *r = enforce_repeat_slot(e);
+	*r = (struct enforce_repeat){ .family = p->family };
+	e->recording = r;
+	int rc = enforce_refuse_once(e, p, v, refusal, server_seq);
+	e->recording = NULL;
+	if (rc == 0 && !r->overflow && r->n)
+		r->sent_ns = enforce_now_ns();
+	return rc;
 }
 
 int enforce_refuse(struct enforce *e, const struct flowkey_packet *p,

@@ -16,6 +16,16 @@
  * enforce_answer() answers a withheld STARTTLS and leaves the connection
  * open. After TLS has begun, enforce_reset() resets both sides.
  *
+ * A refusal is sent again 1 and 3 s later (enforce_tick, from the 1 s
+ * tick: so 1-2 and 3-4 s), as the server's TCP would retransmit a reply
+ * the client did not acknowledge: a client whose copy was lost, or that
+ * dropped it because it acknowledged bytes the client had not sent yet
+ * (an injected copy of its segment came first), gets it then; the flow is
+ * blocked in the kernel, so the client's own retransmission never reaches
+ * the daemon to be answered. For a client that has it, the copies are
+ * duplicates. ENFORCE_REPEAT_SLOTS refusals are kept (more: the oldest
+ * goes), each up to ENFORCE_REPEAT_BYTES (larger: sent once).
+ *
  * Packets are built here (checksums included) and sent through raw IP
  * sockets, so the kernel routes them; they leave through OUTPUT, never
  * through the tagger or NFQUEUE again. */
@@ -34,6 +44,9 @@
 /* The daemon's record of one segment's commands. More than this: the
  * caller resets instead of answering (a reply short would hang the client). */
 #define ENFORCE_VERBS_MAX 1024
+#define ENFORCE_REPEAT_SLOTS 64
+#define ENFORCE_REPEAT_BYTES 4096
+#define ENFORCE_REPEAT_PACKETS 8
 
 struct enforce;
 
@@ -63,6 +76,11 @@ int enforce_answer(struct enforce *e, const struct flowkey_packet *p,
 		   const struct enforce_verbs *v, const char *reply);
 /* Resets both sides of the connection p belongs to (p may go either way). */
 int enforce_reset(struct enforce *e, const struct flowkey_packet *p);
+
+/* Sends the refusals due again (see above); call it about once a second. */
+void enforce_tick(struct enforce *e);
+/* How many refusals were sent again. */
+uint64_t enforce_repeated(const struct enforce *e);
 
 /* The commands of payload read line by line (complete lines only), for a
  * segment the session did not parse (the client's words after a STARTTLS

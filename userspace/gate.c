@@ -697,6 +697,7 @@ void gate_tick(struct gate *g)
 	int rc = datapath_heartbeat(g->dp, gate_failclosed_ms(g));
 	if (rc < 0)
 		log_warnx_rl(&g->rl, "heartbeat: %s", strerror(-rc));
+	enforce_tick(g->enforce);
 	gate_flush(g);
 	/* The events table is bounded: the oldest rows go first. */
 	if (++g->ticks % 60 == 0)
@@ -1856,6 +1857,8 @@ void gate_stats_json(struct gate *g, json_t *obj)
 			  (json_int_t)g->stats.first_seen, "locks", (json_int_t)g->stats.locks,
 			  "blocked_by_reason", reasons));
 	json_object_set_new(json_object_get(obj, "verdicts"), "passed_unfollowed_by_reason", blind);
+	json_object_set_new(json_object_get(obj, "verdicts"), "refusals_repeated",
+			    json_integer((json_int_t)enforce_repeated(g->enforce)));
 	json_object_set_new(json_object_get(obj, "verdicts"), "withheld_ahead_of_reply",
 			    json_integer((json_int_t)g->stats.withheld_ahead));
 	json_object_set_new(obj, "dane_waits",

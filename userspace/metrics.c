@@ -44,6 +44,8 @@ static const struct metric_field metric_fields[] = {
 	{ "passed_tls_total", "verdicts.passed_tls", "Connections passed with acceptable TLS.", true },
 	{ "refusals_injected_total", "verdicts.refusals_injected",
 	  "SMTP refusals injected towards the sending MTA.", true },
+	{ "refusals_repeated_total", "verdicts.refusals_repeated",
+	  "Refusals sent again (1 and 3 s later) for a client that may not have them.", true },
 	{ "resets_injected_total", "verdicts.resets_injected", "TCP resets injected.", true },
 	{ "inject_errors_total", "verdicts.inject_errors", "Refusals or resets that failed.", true },
 	{ "destinations_first_seen_total", "verdicts.first_seen",

@@ -55,6 +55,8 @@ int __wrap_enforce_refuse_at(struct enforce *e, const struct flowkey_packet *p,
 int __wrap_enforce_answer(struct enforce *e, const struct flowkey_packet *p,
 			  const struct enforce_verbs *v, const char *reply) { return 0; }
 int __wrap_enforce_reset(struct enforce *e, const struct flowkey_packet *p) { return 0; }
+void __wrap_enforce_tick(struct enforce *e) {}
+uint64_t __wrap_enforce_repeated(const struct enforce *e) { return 0; }
 
 #define IF_INSIDE 1 /* the client is inside: outbound mail */
 

@@ -54,7 +54,9 @@
 #     never reads the line, the same line from the socket gets the
 #     gateway's 550 5.7.4. Behind six headers (as many as the tagger
 #     follows) the daemon parses the segment and blocks the flow: never
-#     read, never 250. Then, the daemon stopped (plain forwarding), the
+#     read, never 250; the client, which dropped the refusal that answered
+#     the crafted copy, reads it when it is sent again. Then, the daemon
+#     stopped (plain forwarding), the
 #     same packets with other senders, and no copy from the socket after
 #     them, ARE read by the server: they are packets a Linux receiver
 #     takes, so the checks above can fail.
@@ -188,12 +190,13 @@ dropped6 frag fragment frag6@secure.world.test fragments
 dropped6 ext unparsed ext6@secure.world.test "7 extension headers"
 # Six, as many as the tagger follows: queued, and the daemon follows them
 # too (its parser is not the one that gives up: queue.unparsed stays).
-# (The client never sees that refusal: it answers the crafted copy, which
-# acknowledges bytes the client's socket had not sent, so its stack drops
-# it; the copy from the socket then meets a flow blocked in the kernel. A
-# refusal is not sent again.)
+# The refusal answers the crafted copy, so it acknowledges bytes the
+# client's socket had not sent yet: the client's stack drops it, and the
+# copy from the socket meets a flow blocked in the kernel. The refusal
+# sent again (1 and 3 s later) is what the client reads.
 u0=$(world_stats "j['queue']['unparsed']")
 b0=$(world_stats "j['flows']['blocked_total']")
+r0=$(world_stats "j['verdicts']['refusals_repeated']")
 out=$(EXT=6 attack ext $MX6 six@secure.world.test)
 diag "ext, 6 headers (IPv6): $(one_line "$out")"
 sleep 0.5
@@ -204,6 +207,9 @@ check "3. IPv6 6 extension headers: the server never read the secure-mode MAIL F
 check "3. IPv6 6 extension headers: never answered 250" world_not grep -q '^250' <<<"$out"
 check "3. IPv6 6 extension headers: the daemon parsed it (queue.unparsed $u0 -> $u1)" [ "$u1" = "$u0" ]
 check "3. IPv6 6 extension headers: and blocked the flow (blocked_total $b0 -> $b1)" [ "$b1" -gt "$b0" ]
+r1=$(world_stats "j['verdicts']['refusals_repeated']")
+check "3. IPv6 6 extension headers: the client reads the refusal sent again: 550 5.7.4 ($r0 -> $r1 repeats)" \
+	grep -q '^550 5.7.4 ' <<<"$(sed -n 2p <<<"$out")"
 # The control: without the gateway's daemon (plain forwarding), the server
 # reads what these packets carry.
 world_gw_stop >/dev/null

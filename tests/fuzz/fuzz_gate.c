@@ -138,6 +138,8 @@ int __wrap_enforce_reset(struct enforce *e, const struct flowkey_packet *p)
 	n_injected++;
 	return 0;
 }
+void __wrap_enforce_tick(struct enforce *e) {}
+uint64_t __wrap_enforce_repeated(const struct enforce *e) { return 0; }
 int __wrap_datapath_set_secure_domains(struct datapath *dp, const uint64_t *hashes,
 				       const uint32_t *flags, size_t n, uint32_t ready_flags,
 				       uint32_t failclosed_ms)
