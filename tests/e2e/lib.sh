@@ -65,6 +65,7 @@ policy_keys() {
 	POL=$(mktemp -d /tmp/tlsgate-policy.XXXXXX)
 	# The inspector (user tlsgate) reads the key and the policy files.
 	chmod 0755 "$POL"
+	world_at_exit 'rm -rf "$POL"'
 	minisign -G -W -p "$POL/pub.key" -s "$POL/sec.key" >/dev/null 2>&1 ||
 		{ echo "Bail out! minisign -G failed"; exit 1; }
 }
@@ -83,6 +84,30 @@ secure_policy() {
 	printf '  "secure_mode": { "sender_domains": [ { "domain": "secure.world.test", "subdomains": false } ]%s } }\n' \
 		"$rcpt" >>"$1"
 	policy_sign "$1" 1 2099-01-01T00:00:00Z
+}
+
+# secure_world_setup [--rcpt DOMAIN] [TLSGATED_ARGS]: keys and a signed
+# policy ($POL/p.json, secure_policy; DOMAIN a secure-mode recipient
+# domain too), then the world with tlsgated enforcing it
+# (world_e2e_setup); all of it removed at exit.
+secure_world_setup() {
+	local rcpt=''
+	if [ "${1:-}" = --rcpt ]; then
+		rcpt=$2
+		shift 2
+	fi
+	policy_keys
+	secure_policy "$POL/p.json" "$rcpt"
+	world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json" "$@"
+}
+
+# e2e_tmpdir VAR NAME: VAR set to a new directory /tmp/tlsgate-NAME.XXXXXX,
+# removed at exit.
+e2e_tmpdir() {
+	local dir
+	dir=$(mktemp -d "/tmp/tlsgate-$2.XXXXXX") || { echo "Bail out! mktemp"; exit 1; }
+	printf -v "$1" '%s' "$dir"
+	world_at_exit "rm -rf '$dir'"
 }
 
 # recorder_on PORT DIR [ADDR]: tests/e2e/recording_server.py (every byte

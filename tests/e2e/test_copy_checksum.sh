@@ -31,12 +31,7 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
 . tests/e2e/lib.sh
 
-policy_keys
-trap 'rm -rf "$POL"' EXIT
-secure_policy "$POL/p.json"
-
-world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json"
-trap 'world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
+secure_world_setup
 
 MX=198.51.100.30
 attack() { world_exec in "$WORLD_PY" tests/e2e/wire_attack.py "$@" 2>&1; }

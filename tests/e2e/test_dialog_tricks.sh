@@ -66,14 +66,10 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
 . tests/e2e/lib.sh
 
-policy_keys
-READ=$(mktemp -d /tmp/tlsgate-read.XXXXXX)
-trap 'rm -rf "$POL" "$READ"' EXIT
-secure_policy "$POL/p.json"
-
-world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json"
+e2e_tmpdir READ read
+secure_world_setup
 MX=198.51.100.30
-trap 'recorder_off; world_down >/dev/null 2>&1; rm -rf "$POL" "$READ"' EXIT
+world_at_exit recorder_off
 check "recording server on mx-plain's port 25" recorder_on 10031 "$READ"
 
 attack() { world_exec in "$WORLD_PY" tests/e2e/wire_attack.py "$@" 2>&1; }

@@ -29,10 +29,7 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
 . tests/e2e/lib.sh
 
-policy_keys
-trap 'rm -rf "$POL"' EXIT
-secure_policy "$POL/p.json"
-world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json"
+secure_world_setup
 
 IN=$WORLD_DIR/in
 MX=198.51.100.20
@@ -60,7 +57,7 @@ mitm_off() {
 	MITM_PID=''
 	true
 }
-trap 'mitm_off; world_down >/dev/null 2>&1; rm -rf "$POL"' EXIT
+world_at_exit mitm_off
 
 # 1. The validated name, then TLS history through a normal delivery.
 sql "INSERT INTO addr_mx(addr, mx, domain, secure, expires) VALUES('$MX', '$NAME', 'tls.test', 1, $(($(now) + 60)))"

@@ -23,17 +23,11 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
 . tests/e2e/lib.sh
 
-policy_keys
-trap 'rm -rf "$POL"' EXIT
-secure_policy "$POL/p.json"
-JUDGED=$(mktemp -d /tmp/tlsgate-judged.XXXXXX)
-READ=$(mktemp -d /tmp/tlsgate-read.XXXXXX)
-trap 'rm -rf "$POL" "$JUDGED" "$READ"' EXIT
-
-world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json" --no-offload \
-	--judged-dir "$JUDGED"
+e2e_tmpdir JUDGED judged
+e2e_tmpdir READ read
+secure_world_setup --no-offload --judged-dir "$JUDGED"
 MX=198.51.100.30
-trap 'recorder_off; world_down >/dev/null 2>&1; rm -rf "$POL" "$JUDGED" "$READ"' EXIT
+world_at_exit recorder_off
 check "recording server on mx-plain's port 25" recorder_on 10029 "$READ"
 
 attack() { world_exec in "$WORLD_PY" tests/e2e/wire_attack.py "$@" 2>&1; }

@@ -26,12 +26,8 @@ cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
 . tests/e2e/lib.sh
 
-policy_keys
-READ=$(mktemp -d /tmp/tlsgate-read.XXXXXX)
-trap 'rm -rf "$POL" "$READ"' EXIT
-secure_policy "$POL/p.json"
-
-world_e2e_setup --policy-key "$POL/pub.key" --policy "$POL/p.json"
+e2e_tmpdir READ read
+secure_world_setup
 # The recorders listen on port 10025 of mx-plain; connections to the
 # extra addresses' port 25 are redirected there (Postfix has port 25).
 REC4=198.51.100.31 REC6=2001:db8:2::31
@@ -45,7 +41,7 @@ rec_off() {
 	REC_PIDS=()
 	true
 }
-trap 'rec_off; world_down >/dev/null 2>&1; rm -rf "$POL" "$READ"' EXIT
+world_at_exit rec_off
 mxp() { ip -n "$(world_ns mx-plain)" "$@"; }
 mxp addr add $REC4/24 dev eth0 && mxp -6 addr add $REC6/64 dev eth0 nodad &&
 	world_exec mx-plain iptables -t nat -A PREROUTING -i eth0 -p tcp -d $REC4 --dport 25 \

@@ -282,9 +282,25 @@ world_use() {
 
 # world_trap: tear the world down when the calling script exits.
 world_trap() {
-	trap 'world_down >/dev/null 2>&1' EXIT
+	trap _world_exit EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
+}
+
+# world_at_exit CMD: CMD (evaluated then) runs when the script exits, the
+# last added first, before the world goes down (world_trap's EXIT trap;
+# set here too). A test adds its clean-ups instead of setting the trap anew.
+WORLD_AT_EXIT=()
+world_at_exit() {
+	WORLD_AT_EXIT=("$1" "${WORLD_AT_EXIT[@]}")
+	trap _world_exit EXIT
+}
+_world_exit() {
+	local cmd
+	for cmd in "${WORLD_AT_EXIT[@]}"; do
+		eval "$cmd"
+	done
+	world_down >/dev/null 2>&1
 }
 
 # --- mail ---------------------------------------------------------------
