@@ -2,6 +2,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "control_client.h"
 #include "log.h"
+#include "privsep.h"
 
 #define CONTROL_LISTENER UINT32_MAX /* epoll data of the listening socket */
 
@@ -131,20 +133,8 @@ int control_limit_uid(struct control *c, uid_t uid, const char *const *allowed_p
 int control_allow_group(struct control *c, gid_t gid)
 {
 	/* The socket was made its owner's only (umask at bind): nobody
-	 * else could connect before this. Without CAP_CHOWN (the systemd
-	 * unit) the owner may still give its file to a group it is in: for
-	 * the chown, gid is made the effective group (CAP_SETGID). */
-	int rc = chown(c->path, (uid_t)-1, gid);
-	if (rc < 0 && errno == EPERM) {
-		gid_t egid = getegid();
-		if (setresgid((gid_t)-1, gid, (gid_t)-1) == 0) {
-			rc = chown(c->path, (uid_t)-1, gid);
-			int err = errno;
-			if (setresgid((gid_t)-1, egid, (gid_t)-1) < 0)
-				fatal("control: cannot take back group %d", (int)egid);
-			errno = err;
-		}
-	}
+	 * else could connect before this. */
+	int rc = privsep_chgrp(AT_FDCWD, c->path, gid);
 	if (rc < 0 || chmod(c->path, 0660) < 0) {
 		int err = -errno;
 		log_warn("control: %s: group %d, mode 0660", c->path, (int)gid);

@@ -2,6 +2,7 @@
 #include "datapath.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <linux/magic.h>
 
 #include "log.h"
+#include "privsep.h"
 #include "tagger.skel.h"
 
 #define BPFFS_ROOT "/sys/fs/bpf"
@@ -24,6 +26,7 @@
 struct datapath {
 	struct tagger_bpf *skel;
 	char pin_dir[256];
+	int pin_fd; /* the pin directory: unpinned through it after a drop */
 	int ifindex[DATAPATH_MAX_IFACES];
 	size_t n_attached;
 	bool adopted;
@@ -72,26 +75,65 @@ static int datapath_mount_bpffs(void)
 	return 0;
 }
 
-static bool datapath_pinned(const char *pin_dir, const char *name)
+static bool datapath_pinned(int pin_fd, const char *name)
 {
-	char path[320];
-	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
-	return access(path, F_OK) == 0;
+	return faccessat(pin_fd, name, F_OK, 0) == 0;
 }
 
-static void datapath_unpin(const char *pin_dir)
+/* Through the directory's descriptor, not its path: a parent that is no
+ * longer root may not search the BPF file system's root (mode 0700). */
+static void datapath_unpin(const struct datapath *dp)
 {
 	static const char *const names[] = { "flows", "smtp_ports", "counters",
 					     "secure_sources", "daemon_state", "dns_events",
 					     "reply_events" };
-	char path[320];
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", pin_dir, names[i]);
-		if (unlink(path) < 0 && errno != ENOENT)
-			log_warn("datapath: unlink %s", path);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (unlinkat(dp->pin_fd, names[i], 0) < 0 && errno != ENOENT)
+			log_warn("datapath: unlink %s/%s", dp->pin_dir, names[i]);
+}
+
+/* The directory itself: only the root it was made by may remove it from
+ * the BPF file system's root; a parent that dropped root leaves it, empty. */
+static void datapath_remove_dir(const struct datapath *dp)
+{
+	if (rmdir(dp->pin_dir) == 0 || errno == ENOENT)
+		return;
+	if (errno == EACCES || errno == EPERM)
+		log_info("datapath: %s stays, empty (%s)", dp->pin_dir, strerror(errno));
+	else
+		log_warn("datapath: rmdir %s", dp->pin_dir);
+}
+
+/* Made by root at the start; unpinned at a stop by the parent after its
+ * drop to uid:gid. Mode 0770, and either owned by uid with group root
+ * (CAP_CHOWN: the parent may remove it from a sticky /sys/fs/bpf) or
+ * root's with group gid (the unit's root has no CAP_CHOWN): both kinds of
+ * start can open it, the parent can unpin. */
+static int datapath_pin_dir(struct datapath *dp, uid_t uid, gid_t gid)
+{
+	if (mkdir(dp->pin_dir, 0700) < 0 && errno != EEXIST) {
+		log_warn("datapath: mkdir %s", dp->pin_dir);
+		return -1;
 	}
-	if (rmdir(pin_dir) < 0 && errno != ENOENT)
-		log_warn("datapath: rmdir %s", pin_dir);
+	dp->pin_fd = open(dp->pin_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dp->pin_fd < 0) {
+		log_warn("datapath: open %s", dp->pin_dir);
+		return -1;
+	}
+	struct stat st;
+	if (uid == (uid_t)-1 || fstat(dp->pin_fd, &st) < 0)
+		return 0;
+	bool shared = (st.st_uid == uid && st.st_gid == 0) || (st.st_uid == 0 && st.st_gid == gid);
+	if (shared && (st.st_mode & 07777) == 0770)
+		return 0;
+	if ((!shared && fchown(dp->pin_fd, uid, 0) < 0 &&
+	     (errno != EPERM || privsep_chgrp(dp->pin_fd, "", gid) < 0)) ||
+	    fchmod(dp->pin_fd, 0770) < 0) {
+		log_warn("datapath: %s: for uid %d gid %d, mode 0770", dp->pin_dir, (int)uid,
+			 (int)gid);
+		return -1;
+	}
+	return 0;
 }
 
 static int datapath_load(struct datapath *dp, const struct datapath_config *cfg)
@@ -159,6 +201,7 @@ struct datapath *datapath_open(const struct datapath_config *cfg)
 {
 	struct datapath *dp = xcalloc(1, sizeof(*dp));
 	int err;
+	dp->pin_fd = -1;
 
 	libbpf_set_print(libbpf_print);
 	if (snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", cfg->pin_dir) >=
@@ -168,11 +211,9 @@ struct datapath *datapath_open(const struct datapath_config *cfg)
 	}
 	if (datapath_mount_bpffs() < 0)
 		goto fail;
-	if (mkdir(dp->pin_dir, 0700) < 0 && errno != EEXIST) {
-		log_warn("datapath: mkdir %s", dp->pin_dir);
+	if (datapath_pin_dir(dp, cfg->pin_uid, cfg->pin_gid) < 0)
 		goto fail;
-	}
-	dp->adopted = datapath_pinned(dp->pin_dir, "flows");
+	dp->adopted = datapath_pinned(dp->pin_fd, "flows");
 
 	err = datapath_load(dp, cfg);
 	if (err && dp->adopted) {
@@ -180,8 +221,7 @@ struct datapath *datapath_open(const struct datapath_config *cfg)
 		 * their flows cannot be adopted; start clean. */
 		log_warnx("datapath: pinned maps in %s do not match this build; replacing them",
 			  dp->pin_dir);
-		datapath_unpin(dp->pin_dir);
-		mkdir(dp->pin_dir, 0700);
+		datapath_unpin(dp);
 		dp->adopted = false;
 		err = datapath_load(dp, cfg);
 	}
@@ -225,8 +265,12 @@ fail:
 	if (dp->skel)
 		tagger_bpf__destroy(dp->skel);
 	/* Pins this start created are removed; adopted ones keep their flows. */
-	if (!dp->adopted && dp->pin_dir[0])
-		datapath_unpin(dp->pin_dir);
+	if (!dp->adopted && dp->pin_fd >= 0) {
+		datapath_unpin(dp);
+		datapath_remove_dir(dp);
+	}
+	if (dp->pin_fd >= 0)
+		close(dp->pin_fd);
 	free(dp);
 	return NULL;
 }
@@ -237,9 +281,11 @@ void datapath_close(struct datapath *dp, bool teardown)
 		return;
 	if (teardown) {
 		datapath_detach_all(dp);
-		datapath_unpin(dp->pin_dir);
+		datapath_unpin(dp);
+		datapath_remove_dir(dp);
 	}
 	tagger_bpf__destroy(dp->skel);
+	close(dp->pin_fd);
 	free(dp);
 }
 

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "tlsgate_shared.h"
 
@@ -24,6 +25,8 @@
 
 struct datapath_config {
 	const char *pin_dir; /* e.g. TLSGATE_PIN_DIR_DEFAULT */
+	uid_t pin_uid;       /* who unpins at a stop, after the parent's drop; */
+	gid_t pin_gid;       /* (uid_t)-1: root, and the directory is 0700 */
 	const char *ifaces[DATAPATH_MAX_IFACES];
 	size_t n_ifaces;
 	const uint16_t *ports; /* SMTP ports, host order */

@@ -63,6 +63,17 @@ static int cap_last(void)
 	return n > 0 && v > 0 && v < 64 ? v : 63;
 }
 
+/* Empties the bounding set but for keep (needs CAP_SETPCAP). */
+static int bounding_keep(uint64_t keep)
+{
+	int last = cap_last();
+	for (int cap = 0; cap <= last; cap++)
+		if (!(keep & (1ull << cap)) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
+		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			return -1;
+	return 0;
+}
+
 int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step)
 {
 	if (!u->drop) {
@@ -80,11 +91,8 @@ int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step)
 		return -1;
 	/* Needs CAP_SETPCAP, so before the uid changes. */
 	*step = "empty the capability bounding set";
-	int last = cap_last();
-	for (int cap = 0; cap <= last; cap++)
-		if (!(keep & (1ull << cap)) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
-		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
-			return -1;
+	if (bounding_keep(keep) < 0)
+		return -1;
 	*step = "clear the ambient capabilities";
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		return -1;
@@ -120,25 +128,132 @@ unprivileged:
 	return 0;
 }
 
-int privsep_limit(uint64_t keep, const char **step)
+/* Permitted and effective: what of keep is permitted now (in *kept when
+ * not NULL); inheritable: that and inheritable. */
+static int caps_keep(uint64_t keep, uint64_t inheritable, uint64_t *kept)
 {
-	*step = "empty the capability bounding set";
-	int last = cap_last();
-	for (int cap = 0; cap <= last; cap++)
-		if (!(keep & (1ull << cap)) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
-		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
-			return -1;
-	*step = "set the capability sets";
 	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
 	if (syscall(SYS_capget, &h, caps) < 0)
 		return -1;
-	caps[0].permitted &= (uint32_t)keep;
-	caps[1].permitted &= (uint32_t)(keep >> 32);
-	caps[0].effective = caps[0].permitted;
-	caps[1].effective = caps[1].permitted;
-	caps[0].inheritable = caps[1].inheritable = 0;
+	uint64_t p = ((uint64_t)caps[0].permitted | (uint64_t)caps[1].permitted << 32) & keep;
+	for (int i = 0; i < 2; i++) {
+		caps[i].permitted = caps[i].effective = (uint32_t)(p >> (32 * i));
+		caps[i].inheritable = (uint32_t)((p & inheritable) >> (32 * i));
+	}
+	if (kept)
+		*kept = p;
 	return syscall(SYS_capset, &h, caps) < 0 ? -1 : 0;
+}
+
+int privsep_limit(uint64_t keep, const char **step)
+{
+	*step = "empty the capability bounding set";
+	if (bounding_keep(keep) < 0)
+		return -1;
+	*step = "set the capability sets";
+	return caps_keep(keep, 0, NULL);
+}
+
+/* Refuses every way back to uid or gid 0 for this process and whatever
+ * it forks, even with CAP_SETUID and CAP_SETGID; all else stays allowed.
+ * setgroups only to empty the list (a pointer the filter cannot read). */
+static int parent_seccomp(void)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (!ctx)
+		return -1;
+	static const struct {
+		int nr;
+		unsigned n_args;
+	} id_calls[] = {
+		{ SCMP_SYS(setuid), 1 },   { SCMP_SYS(setgid), 1 },   { SCMP_SYS(setfsuid), 1 },
+		{ SCMP_SYS(setfsgid), 1 }, { SCMP_SYS(setreuid), 2 }, { SCMP_SYS(setregid), 2 },
+		{ SCMP_SYS(setresuid), 3 }, { SCMP_SYS(setresgid), 3 },
+	};
+	int rc = -1;
+	for (size_t i = 0; i < sizeof(id_calls) / sizeof(id_calls[0]); i++)
+		for (unsigned a = 0; a < id_calls[i].n_args; a++) {
+			/* The id arguments are 32 bits wide; -1 means "unchanged". */
+			struct scmp_arg_cmp zero = { .arg = a, .op = SCMP_CMP_MASKED_EQ,
+						     .datum_a = 0xffffffffu, .datum_b = 0 };
+			if (seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), id_calls[i].nr, 1,
+						   &zero) < 0)
+				goto out;
+		}
+	struct scmp_arg_cmp some = { .arg = 0, .op = SCMP_CMP_NE, .datum_a = 0, .datum_b = 0 };
+	if (seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(setgroups), 1, &some) < 0)
+		goto out;
+	rc = seccomp_load(ctx) < 0 ? -1 : 0;
+out:
+	seccomp_release(ctx);
+	return rc;
+}
+
+int privsep_parent_drop(const struct privsep_user *u, uint64_t keep, uint64_t ambient,
+			const char **step)
+{
+	if (!u->drop)
+		return privsep_limit(keep, step);
+	*step = "keep capabilities across the uid change";
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		return -1;
+	*step = "empty the capability bounding set";
+	if (bounding_keep(keep) < 0)
+		return -1;
+	*step = "clear the supplementary groups";
+	if (syscall(SYS_setgroups, 0, NULL) < 0)
+		return -1;
+	*step = "set the gid";
+	if (syscall(SYS_setresgid, u->gid, u->gid, u->gid) < 0)
+		return -1;
+	*step = "set the uid";
+	if (syscall(SYS_setresuid, u->uid, u->uid, u->uid) < 0)
+		return -1;
+	/* The uid change emptied the effective set; permitted was kept. */
+	*step = "set the capability sets";
+	uint64_t kept;
+	if (caps_keep(keep, ambient, &kept) < 0)
+		return -1;
+	/* What it runs (iptables) gets these; its children clear them. */
+	*step = "raise the ambient capabilities";
+	for (int cap = 0; cap < 64; cap++)
+		if ((kept & ambient & (1ull << cap)) &&
+		    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+			return -1;
+	*step = "stop keeping capabilities";
+	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+		return -1;
+	*step = "set no_new_privs";
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	*step = "refuse uid and gid 0 from now on (seccomp)";
+	if (parent_seccomp() < 0)
+		return -1;
+	*step = "stay without root";
+	if (syscall(SYS_setuid, 0) == 0 || syscall(SYS_setresgid, -1, 0, -1) == 0 ||
+	    getuid() != u->uid || geteuid() != u->uid || getegid() != u->gid) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+int privsep_chgrp(int dirfd, const char *name, gid_t gid)
+{
+	int flags = name[0] ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH;
+	int rc = fchownat(dirfd, name, (uid_t)-1, gid, flags);
+	if (rc < 0 && errno == EPERM) {
+		gid_t egid = getegid();
+		if (syscall(SYS_setresgid, -1, gid, -1) == 0) {
+			rc = fchownat(dirfd, name, (uid_t)-1, gid, flags);
+			int err = errno;
+			if (syscall(SYS_setresgid, -1, egid, -1) < 0)
+				fatal("privsep: cannot take back group %d", (int)egid);
+			errno = err;
+		}
+	}
+	return rc;
 }
 
 uint64_t privsep_effective_caps(void)

@@ -50,6 +50,16 @@ int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step)
  * what it runs later (iptables at a stop) has no more either. 0, or -1
  * with errno and *step. */
 int privsep_limit(uint64_t keep, const char **step);
+/* The parent after its start, when it was root: becomes u (real,
+ * effective and saved uid and gid, no supplementary groups) keeping only
+ * the capabilities in keep, those in ambient also as ambient ones (for
+ * what it runs: iptables), no_new_privs, and a seccomp filter that
+ * refuses uid and gid 0 to it and its children, CAP_SETUID or not. When
+ * not root: privsep_limit(keep). 0, or -1 with errno and *step. */
+int privsep_parent_drop(const struct privsep_user *u, uint64_t keep, uint64_t ambient,
+			const char **step);
+/* What iptables, run by the parent, needs. */
+#define PRIVSEP_PARENT_AMBIENT ((1ull << CAP_NET_ADMIN) | (1ull << CAP_NET_RAW))
 /* What the parent keeps: its rule and the stop (CAP_NET_ADMIN; iptables
  * also CAP_NET_RAW), its children's drops (CAP_SETUID, CAP_SETGID,
  * CAP_SETPCAP) and, where it was given CAP_KILL, the SIGKILL for a child
@@ -59,6 +69,11 @@ int privsep_limit(uint64_t keep, const char **step);
 #define PRIVSEP_PARENT_CAPS                                                            \
 	((1ull << CAP_NET_ADMIN) | (1ull << CAP_NET_RAW) | (1ull << CAP_SETUID) |         \
 	 (1ull << CAP_SETGID) | (1ull << CAP_SETPCAP) | (1ull << CAP_KILL))
+
+/* Gives the file name in dirfd ("": dirfd itself) to group gid. Without
+ * CAP_CHOWN the owner may still give its file to a group it is in: for
+ * the chown, gid is made the effective group (CAP_SETGID). 0 or -1. */
+int privsep_chgrp(int dirfd, const char *name, gid_t gid);
 
 /* The capability numbers this process holds in its effective set, as a
  * bit mask (from capget). */

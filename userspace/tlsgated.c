@@ -31,6 +31,7 @@
 #include <spawn.h>
 #include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/fsuid.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -219,18 +220,24 @@ static void daemon_users_resolve(struct daemon *d)
 	if (d->cfg.web_listen && privsep_user_resolve(d->cfg.web_user, WEB_USER_DEFAULT,
 						      &d->web_user, why, sizeof(why)) < 0)
 		fatalx("--web-user: %s", why);
+	if (privsep_user_resolve(d->cfg.parent_user, PARENT_USER_DEFAULT, &d->parent_user, why,
+				 sizeof(why)) < 0)
+		fatalx("--parent-user: %s", why);
 	if (!d->insp_user.drop) {
 		log_info("not root (uid %d): the inspector, the status page and probes run as "
 			 "this user",
 			 (int)geteuid());
 		return;
 	}
-	if (d->insp_user.uid == d->probe_user.uid ||
-	    (d->cfg.web_listen &&
-	     (d->web_user.uid == d->insp_user.uid || d->web_user.uid == d->probe_user.uid)))
-		fatalx("--user %s, --probe-user %s and --web-user %s must be three different users "
-		       "(each may do what the others may not)",
-		       d->insp_user.name, d->probe_user.name, d->web_user.name);
+	uid_t parent = d->parent_user.uid;
+	if (d->insp_user.uid == d->probe_user.uid || parent == d->insp_user.uid ||
+	    parent == d->probe_user.uid ||
+	    (d->cfg.web_listen && (d->web_user.uid == d->insp_user.uid ||
+				   d->web_user.uid == d->probe_user.uid || d->web_user.uid == parent)))
+		fatalx("--user %s, --probe-user %s, --web-user %s and --parent-user %s must be "
+		       "different users (each may do what the others may not)",
+		       d->insp_user.name, d->probe_user.name, d->web_user.name,
+		       d->parent_user.name);
 	log_info("inspector runs as %s (uid %d) with CAP_NET_ADMIN only; probes as %s (uid %d) "
 		 "and the status page as %s without capabilities",
 		 d->insp_user.name, (int)d->insp_user.uid, d->probe_user.name,
@@ -316,6 +323,9 @@ static void usage(FILE *out)
 		"      --web-user USER       the status page's user, no capability (default tlsgate-web)\n"
 		"      --probe-user USER     the unprivileged user probes run as, without\n"
 		"                            capabilities (default tlsgate-probe)\n"
+		"      --parent-user USER    the parent's user once it has started, keeping the\n"
+		"                            capabilities its children and the stop need\n"
+		"                            (default tlsgate-parent)\n"
 		"      --probe-learned yes|no  probe each recipient domain learned from DNS\n"
 		"                            answers (validates MX/TLSA for DANE; default yes)\n"
 		"  -l, --log-level LEVEL     error, warn, info, debug (default info)\n"
@@ -507,11 +517,13 @@ static void config_apply(struct config *cfg, const char *name, const char *value
 			config_bad(name, value, "at most 8 --probe-arg");
 		cfg->probe_args[cfg->n_probe_args++] = value;
 	} else if (!strcmp(name, "probe-user") || !strcmp(name, "user") ||
-		   !strcmp(name, "web-user")) {
+		   !strcmp(name, "web-user") || !strcmp(name, "parent-user")) {
 		if (!*value)
 			config_bad(name, value, "empty user name");
-		*(name[0] == 'p' ? &cfg->probe_user : name[0] == 'u' ? &cfg->user : &cfg->web_user) =
-			value;
+		*(!strcmp(name, "parent-user") ? &cfg->parent_user
+		  : name[0] == 'p'	       ? &cfg->probe_user
+		  : name[0] == 'u'	       ? &cfg->user
+					       : &cfg->web_user) = value;
 	} else if (!strcmp(name, "probe-learned")) {
 		if (strcmp(value, "yes") && strcmp(value, "no"))
 			config_bad(name, value, "not yes or no");
@@ -654,6 +666,7 @@ static void config_parse(struct config *cfg, int argc, char **argv)
 		{ "probe-user", required_argument, NULL, 1 },
 		{ "user", required_argument, NULL, 1 },
 		{ "web-user", required_argument, NULL, 1 },
+		{ "parent-user", required_argument, NULL, 1 },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1141,6 +1154,9 @@ int main(int argc, char **argv)
 
 	struct datapath_config dcfg = {
 		.pin_dir = d.cfg.pin_dir,
+		/* The parent unpins at a stop, after its drop. */
+		.pin_uid = d.parent_user.drop ? d.parent_user.uid : (uid_t)-1,
+		.pin_gid = d.parent_user.gid,
 		.n_ifaces = d.cfg.n_ifaces,
 		.ports = d.cfg.ports,
 		.n_ports = d.cfg.n_ports,
@@ -1217,33 +1233,51 @@ int main(int argc, char **argv)
 	d.rule = daemon_rule(&d.cfg);
 	START_STEP(netfilter_add(&d.rule) >= 0, "the NFQUEUE rule could not be added");
 	d.rule_added = true;
+	/* In a directory of the parent's user (the unit's runtime directory)
+	 * the socket is made as that user: root is just another user there
+	 * without CAP_DAC_OVERRIDE, and the parent removes it at the stop. */
 	char *dir = xstrdup(d.cfg.control_path);
 	char *slash = strrchr(dir, '/');
 	if (slash && slash != dir) {
 		*slash = '\0';
 		mkdir(dir, 0755);
+	} else if (slash) {
+		slash[1] = '\0';
 	}
+	struct stat dst;
+	bool as_parent = d.parent_user.drop && stat(slash ? dir : ".", &dst) == 0 &&
+			 dst.st_uid == d.parent_user.uid;
 	free(dir);
+	if (as_parent)
+		setfsuid(d.parent_user.uid);
 	d.ctl = control_open(d.cfg.control_path, daemon_control, &d);
+	/* The web may send its few commands, nothing else. */
+	bool to_web = !d.ctl || !d.cfg.web_listen || !d.web_user.drop ||
+		      (control_limit_uid(d.ctl, d.web_user.uid, WEB_PROC_COMMANDS) == 0 &&
+		       control_allow_group(d.ctl, d.web_user.gid) == 0);
+	if (as_parent)
+		setfsuid(0);
 	START_STEP(d.ctl, "the control socket could not be opened");
+	START_STEP(to_web, "the control socket could not be opened to the status page");
 	if (d.cfg.web_listen) {
 		d.web_fd = web_listen_socket(d.cfg.web_listen);
 		if (d.web_fd < 0)
 			log_warnx("web: %s: %s", d.cfg.web_listen, strerror(-d.web_fd));
 		START_STEP(d.web_fd > 0, "the status page could not listen");
-		/* The web may send its few commands, nothing else. */
-		if (d.web_user.drop)
-			START_STEP(control_limit_uid(d.ctl, d.web_user.uid, WEB_PROC_COMMANDS) == 0 &&
-					   control_allow_group(d.ctl, d.web_user.gid) == 0,
-				   "the control socket could not be opened to the status page");
 	}
 	daemon_share_files(&d);
-	/* Everything that needed more is open: from here the parent keeps
-	 * what its children's starts and the stop need. */
+	/* Everything that needed more is open: from here the parent is its
+	 * own user and keeps what its children's starts and the stop need. */
 	if (d.insp_user.drop) {
 		const char *step;
-		START_STEP(privsep_limit(PRIVSEP_PARENT_CAPS, &step) == 0,
-			   "the parent could not give up the capabilities it no longer needs");
+		int rc = privsep_parent_drop(&d.parent_user, PRIVSEP_PARENT_CAPS,
+					     PRIVSEP_PARENT_AMBIENT, &step);
+		if (rc < 0)
+			log_warn("parent: %s", step);
+		START_STEP(rc == 0, "the parent could not give up root and the capabilities it no "
+				    "longer needs");
+		log_info("parent: runs as %s (uid %d) from now on", d.parent_user.name,
+			 (int)d.parent_user.uid);
 	}
 #undef START_STEP
 	log_hold(false);

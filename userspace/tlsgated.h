@@ -37,6 +37,7 @@
 #define PROBE_USER_DEFAULT "tlsgate-probe"
 #define INSPECTOR_USER_DEFAULT "tlsgate"
 #define WEB_USER_DEFAULT "tlsgate-web"
+#define PARENT_USER_DEFAULT "tlsgate-parent"
 #define PROBE_EXIT_PRIVS 125 /* the child could not drop its privileges */
 #define PROBE_EXIT_EXEC 127  /* the child could not execute the probe */
 
@@ -65,6 +66,7 @@ struct config {
 	const char *probe_user; /* NULL: PROBE_USER_DEFAULT */
 	const char *user;       /* the inspector's; NULL: INSPECTOR_USER_DEFAULT */
 	const char *web_user;   /* NULL: WEB_USER_DEFAULT */
+	const char *parent_user; /* after the start; NULL: PARENT_USER_DEFAULT */
 	uint16_t ports[TLSGATED_MAX_PORTS];
 	size_t n_ports;
 	uint16_t queue_num;
@@ -129,7 +131,7 @@ struct daemon {
 	/* Probes run as child processes (tlsgate-probe --db), bounded, as
 	 * an unprivileged user without capabilities (probe_child). */
 	struct probe_queue *probes;
-	struct privsep_user probe_user, insp_user, web_user;
+	struct privsep_user probe_user, insp_user, web_user, parent_user;
 	struct enforce *enforce;   /* raw sockets, opened by the parent */
 	struct gate_config gcfg;   /* what the inspector opens the gate with */
 	/* Processes (privsep.h). In the parent: */

@@ -1,7 +1,7 @@
 #!/bin/bash
 # End-to-end: least privilege for what reads the network (issue 19), in the
-# DNSSEC test world. tlsgated started as root is a root parent that holds
-# the kernel side and three kinds of children: the inspector (--user,
+# DNSSEC test world. tlsgated started as root is a parent that opens the
+# kernel side as root, then runs as --parent-user, and three kinds of children: the inspector (--user,
 # CAP_NET_ADMIN only), the status page (--web-user, no capability) and
 # probes (--probe-user, no capability) (docs/privsep.md, privsep.h).
 #
@@ -15,7 +15,9 @@
 #     daemon shared with the probe's group (0660).
 #     Before: the probe ran as root with the daemon's capabilities.
 #  2. The processes (stats' "processes", /proc/PID/status): the parent is
-#     root; the inspector is --user (all four uids), CapEff, CapPrm and
+#     --parent-user (all four uids and gids, no supplementary group) with
+#     CAP_NET_ADMIN and CAP_NET_RAW also ambient (for iptables),
+#     NoNewPrivs 1 and Seccomp 2 (no way back to uid 0); the inspector is --user (all four uids), CapEff, CapPrm and
 #     CapBnd exactly CAP_NET_ADMIN, CapAmb 0, NoNewPrivs 1, Seccomp 2; the
 #     web is --web-user with every capability set empty, Seccomp 2.
 #  3. Descriptors (/proc/PID/fd, fdinfo, net/*): the web holds no netlink,
@@ -81,6 +83,8 @@ diag "world $WORLD_ID"
 DB=$WORLD_DIR/gw/state/tlsgate.db
 CTL=$(world_control)
 PUSER=${PROBE_USER:-tlsgate-probe} IUSER=${INSPECTOR_USER:-tlsgate} WUSER=${WEB_USER:-tlsgate-web}
+AUSER=${PARENT_USER:-tlsgate-parent}
+AUID=$(id -u "$AUSER") AGID=$(id -g "$AUSER")
 PUID=$(id -u "$PUSER") PGID=$(id -g "$PUSER")
 IUID=$(id -u "$IUSER") WUID=$(id -u "$WUSER")
 # (A daemon without --probe-user, the old one, runs its probes as root;
@@ -90,6 +94,7 @@ help=$("$WORLD_TLSGATED" --help 2>&1)
 grep -q -- --probe-user <<<"$help" && users+=(--probe-user "$PUSER")
 grep -q -- '--user ' <<<"$help" && users+=(--user "$IUSER")
 grep -q -- --web-user <<<"$help" && users+=(--web-user "$WUSER")
+grep -q -- --parent-user <<<"$help" && users+=(--parent-user "$AUSER")
 gw_start_probing "${users[@]}"
 GWPID=$(world_gw_pid)
 
@@ -128,8 +133,8 @@ else
 	fds=$(for f in /proc/"$pp"/fd/*; do readlink "$f"; done 2>/dev/null | sort | uniq -c | tr '\n' ' ')
 	diag "probe fds: $fds"
 	check "none of the daemon's BPF maps or programs" world_not grep -q 'anon_inode:bpf' <<<"$fds"
-	check "the daemon itself still runs as root (it holds the kernel side)" \
-		[ "$(awk '$1 == "Uid:" { print $3 }' /proc/"$GWPID"/status)" = 0 ]
+	check "the daemon's parent is not root either: $AUSER" \
+		[ "$(awk '$1 == "Uid:" { print $3 }' /proc/"$GWPID"/status)" = "$AUID" ]
 fi
 check "tlsgatectl stats names the probe user" \
 	[ "$(world_stats 'j["probes"]["user"]')" = "$PUID" ]
@@ -166,7 +171,19 @@ check "stats names the parent: the daemon started ($GWPID)" [ "$(proc_pid parent
 check "stats names an inspector and a web process other than the parent" \
 	[ -n "$INSP" -a -n "$WEB" -a "$INSP" != "$GWPID" -a "$WEB" != "$GWPID" ]
 INSP=${INSP:-0} WEB=${WEB:-0}
-check "parent: uid 0 (it holds the kernel side)" [ "$(status "$GWPID" Uid)" = "0 0 0 0" ]
+diag "parent $GWPID: $(rights "$GWPID")"
+check "parent: uid $AUSER's, real, effective, saved and fs (root only for its start)" \
+	[ "$(status "$GWPID" Uid)" = "$AUID $AUID $AUID $AUID" ]
+check "parent: gid $AUSER's, no supplementary group" \
+	[ "$(status "$GWPID" Gid)" = "$AGID $AGID $AGID $AGID" -a -z "$(status "$GWPID" Groups)" ]
+# CAP_NET_ADMIN and CAP_NET_RAW (bits 12, 13) inheritable and ambient: what
+# iptables, which it runs, needs.
+for cap in CapInh CapAmb; do
+	check "parent: $cap is CAP_NET_ADMIN and CAP_NET_RAW (for iptables)" \
+		[ "$(status "$GWPID" $cap)" = 0000000000003000 ]
+done
+check "parent: NoNewPrivs 1, Seccomp 2 (its filter refuses uid and gid 0)" \
+	[ "$(status "$GWPID" NoNewPrivs) $(status "$GWPID" Seccomp)" = "1 2" ]
 # After its start the parent keeps CAP_KILL, CAP_SETGID, CAP_SETUID,
 # CAP_SETPCAP, CAP_NET_ADMIN and CAP_NET_RAW (bits 5-8, 12, 13) and no more.
 for cap in CapPrm CapEff CapBnd; do
@@ -376,7 +393,17 @@ tlsgated_left() {
 }
 check "... no tlsgated process is left in the gateway ($(tlsgated_left | xargs))" [ -z "$(tlsgated_left)" ]
 check "... no NFQUEUE rule and no TC filter" world_gw_clean
-check "... the pin dir is gone" [ ! -e "$(world_pin_dir)" ]
+# The parent, no longer root, unpins through the directory's descriptor;
+# the directory itself goes where the BPF file system's root is sticky
+# and world-writable (its default) and stays, empty, where it is root's
+# alone (systemd's mode=700).
+no_pins() {
+	local d
+	d=$(world_pin_dir)
+	[ ! -e "$d" ] && return 0
+	[ -z "$(ls -A "$d")" ] && [ "$(stat -c %a "$WORLD_BPFFS")" != 1777 ]
+}
+check "... no pin is left (the pin dir is gone, or empty)" no_pins
 
 # --- 9. secure mode across an inspector's restart; the parent SIGKILLed ------------
 gw_start_probing "${users[@]}" --policy-key "$POL/pub.key" --policy "$POL/secure.json"

@@ -48,7 +48,7 @@ installed() {
 SYSUSERS=${TLSGATE_SYSUSERS:-systemd-sysusers}
 SYSUSERS_CONF="$(cd "$(dirname "$0")/../.." && pwd)/image/lib/tlsgate.sysusers"
 if [ "$(id -u)" = 0 ]; then
-	for u in tlsgate tlsgate-probe tlsgate-web; do
+	for u in tlsgate tlsgate-probe tlsgate-web tlsgate-parent; do
 		getent passwd "$u" >/dev/null && continue
 		if command -v "$SYSUSERS" >/dev/null; then
 			$SYSUSERS "$SYSUSERS_CONF" || true

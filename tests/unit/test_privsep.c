@@ -90,6 +90,59 @@ static void test_drop(void **state)
 	assert_int_equal(in_child(drop_everything), 0);
 }
 
+/* The parent after its start: its own user, the capabilities kept (also
+ * CAP_SETUID), the ambient ones for what it runs, and no way back to uid
+ * or gid 0 even so; its children still switch to their users. */
+static int parent_drop(void)
+{
+	const char *step;
+	struct privsep_user u = other();
+	uint64_t keep = (1ull << CAP_SETUID) | (1ull << CAP_SETGID) | (1ull << CAP_SETPCAP) |
+			(1ull << CAP_NET_ADMIN) | (1ull << CAP_NET_RAW);
+	uint64_t ambient = (1ull << CAP_NET_ADMIN) | (1ull << CAP_NET_RAW);
+	if (privsep_parent_drop(&u, keep, ambient, &step) < 0) {
+		fprintf(stderr, "parent drop: %s: %s\n", step, strerror(errno));
+		return 10;
+	}
+	if (getuid() != OTHER_UID || geteuid() != OTHER_UID || getegid() != OTHER_UID)
+		return 11;
+	if (privsep_effective_caps() != keep)
+		return 12;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_ADMIN, 0, 0) != 1 ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_SETUID, 0, 0) != 0)
+		return 13;
+	/* CAP_SETUID and CAP_SETGID in hand, yet no uid or gid 0 */
+	if (syscall(SYS_setuid, 0) != -1 || errno != EPERM)
+		return 14;
+	if (syscall(SYS_setresuid, -1, 0, -1) != -1 || syscall(SYS_setfsuid, 0) == 0 ||
+	    syscall(SYS_setresgid, 0, -1, -1) != -1 || syscall(SYS_setregid, -1, 0) != -1)
+		return 15;
+	gid_t root_group = 0;
+	if (syscall(SYS_setgroups, 1, &root_group) != -1 || errno != EPERM)
+		return 16;
+	/* /etc/shadow is 0640 root:shadow: root's as owner no more */
+	if (open("/etc/shadow", O_RDONLY) >= 0)
+		return 17;
+	/* a child of it still becomes its user */
+	struct privsep_user child = { .drop = true, .uid = OTHER_UID + 1, .gid = OTHER_UID + 1 };
+	if (privsep_drop(&child, 1ull << CAP_NET_ADMIN, &step) < 0) {
+		fprintf(stderr, "child drop: %s: %s\n", step, strerror(errno));
+		return 18;
+	}
+	if (getuid() != OTHER_UID + 1 || privsep_effective_caps() != 1ull << CAP_NET_ADMIN ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_ADMIN, 0, 0) != 0)
+		return 19;
+	return 0;
+}
+
+static void test_parent_drop(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(in_child(parent_drop), 0);
+}
+
 static int seccomp_then_forbidden(void)
 {
 	const char *step;
@@ -294,6 +347,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_drop),
+		cmocka_unit_test(test_parent_drop),
 		cmocka_unit_test(test_seccomp),
 		cmocka_unit_test_setup_teardown(test_own_dir, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_without_chown, tmp_setup, tmp_teardown),
