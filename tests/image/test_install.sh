@@ -36,7 +36,15 @@ rm -rf "$D2"
 check "no @PLACEHOLDER@ left in installed files" \
 	bash -c '[ -d "$1/usr" ] && ! grep -rl "@[A-Z]*DIR@" "$1"' _ "$D"
 check "the unit starts the installed daemon with the installed config" \
-	grep -q '^ExecStart=/usr/sbin/tlsgated -c /etc/tlsgate/tlsgated.conf ' "$D/lib/systemd/system/tlsgated.service"
+	grep -q '^ExecStart=!/usr/sbin/tlsgated -c /etc/tlsgate/tlsgated.conf ' "$D/lib/systemd/system/tlsgated.service"
+# Each user tlsgated switches to by default is one the install creates.
+sysusers=$D/usr/lib/sysusers.d/tlsgate.conf
+help_users=$("$ROOT/build/tlsgated" --help 2>&1 | grep -o '(default tlsgate[a-z-]*)' | tr -d '()' |
+	awk '{ print $2 }' | sort -u | xargs)
+check "tlsgated --help names four default users ($help_users)" [ "$(wc -w <<<"$help_users")" = 4 ]
+for u in $help_users; do
+	check "the installed sysusers.d file creates $u" grep -q "^u $u " "$sysusers"
+done
 check "the state directory is prepared before the daemon, as root (--prepare-files)" \
 	grep -q '^ExecStartPre=+/usr/sbin/tlsgated --prepare-files -c /etc/tlsgate/tlsgated.conf ' \
 	"$D/lib/systemd/system/tlsgated.service"
@@ -53,7 +61,7 @@ check "reinstall keeps an edited tlsgated.conf" grep -q '^# edited' "$D/etc/tlsg
 # PREFIX moves binaries and the paths in the units with them.
 make -s -C "$ROOT" install DESTDIR="$T/p" PREFIX=/opt/tg >/dev/null 2>&1
 check "PREFIX=/opt/tg: binary and unit paths follow" bash -c \
-	'[ -x "$1/opt/tg/sbin/tlsgated" ] && grep -q "^ExecStart=/opt/tg/sbin/tlsgated " "$1/lib/systemd/system/tlsgated.service"' _ "$T/p"
+	'[ -x "$1/opt/tg/sbin/tlsgated" ] && grep -q "^ExecStart=!/opt/tg/sbin/tlsgated " "$1/lib/systemd/system/tlsgated.service"' _ "$T/p"
 
 # systemd-analyze verify: unknown keys, bad values, missing executables.
 if command -v systemd-analyze >/dev/null; then
