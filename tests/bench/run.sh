@@ -19,6 +19,10 @@
 # BENCH_POLICY_PAIRS (6: more no-policy/policy pairs for the ratio's median),
 # BENCH_HOLD_FLOWS (1000 sessions held for the memory figure), BENCH_ONLY=memory
 # (the memory figure alone, in about a minute: it is not noisy, the rest is).
+# BENCH_BASELINE=DIR: also this build against an earlier one, DIR being that
+# commit's build directory (its tlsgated), in BENCH_BASELINE_PAIRS (8) pairs
+# per mode, the order alternating (issue 19: "no ratio worse than before");
+# BENCH_ONLY=baseline: those pairs alone.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/world/lib.sh
@@ -175,6 +179,62 @@ gw_mode() {
 	esac
 }
 
+min() { sort -g "$WORLD_DIR/bench.$1" | head -1; }
+max() { sort -g "$WORLD_DIR/bench.$1" | tail -1; }
+med() { sort -g "$WORLD_DIR/bench.$1" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+BASELINE=${BENCH_BASELINE:-}
+BASE_PAIRS=${BENCH_BASELINE_PAIRS:-8}
+# This build against an earlier one, pair by pair (the same world, modes
+# and load; each daemon starts afresh): transactions/s and the daemon's CPU
+# per transaction, by mode.
+baseline_pairs() {
+	[ -n "$BASELINE" ] || return 0
+	[ -x "$BASELINE/tlsgated" ] || { echo "BENCH_BASELINE=$BASELINE: no tlsgated there"; return 1; }
+	THIS_TLSGATED=$WORLD_TLSGATED
+	for r in $(seq 1 "$BASE_PAIRS"); do
+		if [ $((r % 2)) -eq 1 ]; then pair="this base"; else pair="base this"; fi
+		echo "# baseline pair $r of $BASE_PAIRS: $pair"
+		for m in gw policy inspectall; do
+			for b in $pair; do
+				if [ "$b" = base ]; then WORLD_TLSGATED=$BASELINE/tlsgated; else WORLD_TLSGATED=$THIS_TLSGATED; fi
+				gw_mode $m || return 1
+				v=$(tx_costed "ab.$b.$m") || return 1
+				echo "$v" >>"$WORLD_DIR/bench.ab.$b.$m"
+			done
+		done
+	done
+	WORLD_TLSGATED=$THIS_TLSGATED
+}
+baseline_report() {
+	[ -n "$BASELINE" ] || return 0
+	base_rev=$(git -C "$BASELINE/.." rev-parse --short HEAD 2>/dev/null || echo "?")
+	printf '\n%-44s %14s %14s %8s\n' "against $BASELINE ($base_rev), $BASE_PAIRS pairs" "baseline" "this" "ratio"
+	for m in gw policy inspectall; do
+		# tx/s: the median of the pairs' ratios (this / baseline), their range.
+		read -r rmed rmin rmax < <(paste "$WORLD_DIR/bench.ab.this.$m" "$WORLD_DIR/bench.ab.base.$m" |
+			awk '{ print $1 / $2 }' | sort -g |
+			awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], a[1], a[NR] }')
+		printf '%-44s %14.1f %14.1f %8.3f   (pairs %.3f-%.3f)\n' "  smtp-source tx/s, $m (median)" \
+			"$(med "ab.base.$m")" "$(med "ab.this.$m")" "$rmed" "$rmin" "$rmax"
+		# The daemon's CPU per transaction (all its processes), summed.
+		read -r cb ct < <(for b in base this; do
+			awk '{ n += $1; d += $2 } END { printf "%.2f ", d / 1e3 / n }' "$WORLD_DIR/bench.cost.ab.$b.$m"
+		done)
+		printf '%-44s %14.2f %14.2f %8.3f\n' "    daemon CPU per transaction, us (base/this)" "$cb" "$ct" \
+			"$(echo "$cb / $ct" | bc -l)"
+	done
+}
+
+# BENCH_ONLY=baseline: the pairs against BENCH_BASELINE alone.
+if [ "${BENCH_ONLY:-}" = baseline ]; then
+	[ -n "$BASELINE" ] || { echo "BENCH_ONLY=baseline needs BENCH_BASELINE=DIR"; exit 2; }
+	baseline_pairs || exit 1
+	world_gw_stop
+	baseline_report
+	exit 0
+fi
+
 # The tagger's run time is counted while the pairs run (restored after).
 BPF_STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
 trap 'sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"; kill $SINK_PID $HOLDER_PID 2>/dev/null; world_down >/dev/null 2>&1' EXIT
@@ -207,15 +267,13 @@ for r in $(seq 1 "$POLICY_PAIRS"); do
 		REPEAT=1 run_set "txpair.$m" tx_costed_$m || exit 1
 	done
 done
+baseline_pairs || exit 1
 sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
 gw_mode gw || exit 1
 
 hold_memory
 world_gw_stop
 
-min() { sort -g "$WORLD_DIR/bench.$1" | head -1; }
-max() { sort -g "$WORLD_DIR/bench.$1" | tail -1; }
-med() { sort -g "$WORLD_DIR/bench.$1" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 bp=$(min bulk.plain); bg=$(min bulk.gw)
 tp=$(max tx.plain); tg=$(max tx.gw); tall=$(max tx.inspectall)
@@ -264,6 +322,7 @@ printf '%-44s %14.1f\n' "added latency per inspected packet, us" "$added"
 printf '%-44s %14.1f   (%.4f of one inspected packet'"'"'s added latency)\n' \
 	"decision cost, ns (decide(), full.json policy)" "$dns" "$(echo "$dns / 1000 / $added" | bc -l)"
 printf '%-44s %14.1f\n' "policy lookups per flow, ns" "$lns"
+baseline_report
 cat "$WORLD_DIR/bench.memory"
 build/bench/bench_flowmem | sed -n 1p | sed 's/^/  bench_flowmem: /'
 echo
