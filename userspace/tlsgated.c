@@ -1233,6 +1233,9 @@ int main(int argc, char **argv)
 	d.rule = daemon_rule(&d.cfg);
 	START_STEP(netfilter_add(&d.rule) >= 0, "the NFQUEUE rule could not be added");
 	d.rule_added = true;
+	/* Just added: the first check RULE_CHECK_NS from now (each runs
+	 * iptables and ip6tables, tens of milliseconds of CPU). */
+	d.rule_checked_ns = now_ns();
 	/* In a directory of the parent's user (the unit's runtime directory)
 	 * the socket is made as that user: root is just another user there
 	 * without CAP_DAC_OVERRIDE, and the parent removes it at the stop. */

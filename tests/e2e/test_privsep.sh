@@ -209,6 +209,20 @@ for cap in CapInh CapPrm CapEff CapBnd CapAmb; do
 done
 check "web: under a seccomp filter (Seccomp 2)" [ "$(status "$WEB" Seccomp)" = 2 ]
 
+# The parent, no longer root, still puts its NFQUEUE rule back when someone
+# deletes it (iptables with its ambient CAP_NET_ADMIN; checked every 10 s).
+nfq_rules() { world_exec gw "$1" -w 5 -S 2>/dev/null | grep -- '-j NFQUEUE'; }
+nfq_there() { nfq_rules "$1" | grep -q .; }
+for tool in iptables ip6tables; do
+	rule=$(nfq_rules $tool | head -1)
+	check "$tool: the daemon's NFQUEUE rule is there ($rule)" [ -n "$rule" ]
+	# shellcheck disable=SC2086 # the rule's words, as iptables -S prints them
+	world_exec gw $tool -w 5 ${rule/#-A /-D }
+	check "$tool: ... deleted by someone else" [ -z "$(nfq_rules $tool)" ]
+	check "$tool: ... and put back by the parent within 15 s" wait_for 15 nfq_there $tool
+done
+check "... which it says (a warning)" grep -q 'the NFQUEUE rule was gone' "$WORLD_DIR/gw/tlsgated.log"
+
 # --- 3. what the web and the inspector hold ----------------------------------
 # fds PID EXPR: EXPR over privsep_check.py's count of PID's descriptors (j).
 fds() { world_exec gw "$WORLD_PY" tests/e2e/privsep_check.py fds "$1" 2>/dev/null | world_json "$2" 2>/dev/null; }
