@@ -211,12 +211,18 @@ baseline_report() {
 	base_rev=$(git -C "$BASELINE/.." rev-parse --short HEAD 2>/dev/null || echo "?")
 	printf '\n%-44s %14s %14s %8s\n' "against $BASELINE ($base_rev), $BASE_PAIRS pairs" "baseline" "this" "ratio"
 	for m in gw policy inspectall; do
-		# tx/s: the median of the pairs' ratios (this / baseline), their range.
-		read -r rmed rmin rmax < <(paste "$WORLD_DIR/bench.ab.this.$m" "$WORLD_DIR/bench.ab.base.$m" |
-			awk '{ print $1 / $2 }' | sort -g |
-			awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], a[1], a[NR] }')
-		printf '%-44s %14.1f %14.1f %8.3f   (pairs %.3f-%.3f)\n' "  smtp-source tx/s, $m (median)" \
-			"$(med "ab.base.$m")" "$(med "ab.this.$m")" "$rmed" "$rmin" "$rmax"
+		# tx/s: the median of the pairs' ratios (this / baseline), its 95 %
+		# bootstrap interval (2000 resamples of the pairs), their range.
+		read -r rmed rlo rhi rmin rmax < <(paste "$WORLD_DIR/bench.ab.this.$m" "$WORLD_DIR/bench.ab.base.$m" |
+			"$WORLD_PY" -c '
+import random, statistics, sys
+r = sorted(float(a) / float(b) for a, b in (l.split() for l in sys.stdin))
+random.seed(1)
+meds = sorted(statistics.median(random.choices(r, k=len(r))) for _ in range(2000))
+print(statistics.median(r), meds[50], meds[1949], r[0], r[-1])')
+		printf '%-44s %14.1f %14.1f %8.3f   (95%%: %.3f-%.3f; pairs %.3f-%.3f)\n' \
+			"  smtp-source tx/s, $m (median)" "$(med "ab.base.$m")" "$(med "ab.this.$m")" \
+			"$rmed" "$rlo" "$rhi" "$rmin" "$rmax"
 		# The daemon's CPU per transaction (all its processes), summed.
 		read -r cb ct < <(for b in base this; do
 			awk '{ n += $1; d += $2 } END { printf "%.2f ", d / 1e3 / n }' "$WORLD_DIR/bench.cost.ab.$b.$m"
