@@ -407,17 +407,7 @@ tlsgated_left() {
 }
 check "... no tlsgated process is left in the gateway ($(tlsgated_left | xargs))" [ -z "$(tlsgated_left)" ]
 check "... no NFQUEUE rule and no TC filter" world_gw_clean
-# The parent, no longer root, unpins through the directory's descriptor;
-# the directory itself goes where the BPF file system's root is sticky
-# and world-writable (its default) and stays, empty, where it is root's
-# alone (systemd's mode=700).
-no_pins() {
-	local d
-	d=$(world_pin_dir)
-	[ ! -e "$d" ] && return 0
-	[ -z "$(ls -A "$d")" ] && [ "$(stat -c %a "$WORLD_BPFFS")" != 1777 ]
-}
-check "... no pin is left (the pin dir is gone, or empty)" no_pins
+check "... no pin is left (the pin dir is gone, or empty)" world_no_pins
 
 # --- 9. secure mode across an inspector's restart; the parent SIGKILLed ------------
 gw_start_probing "${users[@]}" --policy-key "$POL/pub.key" --policy "$POL/secure.json"

@@ -447,6 +447,17 @@ WORLD_TLSGATED=${WORLD_TLSGATED:-$WORLD_BUILD/tlsgated}
 WORLD_TLSGATECTL=${WORLD_TLSGATECTL:-$WORLD_BUILD/tlsgatectl}
 
 world_pin_dir() { echo "$WORLD_BPFFS/tlsgate-$WORLD_ID"; }
+# world_no_pins: no pin is left after a clean stop. The parent, no longer
+# root then, unpins through the directory's descriptor; the directory goes
+# where the BPF file system's root is sticky and world-writable (the
+# kernel's default, as world_gw_start mounts it) and stays, empty, where
+# it is root's alone (systemd's mode=700).
+world_no_pins() {
+	local d
+	d=$(world_pin_dir)
+	[ ! -e "$d" ] && return 0
+	[ -z "$(ls -A "$d")" ] && [ "$(stat -c %a "$WORLD_BPFFS")" != 1777 ]
+}
 world_control() { echo "$WORLD_DIR/gw/control.sock"; }
 world_gw_pid() { cat "$WORLD_DIR/gw/tlsgated.pid" 2>/dev/null; }
 
