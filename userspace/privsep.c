@@ -74,12 +74,31 @@ static int bounding_keep(uint64_t keep)
 	return 0;
 }
 
-int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step)
+/* Permitted and effective: what of keep is permitted now (in *kept when
+ * not NULL); inheritable: that and inheritable. */
+static int caps_keep(uint64_t keep, uint64_t inheritable, uint64_t *kept)
 {
-	if (!u->drop) {
-		*step = "nothing (not root)";
-		goto unprivileged;
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+	if (syscall(SYS_capget, &h, caps) < 0)
+		return -1;
+	uint64_t p = ((uint64_t)caps[0].permitted | (uint64_t)caps[1].permitted << 32) & keep;
+	for (int i = 0; i < 2; i++) {
+		caps[i].permitted = caps[i].effective = (uint32_t)(p >> (32 * i));
+		caps[i].inheritable = (uint32_t)((p & inheritable) >> (32 * i));
 	}
+	if (kept)
+		*kept = p;
+	return syscall(SYS_capset, &h, caps) < 0 ? -1 : 0;
+}
+
+/* Becomes u (real, effective and saved uid and gid, no supplementary
+ * groups) keeping of keep what is permitted (in *kept; permitted and
+ * effective), of that ambient also as ambient capabilities, and nothing
+ * else in the bounding set. */
+static int become(const struct privsep_user *u, uint64_t keep, uint64_t ambient,
+		  uint64_t *kept, const char **step)
+{
 	*step = "keep capabilities across the uid change";
 	if (prctl(PR_SET_KEEPCAPS, keep ? 1 : 0, 0, 0, 0) < 0)
 		return -1;
@@ -99,20 +118,38 @@ int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step)
 	*step = "set the uid";
 	if (syscall(SYS_setresuid, u->uid, u->uid, u->uid) < 0)
 		return -1;
+	/* Leaving root emptied the effective set; permitted was kept. */
 	*step = "set the capability sets";
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
-	caps[0].permitted = caps[0].effective = (uint32_t)keep;
-	caps[1].permitted = caps[1].effective = (uint32_t)(keep >> 32);
-	if (syscall(SYS_capset, &h, caps) < 0)
+	if (caps_keep(keep, ambient, kept) < 0)
 		return -1;
+	*step = "raise the ambient capabilities";
+	for (int cap = 0; cap < 64; cap++)
+		if ((*kept & ambient & (1ull << cap)) &&
+		    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+			return -1;
 	*step = "stop keeping capabilities";
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 		return -1;
+	*step = "become the user";
+	if (getuid() != u->uid || geteuid() != u->uid || getegid() != u->gid) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+int privsep_drop(const struct privsep_user *u, uint64_t keep, const char **step)
+{
+	if (!u->drop) {
+		*step = "nothing (not root)";
+		goto unprivileged;
+	}
+	uint64_t kept;
+	if (become(u, keep, 0, &kept, step) < 0)
+		return -1;
 	/* No way back: what the kernel must refuse now. */
 	*step = "stay without root";
-	if (syscall(SYS_setuid, 0) == 0 || getuid() != u->uid || geteuid() != u->uid ||
-	    getegid() != u->gid) {
+	if (kept != keep || syscall(SYS_setuid, 0) == 0) {
 		errno = EPERM;
 		return -1;
 	}
@@ -126,24 +163,6 @@ unprivileged:
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		return -1;
 	return 0;
-}
-
-/* Permitted and effective: what of keep is permitted now (in *kept when
- * not NULL); inheritable: that and inheritable. */
-static int caps_keep(uint64_t keep, uint64_t inheritable, uint64_t *kept)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
-	if (syscall(SYS_capget, &h, caps) < 0)
-		return -1;
-	uint64_t p = ((uint64_t)caps[0].permitted | (uint64_t)caps[1].permitted << 32) & keep;
-	for (int i = 0; i < 2; i++) {
-		caps[i].permitted = caps[i].effective = (uint32_t)(p >> (32 * i));
-		caps[i].inheritable = (uint32_t)((p & inheritable) >> (32 * i));
-	}
-	if (kept)
-		*kept = p;
-	return syscall(SYS_capset, &h, caps) < 0 ? -1 : 0;
 }
 
 int privsep_limit(uint64_t keep, const char **step)
@@ -195,35 +214,11 @@ int privsep_parent_drop(const struct privsep_user *u, uint64_t keep, uint64_t am
 {
 	if (!u->drop)
 		return privsep_limit(keep, step);
-	*step = "keep capabilities across the uid change";
-	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
-		return -1;
-	*step = "empty the capability bounding set";
-	if (bounding_keep(keep) < 0)
-		return -1;
-	*step = "clear the supplementary groups";
-	if (syscall(SYS_setgroups, 0, NULL) < 0)
-		return -1;
-	*step = "set the gid";
-	if (syscall(SYS_setresgid, u->gid, u->gid, u->gid) < 0)
-		return -1;
-	*step = "set the uid";
-	if (syscall(SYS_setresuid, u->uid, u->uid, u->uid) < 0)
-		return -1;
-	/* The uid change emptied the effective set; permitted was kept. */
-	*step = "set the capability sets";
 	uint64_t kept;
-	if (caps_keep(keep, ambient, &kept) < 0)
+	if (become(u, keep, ambient, &kept, step) < 0)
 		return -1;
-	/* What it runs (iptables) gets these; its children clear them. */
-	*step = "raise the ambient capabilities";
-	for (int cap = 0; cap < 64; cap++)
-		if ((kept & ambient & (1ull << cap)) &&
-		    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
-			return -1;
-	*step = "stop keeping capabilities";
-	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
-		return -1;
+	/* What it runs (iptables) gets the ambient ones; its children clear
+	 * them. */
 	*step = "set no_new_privs";
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -1;
@@ -231,8 +226,7 @@ int privsep_parent_drop(const struct privsep_user *u, uint64_t keep, uint64_t am
 	if (parent_seccomp() < 0)
 		return -1;
 	*step = "stay without root";
-	if (syscall(SYS_setuid, 0) == 0 || syscall(SYS_setresgid, -1, 0, -1) == 0 ||
-	    getuid() != u->uid || geteuid() != u->uid || getegid() != u->gid) {
+	if (syscall(SYS_setuid, 0) == 0 || syscall(SYS_setresgid, -1, 0, -1) == 0) {
 		errno = EPERM;
 		return -1;
 	}
